@@ -1,0 +1,70 @@
+"""The exceptions cfexplain raises.
+
+Every error the library raises on purpose derives from :class:`CfexplainError`, so one ``except``
+clause catches them all. The hierarchy is small on purpose::
+
+    CfexplainError
+    ├── CheckpointError                 a model file cannot be used
+    │   ├── CheckpointNotFoundError     missing or unreadable path (also a FileNotFoundError)
+    │   ├── CorruptCheckpointError      truncated or damaged file
+    │   ├── UnknownCheckpointFormatError  not a format cfexplain reads
+    │   ├── UnsafeCheckpointError       a pickle asks for code cfexplain will not run
+    │   └── UnsupportedModelError       a readable file holding a network cfexplain does not support
+    └── InputError                      bad arguments or data (also a ValueError)
+        └── ShapeError                  a tensor of the wrong shape for what it is used as
+
+Messages say what was expected, what was found and, where there is one, what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CfexplainError",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "CorruptCheckpointError",
+    "UnknownCheckpointFormatError",
+    "UnsafeCheckpointError",
+    "UnsupportedModelError",
+    "InputError",
+    "ShapeError",
+]
+
+
+class CfexplainError(Exception):
+    """Base class of every error raised by cfexplain."""
+
+
+class CheckpointError(CfexplainError):
+    """A model file cannot be used."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint path does not exist, is not a file, or cannot be read."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """The file has a known format but is truncated or damaged."""
+
+
+class UnknownCheckpointFormatError(CheckpointError):
+    """The file is not in any format cfexplain reads."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A pickle refers to a global (a function or class) outside cfexplain's allow-list.
+
+    Loading such a file could run arbitrary code, so it is refused before anything is called.
+    """
+
+
+class UnsupportedModelError(CheckpointError):
+    """The file is readable but holds a network cfexplain does not support (e.g. StyleGAN3)."""
+
+
+class InputError(CfexplainError, ValueError):
+    """An argument or a tensor passed to cfexplain is not valid."""
+
+
+class ShapeError(InputError):
+    """A tensor has the wrong shape for what it is used as."""

@@ -1,0 +1,18 @@
+"""Generators: the protocol, the StyleGAN2 network, wrappers and checkpoint readers."""
+
+from .base import Generator, NoiseMode, Seed
+from .checkpoints import load_generator
+from .stylegan2 import StyleGAN2Config, StyleGAN2Generator, StyleLayer, StyleLayout
+from .wrapped import ModuleGenerator
+
+__all__ = [
+    "Generator",
+    "ModuleGenerator",
+    "NoiseMode",
+    "Seed",
+    "StyleGAN2Config",
+    "StyleGAN2Generator",
+    "StyleLayer",
+    "StyleLayout",
+    "load_generator",
+]

@@ -1,0 +1,211 @@
+"""The generator protocol shared by every image generator cfexplain can explain with."""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import Literal, Union
+
+import torch
+from torch import nn
+
+from ..errors import InputError, ShapeError
+
+__all__ = ["Generator", "NoiseMode", "Seed", "make_rng"]
+
+NoiseMode = Literal["const", "random", "none"]
+"""How per-layer noise is fed: the stored buffers, fresh Gaussian noise, or no noise at all."""
+
+Seed = Union[int, torch.Generator]
+"""A random seed, or a ready ``torch.Generator`` (on the CPU) to draw from."""
+
+NOISE_MODES: tuple[str, ...] = ("const", "random", "none")
+
+
+def make_rng(seed: Seed) -> torch.Generator:
+    """Return a CPU ``torch.Generator`` for ``seed`` (an int, or a generator passed through)."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
+    return torch.Generator(device="cpu").manual_seed(seed)
+
+
+class Generator(nn.Module, abc.ABC):
+    """An image generator with named latent spaces.
+
+    A generator maps latent codes to images, float32 NCHW in its raw output range (about
+    ``[-1, 1]``). It has one or more latent *spaces*, ordered so that codes can be converted
+    forward along the chain (for StyleGAN2: ``"z" → "w" → "w+" → "s"``). Every code tensor is
+    batched: shape ``(N, *latent_shape(space))``.
+
+    Subclasses implement :meth:`latent_shape`, :meth:`convert` and :meth:`_synthesize`, and set
+    :attr:`spaces` and :attr:`default_space`; sampling, validation, device handling and seeding
+    live here once.
+
+    Attributes:
+        spaces: names of the latent spaces, in conversion order.
+        default_space: the space :meth:`synthesize` reads when none is given.
+    """
+
+    spaces: tuple[str, ...] = ("z",)
+    default_space: str = "z"
+
+    @property
+    @abc.abstractmethod
+    def resolution(self) -> int:
+        """Height and width of the generated images, in pixels."""
+
+    @abc.abstractmethod
+    def latent_shape(self, space: str) -> tuple[int, ...]:
+        """Shape of one code in ``space`` (without the batch dimension)."""
+
+    @abc.abstractmethod
+    def convert(self, codes: torch.Tensor, src: str, dst: str, *, truncation: float = 1.0) -> torch.Tensor:
+        """Convert ``codes`` from space ``src`` to a later space ``dst`` of the chain.
+
+        Args:
+            codes: ``(N, *latent_shape(src))``.
+            src, dst: space names; ``dst`` must not come before ``src`` in :attr:`spaces`.
+            truncation: ψ of the truncation trick, applied where the generator defines it
+                (StyleGAN2: ``w_avg + ψ (w − w_avg)`` when passing through ``"w"``).
+        """
+
+    @abc.abstractmethod
+    def _synthesize(
+        self,
+        codes: torch.Tensor,
+        space: str,
+        noise_mode: NoiseMode,
+        noise_seed: Seed | None,
+        resolution: int | None,
+    ) -> torch.Tensor:
+        """Synthesis without validation; ``codes`` already on the generator's device and dtype."""
+
+    # ------------------------------------------------------------------ shared behaviour
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the generator's tensors (CPU for a generator without any)."""
+        for tensor in self._tensors():
+            return tensor.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating-point dtype of the generator's tensors (float32 by default)."""
+        for tensor in self._tensors():
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.float32
+
+    def latent_dim(self, space: str) -> int:
+        """Number of scalars in one code of ``space`` (the product of :meth:`latent_shape`)."""
+        return math.prod(self.latent_shape(space))
+
+    def sample(
+        self, n: int, *, space: str = "z", seed: Seed = 0, truncation: float = 1.0
+    ) -> torch.Tensor:
+        """Draw ``n`` codes in ``space``.
+
+        ``z`` is drawn from a standard normal with ``seed`` (on the CPU, so a seed gives the same
+        codes on every device) and converted to ``space``.
+
+        Args:
+            n: number of codes, ≥ 1.
+            space: one of :attr:`spaces`.
+            seed: an int or a CPU ``torch.Generator``.
+            truncation: ψ of the truncation trick (see :meth:`convert`); 1.0 leaves codes as drawn.
+
+        Returns:
+            ``(n, *latent_shape(space))`` on the generator's device and dtype.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InputError(f"n must be a positive int, got {n!r}")
+        self.check_space(space)
+        z = torch.randn((n, *self.latent_shape("z")), generator=make_rng(seed))
+        z = z.to(device=self.device, dtype=self.dtype)
+        with torch.no_grad():
+            return self.convert(z, "z", space, truncation=truncation)
+
+    def synthesize(
+        self,
+        codes: torch.Tensor,
+        *,
+        space: str | None = None,
+        noise_mode: NoiseMode = "const",
+        noise_seed: Seed | None = None,
+        resolution: int | None = None,
+    ) -> torch.Tensor:
+        """Generate images from codes.
+
+        Args:
+            codes: ``(N, *latent_shape(space))``; moved to the generator's device and dtype.
+            space: the space of ``codes``; defaults to :attr:`default_space`.
+            noise_mode: ``"const"`` (stored noise buffers; deterministic), ``"random"`` (fresh
+                Gaussian noise drawn with ``noise_seed``) or ``"none"``. Generators without noise
+                inputs ignore it.
+            noise_seed: seed for ``noise_mode="random"``; ``None`` draws from torch's global RNG.
+            resolution: stop synthesis early and return the image at this (power of two)
+                resolution, where the generator supports it; ``None`` for full resolution.
+
+        Returns:
+            Images ``(N, C, R, R)`` in the generator's raw range (about ``[-1, 1]``), differentiable
+            with respect to ``codes``.
+        """
+        space = self.default_space if space is None else space
+        codes = self.check_codes(codes, space)
+        if noise_mode not in NOISE_MODES:
+            raise InputError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if resolution is not None:
+            self._check_resolution(resolution)
+        return self._synthesize(codes, space, noise_mode, noise_seed, resolution)
+
+    def check_space(self, space: str) -> None:
+        """Raise :class:`~cfexplain.errors.InputError` unless ``space`` is one of :attr:`spaces`."""
+        if space not in self.spaces:
+            raise InputError(
+                f"unknown latent space {space!r} for {type(self).__name__}; it has {list(self.spaces)}"
+            )
+
+    def check_codes(self, codes: torch.Tensor, space: str) -> torch.Tensor:
+        """Validate a batch of codes for ``space`` and move it to the generator's device and dtype.
+
+        Raises:
+            InputError: unknown space, not a floating-point tensor, or NaN/inf values.
+            ShapeError: the shape is not ``(N, *latent_shape(space))``.
+        """
+        self.check_space(space)
+        if not isinstance(codes, torch.Tensor):
+            raise InputError(f"codes must be a torch.Tensor, got {type(codes).__name__}")
+        expected = self.latent_shape(space)
+        if codes.ndim != len(expected) + 1 or tuple(codes.shape[1:]) != expected:
+            raise ShapeError(
+                f"codes for space {space!r} must have shape (N, {', '.join(map(str, expected))}), "
+                f"got {tuple(codes.shape)}"
+            )
+        if not codes.is_floating_point():
+            raise InputError(f"codes must be a floating-point tensor, got dtype {codes.dtype}")
+        if not bool(torch.isfinite(codes).all()):
+            raise InputError(f"codes for space {space!r} contain NaN or infinite values")
+        return codes.to(device=self.device, dtype=self.dtype)
+
+    def _check_resolution(self, resolution: int) -> None:
+        if resolution != self.resolution:
+            raise InputError(
+                f"{type(self).__name__} only synthesizes at its full resolution {self.resolution}, "
+                f"got resolution={resolution}"
+            )
+
+    def _check_conversion(self, src: str, dst: str) -> None:
+        self.check_space(src)
+        self.check_space(dst)
+        if self.spaces.index(dst) < self.spaces.index(src):
+            raise InputError(
+                f"cannot convert codes from {src!r} back to {dst!r}: conversions run forward along "
+                f"{' → '.join(self.spaces)}"
+            )
+
+    def _tensors(self):
+        yield from self.parameters()
+        yield from self.buffers()

@@ -1,0 +1,145 @@
+"""Reading StyleGAN2 checkpoints of every common format behind one call, :func:`load_generator`.
+
+Formats (detected from the file's content, not its name):
+
+* NVlabs stylegan2-ada-pytorch / stylegan3 ``.pkl`` (StyleGAN2 networks) — a plain pickle, read
+  with an allow-list unpickler that never runs code from the file;
+* rosinality/stylegan2-pytorch ``.pt`` — converted weights or full training checkpoints, read with
+  ``torch.load(weights_only=True)``;
+* official TensorFlow StyleGAN2 ``.pkl`` (stylegan2 and stylegan2-ada TF releases) — same
+  allow-list unpickler;
+* a plain ``torch.save`` of a StyleGAN2 generator state dict in NVlabs or rosinality key layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...errors import (
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    UnknownCheckpointFormatError,
+    UnsafeCheckpointError,
+)
+from ..stylegan2 import StyleGAN2Generator
+from ._canonical import ConfigHints, build_generator
+from ._safe_pickle import safe_load_pickle
+from .nvlabs import is_nvlabs, read_nvlabs
+from .rosinality import is_rosinality_state, read_rosinality
+from .tensorflow import is_tensorflow, read_tensorflow
+
+__all__ = ["load_generator", "sniff_format"]
+
+_ZIP_MAGIC = b"PK\x03\x04"
+# A legacy (non-zip) torch.save file starts with a pickled long: torch's magic number.
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+_ACCEPTED = (
+    "an NVlabs stylegan2-ada-pytorch/stylegan3 .pkl, a rosinality stylegan2-pytorch .pt, "
+    "an official TensorFlow StyleGAN2 .pkl, or a torch.save'd StyleGAN2 state dict"
+)
+
+
+def sniff_format(path: str | os.PathLike) -> str:
+    """``"torch"`` (a ``torch.save`` file, zip or legacy) or ``"pickle"`` from the first bytes.
+
+    Raises:
+        UnknownCheckpointFormatError: neither.
+    """
+    with open(path, "rb") as f:
+        head = f.read(len(_LEGACY_TORCH_MAGIC))
+    if head.startswith(_ZIP_MAGIC) or head.startswith(_LEGACY_TORCH_MAGIC):
+        return "torch"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    raise UnknownCheckpointFormatError(
+        f"{path}: not a checkpoint format cfexplain reads (starts with {head[:8]!r}); expected {_ACCEPTED}"
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load_torch_file(path: Path) -> Any:
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpointError(
+            f"{path}: torch.load(weights_only=True) refused the file: {str(exc).splitlines()[0]}"
+        ) from exc
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise CorruptCheckpointError(f"{path}: the torch file is truncated or damaged ({exc})") from exc
+
+
+def _read(path: Path) -> tuple[dict, Any, str]:
+    kind = sniff_format(path)
+    if kind == "torch":
+        obj = _load_torch_file(path)
+        if isinstance(obj, dict) and ("g_ema" in obj or is_rosinality_state(obj)):
+            return (*read_rosinality(obj), "rosinality")
+        if isinstance(obj, dict) and "mapping.fc0.weight" in obj:
+            return dict(obj), ConfigHints(), "state_dict"
+        found = list(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
+        raise UnknownCheckpointFormatError(
+            f"{path}: a torch file, but not a StyleGAN2 generator checkpoint (found {found}); expected {_ACCEPTED}"
+        )
+    with open(path, "rb") as f:
+        obj = safe_load_pickle(f)
+    if is_nvlabs(obj):
+        return (*read_nvlabs(obj), "nvlabs")
+    if is_tensorflow(obj):
+        return (*read_tensorflow(obj), "tensorflow")
+    found = list(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
+    raise UnknownCheckpointFormatError(f"{path}: a pickle, but not a StyleGAN2 checkpoint (found {found}); expected {_ACCEPTED}")
+
+
+def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> StyleGAN2Generator:
+    """Load a StyleGAN2 generator from a checkpoint file of any supported format.
+
+    The format and the network configuration (resolution, latent sizes, mapping depth, channels)
+    are read from the file; nothing is passed by hand. Pickles are read without running any code
+    from them. For NVlabs pickles the moving-average generator ``G_ema`` is used, for TensorFlow
+    pickles ``Gs``, for rosinality files ``g_ema``.
+
+    Args:
+        path: the checkpoint file.
+        device: where to put the generator.
+
+    Returns:
+        A :class:`~cfexplain.generators.StyleGAN2Generator` in eval mode with frozen weights;
+        ``provenance`` holds the path, the file's sha256 and the detected format.
+
+    Raises:
+        CheckpointNotFoundError: the path does not exist or is not a readable file.
+        UnknownCheckpointFormatError: not a supported format.
+        UnsafeCheckpointError: a pickle asks for a global outside the allow-list.
+        CorruptCheckpointError: truncated or damaged file.
+        UnsupportedModelError: StyleGAN3, conditional or non-"skip" generators.
+        ShapeError: weights whose shapes do not fit a StyleGAN2 network.
+
+    Example:
+        >>> G = cfexplain.load_generator("stylegan2-ffhq-config-f.pkl")  # doctest: +SKIP
+        >>> images = G.synthesize(G.sample(4, space="w+", seed=0, truncation=0.7))  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"no checkpoint file at {path}")
+    if not os.access(path, os.R_OK):
+        raise CheckpointNotFoundError(f"the checkpoint file {path} is not readable")
+    if path.stat().st_size == 0:
+        raise CorruptCheckpointError(f"{path}: the file is empty")
+    state, hints, fmt = _read(path)
+    provenance = {"path": str(path), "sha256": _sha256(path), "format": fmt}
+    return build_generator(state, hints, provenance=provenance, device=device)

@@ -1,0 +1,221 @@
+"""Reading pickles that cannot run code.
+
+Python's pickle format is a small program: it may import any global (a function or class) by name
+and call it. Model pickles from NVlabs and the TensorFlow StyleGAN2 releases need only a handful of
+data-building globals, plus NVIDIA's ``persistence`` hook, whose real implementation ``exec``\\ s
+Python source stored in the file. :class:`RestrictedUnpickler` resolves a global only if it is on
+an explicit allow-list, and every allowed name maps to a function of ours that checks its
+arguments and builds plain data:
+
+* NVIDIA's persistence reconstructor → :class:`PersistentObject`, keeping only the class name and
+  the module state (the pickled ``module_src`` is dropped, never executed);
+* ``dnnlib.tflib.network.Network`` → :class:`TFNetwork`, keeping the pickled state dict;
+* nested tensor storages → ``torch.load(..., weights_only=True)``;
+* tensors, numpy arrays and scalars, ``OrderedDict``/``EasyDict`` → checked rebuilders.
+
+Anything else raises :class:`~cfexplain.errors.UnsafeCheckpointError` naming the global, before
+anything is called.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+from collections.abc import Callable
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+from ...errors import CorruptCheckpointError, UnsafeCheckpointError
+
+__all__ = ["PersistentObject", "TFNetwork", "EasyDict", "RestrictedUnpickler", "safe_load_pickle"]
+
+
+class PersistentObject:
+    """What cfexplain keeps of an NVlabs persistent-class instance: its class name and state.
+
+    Attributes:
+        class_name: the original class name, e.g. ``"Generator"`` or ``"SynthesisLayer"``.
+        state: the pickled ``__dict__`` (``_parameters``, ``_buffers``, ``_modules``, attributes).
+    """
+
+    __slots__ = ("class_name", "state")
+
+    def __init__(self, class_name: str, state: dict) -> None:
+        self.class_name = class_name
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"PersistentObject({self.class_name!r})"
+
+
+class TFNetwork:
+    """What cfexplain keeps of a pickled ``dnnlib.tflib.network.Network``: its state dict."""
+
+    state: dict
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            raise UnsafeCheckpointError(
+                f"a TensorFlow Network in the pickle has a state of type {type(state).__name__}, "
+                "expected a dict"
+            )
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"TFNetwork({self.state.get('name')!r})"
+
+
+class EasyDict(dict):
+    """Stand-in for ``dnnlib.util.EasyDict``: a plain dict."""
+
+
+def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
+    if not isinstance(meta, dict) or meta.get("type") != "class":
+        raise UnsafeCheckpointError(
+            "an NVlabs persistent object in the pickle has unexpected metadata "
+            f"(expected a dict with type 'class', found {type(meta).__name__})"
+        )
+    class_name, state = meta.get("class_name"), meta.get("state")
+    if not isinstance(class_name, str) or not isinstance(state, dict):
+        raise UnsafeCheckpointError(
+            "an NVlabs persistent object in the pickle lacks a class name or a state dict"
+        )
+    # meta["module_src"] holds Python source that NVIDIA's loader would exec: it is dropped here.
+    return PersistentObject(class_name, state)
+
+
+def _load_storage_from_bytes(data: Any) -> Any:
+    if not isinstance(data, (bytes, bytearray)):
+        raise UnsafeCheckpointError(f"a tensor storage blob has type {type(data).__name__}, expected bytes")
+    try:
+        return torch.load(io.BytesIO(bytes(data)), weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpointError(f"a nested tensor storage was refused by torch.load(weights_only=True): {exc}") from exc
+    except Exception as exc:
+        raise CorruptCheckpointError(f"a nested tensor storage cannot be read: {exc}") from exc
+
+
+def _check_no_hooks(backward_hooks: Any) -> None:
+    if backward_hooks:
+        raise UnsafeCheckpointError("a tensor in the pickle carries backward hooks (callables); refused")
+
+
+def _rebuild_tensor_v2(
+    storage: Any,
+    storage_offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> torch.Tensor:
+    if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
+        raise UnsafeCheckpointError(f"a tensor is built on a {type(storage).__name__}, expected a torch storage")
+    if not isinstance(storage_offset, int) or not all(isinstance(v, int) for v in (*size, *stride)):
+        raise UnsafeCheckpointError("a tensor in the pickle has non-integer offset, size or stride")
+    _check_no_hooks(backward_hooks)
+    untyped = storage._untyped_storage if isinstance(storage, torch.TypedStorage) else storage
+    dtype = storage.dtype if isinstance(storage, torch.TypedStorage) else torch.uint8
+    tensor = torch.empty((0,), dtype=dtype)
+    try:
+        return tensor.set_(untyped, storage_offset, tuple(size), tuple(stride))
+    except RuntimeError as exc:
+        raise CorruptCheckpointError(f"a tensor in the pickle does not fit its storage: {exc}") from exc
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None, state: Any = None) -> torch.Tensor:
+    if not isinstance(data, torch.Tensor):
+        raise UnsafeCheckpointError(f"a parameter in the pickle wraps a {type(data).__name__}, expected a tensor")
+    _check_no_hooks(backward_hooks)
+    return data
+
+
+def _numpy_dtype(*args: Any) -> np.dtype:
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise UnsafeCheckpointError("the pickle asks for a numpy object dtype; refused")
+    return dtype
+
+
+def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, (bytes, bytearray)):
+        raise UnsafeCheckpointError("the pickle holds a numpy scalar that is not plain numeric data")
+    try:
+        return np.frombuffer(bytes(data), dtype=dtype, count=1)[0].copy()
+    except ValueError as exc:
+        raise CorruptCheckpointError(f"a numpy scalar in the pickle is damaged: {exc}") from exc
+
+
+def _numpy_reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> np.ndarray:
+    if subtype is not np.ndarray:
+        raise UnsafeCheckpointError("the pickle rebuilds a numpy array subclass; only numpy.ndarray is allowed")
+    return np.ndarray.__new__(np.ndarray, shape, np.uint8)
+
+
+def _ordered_dict(*args: Any) -> collections.OrderedDict:
+    return collections.OrderedDict(*args)
+
+
+def _build_allow_list() -> dict[tuple[str, str], Callable[..., Any] | type]:
+    allowed: dict[tuple[str, str], Callable[..., Any] | type] = {
+        ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+        ("dnnlib.tflib.network", "Network"): TFNetwork,
+        ("dnnlib.util", "EasyDict"): EasyDict,
+        ("dnnlib", "EasyDict"): EasyDict,
+        ("collections", "OrderedDict"): _ordered_dict,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+        ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
+        ("numpy", "dtype"): _numpy_dtype,
+        ("numpy", "ndarray"): np.ndarray,
+    }
+    for numpy_core in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(numpy_core, "scalar")] = _numpy_scalar
+        allowed[(numpy_core, "_reconstruct")] = _numpy_reconstruct
+    return allowed
+
+
+ALLOWED_GLOBALS = _build_allow_list()
+"""``(module, name)`` → the callable that stands in for it. Nothing else can be resolved."""
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """A ``pickle.Unpickler`` that resolves only the globals in :data:`ALLOWED_GLOBALS`."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise UnsafeCheckpointError(
+                f"refused to load: the pickle asks for the global '{module}.{name}', which is not on "
+                "cfexplain's allow-list of data-only globals (loading it could run arbitrary code). "
+                "cfexplain reads NVlabs and TensorFlow StyleGAN2 pickles without running any code from "
+                "them; if you trust this file, export its generator's state_dict with torch.save and "
+                "load that instead."
+            ) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafeCheckpointError(
+            f"refused to load: the pickle uses a persistent id ({type(pid).__name__}), which plain "
+            "model pickles do not"
+        )
+
+
+def safe_load_pickle(stream: IO[bytes]) -> Any:
+    """Unpickle ``stream`` with :class:`RestrictedUnpickler`.
+
+    Raises:
+        UnsafeCheckpointError: the pickle refers to a global outside the allow-list.
+        CorruptCheckpointError: the data is truncated or malformed.
+    """
+    try:
+        return RestrictedUnpickler(stream).load()
+    except (UnsafeCheckpointError, CorruptCheckpointError):
+        raise
+    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError, KeyError,
+            AttributeError, MemoryError, OverflowError, UnicodeDecodeError) as exc:
+        raise CorruptCheckpointError(f"the pickle is truncated or damaged ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,39 @@
+"""Converting generator images (float NCHW in [-1, 1]) to pictures."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import ShapeError
+
+__all__ = ["to_uint8", "to_pil", "image_grid"]
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``(N, C, H, W)`` floats in ``[-1, 1]`` → ``(N, H, W, C)`` uint8, clipped."""
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ShapeError(f"images must be (N, 1|3, H, W), got {tuple(images.shape)}")
+    pixels = ((images.detach().float().cpu() + 1.0) * 127.5).round().clamp(0, 255)
+    return pixels.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """One PIL image per item of an ``(N, C, H, W)`` batch in ``[-1, 1]``."""
+    return [Image.fromarray(a.squeeze(-1) if a.shape[-1] == 1 else a) for a in to_uint8(images)]
+
+
+def image_grid(images: torch.Tensor, *, columns: int | None = None, padding: int = 2) -> Image.Image:
+    """Tile a batch into one picture, ``columns`` wide (about square by default)."""
+    tiles = to_uint8(images)
+    n, h, w, c = tiles.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    canvas = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding, c), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        top, left = padding + (i // columns) * (h + padding), padding + (i % columns) * (w + padding)
+        canvas[top:top + h, left:left + w] = tile
+    return Image.fromarray(canvas.squeeze(-1) if c == 1 else canvas)

@@ -1,0 +1,136 @@
+"""Hostile checkpoints: loading must refuse them (or ignore embedded code) with no side effect."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import cfexplain
+from cfexplain.errors import UnsafeCheckpointError
+from cfexplain.generators import StyleGAN2Config, StyleGAN2Generator
+from cfexplain.generators.checkpoints._safe_pickle import safe_load_pickle
+from checkpoint_writers import (
+    EasyDict,
+    fake_nvidia_modules,
+    nvlabs_init_kwargs,
+    write_nvlabs_pickle,
+    write_tf_pickle,
+)
+
+
+class Payload:
+    """Pickles as a call of ``func(*args)``: what an attacker would plant."""
+
+    def __init__(self, func, *args) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def small_generator() -> StyleGAN2Generator:
+    config = StyleGAN2Config.from_channel_base(16, channel_base=64, channel_max=16, z_dim=16, w_dim=16, mapping_layers=2)
+    return StyleGAN2Generator(config, seed=1)
+
+
+@pytest.fixture
+def marker(tmp_path):
+    path = tmp_path / "pwned"
+    yield path
+    assert not path.exists(), "a payload in the checkpoint ran"
+
+
+def dump(obj, path):
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=4)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_payload, global_name",
+    [
+        (lambda m: Payload(os.system, f"touch {m}"), "posix.system"),
+        (lambda m: Payload(eval, f"open({str(m)!r}, 'w')"), "builtins.eval"),
+        (lambda m: Payload(exec, f"open({str(m)!r}, 'w')"), "builtins.exec"),
+        (lambda m: Payload(subprocess.check_call, ["touch", str(m)]), "subprocess.check_call"),
+        (lambda m: Payload(subprocess.Popen, ["touch", str(m)]), "subprocess.Popen"),
+        (lambda m: Payload(getattr, Payload(__import__, "os"), "system"), "builtins.getattr"),
+        (lambda m: Payload(__import__, "os"), "builtins.__import__"),
+    ],
+)
+def test_top_level_payload_is_refused(tmp_path, marker, make_payload, global_name):
+    path = dump({"G_ema": make_payload(marker)}, tmp_path / "evil.pkl")
+    with pytest.raises(UnsafeCheckpointError, match=global_name.replace(".", r"\.")):
+        cfexplain.load_generator(path)
+
+
+def test_payload_hidden_in_nested_state_is_refused(tmp_path, marker):
+    generator = small_generator()
+    kwargs = nvlabs_init_kwargs(generator, conv_clamp=None)
+    kwargs["synthesis_kwargs"] = EasyDict(deep={"deeper": [1, 2, Payload(os.system, f"touch {marker}")]})
+    path = write_nvlabs_pickle(generator, tmp_path / "nested.pkl", init_kwargs=kwargs)
+    with pytest.raises(UnsafeCheckpointError, match=r"posix\.system"):
+        cfexplain.load_generator(path)
+
+
+def test_persistence_source_is_never_executed(tmp_path, marker):
+    generator = small_generator()
+    source = f"open({str(marker)!r}, 'w').write('pwned')\nimport os\nos.system('touch {marker}')\n"
+    path = write_nvlabs_pickle(generator, tmp_path / "source.pkl", module_src=source)
+    loaded = cfexplain.load_generator(path)
+    codes = generator.sample(2, space="w+", seed=3)
+    with torch.no_grad():
+        assert torch.allclose(loaded.synthesize(codes), generator.synthesize(codes), atol=1e-5)
+    assert "torch_utils" not in sys.modules and "dnnlib" not in sys.modules
+
+
+def test_payload_in_tensorflow_kwargs_is_refused(tmp_path, marker):
+    generator = small_generator()
+    kwargs = {"resolution": 16, "latent_size": 16, "dlatent_size": 16, "evil": Payload(os.system, f"touch {marker}")}
+    path = write_tf_pickle(generator, tmp_path / "tf.pkl", static_kwargs=kwargs)
+    with pytest.raises(UnsafeCheckpointError, match=r"posix\.system"):
+        cfexplain.load_generator(path)
+
+
+def test_malicious_nested_storage_blob_is_refused(tmp_path, marker):
+    blob = pickle.dumps(Payload(os.system, f"touch {marker}"), protocol=2)
+    with fake_nvidia_modules():
+        from torch import storage
+
+        path = dump({"G_ema": Payload(storage._load_from_bytes, blob)}, tmp_path / "blob.pkl")
+    with pytest.raises(UnsafeCheckpointError, match="weights_only"):
+        cfexplain.load_generator(path)
+
+
+def test_torch_file_with_payload_is_refused(tmp_path, marker):
+    generator = small_generator()
+    path = tmp_path / "evil.pt"
+    torch.save({"g_ema": generator.state_dict(), "extra": Payload(os.system, f"touch {marker}")}, path)
+    with pytest.raises(UnsafeCheckpointError):
+        cfexplain.load_generator(path)
+
+
+def test_persistent_id_is_refused(marker):
+    class WithPid(pickle.Pickler):
+        def persistent_id(self, obj):
+            return "pid" if obj == "x" else None
+
+    buffer = io.BytesIO()
+    WithPid(buffer, protocol=4).dump({"G_ema": "x"})
+    buffer.seek(0)
+    with pytest.raises(UnsafeCheckpointError, match="persistent id"):
+        safe_load_pickle(buffer)
+
+
+def test_numpy_object_arrays_are_refused(tmp_path):
+    import numpy as np
+
+    path = dump({"G_ema": np.array([1, 2], dtype=object)}, tmp_path / "objarray.pkl")
+    with pytest.raises(UnsafeCheckpointError, match="object dtype"):
+        cfexplain.load_generator(path)
