@@ -208,3 +208,32 @@ def test_module_generator_rejects_non_image_modules():
         ModuleGenerator(lambda z: z, input_shape=4)
     with pytest.raises(InputError, match="output_range"):
         ModuleGenerator(TinyDCGAN(), input_shape=(10, 1, 1), output_range=(1, 0))
+
+
+def test_forward_and_reverse_mode_transforms_agree(g32):
+    """torch.func jvp/vjp/vmap work through synthesis and agree (adjoint identity <u, Jt> = <Jᵀu, t>)."""
+    from torch.func import jvp, vjp, vmap
+
+    g64 = cfexplain.load_generator(fixture_path("stylegan2", "nvlabs_res32.pkl")).double()
+    ws = g64.sample(2, space="w+", seed=0)
+
+    def synth(codes):
+        return g64.synthesize(codes, space="w+", resolution=16)
+
+    tangent = torch.randn(ws.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out, jt = jvp(synth, (ws,), (tangent,))
+    _, pullback = vjp(synth, ws)
+    u = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert torch.allclose((u * jt).sum(), (pullback(u)[0] * tangent).sum(), rtol=1e-10)
+    step = 1e-7
+    finite_difference = (synth(ws + step * tangent) - synth(ws - step * tangent)) / (2 * step)
+    assert torch.allclose(jt, finite_difference, atol=1e-5)
+    tangents = torch.stack([tangent, 2 * tangent])
+    batched = vmap(lambda t: jvp(synth, (ws,), (t,))[1])(tangents)
+    assert torch.allclose(batched[1], 2 * jt, atol=1e-10)
+
+
+def test_returned_codes_are_writable(g32):
+    ws = g32.sample(2, space="w+", seed=0)
+    ws[:, 3] += 1.0  # an expanded view would make this write several slots at once
+    assert not torch.equal(ws[:, 3], ws[:, 2])
