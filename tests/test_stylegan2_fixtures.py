@@ -125,3 +125,14 @@ def test_loading_needs_no_nvidia_modules():
     cfexplain.load_generator(fixture_path("stylegan2", FILES["nvlabs"]))
     cfexplain.load_generator(fixture_path("stylegan2", FILES["tensorflow"]))
     assert not any(name.split(".")[0] in ("torch_utils", "dnnlib") for name in sys.modules)
+
+
+def test_single_image_inference_path_matches(loaded, sg2_expected):
+    """One image without gradients folds the styles into the weights: same images."""
+    _, generator = loaded
+    for i in range(len(sg2_expected["ws"])):
+        with torch.no_grad():
+            out = generator.synthesize(sg2_expected["ws"][i : i + 1])
+        assert max_diff(out, sg2_expected["img"][i : i + 1]) <= IMAGE_TOL
+        codes = sg2_expected["ws"][i : i + 1].clone().requires_grad_(True)
+        assert max_diff(generator.synthesize(codes).detach(), sg2_expected["img"][i : i + 1]) <= IMAGE_TOL

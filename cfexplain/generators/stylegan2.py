@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError, ShapeError
+from ..errors import InputError
 from .base import Generator, NoiseMode, Seed, make_rng
 
 __all__ = [
@@ -362,6 +362,13 @@ class ModulatedConv(nn.Module):
         self.resolution = resolution
         self.conv_clamp = conv_clamp
 
+    def _convolve(self, x: torch.Tensor, weight: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        if not self.up:
+            return F.conv2d(x, weight, padding=1)
+        x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+        k = kernel.shape[0]
+        return _fir(x, kernel, (k + 1) // 2 - 1, (k - 2) // 2, gain=4.0)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -373,23 +380,27 @@ class ModulatedConv(nn.Module):
         weight = self.weight
         # Demodulation 1/sqrt(Σ_{i,k} (w_oik s_i)² + eps) = 1/sqrt(s² · Σ_k w_oik² + eps).
         demod = torch.rsqrt(style.square() @ weight.square().sum(dim=(2, 3)).t() + EPS)
-        # Modulate the input instead of the weight: one shared convolution for the whole batch.
-        x = x * style[:, :, None, None]
-        if self.up:
-            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
-            k = kernel.shape[0]
-            x = _fir(x, kernel, (k + 1) // 2 - 1, (k - 2) // 2, gain=4.0)
+        if x.shape[0] == 1 and not torch.is_grad_enabled():
+            # One image, no gradients: fold style, demodulation and gain into the weights, so
+            # that the activations are touched once by the convolution and once by the epilogue.
+            weight = weight * style[0][None, :, None, None] * (demod[0] * LRELU_GAIN)[:, None, None, None]
+            demod = torch.ones_like(demod)
         else:
-            x = F.conv2d(x, weight, padding=1)
-        offset = self.bias[None, :, None, None]
-        if noise_mode == "const":
-            offset = offset + self.noise_strength * self.noise_const
-        elif noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, generator=noise_rng)
-            offset = offset + self.noise_strength * noise.to(device=x.device, dtype=x.dtype)
+            # Modulate the activations instead of the weights: one convolution shared by the
+            # batch, and no per-sample weight gradients in backward passes.
+            x = x * style[:, :, None, None]
+            demod = demod * LRELU_GAIN
+        x = self._convolve(x, weight, kernel)
         # leaky_relu(x·d + noise + b)·√2 = leaky_relu(x·√2d + √2(noise + b)), as leaky ReLU is
-        # positively homogeneous: demodulation, noise, bias and gain in one pass over x.
-        x = torch.addcmul(offset * LRELU_GAIN, x, (demod * LRELU_GAIN)[:, :, None, None])
+        # positively homogeneous: the gain rides on the demodulation and the offsets.
+        x = torch.addcmul((self.bias * LRELU_GAIN)[None, :, None, None], x, demod[:, :, None, None])
+        if noise_mode != "none":
+            if noise_mode == "const":
+                noise = self.noise_const[None, None]
+            else:
+                noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, generator=noise_rng)
+                noise = noise.to(device=x.device, dtype=x.dtype)
+            x = x.add_(noise * (self.noise_strength * LRELU_GAIN))  # (N|1, 1, r, r), broadcast
         # In place, autograd keeps the activation's output, the very tensor the next layer's
         # modulation keeps too: one stored activation fewer per layer in backward passes.
         x = F.leaky_relu(x, LRELU_SLOPE, inplace=True)
@@ -420,7 +431,10 @@ class ToRGB(nn.Module):
         self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        x = F.conv2d(x * (style * self.weight_gain)[:, :, None, None], self.weight)
+        # A 1×1 convolution with per-sample weights is a batched matrix product over channels:
+        # the modulation folds into the small (N, 3, C) weights instead of a pass over x.
+        weight = self.weight[None, :, :, 0, 0] * (style * self.weight_gain)[:, None, :]
+        x = torch.matmul(x.permute(0, 2, 3, 1), weight.transpose(1, 2)[:, None]).permute(0, 3, 1, 2)
         x = x + self.bias[None, :, None, None]
         return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
@@ -604,24 +618,3 @@ class StyleGAN2Generator(Generator):
             f"resolution={c.resolution}, z_dim={c.z_dim}, w_dim={c.w_dim}, "
             f"mapping_layers={c.mapping_layers}, num_ws={c.num_ws}, styles={self.style_layout.total}"
         )
-
-
-def check_state_shapes(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
-    """Raise :class:`~cfexplain.errors.ShapeError` if ``state`` does not fit ``model`` exactly."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k}: expected {tuple(expected[k].shape)}, found {tuple(state[k].shape)}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {missing[:8]}{' …' if len(missing) > 8 else ''}")
-    if unexpected:
-        problems.append(f"unexpected {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}")
-    if wrong:
-        problems.append(f"wrong shapes {wrong[:8]}{' …' if len(wrong) > 8 else ''}")
-    if problems:
-        raise ShapeError("weights do not fit the StyleGAN2 network: " + "; ".join(problems))

@@ -12,12 +12,13 @@ import math
 import re
 import warnings
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
 from ...errors import CorruptCheckpointError, ShapeError, UnsupportedModelError
-from ..stylegan2 import StyleGAN2Config, StyleGAN2Generator, check_state_shapes
+from ..._state_dict import check_state_shapes
+from ..stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 __all__ = ["ConfigHints", "build_generator", "fir_taps_from_kernel", "W_AVG_SAMPLES"]
 
@@ -175,9 +176,3 @@ def build_generator(
         provenance = {**provenance, "w_avg": f"estimated from {W_AVG_SAMPLES} samples"}
     generator.provenance = provenance
     return generator.to(device)
-
-
-def hints_from_mapping(kwargs: Mapping, field_names: Mapping[str, str]) -> dict:
-    """Pick hint values out of a kwargs mapping: ``{hint_field: kwargs_key}``."""
-    valid = {f.name for f in fields(ConfigHints)}
-    return {hint: kwargs[key] for hint, key in field_names.items() if hint in valid and kwargs.get(key) is not None}

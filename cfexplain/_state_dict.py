@@ -1,0 +1,72 @@
+"""Reading plain state-dict files and loading them strictly, with clear errors."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import CheckpointNotFoundError, CorruptCheckpointError, ShapeError, UnsafeCheckpointError
+
+__all__ = ["check_state_shapes", "load_state_dict_file", "load_state_strict"]
+
+
+def check_state_shapes(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Raise :class:`~cfexplain.errors.ShapeError` unless ``state`` fits ``model`` exactly
+    (same keys, same shapes); the message lists what is missing, unexpected or mis-shaped."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k}: expected {tuple(expected[k].shape)}, found {tuple(state[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shapes", wrong)):
+        if items:
+            problems.append(f"{label} {items[:8]}{' …' if len(items) > 8 else ''}")
+    if problems:
+        raise ShapeError(f"weights do not fit the {type(model).__name__} network: " + "; ".join(problems))
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a ``torch.save`` file, read with ``weights_only=True``.
+
+    Accepts a bare state dict or one wrapped as ``{"state_dict": …}``, and strips a
+    ``module.`` prefix (``nn.DataParallel`` checkpoints).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"no checkpoint file at {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpointError(f"{path}: torch.load(weights_only=True) refused the file: {str(exc).splitlines()[0]}") from exc
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise CorruptCheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from exc
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CorruptCheckpointError(f"{path}: expected a state dict of tensors, found {type(obj).__name__}")
+    state = dict(obj)
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: object = "weights") -> None:
+    """Load ``state`` into ``model`` exactly, treating BatchNorm ``num_batches_tracked`` as optional."""
+    state = dict(state)
+    for key, value in model.state_dict().items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = value
+    try:
+        check_state_shapes(model, state)
+    except ShapeError as exc:
+        raise ShapeError(f"{source}: {exc}") from None
+    model.load_state_dict(state)
