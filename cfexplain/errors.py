@@ -9,9 +9,11 @@ clause catches them all. The hierarchy is small on purpose::
     │   ├── CorruptCheckpointError      truncated or damaged file
     │   ├── UnknownCheckpointFormatError  not a format cfexplain reads
     │   ├── UnsafeCheckpointError       a pickle asks for code cfexplain will not run
-    │   └── UnsupportedModelError       a readable file holding a network cfexplain does not support
-    └── InputError                      bad arguments or data (also a ValueError)
-        └── ShapeError                  a tensor of the wrong shape for what it is used as
+    │   ├── UnsupportedModelError       a readable file holding a network cfexplain does not support
+    │   └── ModelFetchError             a zoo model's file cannot be fetched or verified
+    ├── InputError                      bad arguments or data (also a ValueError)
+    │   └── ShapeError                  a tensor of the wrong shape for what it is used as
+    └── ModelOutputError                a user model returns something unusable (also a ValueError)
 
 Messages say what was expected, what was found and, where there is one, what to do.
 """
@@ -26,8 +28,10 @@ __all__ = [
     "UnknownCheckpointFormatError",
     "UnsafeCheckpointError",
     "UnsupportedModelError",
+    "ModelFetchError",
     "InputError",
     "ShapeError",
+    "ModelOutputError",
 ]
 
 
@@ -62,9 +66,20 @@ class UnsupportedModelError(CheckpointError):
     """The file is readable but holds a network cfexplain does not support (e.g. StyleGAN3)."""
 
 
+class ModelFetchError(CheckpointError):
+    """A zoo model's file cannot be fetched (no network, no pip) or fails verification.
+
+    The message names the file, where it comes from, and how to supply it by hand.
+    """
+
+
 class InputError(CfexplainError, ValueError):
     """An argument or a tensor passed to cfexplain is not valid."""
 
 
 class ShapeError(InputError):
     """A tensor has the wrong shape for what it is used as."""
+
+
+class ModelOutputError(CfexplainError, ValueError):
+    """A user model returned something unusable: the wrong shape, NaN or infinite values."""

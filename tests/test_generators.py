@@ -215,7 +215,7 @@ def test_forward_and_reverse_mode_transforms_agree(g32):
     from torch.func import jvp, vjp, vmap
 
     g64 = cfexplain.load_generator(fixture_path("stylegan2", "nvlabs_res32.pkl")).double()
-    ws = g64.sample(2, space="w+", seed=0)
+    ws = g64.sample(1, space="w+", seed=0)
 
     def synth(codes):
         return g64.synthesize(codes, space="w+", resolution=16)

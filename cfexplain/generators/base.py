@@ -46,10 +46,16 @@ class Generator(nn.Module, abc.ABC):
     Attributes:
         spaces: names of the latent spaces, in conversion order.
         default_space: the space :meth:`synthesize` reads when none is given.
+        provenance: where the weights came from (file, sha256, format …), for reports.
     """
 
     spaces: tuple[str, ...] = ("z",)
     default_space: str = "z"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.provenance: dict[str, str] = {}
+        """Where the weights came from (file, hash, format …), for reports."""
 
     @property
     @abc.abstractmethod

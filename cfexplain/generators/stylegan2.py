@@ -539,8 +539,6 @@ class StyleGAN2Generator(Generator):
         self.mapping = MappingNetwork(config, rng)
         self.synthesis = SynthesisNetwork(config, rng)
         self.style_layout = build_style_layout(config)
-        self.provenance: dict[str, str] = {}
-        """Where the weights came from (``path``, ``sha256``, ``format``), filled by the loaders."""
 
     @property
     def resolution(self) -> int:

@@ -1,0 +1,350 @@
+"""The classifier adapter: a user's model, its preprocessing and its output kind behind one view.
+
+The rest of the library sees every classifier the same way: :meth:`Classifier.logits` and
+:meth:`Classifier.probabilities` of generator images (float NCHW in about ``[-1, 1]``), ``(N, K)``
+with K labels, and a :attr:`Classifier.kind`:
+
+* ``"softmax"``: K mutually exclusive classes; logits are (log-)scores whose softmax is the class
+  distribution;
+* ``"sigmoid"``: K independent binary heads (multi-label, e.g. the 40 CelebA attributes); logits
+  are log-odds, a head is "on" when its probability exceeds :attr:`OutputSpec.threshold`.
+
+Example::
+
+    clf = Classifier(
+        model,
+        preprocessing=Preprocessing(size=224, value_range=(0, 1), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+        output=OutputSpec.softmax(["female", "male"]),
+    )
+    p = clf.probabilities(generator.synthesize(codes))
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .analyzers.base import check_images
+from .errors import CheckpointNotFoundError, InputError, ModelOutputError
+
+__all__ = ["Classifier", "OutputSpec", "Preprocessing"]
+
+_INTERPOLATIONS = ("bilinear", "bicubic", "area", "nearest")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How generator images (RGB, about ``[-1, 1]``) become the classifier's input.
+
+    Applied in this order, all differentiable: crop → resize → value range → channel order →
+    ``(x − mean) / std``.
+
+    Attributes:
+        size: input ``(height, width)`` (an int for square); ``None`` keeps the image size.
+        crop: ``(top, left, height, width)`` as fractions of the image, taken before resizing
+            (e.g. ``(0.1, 0.1, 0.8, 0.8)`` for a centre crop of 80 %); ``None`` for no crop.
+        value_range: the pixel range the model's normalisation starts from, e.g. ``(0, 1)`` or
+            ``(0, 255)``; ``[-1, 1]`` is mapped linearly onto it.
+        mean, std: per-channel normalisation in ``value_range`` units (3 values, or 1 for all), in
+            the model's channel order (BGR models: BGR means).
+        channel_order: ``"RGB"`` or ``"BGR"``.
+        interpolation: ``"bilinear"``, ``"bicubic"``, ``"area"`` or ``"nearest"``.
+        antialias: low-pass filter when shrinking (bilinear/bicubic).
+    """
+
+    size: int | tuple[int, int] | None = None
+    crop: tuple[float, float, float, float] | None = None
+    value_range: tuple[float, float] = (0.0, 1.0)
+    mean: Sequence[float] = (0.0,)
+    std: Sequence[float] = (1.0,)
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    interpolation: str = "bilinear"
+    antialias: bool = True
+
+    def __post_init__(self) -> None:
+        if self.channel_order not in ("RGB", "BGR"):
+            raise InputError(f"channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise InputError(f"interpolation must be one of {_INTERPOLATIONS}, got {self.interpolation!r}")
+        if len(self.mean) not in (1, 3) or len(self.std) not in (1, 3):
+            raise InputError("mean and std need 1 or 3 values")
+        if any(s == 0 for s in self.std):
+            raise InputError("std values must be non-zero")
+        if self.crop is not None:
+            top, left, height, width = self.crop
+            if not (0 <= top < 1 and 0 <= left < 1 and 0 < height <= 1 - top + 1e-9 and 0 < width <= 1 - left + 1e-9):
+                raise InputError(f"crop must be (top, left, height, width) fractions inside the image, got {self.crop}")
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = images
+        if self.crop is not None:
+            h, w = x.shape[-2:]
+            top, left, height, width = self.crop
+            t, l = round(top * h), round(left * w)
+            x = x[..., t:t + max(1, round(height * h)), l:l + max(1, round(width * w))]
+        if self.size is not None:
+            size = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
+            if tuple(x.shape[-2:]) != size:
+                kwargs = {}
+                if self.interpolation in ("bilinear", "bicubic"):
+                    shrinking = x.shape[-1] > size[1] or x.shape[-2] > size[0]
+                    kwargs = {"align_corners": False, "antialias": self.antialias and shrinking}
+                x = F.interpolate(x, size=size, mode=self.interpolation, **kwargs)
+        low, high = self.value_range
+        x = (x + 1) * ((high - low) / 2) + low
+        if self.channel_order == "BGR":
+            x = x.flip(1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What the model returns and how to read it. Build with :meth:`softmax`, :meth:`sigmoid`
+    or :meth:`heads`.
+
+    Attributes:
+        kind: ``"softmax"`` (exclusive classes) or ``"sigmoid"`` (independent binary heads).
+        labels: one name per class / head.
+        scores: whether the model returns ``"logits"`` or ``"probabilities"``.
+        multi_head: the model returns a list/tuple of per-head tensors.
+        threshold: probability above which a sigmoid head counts as "on".
+    """
+
+    kind: Literal["softmax", "sigmoid"]
+    labels: tuple[str, ...]
+    scores: Literal["logits", "probabilities"] = "logits"
+    multi_head: bool = False
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("softmax", "sigmoid"):
+            raise InputError(f"kind must be 'softmax' or 'sigmoid', got {self.kind!r}")
+        if self.scores not in ("logits", "probabilities"):
+            raise InputError(f"scores must be 'logits' or 'probabilities', got {self.scores!r}")
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise InputError(f"labels must be non-empty and unique, got {list(self.labels)}")
+        if self.kind == "softmax" and len(self.labels) < 2:
+            raise InputError("a softmax output needs at least two labels")
+        if not 0 < self.threshold < 1:
+            raise InputError(f"threshold must be in (0, 1), got {self.threshold}")
+
+    @classmethod
+    def softmax(cls, labels: Sequence[str], *, scores: Literal["logits", "probabilities"] = "logits") -> "OutputSpec":
+        """K exclusive classes; the model returns ``(N, K)`` logits or probabilities."""
+        return cls("softmax", tuple(labels), scores)
+
+    @classmethod
+    def sigmoid(cls, labels: Sequence[str], *, scores: Literal["logits", "probabilities"] = "logits",
+                threshold: float = 0.5) -> "OutputSpec":
+        """K independent binary heads; the model returns ``(N, K)`` log-odds or probabilities."""
+        return cls("sigmoid", tuple(labels), scores, threshold=threshold)
+
+    @classmethod
+    def heads(cls, labels: Sequence[str], *, scores: Literal["logits", "probabilities"] = "logits",
+              threshold: float = 0.5) -> "OutputSpec":
+        """A list of K heads (as 40-attribute CelebA models return), each ``(N,)``/``(N, 1)`` (one
+        binary score) or ``(N, 2)`` (two-class scores, the second being "on"). Read as K sigmoid
+        heads."""
+        return cls("sigmoid", tuple(labels), scores, multi_head=True, threshold=threshold)
+
+    def to_logits(self, raw: object) -> torch.Tensor:
+        """The uniform ``(N, K)`` logits of a raw model output (see the module docstring)."""
+        if self.multi_head:
+            if not isinstance(raw, (list, tuple)) or not all(isinstance(h, torch.Tensor) for h in raw):
+                raise ModelOutputError(f"the model should return a list of {len(self.labels)} head tensors, got {type(raw).__name__}")
+            if len(raw) != len(self.labels):
+                raise ModelOutputError(f"the model returned {len(raw)} heads for {len(self.labels)} labels")
+            return torch.stack([self._head_logit(h, i) for i, h in enumerate(raw)], dim=1)
+        if isinstance(raw, (list, tuple)) and len(raw) == 1:
+            raw = raw[0]
+        if not isinstance(raw, torch.Tensor):
+            raise ModelOutputError(f"the model should return a tensor, got {type(raw).__name__}")
+        if raw.ndim != 2 or raw.shape[1] != len(self.labels):
+            raise ModelOutputError(
+                f"the model returned shape {tuple(raw.shape)}, expected (N, {len(self.labels)}) for labels {list(self.labels)}"
+            )
+        if self.scores == "logits":
+            return raw
+        return _log_probabilities(raw) if self.kind == "softmax" else _log_odds(raw)
+
+    def _head_logit(self, head: torch.Tensor, index: int) -> torch.Tensor:
+        head = head.reshape(head.shape[0], -1)
+        if head.shape[1] == 1:
+            return head[:, 0] if self.scores == "logits" else _log_odds(head[:, 0])
+        if head.shape[1] == 2:
+            if self.scores == "logits":
+                return head[:, 1] - head[:, 0]
+            return _log_probabilities(head)[:, 1] - _log_probabilities(head)[:, 0]
+        raise ModelOutputError(f"head {index} ({self.labels[index]}) has shape {tuple(head.shape)}, expected (N, 1) or (N, 2)")
+
+
+def _log_probabilities(p: torch.Tensor) -> torch.Tensor:
+    return p.clamp_min(torch.finfo(p.dtype).tiny).log()
+
+
+def _log_odds(p: torch.Tensor) -> torch.Tensor:
+    eps = torch.finfo(p.dtype).eps
+    p = p.clamp(eps, 1 - eps)
+    return p.log() - (-p).log1p()
+
+
+class Classifier(nn.Module):
+    """A user's image classifier with its preprocessing and output spec.
+
+    Args:
+        model: an ``nn.Module`` (put in eval mode) or any callable mapping a preprocessed batch to
+            the raw output described by ``output``.
+        preprocessing: how generator images become the model's input.
+        output: what the model returns (:class:`OutputSpec`).
+        name: a display name for reports.
+
+    The first call validates the model's output (shape against the labels, finite values) and
+    raises :class:`~cfexplain.errors.ModelOutputError` with what was expected and found; every
+    call checks for NaN/inf.
+    """
+
+    def __init__(self, model: nn.Module | Callable[[torch.Tensor], object], *,
+                 preprocessing: Preprocessing | None = None, output: OutputSpec, name: str | None = None) -> None:
+        super().__init__()
+        if not callable(model):
+            raise InputError(f"model must be an nn.Module or a callable, got {type(model).__name__}")
+        if not isinstance(output, OutputSpec):
+            raise InputError(f"output must be an OutputSpec, got {type(output).__name__}")
+        if isinstance(model, nn.Module):
+            self.model = model.eval()
+        else:
+            self._function = model
+        self.preprocessing = preprocessing or Preprocessing()
+        self.output = output
+        self.name = name or getattr(model, "__name__", type(model).__name__)
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @classmethod
+    def from_torchscript(cls, path: str | os.PathLike, *, device: torch.device | str = "cpu", **kwargs) -> "Classifier":
+        """Load a TorchScript file (``torch.jit.save``). TorchScript files are programs: load only
+        files you trust."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointNotFoundError(f"no TorchScript file at {path}")
+        try:
+            model = torch.jit.load(str(path), map_location=device)
+        except RuntimeError as exc:
+            raise InputError(f"{path} is not a TorchScript archive ({str(exc).splitlines()[0]})") from exc
+        kwargs.setdefault("name", path.stem)
+        return cls(model, **kwargs)
+
+    @classmethod
+    def from_callable(cls, spec: str, **kwargs) -> "Classifier":
+        """Import ``"package.module:attribute"``.
+
+        The attribute may be an ``nn.Module`` instance (used as the model), a factory taking no
+        required arguments (called once; it must return the model), or a function of the
+        preprocessed batch (used as the model).
+        """
+        module_name, sep, attribute = spec.partition(":")
+        if not sep or not module_name or not attribute:
+            raise InputError(f"expected 'module:callable', got {spec!r}")
+        try:
+            target = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise InputError(f"cannot import {module_name!r} for the classifier: {exc}") from exc
+        for part in attribute.split("."):
+            if not hasattr(target, part):
+                raise InputError(f"{module_name!r} has no attribute {attribute!r}")
+            target = getattr(target, part)
+        if isinstance(target, nn.Module):
+            model = target
+        elif callable(target) and _takes_no_required_arguments(target):
+            model = target()
+        elif callable(target):
+            model = target
+        else:
+            raise InputError(f"{spec!r} is not callable")
+        kwargs.setdefault("name", attribute)
+        return cls(model, **kwargs)
+
+    # ------------------------------------------------------------------ the uniform view
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class or head names, in output order."""
+        return self.output.labels
+
+    @property
+    def kind(self) -> str:
+        """``"softmax"`` or ``"sigmoid"``."""
+        return self.output.kind
+
+    @property
+    def num_outputs(self) -> int:
+        """K, the number of classes or heads."""
+        return len(self.output.labels)
+
+    def _run(self, x: torch.Tensor) -> object:
+        model = self.model if "model" in self._modules else self._function
+        return model(x)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, K)`` logits of generator images ``(N, 3, H, W)`` (softmax scores or log-odds)."""
+        images = check_images(images)
+        device = _module_device(self)
+        x = self.preprocessing(images.to(device) if device is not None else images)
+        logits = self.output.to_logits(self._run(x))
+        if logits.shape[0] != images.shape[0]:
+            raise ModelOutputError(f"the model returned {logits.shape[0]} rows for a batch of {images.shape[0]} images")
+        if not bool(torch.isfinite(logits).all()):
+            raise ModelOutputError("the classifier returned NaN or infinite values")
+        return logits
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, K)`` class probabilities (softmax) or per-head probabilities (sigmoid)."""
+        logits = self.logits(images)
+        return logits.softmax(dim=1) if self.kind == "softmax" else logits.sigmoid()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits(images)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Softmax: ``(N,)`` class indices. Sigmoid: ``(N, K)`` booleans (probability > threshold)."""
+        p = self.probabilities(images)
+        return p.argmax(dim=1) if self.kind == "softmax" else p > self.output.threshold
+
+    def label_index(self, target: int | str) -> int:
+        """The index of a class/head given by index or label; raises :class:`InputError` when out of range."""
+        if isinstance(target, str):
+            if target not in self.labels:
+                raise InputError(f"unknown label {target!r}; labels: {list(self.labels)}")
+            return self.labels.index(target)
+        if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < self.num_outputs:
+            raise InputError(f"target index {target!r} is out of range for {self.num_outputs} outputs {list(self.labels)}")
+        return target
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, kind={self.kind!r}, labels={list(self.labels)[:6]}{' …' if self.num_outputs > 6 else ''}"
+
+
+def _takes_no_required_arguments(func: Callable) -> bool:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return False
+    return all(p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+               for p in signature.parameters.values())
+
+
+def _module_device(module: nn.Module) -> torch.device | None:
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        return tensor.device
+    return None
