@@ -4,16 +4,17 @@ For config-f shapes (random weights) at 256² and 1024², batch 1 and 4, this me
 forward+backward (gradient with respect to the W+ codes, as Jacobian work needs) time and peak
 memory per image, for:
 
-* ``cfexplain``: :class:`cfexplain.StyleGAN2Generator` (full resolution, and early exit at 256²);
+* ``cfexplain``: :class:`cfexplain.StyleGAN2Generator` at full resolution, and
+  ``cfexplain-exit256``: the same 1024² generator stopping at 256²;
 * ``grouped``: a straightforward baseline written here: per-sample modulated weights applied
   with a grouped convolution (batch folded into groups), separate noise/bias/activation steps,
   the same weights.
 
-Each measurement (implementation × case × mode) runs in a fresh subprocess, so its peak memory is
-its own; the implementations of a case run back to back in the same invocation, so their ratios
-compare like with like on a noisy machine. Peak memory is the growth of the peak resident set
-(CPU, ``VmHWM``) or of peak allocated memory (CUDA) during the first call, over what was in use
-before it; times are medians of further calls.
+Times: the implementations of a case are timed in one process, their calls alternating, so
+that load drifts on a shared machine hit all of them alike; medians of ``--repeats`` calls after a
+warm-up. Peak memory: each implementation × case × mode runs once in a fresh process; it is the
+growth of the peak resident set (CPU, ``VmHWM``) or of peak allocated memory (CUDA) during that
+first call, over what was in use before it.
 
 Usage::
 
@@ -118,47 +119,61 @@ def _proc_status_kb(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def measure(impl: str, resolution: int, generator_resolution: int, batch: int, mode: str, repeats: int,
-            device: str) -> dict:
-    """Time and peak memory of one implementation, case and mode ("forward" or "forward_backward").
+IMPLS = {  # name → (uses the baseline, early-exit resolution)
+    "grouped": (True, None),
+    "cfexplain": (False, None),
+    "cfexplain-exit256": (False, 256),
+}
 
-    Peak memory is measured on the first call of a fresh process (what a user's first call costs);
-    times are the median of ``repeats`` further calls.
-    """
+
+def _build(generator_resolution: int, batch: int, device: str):
     from cfexplain.generators import StyleGAN2Config, StyleGAN2Generator
 
     dev = torch.device(device)
     generator = StyleGAN2Generator(StyleGAN2Config.config_f(generator_resolution), seed=0).to(dev)
     generator.requires_grad_(False).eval()
-    ws = generator.sample(batch, space="w+", seed=0)
-    early = None if resolution == generator_resolution else resolution
+    return dev, generator, generator.sample(batch, space="w+", seed=0)
+
+
+def _call(generator, ws: torch.Tensor, impl: str, mode: str) -> None:
+    baseline, early = IMPLS[impl]
 
     def run(codes):
-        if impl == "grouped":
-            return baseline_synthesize(generator, codes)
-        return generator.synthesize(codes, resolution=early)
+        return baseline_synthesize(generator, codes) if baseline else generator.synthesize(codes, resolution=early)
 
-    def call():
-        if mode == "forward":
-            with torch.no_grad():
-                run(ws)
-        else:
-            codes = ws.clone().requires_grad_(True)
-            run(codes).square().mean().backward()
+    if mode == "forward":
+        with torch.no_grad():
+            run(ws)
+    else:
+        codes = ws.clone().requires_grad_(True)
+        run(codes).square().mean().backward()
 
+
+def time_case(impls: list[str], generator_resolution: int, batch: int, mode: str, repeats: int, device: str) -> dict:
+    """Median seconds per image of each implementation, timed in one process with the calls
+    alternating between implementations, so that machine load drifts hit all of them alike."""
+    dev, generator, ws = _build(generator_resolution, batch, device)
+    times: dict[str, list[float]] = {impl: [] for impl in impls}
+    for impl in impls:
+        _call(generator, ws, impl, mode)  # warm-up
+    for round_ in range(repeats):
+        for impl in (impls if round_ % 2 == 0 else impls[::-1]):
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            start = time.perf_counter()
+            _call(generator, ws, impl, mode)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            times[impl].append(time.perf_counter() - start)
+    return {impl: statistics.median(t) / batch for impl, t in times.items()}
+
+
+def peak_memory(impl: str, generator_resolution: int, batch: int, mode: str, device: str) -> float:
+    """MB per image by which the first call of a fresh process raises peak memory."""
+    dev, generator, ws = _build(generator_resolution, batch, device)
     before = _reset_peak(dev)
-    call()
-    peak = _peak(dev)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        times.append(time.perf_counter() - start)
-    return {"impl": impl, "resolution": resolution, "generator_resolution": generator_resolution, "batch": batch,
-            "mode": mode, "device": device, "s_per_image": statistics.median(times) / batch,
-            "peak_mb_per_image": max(peak - before, 0) / batch / 2**20}
+    _call(generator, ws, impl, mode)
+    return max(_peak(dev) - before, 0) / batch / 2**20
 
 
 def check_agreement(device: str) -> float:
@@ -178,46 +193,35 @@ def check_agreement(device: str) -> float:
 # --------------------------------------------------------------------------- driver
 
 
-CASES = [  # (output resolution, generator resolution)
-    (256, 256),
-    (1024, 1024),
-    (256, 1024),  # early exit
+CASES = [  # (generator resolution, implementations compared in one timing process)
+    (256, ["grouped", "cfexplain"]),
+    (1024, ["grouped", "cfexplain", "cfexplain-exit256"]),
 ]
 
 
-def _run_worker(args_list: list[str]) -> dict:
+def _run_worker(args_list: list[str]):
     out = subprocess.run([sys.executable, __file__, "--worker", *args_list], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"worker {args_list} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _merge(rows: list[dict]) -> list[dict]:
-    """One row per (case, impl) with both modes' numbers."""
-    merged: dict[tuple, dict] = {}
-    for r in rows:
-        key = (r["resolution"], r["generator_resolution"], r["batch"], r["impl"])
-        entry = merged.setdefault(key, {k: r[k] for k in ("impl", "resolution", "generator_resolution", "batch", "device")})
-        entry[f"{r['mode']}_s_per_image"] = r["s_per_image"]
-        entry[f"{r['mode']}_peak_mb_per_image"] = r["peak_mb_per_image"]
-    return list(merged.values())
-
-
 def _table(rows: list[dict]) -> str:
-    by_key = {(r["resolution"], r["generator_resolution"], r["batch"], r["impl"]): r for r in rows}
     lines = [
-        "| output | generator | batch | impl | fwd s/img | fwd+bwd s/img | fwd MB/img | fwd+bwd MB/img | fwd speed-up | fwd+bwd speed-up |",
+        "| generator | output | batch | impl | fwd s/img | fwd+bwd s/img | fwd MB/img | fwd+bwd MB/img | fwd speed-up | fwd+bwd speed-up |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (res, gres, batch, impl), r in sorted(by_key.items(), key=lambda kv: (kv[0][1], -kv[0][0] if kv[0][0] != kv[0][1] else -10**6, kv[0][2], kv[0][3])):
-        base = by_key.get((gres, gres, batch, "grouped"))
-        fwd_ratio = base["forward_s_per_image"] / r["forward_s_per_image"] if base else float("nan")
-        bwd_ratio = base["forward_backward_s_per_image"] / r["forward_backward_s_per_image"] if base else float("nan")
-        label = f"{res}²" + (" (early exit)" if res != gres else "")
+    by_key = {(r["generator_resolution"], r["batch"], r["impl"]): r for r in rows}
+    for r in rows:
+        base = by_key[(r["generator_resolution"], r["batch"], "grouped")]
+        early = IMPLS[r["impl"]][1]
+        output = f"{early}² (early exit)" if early else f"{r['generator_resolution']}²"
+        speed = [base[f"{m}_s_per_image"] / r[f"{m}_s_per_image"] for m in ("forward", "forward_backward")]
         lines.append(
-            f"| {label} | {gres}² | {batch} | {impl} | {r['forward_s_per_image']:.3f} | {r['forward_backward_s_per_image']:.3f} "
+            f"| {r['generator_resolution']}² | {output} | {r['batch']} | {r['impl']} "
+            f"| {r['forward_s_per_image']:.3f} | {r['forward_backward_s_per_image']:.3f} "
             f"| {r['forward_peak_mb_per_image']:.0f} | {r['forward_backward_peak_mb_per_image']:.0f} "
-            f"| {fwd_ratio:.2f}× | {bwd_ratio:.2f}× |"
+            f"| {speed[0]:.2f}× | {speed[1]:.2f}× |"
         )
     return "\n".join(lines)
 
@@ -225,51 +229,58 @@ def _table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per implementation (default: %(default)s)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--quick", action="store_true", help="256² cases only")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--impl", help=argparse.SUPPRESS)
-    parser.add_argument("--resolution", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["time", "memory"], help=argparse.SUPPRESS)
+    parser.add_argument("--impls", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--generator-resolution", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(measure(args.impl, args.resolution, args.generator_resolution, args.batch, args.mode,
-                                 args.repeats, args.device)))
+    if args.worker == "time":
+        print(json.dumps(time_case(args.impls, args.generator_resolution, args.batch, args.mode, args.repeats, args.device)))
+        return
+    if args.worker == "memory":
+        print(json.dumps(peak_memory(args.impls[0], args.generator_resolution, args.batch, args.mode, args.device)))
         return
 
     agreement = check_agreement(args.device)
     print(f"cfexplain vs baseline, max relative difference of images: {agreement:.2e}")
     rows = []
-    cases = [c for c in CASES if not args.quick or c[1] == 256]
-    for res, gres in cases:
+    for generator_resolution, impls in CASES:
+        if args.quick and generator_resolution != 256:
+            continue
         for batch in args.batches:
-            impls = ["cfexplain"] if res != gres else ["grouped", "cfexplain"]
+            row = {impl: {"impl": impl, "generator_resolution": generator_resolution, "batch": batch, "device": args.device}
+                   for impl in impls}
             for mode in ("forward", "forward_backward"):
+                common = ["--generator-resolution", str(generator_resolution), "--batch", str(batch), "--mode", mode,
+                          "--device", args.device]
+                times = _run_worker(["time", "--impls", *impls, "--repeats", str(args.repeats), *common])
                 for impl in impls:
-                    r = _run_worker(["--impl", impl, "--resolution", str(res), "--generator-resolution", str(gres),
-                                     "--batch", str(batch), "--mode", mode, "--repeats", str(args.repeats),
-                                     "--device", args.device])
-                    rows.append(r)
-                    print(f"  {impl:9s} {res}²/{gres}² batch {batch} {mode:16s}: {r['s_per_image']:.3f} s/img, "
-                          f"{r['peak_mb_per_image']:.0f} MB/img", flush=True)
-    rows = _merge(rows)
+                    row[impl][f"{mode}_s_per_image"] = times[impl]
+                    row[impl][f"{mode}_peak_mb_per_image"] = _run_worker(["memory", "--impls", impl, *common])
+                print(f"  {generator_resolution}² batch {batch} {mode:16s}: "
+                      + ", ".join(f"{impl} {times[impl]:.3f} s/img" for impl in impls), flush=True)
+            rows += list(row.values())
     table = _table(rows)
     print(table)
     early = {}
-    for batch in args.batches:
-        full = next((r for r in rows if r["resolution"] == r["generator_resolution"] == 1024 and r["batch"] == batch and r["impl"] == "cfexplain"), None)
-        exit_ = next((r for r in rows if r["resolution"] == 256 and r["generator_resolution"] == 1024 and r["batch"] == batch), None)
-        if full and exit_:
-            early[batch] = {k: full[f"{k}_s_per_image"] / exit_[f"{k}_s_per_image"] for k in ("forward", "forward_backward")}
-            print(f"early exit at 256² vs full 1024², batch {batch}: forward {early[batch]['forward']:.1f}× cheaper, "
-                  f"forward+backward {early[batch]['forward_backward']:.1f}× cheaper")
+    for r in rows:
+        if r["impl"] == "cfexplain-exit256":
+            full = next(x for x in rows if x["impl"] == "cfexplain" and x["generator_resolution"] == 1024 and x["batch"] == r["batch"])
+            early[r["batch"]] = {m: full[f"{m}_s_per_image"] / r[f"{m}_s_per_image"] for m in ("forward", "forward_backward")}
+            early[r["batch"]].update({f"{m}_memory": full[f"{m}_peak_mb_per_image"] / max(r[f"{m}_peak_mb_per_image"], 1e-9)
+                                      for m in ("forward", "forward_backward")})
+            print(f"early exit at 256² vs full 1024², batch {r['batch']}: time {early[r['batch']]['forward']:.1f}× (forward), "
+                  f"{early[r['batch']]['forward_backward']:.1f}× (forward+backward) cheaper; peak memory "
+                  f"{early[r['batch']]['forward_memory']:.1f}× / {early[r['batch']]['forward_backward_memory']:.1f}× lower")
     RESULTS.mkdir(exist_ok=True)
     meta = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-            "threads": torch.get_num_threads(), "device": args.device, "agreement_max_rel_diff": agreement}
-    (RESULTS / "synthesis.json").write_text(json.dumps({"meta": meta, "rows": rows, "early_exit_speedup": early,
+            "threads": torch.get_num_threads(), "device": args.device, "repeats": args.repeats,
+            "agreement_max_rel_diff": agreement}
+    (RESULTS / "synthesis.json").write_text(json.dumps({"meta": meta, "rows": rows, "early_exit": early,
                                                         "table": table}, indent=1))
     print(f"wrote {RESULTS / 'synthesis.json'}")
 
