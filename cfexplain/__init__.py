@@ -1,12 +1,30 @@
-"""cfexplain: counterfactual explanations of image classifiers in interpretable GAN subspaces."""
+"""cfexplain: counterfactual explanations of image classifiers in interpretable GAN subspaces.
 
-from . import errors
+The public API is flat: generators (:func:`load_generator`, :class:`StyleGAN2Generator`,
+:class:`ModuleGenerator`), analyzers (:mod:`cfexplain.analyzers`), the classifier adapter
+(:class:`Classifier`, :class:`Preprocessing`, :class:`OutputSpec`), the offline models
+(:mod:`cfexplain.zoo`) and the exceptions (:mod:`cfexplain.errors`).
+"""
+
+from . import analyzers, errors, zoo
+from .analyzers import (
+    BiSeNetParser,
+    FaceMeshLandmarks,
+    FaceParser,
+    FaceParsing,
+    FANLandmarks,
+    LandmarkDetector,
+    LandmarkRegionParser,
+)
+from .classifiers import Classifier, OutputSpec, Preprocessing
 from .errors import (
     CfexplainError,
     CheckpointError,
     CheckpointNotFoundError,
     CorruptCheckpointError,
     InputError,
+    ModelFetchError,
+    ModelOutputError,
     ShapeError,
     UnknownCheckpointFormatError,
     UnsafeCheckpointError,
@@ -25,13 +43,25 @@ from .generators import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BiSeNetParser",
     "CfexplainError",
     "CheckpointError",
     "CheckpointNotFoundError",
+    "Classifier",
     "CorruptCheckpointError",
+    "FANLandmarks",
+    "FaceMeshLandmarks",
+    "FaceParser",
+    "FaceParsing",
     "Generator",
-    "ModuleGenerator",
     "InputError",
+    "LandmarkDetector",
+    "LandmarkRegionParser",
+    "ModelFetchError",
+    "ModelOutputError",
+    "ModuleGenerator",
+    "OutputSpec",
+    "Preprocessing",
     "ShapeError",
     "StyleGAN2Config",
     "StyleGAN2Generator",
@@ -40,7 +70,9 @@ __all__ = [
     "UnknownCheckpointFormatError",
     "UnsafeCheckpointError",
     "UnsupportedModelError",
+    "__version__",
+    "analyzers",
     "errors",
     "load_generator",
-    "__version__",
+    "zoo",
 ]

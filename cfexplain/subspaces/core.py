@@ -1,0 +1,209 @@
+"""Semantics (what to learn) and subspaces (what was learned), with safe save/load."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._io import atomic_write
+from ..criteria.base import Criterion
+from ..errors import CorruptCheckpointError, InputError, ShapeError
+from .solvers import SOLVERS
+
+__all__ = ["Semantic", "Subspace", "SubspaceSet", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+"""Version of the saved subspace-set format."""
+
+
+@dataclass
+class Semantic:
+    """One nameable semantic: a target criterion plus keep-invariant criteria.
+
+    The learned subspace holds the directions that change ``target`` most while leaving each
+    ``keep`` criterion (approximately) unchanged.
+
+    Args:
+        name: e.g. ``"lip_colour"``.
+        target: the criterion the directions should change.
+        keep: criteria that must stay invariant.
+        target_ratio: keep directions whose target sensitivity exceeds this fraction of the largest.
+        keep_ratios: per keep criterion, eigenvalues below this fraction of its largest eigenvalue
+            count as its null space (one number for all, or one per keep criterion).
+        solver: ``"projected"`` (ICE, default), ``"late"`` (project after the fact) or ``"soft"``
+            (generalized eigenproblem).
+    """
+
+    name: str
+    target: Criterion
+    keep: Sequence[Criterion] = ()
+    target_ratio: float = 1e-2
+    keep_ratios: float | Sequence[float] = 1e-2
+    solver: str = "projected"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InputError("a semantic needs a non-empty name")
+        if not isinstance(self.target, Criterion):
+            raise InputError(f"semantic {self.name!r}: target must be a Criterion, got {type(self.target).__name__}")
+        self.keep = tuple(self.keep)
+        for criterion in self.keep:
+            if not isinstance(criterion, Criterion):
+                raise InputError(f"semantic {self.name!r}: keep criteria must be Criterion objects, got {type(criterion).__name__}")
+        ratios = [self.keep_ratios] * len(self.keep) if isinstance(self.keep_ratios, (int, float)) else list(self.keep_ratios)
+        if len(ratios) != len(self.keep):
+            raise InputError(f"semantic {self.name!r}: {len(ratios)} keep ratios for {len(self.keep)} keep criteria")
+        for ratio in [self.target_ratio, *ratios]:
+            if not 0 < ratio < 1:
+                raise InputError(f"semantic {self.name!r}: ratios must be in (0, 1), got {ratio}")
+        self.keep_ratios = tuple(float(r) for r in ratios)
+        if self.solver not in SOLVERS:
+            raise InputError(f"semantic {self.name!r}: solver must be one of {list(SOLVERS)}, got {self.solver!r}")
+
+    @property
+    def criteria(self) -> tuple[Criterion, ...]:
+        """Target first, then the keep criteria."""
+        return (self.target, *self.keep)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able settings, for provenance."""
+        return {"name": self.name, "target": self.target.describe(), "keep": [c.describe() for c in self.keep],
+                "target_ratio": self.target_ratio, "keep_ratios": list(self.keep_ratios), "solver": self.solver}
+
+
+@dataclass
+class Subspace:
+    """A learned subspace of a latent space.
+
+    Attributes:
+        name: the semantic's name.
+        basis: ``(D, k)`` orthonormal columns, in the flattened latent space ``space``.
+        eigenvalues: ``(k,)`` the target criterion's sensitivity along each column (descending).
+        space: the latent space (``"z"``, ``"w"``, ``"w+"``, ``"s"``).
+        latent_shape: the shape of one code of that space (``D`` is its product).
+        provenance: how it was learned (criteria, thresholds, samples, seed, versions…).
+    """
+
+    name: str
+    basis: torch.Tensor
+    eigenvalues: torch.Tensor
+    space: str
+    latent_shape: tuple[int, ...]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.basis = torch.as_tensor(self.basis, dtype=torch.float32)
+        self.eigenvalues = torch.as_tensor(self.eigenvalues, dtype=torch.float32)
+        self.latent_shape = tuple(int(v) for v in self.latent_shape)
+        if self.basis.ndim != 2 or self.basis.shape[0] != int(np.prod(self.latent_shape)):
+            raise ShapeError(f"subspace {self.name!r}: basis must be (D, k) with D = {int(np.prod(self.latent_shape))}, "
+                             f"got {tuple(self.basis.shape)}")
+        if self.eigenvalues.shape != (self.basis.shape[1],):
+            raise ShapeError(f"subspace {self.name!r}: {self.eigenvalues.shape[0]} eigenvalues for {self.basis.shape[1]} directions")
+
+    @property
+    def dim(self) -> int:
+        """k, the number of directions."""
+        return self.basis.shape[1]
+
+    def edit(self, codes: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+        """``codes + basis · coefficients``: codes ``(N, *latent_shape)``, coefficients ``(N, k)``."""
+        if coefficients.shape[-1] != self.dim:
+            raise ShapeError(f"subspace {self.name!r} has {self.dim} directions, got coefficients {tuple(coefficients.shape)}")
+        delta = coefficients @ self.basis.to(device=codes.device, dtype=codes.dtype).T
+        return codes + delta.reshape(codes.shape)
+
+    def project(self, deltas: torch.Tensor) -> torch.Tensor:
+        """Coefficients ``(N, k)`` of latent edits ``(N, *latent_shape)`` in this subspace."""
+        return deltas.reshape(deltas.shape[0], -1) @ self.basis.to(device=deltas.device, dtype=deltas.dtype)
+
+
+class SubspaceSet(Mapping[str, Subspace]):
+    """Named subspaces learned together (same generator and latent space).
+
+    ``save(path)`` writes a folder with ``subspaces.json`` (names, space, eigenvalues,
+    provenance) and ``bases.pt`` (tensors only); ``SubspaceSet.load(path)`` reads it back with
+    ``torch.load(weights_only=True)``: loading a subspace set cannot run code.
+    """
+
+    def __init__(self, subspaces: Sequence[Subspace] = (), *, provenance: Mapping[str, Any] | None = None) -> None:
+        self._subspaces = {s.name: s for s in subspaces}
+        if len(self._subspaces) != len(subspaces):
+            raise InputError("subspace names must be unique")
+        spaces = {(s.space, s.latent_shape) for s in subspaces}
+        if len(spaces) > 1:
+            raise InputError(f"all subspaces of a set must share a latent space, found {sorted(spaces)}")
+        self.provenance: dict[str, Any] = dict(provenance or {})
+
+    def __getitem__(self, name: str) -> Subspace:
+        try:
+            return self._subspaces[name]
+        except KeyError:
+            raise InputError(f"no subspace named {name!r}; the set has {list(self._subspaces)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._subspaces)
+
+    def __len__(self) -> int:
+        return len(self._subspaces)
+
+    def __repr__(self) -> str:
+        dims = ", ".join(f"{n}: {s.dim}" for n, s in self._subspaces.items())
+        return f"SubspaceSet(space={self.space!r}, {{{dims}}})"
+
+    @property
+    def space(self) -> str | None:
+        """The shared latent space (``None`` for an empty set)."""
+        return next(iter(self._subspaces.values())).space if self._subspaces else None
+
+    @property
+    def latent_shape(self) -> tuple[int, ...] | None:
+        return next(iter(self._subspaces.values())).latent_shape if self._subspaces else None
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the set to the folder ``path`` (created; replaced atomically file by file)."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "provenance": self.provenance,
+            "subspaces": [{"name": s.name, "space": s.space, "latent_shape": list(s.latent_shape),
+                           "eigenvalues": s.eigenvalues.tolist(), "provenance": s.provenance}
+                          for s in self._subspaces.values()],
+        }
+        tensors = {s.name: s.basis.contiguous() for s in self._subspaces.values()}
+        atomic_write(folder / "bases.pt", lambda tmp: torch.save(tensors, tmp))
+        atomic_write(folder / "subspaces.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SubspaceSet":
+        """Read a set written by :meth:`save`."""
+        folder = Path(path)
+        meta_path, bases_path = folder / "subspaces.json", folder / "bases.pt"
+        if not meta_path.is_file() or not bases_path.is_file():
+            from ..errors import CheckpointNotFoundError
+
+            raise CheckpointNotFoundError(f"{folder} is not a saved subspace set (needs subspaces.json and bases.pt)")
+        try:
+            meta = json.loads(meta_path.read_text())
+            bases = torch.load(bases_path, map_location="cpu", weights_only=True)
+        except (json.JSONDecodeError, RuntimeError, EOFError, OSError) as exc:
+            raise CorruptCheckpointError(f"{folder}: damaged subspace set ({exc})") from exc
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise CorruptCheckpointError(f"{folder}: subspace-set format {meta.get('format_version')!r}, "
+                                         f"this cfexplain reads version {FORMAT_VERSION}")
+        try:
+            subspaces = [Subspace(name=m["name"], basis=bases[m["name"]], eigenvalues=m["eigenvalues"], space=m["space"],
+                                  latent_shape=tuple(m["latent_shape"]), provenance=m.get("provenance", {}))
+                         for m in meta["subspaces"]]
+        except KeyError as exc:
+            raise CorruptCheckpointError(f"{folder}: damaged subspace set (missing {exc})") from exc
+        return cls(subspaces, provenance=meta.get("provenance", {}))

@@ -1,0 +1,103 @@
+"""``learn_subspaces``: sample faces, estimate the criteria metrics once, solve every semantic."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from ..generators.base import Generator
+from ..jacobian import estimate_metrics
+from .core import Semantic, Subspace, SubspaceSet
+from .solvers import SOLVERS
+
+__all__ = ["learn_subspaces"]
+
+
+def learn_subspaces(
+    generator: Generator,
+    semantics: Sequence[Semantic],
+    *,
+    space: str = "s",
+    n_samples: int = 8,
+    seed: int = 0,
+    truncation: float = 1.0,
+    method: str = "auto",
+    batch_size: int = 2,
+    resolution: int | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    **engine_options: Any,
+) -> SubspaceSet:
+    """Learn one subspace per semantic.
+
+    ``n_samples`` latent codes are drawn (``seed``, ``truncation``) in ``space``; each distinct
+    criterion's metric ``E[JᵀJ]`` is estimated once (criteria shared by several semantics are
+    computed once) by :func:`cfexplain.jacobian.estimate_metrics`; each semantic is then solved
+    with its solver.
+
+    Args:
+        generator: any :class:`~cfexplain.generators.Generator`.
+        semantics: what to learn.
+        space: latent space of the subspaces (``"s"``, ``"w+"``, ``"w"``, ``"z"`` for StyleGAN2;
+            ``"z"`` for wrapped generators).
+        n_samples: faces the metrics are averaged over.
+        seed, truncation: how the faces are drawn.
+        method: Jacobian method (``"auto"``, ``"forward"``, ``"reverse"``, ``"randomized"``).
+        batch_size: faces per batch.
+        resolution: stop synthesis early at this resolution (faster when criteria work at ≤ 256²).
+        checkpoint_dir: save the metric estimation after each batch and resume from it.
+        progress: show progress bars.
+        engine_options: further options of :func:`~cfexplain.jacobian.estimate_metrics`
+            (``chunk_size``, ``block_size``, ``max_rank``, ``memory_limit_mb``).
+
+    Returns:
+        A :class:`SubspaceSet` with provenance (generator, criteria, thresholds, samples, seed,
+        methods, generator passes, versions).
+    """
+    if not semantics:
+        raise InputError("no semantics to learn")
+    names = [s.name for s in semantics]
+    if len(set(names)) != len(names):
+        raise InputError(f"semantic names must be unique, got {names}")
+    generator.check_space(space)
+    criteria: list = []
+    tolerance: dict[int, float] = {}
+    for semantic in semantics:
+        roles = [(semantic.target, semantic.target_ratio * 1e-2)] + [
+            (c, r * 0.1) for c, r in zip(semantic.keep, semantic.keep_ratios)]
+        for criterion, tol in roles:
+            if id(criterion) not in tolerance:
+                criteria.append(criterion)
+                tolerance[id(criterion)] = tol
+            tolerance[id(criterion)] = min(tolerance[id(criterion)], tol)
+    latents = generator.sample(n_samples, space=space, seed=seed, truncation=truncation)
+    estimate = estimate_metrics(
+        generator, criteria, latents, space=space, method=method, resolution=resolution, batch_size=batch_size,
+        tolerances=[tolerance[id(c)] for c in criteria], seed=seed, checkpoint_dir=checkpoint_dir,
+        progress=progress, **engine_options)
+    factor_of = {id(c): f for c, f in zip(criteria, estimate.factors)}
+    method_of = {id(c): m for c, m in zip(criteria, estimate.methods)}
+    shape = generator.latent_shape(space)
+    subspaces = []
+    for semantic in semantics:
+        solve = SOLVERS[semantic.solver]
+        result = solve(factor_of[id(semantic.target)], [factor_of[id(c)] for c in semantic.keep],
+                       target_ratio=semantic.target_ratio, keep_ratios=semantic.keep_ratios)
+        provenance = {**semantic.describe(),
+                      "methods": {c.name: method_of[id(c)] for c in semantic.criteria}}
+        subspaces.append(Subspace(semantic.name, torch.from_numpy(result.basis.copy()),
+                                  torch.from_numpy(result.eigenvalues.copy()), space, shape, provenance))
+    from .. import __version__
+
+    provenance = {
+        "generator": dict(generator.provenance),
+        "space": space, "n_samples": n_samples, "seed": seed, "truncation": truncation, "resolution": resolution,
+        "method": method, "generator_passes": estimate.passes, "seconds": round(estimate.seconds, 3),
+        "cfexplain": __version__, "torch": torch.__version__, "python": platform.python_version(),
+    }
+    return SubspaceSet(subspaces, provenance=provenance)

@@ -1,0 +1,264 @@
+"""Subspace learning: solvers and Jacobian methods recover known subspaces; save/load; errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import cfexplain
+from cfexplain.criteria import FunctionCriterion, LandmarkShape, RegionPixels
+from cfexplain.errors import CheckpointNotFoundError, InputError, ShapeError
+from cfexplain.jacobian import estimate_metrics
+from cfexplain.subspaces import (
+    Semantic,
+    Subspace,
+    SubspaceSet,
+    factor_from_matrix,
+    learn_subspaces,
+    solve_late_projected,
+    solve_projected,
+    solve_soft,
+    subspace_agreement,
+)
+from synthetic import FixedRegionParser, RegionCentroids, region_generator
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    generator, net = region_generator(dim=12, seed=0)
+    parser = FixedRegionParser()
+    left_in = RegionPixels(parser, "left", resolution=None)
+    left_out = RegionPixels(parser, "left", inside=False, resolution=None)
+    right_in = RegionPixels(parser, "right", resolution=None)
+    right_out = RegionPixels(parser, "right", inside=False, resolution=None)
+    return generator, net, {"left_in": left_in, "left_out": left_out, "right_in": right_in, "right_out": right_out}
+
+
+def semantics(criteria, solver="projected"):
+    return [Semantic("left_colour", criteria["left_in"], [criteria["left_out"]], keep_ratios=1e-6, target_ratio=1e-4, solver=solver),
+            Semantic("right_colour", criteria["right_in"], [criteria["right_out"]], keep_ratios=1e-6, target_ratio=1e-4, solver=solver)]
+
+
+# ------------------------------------------------------------------ solvers on matrices
+
+
+def random_psd(dim, rank, rng):
+    x = rng.normal(size=(rank, dim))
+    return x.T @ x
+
+
+def test_projected_solver_recovers_the_constrained_subspace():
+    rng = np.random.default_rng(0)
+    dim = 10
+    q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    allowed, blocked = q[:, :3], q[:, 3:]
+    keep = blocked @ np.diag(rng.uniform(1, 5, dim - 3)) @ blocked.T  # null space = allowed
+    target = random_psd(dim, 6, rng)
+    result = solve_projected(factor_from_matrix(target), [factor_from_matrix(keep)], target_ratio=1e-6, keep_ratios=[1e-6])
+    assert result.basis.shape == (dim, 3)
+    assert subspace_agreement(result.basis, allowed) > 0.9999
+    assert np.allclose(result.basis.T @ result.basis, np.eye(3), atol=1e-10)
+    assert np.all(np.diff(result.eigenvalues) <= 0)
+    # Equivalent definition: the eigenvectors of Bᵀ M_t B, lifted.
+    values = np.linalg.eigvalsh(allowed.T @ target @ allowed)[::-1]
+    assert np.allclose(result.eigenvalues, values, rtol=1e-8)
+
+
+def test_intersection_of_several_keep_criteria():
+    rng = np.random.default_rng(1)
+    dim = 8
+    q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    keep_a = q[:, :3] @ q[:, :3].T * 4  # blocks directions 0-2
+    keep_b = q[:, 3:5] @ q[:, 3:5].T * 0.5  # blocks 3-4 (other scale: thresholds are relative)
+    target = np.eye(dim)
+    result = solve_projected(factor_from_matrix(target), [factor_from_matrix(keep_a), factor_from_matrix(keep_b)],
+                             target_ratio=0.5, keep_ratios=[1e-3, 1e-3])
+    assert subspace_agreement(result.basis, q[:, 5:]) > 0.9999
+
+
+def test_late_projection_projects_with_the_intersection_and_normalises():
+    rng = np.random.default_rng(2)
+    dim = 9
+    q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    keep_a, keep_b = q[:, :2] @ q[:, :2].T, q[:, 2:4] @ q[:, 2:4].T
+    target = random_psd(dim, 9, rng)
+    result = solve_late_projected(factor_from_matrix(target), [factor_from_matrix(keep_a), factor_from_matrix(keep_b)],
+                                  target_ratio=1e-8, keep_ratios=[1e-3, 1e-3])
+    basis = result.basis
+    assert np.allclose(basis.T @ basis, np.eye(basis.shape[1]), atol=1e-10)  # unit-norm, orthogonal columns
+    assert np.abs(q[:, :4].T @ basis).max() < 1e-10  # inside both null spaces, not only the last one's
+
+
+def test_soft_solver_trades_off():
+    rng = np.random.default_rng(3)
+    dim = 6
+    keep = np.diag([10.0, 10.0, 10.0, 0, 0, 0])
+    target = np.diag([5.0, 5.0, 5.0, 1.0, 0.5, 0.0])
+    result = solve_soft(factor_from_matrix(target), [factor_from_matrix(keep)], target_ratio=0.3, epsilon=1e-3)
+    assert subspace_agreement(result.basis, np.eye(dim)[:, 3:5]) > 0.999  # free directions win over blocked ones
+
+
+def test_solver_input_errors():
+    with pytest.raises(InputError, match="keep ratios"):
+        solve_projected(np.eye(3), [np.eye(3)], target_ratio=0.1, keep_ratios=[])
+    with pytest.raises(InputError, match="NaN"):
+        solve_projected(np.full((2, 3), np.nan), [], target_ratio=0.1, keep_ratios=[])
+    with pytest.raises(InputError, match="D = 3"):
+        solve_projected(np.eye(3), [np.eye(4)], target_ratio=0.1, keep_ratios=[0.1])
+
+
+# ------------------------------------------------------------------ ground truth through the whole pipeline
+
+
+@pytest.mark.parametrize("solver", ["projected", "late", "soft"])
+def test_every_solver_recovers_the_known_subspaces(synthetic, solver):
+    generator, net, criteria = synthetic
+    learned = learn_subspaces(generator, semantics(criteria, solver), space="z", n_samples=4, method="forward", progress=False)
+    left, right = learned["left_colour"], learned["right_colour"]
+    assert subspace_agreement(left.basis, net.true_subspace(slice(0, 3))) >= 0.99
+    assert subspace_agreement(right.basis, net.true_subspace(slice(3, 6))) >= 0.99
+
+
+@pytest.mark.parametrize("method", ["forward", "reverse", "randomized"])
+def test_every_jacobian_method_agrees_with_the_exact_solution(synthetic, method):
+    generator, net, criteria = synthetic
+    learned = learn_subspaces(generator, semantics(criteria), space="z", n_samples=3, method=method, batch_size=2,
+                              progress=False, block_size=4, chunk_size=5)
+    for name, factors in (("left_colour", slice(0, 3)), ("right_colour", slice(3, 6))):
+        agreement = subspace_agreement(learned[name].basis, net.true_subspace(factors))
+        assert agreement >= (0.999 if method != "randomized" else 0.95), (method, name, agreement)
+
+
+def test_methods_give_the_same_metrics(synthetic):
+    generator, _, criteria = synthetic
+    latents = generator.sample(3, seed=5)
+    crits = list(criteria.values())
+    exact = estimate_metrics(generator, crits, latents, space="z", method="forward", progress=False)
+    reverse = estimate_metrics(generator, crits, latents, space="z", method="reverse", progress=False, chunk_size=64)
+    randomized = estimate_metrics(generator, crits, latents, space="z", method="randomized", progress=False, block_size=4)
+    for f_exact, f_rev, f_rand in zip(exact.factors, reverse.factors, randomized.factors):
+        m = f_exact.T @ f_exact
+        assert np.allclose(f_rev.T @ f_rev, m, rtol=1e-6, atol=1e-8 * np.abs(m).max())
+        assert np.allclose(f_rand.T @ f_rand, m, rtol=1e-3, atol=1e-4 * np.abs(m).max())
+    assert exact.passes["jvp"] == 3 * 12 and exact.passes["vjp"] == 0
+    assert reverse.passes["vjp"] == 3 * sum(reverse.output_sizes)
+
+
+def test_auto_prefers_reverse_for_few_outputs(synthetic):
+    generator, _, criteria = synthetic
+    landmarks = LandmarkShape(RegionCentroids(), "left")
+    estimate = estimate_metrics(generator, [landmarks, criteria["left_in"]], generator.sample(2, seed=0), space="z", progress=False)
+    assert estimate.methods == ["reverse", "forward"]
+
+
+def test_randomized_rank_adapts(synthetic):
+    generator, _, criteria = synthetic
+    low_rank = criteria["left_in"]  # rank 3 per sample
+    estimate = estimate_metrics(generator, [low_rank], generator.sample(1, seed=0), space="z", method="randomized",
+                                block_size=2, progress=False)
+    assert estimate.factors[0].shape[0] < 12  # stopped before the full dimension
+    assert estimate.passes["vjp"] < 12
+
+
+def test_resume_after_interruption(synthetic, tmp_path, monkeypatch):
+    generator, _, criteria = synthetic
+    crits = [criteria["left_in"], criteria["left_out"]]
+    latents = generator.sample(6, seed=1)
+    full = estimate_metrics(generator, crits, latents, space="z", method="forward", batch_size=2, progress=False)
+    import cfexplain.jacobian as engine
+
+    calls = {"n": 0}
+    real = engine._forward_rows
+
+    def dies_on_third_batch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_forward_rows", dies_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        estimate_metrics(generator, crits, latents, space="z", method="forward", batch_size=2, progress=False, checkpoint_dir=tmp_path)
+    assert len(list(tmp_path.glob("metrics-*.pt"))) == 1
+    monkeypatch.setattr(engine, "_forward_rows", real)
+    counted = {"n": 0}
+
+    def counting(*args, **kwargs):
+        counted["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_forward_rows", counting)
+    resumed = estimate_metrics(generator, crits, latents, space="z", method="forward", batch_size=2, progress=False, checkpoint_dir=tmp_path)
+    assert counted["n"] == 1  # only the missing batch was computed
+    for a, b in zip(full.factors, resumed.factors):
+        assert np.allclose(a.T @ a, b.T @ b, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------ results
+
+
+def test_subspace_set_save_load_roundtrip(synthetic, tmp_path):
+    generator, _, criteria = synthetic
+    learned = learn_subspaces(generator, semantics(criteria), space="z", n_samples=2, progress=False)
+    path = learned.save(tmp_path / "subspaces")
+    loaded = SubspaceSet.load(path)
+    assert list(loaded) == list(learned) and loaded.space == "z" and loaded.latent_shape == (12,)
+    for name in learned:
+        assert torch.equal(loaded[name].basis, learned[name].basis)
+        assert torch.allclose(loaded[name].eigenvalues, learned[name].eigenvalues)
+        assert loaded[name].provenance["target"]["type"] == "RegionPixels"
+    assert loaded.provenance["n_samples"] == 2 and loaded.provenance["generator_passes"]["jvp"] > 0
+    assert loaded.provenance["cfexplain"] == cfexplain.__version__
+    with pytest.raises(CheckpointNotFoundError):
+        SubspaceSet.load(tmp_path / "nothing")
+
+
+def test_subspace_edit_and_project():
+    basis, _ = torch.linalg.qr(torch.randn(6, 2, generator=torch.Generator().manual_seed(0)))
+    subspace = Subspace("s", basis, torch.tensor([2.0, 1.0]), "w+", (2, 3))
+    codes = torch.zeros(4, 2, 3)
+    coefficients = torch.randn(4, 2, generator=torch.Generator().manual_seed(1))
+    edited = subspace.edit(codes, coefficients)
+    assert edited.shape == codes.shape
+    assert torch.allclose(subspace.project(edited - codes), coefficients, atol=1e-6)
+    with pytest.raises(ShapeError):
+        subspace.edit(codes, torch.zeros(4, 3))
+    with pytest.raises(ShapeError):
+        Subspace("bad", torch.zeros(5, 2), torch.zeros(2), "w", (6,))
+
+
+def test_semantic_validation(synthetic):
+    _, _, criteria = synthetic
+    with pytest.raises(InputError, match="Criterion"):
+        Semantic("x", "not a criterion")
+    with pytest.raises(InputError, match="keep ratios"):
+        Semantic("x", criteria["left_in"], [criteria["left_out"]], keep_ratios=[0.1, 0.1])
+    with pytest.raises(InputError, match="solver"):
+        Semantic("x", criteria["left_in"], solver="magic")
+    with pytest.raises(InputError, match=r"\(0, 1\)"):
+        Semantic("x", criteria["left_in"], target_ratio=2.0)
+
+
+def test_learn_errors(synthetic):
+    generator, _, criteria = synthetic
+    with pytest.raises(InputError, match="unique"):
+        learn_subspaces(generator, semantics(criteria) * 2, space="z", n_samples=1, progress=False)
+    with pytest.raises(InputError, match="unknown latent space"):
+        learn_subspaces(generator, semantics(criteria), space="s", n_samples=1, progress=False)
+    with pytest.raises(InputError, match="method"):
+        learn_subspaces(generator, semantics(criteria), space="z", n_samples=1, method="fast", progress=False)
+
+
+def test_function_criterion_and_stylegan2_spaces():
+    """Learning works in every StyleGAN2 space, with early exit, on a small random generator."""
+    config = cfexplain.StyleGAN2Config.from_channel_base(16, channel_base=64, channel_max=16, z_dim=8, w_dim=8, mapping_layers=2)
+    generator = cfexplain.StyleGAN2Generator(config, seed=0)
+    top = FunctionCriterion(lambda x: x[:, :, :4].flatten(1), name="top rows")
+    rest = FunctionCriterion(lambda x: x[:, :, 4:].flatten(1), name="other rows")
+    semantic = Semantic("top", top, [rest], keep_ratios=1e-3)
+    for space in ("z", "w", "w+", "s"):
+        learned = learn_subspaces(generator, [semantic], space=space, n_samples=2, resolution=8, progress=False)
+        subspace = learned["top"]
+        assert subspace.basis.shape[0] == generator.latent_dim(space)
+        assert torch.allclose(subspace.basis.T @ subspace.basis, torch.eye(subspace.dim), atol=1e-5)
