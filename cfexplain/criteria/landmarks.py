@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.spatial import Delaunay
 
 from ..analyzers.base import FaceParser, LandmarkDetector
@@ -14,7 +13,7 @@ from ..errors import InputError
 from .base import Context, Criterion, resize_images
 from .regions import region_mask
 
-__all__ = ["LandmarkShape", "BlendedPixels"]
+__all__ = ["LandmarkShape", "BlendedPixels", "bilinear_sample"]
 
 
 def _indices(detector: LandmarkDetector, group: str | Sequence[int], complement: bool) -> tuple[int, ...]:
@@ -65,7 +64,7 @@ class BlendedPixels(Criterion):
     At the sample, the landmarks plus the four image corners are triangulated (Delaunay, scipy)
     and every pixel of the (optional) region gets its triangle and barycentric weights, fixed from
     then on. For an edited image, the pixels' positions follow their triangles' current landmarks
-    and the colours are read there (``grid_sample``, bilinear). Kept invariant, this allows only
+    and the colours are read there (bilinear, :func:`bilinear_sample`). Kept invariant, this allows only
     edits that warp the image the way the landmarks move: no change of colour or texture.
 
     Args:
@@ -133,7 +132,29 @@ class BlendedPixels(Criterion):
         triangles = context["triangles"]  # (N, K, 3)
         corners = vertices.gather(1, triangles.reshape(n, -1, 1).expand(-1, -1, 2)).reshape(n, -1, 3, 2)
         positions = (context["weights"][..., None] * corners).sum(dim=2)  # (N, K, 2)
-        grid = positions / (r - 1) * 2 - 1
-        colours = F.grid_sample(resize_images(images, r), grid[:, :, None, :], mode="bilinear",
-                                padding_mode="border", align_corners=True)[..., 0]  # (N, 3, K)
+        colours = bilinear_sample(resize_images(images, r), positions)  # (N, 3, K)
         return (colours * context["valid"][:, None, :]).flatten(1)
+
+
+def bilinear_sample(images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Colours ``(N, C, K)`` of ``images (N, C, H, W)`` at pixel positions ``(N, K, 2)`` (x, y),
+    bilinear, positions clamped to the border.
+
+    Equivalent to ``grid_sample(..., align_corners=True, padding_mode="border")`` but written with
+    ``gather``, so that it supports forward-mode differentiation (``torch.func.jvp``), which
+    ``grid_sample`` does not."""
+    n, c, h, w = images.shape
+    x = positions[..., 0].clamp(0, w - 1)
+    y = positions[..., 1].clamp(0, h - 1)
+    x0 = x.detach().floor().clamp(max=w - 2).long() if w > 1 else torch.zeros_like(x, dtype=torch.long)
+    y0 = y.detach().floor().clamp(max=h - 2).long() if h > 1 else torch.zeros_like(y, dtype=torch.long)
+    wx, wy = (x - x0)[:, None], (y - y0)[:, None]
+    flat = images.reshape(n, c, h * w)
+
+    def at(dy: int, dx: int) -> torch.Tensor:
+        index = ((y0 + dy).clamp(max=h - 1) * w + (x0 + dx).clamp(max=w - 1))[:, None, :].expand(-1, c, -1)
+        return flat.gather(2, index)
+
+    top = at(0, 0) * (1 - wx) + at(0, 1) * wx
+    bottom = at(1, 0) * (1 - wx) + at(1, 1) * wx
+    return top * (1 - wy) + bottom * wy
