@@ -39,6 +39,7 @@ import torch
 from torch.func import jvp, vjp, vmap
 
 from ._io import atomic_write
+from ._shared import shared_analyses
 from .criteria.base import Context, Criterion
 from .errors import InputError
 from .generators.base import Generator
@@ -106,15 +107,16 @@ class _Batch:
 
     def __init__(self, images_of: LatentImages, criteria: Sequence[Criterion], latents: torch.Tensor) -> None:
         self.images_of, self.criteria, self.latents = images_of, list(criteria), latents
-        with torch.no_grad():
+        with torch.no_grad(), shared_analyses():
             images = images_of(latents)
             self.contexts: list[Context] = [c.prepare(images) for c in self.criteria]
             self.sizes = [c.outputs(images, ctx).shape[1] for c, ctx in zip(self.criteria, self.contexts)]
 
     def function(self, indices: Sequence[int]) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
         def outputs(latents: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            images = self.images_of(latents)
-            return tuple(self.criteria[i].outputs(images, self.contexts[i]) for i in indices)
+            with shared_analyses():  # criteria on the same detector or parser share its pass
+                images = self.images_of(latents)
+                return tuple(self.criteria[i].outputs(images, self.contexts[i]) for i in indices)
 
         return outputs
 

@@ -146,3 +146,23 @@ def test_identity_and_function_criteria():
     with pytest.raises(InputError, match=r"expected \(N, m\)"):
         bad(images())
     assert region_masks()["left"].sum() == 36
+
+
+def test_criteria_share_one_landmark_pass_per_evaluation():
+    from cfexplain._shared import shared_analyses
+
+    class Counting(RegionCentroids):
+        calls = 0
+
+        def landmarks(self, images):
+            Counting.calls += 1
+            return super().landmarks(images)
+
+    detector = Counting()
+    a, b = LandmarkShape(detector, "left"), LandmarkShape(detector, "right", centered=True)
+    x = images()
+    with shared_analyses():
+        a.outputs(x, {}), b.outputs(x, {})
+    assert Counting.calls == 1
+    a.outputs(x, {}), b.outputs(x, {})  # outside a shared block: one pass each
+    assert Counting.calls == 3

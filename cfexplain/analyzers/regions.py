@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._shared import shared
 from ..errors import InputError
 from .base import FaceParser, FaceParsing, LandmarkDetector
 from .facemesh import FACEMESH_GROUPS
@@ -137,7 +138,8 @@ class LandmarkRegionParser(FaceParser):
 
     def parse(self, images: torch.Tensor) -> FaceParsing:
         images = self.check_images(images)
-        return self.parse_landmarks(self.detector.landmarks(images), images.shape[-2], images.shape[-1])
+        landmarks = shared(self.detector, images, lambda: self.detector.landmarks(images))
+        return self.parse_landmarks(landmarks, images.shape[-2], images.shape[-1])
 
     def parse_landmarks(self, landmarks: torch.Tensor, height: int, width: int) -> FaceParsing:
         """Parse from given landmarks ``(N, P, 2)`` onto a ``height × width`` grid."""

@@ -10,10 +10,16 @@ from scipy.spatial import Delaunay
 
 from ..analyzers.base import FaceParser, LandmarkDetector
 from ..errors import InputError
+from .._shared import shared
 from .base import Context, Criterion, resize_images
 from .regions import region_mask
 
 __all__ = ["LandmarkShape", "BlendedPixels", "bilinear_sample"]
+
+
+def shared_landmarks(detector: LandmarkDetector, images: torch.Tensor) -> torch.Tensor:
+    """The detector's landmarks of ``images``, computed once per evaluation (see ``_shared``)."""
+    return shared(detector, images, lambda: detector.landmarks(images))
 
 
 def _indices(detector: LandmarkDetector, group: str | Sequence[int], complement: bool) -> tuple[int, ...]:
@@ -52,7 +58,7 @@ class LandmarkShape(Criterion):
         self.name = name or f"landmarks:{'not ' if complement else ''}{label}{' (centred)' if centered else ''}"
 
     def outputs(self, images: torch.Tensor, context: Context) -> torch.Tensor:
-        points = self.detector.landmarks(images)[:, list(self.indices)]
+        points = shared_landmarks(self.detector, images)[:, list(self.indices)]
         if self.centered:
             points = points - points.mean(dim=1, keepdim=True)
         return points.flatten(1)
@@ -90,7 +96,7 @@ class BlendedPixels(Criterion):
 
     def prepare(self, images: torch.Tensor) -> Context:
         n, r = images.shape[0], self.resolution
-        points = self._to_grid(self.detector.landmarks(images), images.shape[-1]).double().cpu().numpy()
+        points = self._to_grid(shared_landmarks(self.detector, images), images.shape[-1]).double().cpu().numpy()
         corners = np.array([[0, 0], [r - 1, 0], [r - 1, r - 1], [0, r - 1]], dtype=np.float64)
         if self.regions:
             mask = region_mask(self.parser, images, self.regions, dilation=self.dilation, erosion=self.erosion,
@@ -127,7 +133,7 @@ class BlendedPixels(Criterion):
 
     def outputs(self, images: torch.Tensor, context: Context) -> torch.Tensor:
         n, r = images.shape[0], self.resolution
-        points = self._to_grid(self.detector.landmarks(images), images.shape[-1])
+        points = self._to_grid(shared_landmarks(self.detector, images), images.shape[-1])
         vertices = torch.cat([points, context["corners"].expand(n, -1, -1)], dim=1)  # (N, P + 4, 2)
         triangles = context["triangles"]  # (N, K, 3)
         corners = vertices.gather(1, triangles.reshape(n, -1, 1).expand(-1, -1, 2)).reshape(n, -1, 3, 2)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from ..analyzers.base import FaceParser
 from ..errors import InputError
+from .._shared import shared
 from .base import Context, Criterion, resize_images
 
 __all__ = ["RegionPixels", "RegionColor", "ColorResidual", "HighFrequency", "region_mask"]
@@ -33,7 +34,7 @@ def region_mask(parser: FaceParser, images: torch.Tensor, regions: Sequence[str]
                 erosion: float = 0.0, resolution: int | None = None) -> torch.Tensor:
     """The hard 0/1 mask ``(N, 1, r, r)`` of ``regions`` at ``resolution`` (no gradient)."""
     with torch.no_grad():
-        mask = parser.parse(images).mask(*regions, soft=False)
+        mask = shared(parser, images, lambda: parser.parse(images)).mask(*regions, soft=False)
         mask = _morphology(mask, dilation, erosion)
         if resolution is not None and mask.shape[-1] != resolution:
             mask = (F.interpolate(mask, size=(resolution, resolution), mode="area") > 0.5).to(mask.dtype)
@@ -107,6 +108,12 @@ class RegionPixels(_RegionCriterion):
 class RegionColor(_RegionCriterion):
     """The mean RGB colour inside a region: 3 outputs per image."""
 
+    def __init__(self, parser: FaceParser, regions: Sequence[str] | str, *, dilation: float = 0.0,
+                 erosion: float = 0.0, resolution: int | None = 64, name: str | None = None) -> None:
+        super().__init__(parser, regions, dilation=dilation, erosion=erosion, resolution=resolution, name=name)
+        if name is None:
+            self.name = f"colour:{self.name}"
+
     def outputs(self, images: torch.Tensor, context: Context) -> torch.Tensor:
         x = resize_images(images, self.resolution)
         mask = context["mask"]
@@ -118,6 +125,12 @@ class ColorResidual(_RegionCriterion):
 
     Kept invariant, it allows only changes of the region's mean colour (ICE's face-colour recipe).
     """
+
+    def __init__(self, parser: FaceParser, regions: Sequence[str] | str, *, dilation: float = 0.0,
+                 erosion: float = 0.0, resolution: int | None = 64, name: str | None = None) -> None:
+        super().__init__(parser, regions, dilation=dilation, erosion=erosion, resolution=resolution, name=name)
+        if name is None:
+            self.name = f"residual:{self.name}"
 
     def outputs(self, images: torch.Tensor, context: Context) -> torch.Tensor:
         x = resize_images(images, self.resolution)

@@ -1,0 +1,65 @@
+"""The face presets: construction for both stacks, and learned zoo subspaces that do what they say."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cfexplain import zoo
+from cfexplain.analyzers import BiSeNet, BiSeNetParser, FAN, FANLandmarks
+from cfexplain.errors import InputError
+from cfexplain.presets import SEMANTIC_NAMES, bisenet_fan_semantics, facemesh_semantics
+from cfexplain.subspaces import learn_subspaces
+
+
+@pytest.fixture(scope="module")
+def zoo_stack():
+    return zoo.dcgan_faces(), zoo.facemesh_parser(), zoo.facemesh()
+
+
+def test_bisenet_fan_presets_cover_all_seven():
+    parser, landmarks = BiSeNetParser(BiSeNet()), FANLandmarks(FAN(num_modules=1))
+    semantics = bisenet_fan_semantics(parser, landmarks)
+    assert [s.name for s in semantics] == list(SEMANTIC_NAMES)
+    lips = next(s for s in semantics if s.name == "lip_colour")
+    assert lips.keep_ratios == (1e-4, 1e-3) and lips.target.resolution == 128
+    assert next(s for s in semantics if s.name == "mouth_shape").solver == "late"
+    assert [s.name for s in bisenet_fan_semantics(parser, landmarks, names=["hair_photometry"])] == ["hair_photometry"]
+
+
+def test_facemesh_presets_refuse_hair(zoo_stack):
+    _, parser, landmarks = zoo_stack
+    semantics = facemesh_semantics(parser, landmarks)
+    assert "hair_photometry" not in [s.name for s in semantics] and len(semantics) == 6
+    with pytest.raises(InputError, match="cannot express"):
+        facemesh_semantics(parser, landmarks, names=["hair_photometry"])
+    with pytest.raises(InputError, match="unknown semantics"):
+        facemesh_semantics(parser, landmarks, names=["nose_size"])
+
+
+def test_learned_lip_colour_changes_the_lips(zoo_stack):
+    """A lip-colour direction changes pixels inside the lips far more (relative to the outside)
+    than a random direction does."""
+    generator, parser, landmarks = zoo_stack
+    semantics = facemesh_semantics(parser, landmarks, names=["lip_colour", "face_colour"])
+    learned = learn_subspaces(generator, semantics, space="z", n_samples=3, batch_size=3, seed=1, progress=False)
+    lips = learned["lip_colour"]
+    assert 1 <= lips.dim <= 40 and learned["face_colour"].dim >= 1
+    assert torch.allclose(lips.basis.T @ lips.basis, torch.eye(lips.dim), atol=1e-5)
+
+    z = generator.sample(4, seed=99)  # new faces, not the training ones
+    with torch.no_grad():
+        base = generator.synthesize(z)
+        mask = parser.parse(base).mask("lips", soft=False)
+
+        def inside_outside_ratio(direction):
+            edited = generator.synthesize(z + 0.5 * direction)
+            change = (edited - base).abs().mean(dim=1, keepdim=True)
+            inside = (change * mask).sum() / mask.sum()
+            outside = (change * (1 - mask)).sum() / (1 - mask).sum()
+            return (inside / outside).item()
+
+        learned_ratio = inside_outside_ratio(lips.basis[:, 0])
+        random_dirs = torch.randn(5, 100, generator=torch.Generator().manual_seed(0))
+        random_ratio = max(inside_outside_ratio(d / d.norm()) for d in random_dirs)
+    assert learned_ratio > 1.5 * random_ratio, (learned_ratio, random_ratio)
