@@ -1,12 +1,14 @@
 """cfexplain: counterfactual explanations of image classifiers in interpretable GAN subspaces.
 
 The public API is flat: generators (:func:`load_generator`, :class:`StyleGAN2Generator`,
-:class:`ModuleGenerator`), analyzers (:mod:`cfexplain.analyzers`), the classifier adapter
+:class:`ModuleGenerator`), analyzers (:mod:`cfexplain.analyzers`), criteria
+(:mod:`cfexplain.criteria`) and face presets (:mod:`cfexplain.presets`), subspace learning
+(:class:`Semantic`, :func:`learn_subspaces`, :class:`SubspaceSet`), the classifier adapter
 (:class:`Classifier`, :class:`Preprocessing`, :class:`OutputSpec`), the offline models
 (:mod:`cfexplain.zoo`) and the exceptions (:mod:`cfexplain.errors`).
 """
 
-from . import analyzers, errors, zoo
+from . import analyzers, criteria, errors, presets, zoo
 from .analyzers import (
     BiSeNetParser,
     FaceMeshLandmarks,
@@ -30,6 +32,7 @@ from .errors import (
     UnsafeCheckpointError,
     UnsupportedModelError,
 )
+from .subspaces import Semantic, Subspace, SubspaceSet, learn_subspaces, subspace_agreement
 from .generators import (
     Generator,
     ModuleGenerator,
@@ -62,17 +65,24 @@ __all__ = [
     "ModuleGenerator",
     "OutputSpec",
     "Preprocessing",
+    "Semantic",
     "ShapeError",
     "StyleGAN2Config",
     "StyleGAN2Generator",
     "StyleLayer",
     "StyleLayout",
+    "Subspace",
+    "SubspaceSet",
     "UnknownCheckpointFormatError",
     "UnsafeCheckpointError",
     "UnsupportedModelError",
     "__version__",
     "analyzers",
+    "criteria",
     "errors",
+    "learn_subspaces",
     "load_generator",
+    "presets",
+    "subspace_agreement",
     "zoo",
 ]

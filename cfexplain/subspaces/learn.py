@@ -98,6 +98,8 @@ def learn_subspaces(
         "generator": dict(generator.provenance),
         "space": space, "n_samples": n_samples, "seed": seed, "truncation": truncation, "resolution": resolution,
         "method": method, "generator_passes": estimate.passes, "seconds": round(estimate.seconds, 3),
+        "criteria": [{"name": c.name, "method": m, "outputs": int(size)}
+                     for c, m, size in zip(criteria, estimate.methods, estimate.output_sizes)],
         "cfexplain": __version__, "torch": torch.__version__, "python": platform.python_version(),
     }
     return SubspaceSet(subspaces, provenance=provenance)

@@ -1,0 +1,195 @@
+"""Subspace learning: cfexplain's Jacobian engine against ICE's procedure, side by side.
+
+ICE's procedure (written here as the baseline): for each criterion, one forward pass with the
+graph retained, then one reverse pass (``torch.autograd.grad`` with a one-hot cotangent) per
+criterion output, the batch of samples riding along; ``M = Σ JᵀJ`` from the rows. cfexplain:
+``learn_subspaces(method="auto")``.
+
+Reported per case: generator passes (one image through the generator, forward, JVP or VJP of
+one vector), wall time, peak memory, and the agreement of every learned subspace with the exact
+dense solution (mean cos² of principal angles; the exact solution is computed with dense
+forward/reverse mode, which gives exactly ICE's ``JᵀJ``).
+
+Running the baseline to the end takes hours on a CPU (tens of thousands of reverse passes), so by
+default it runs ``--baseline-rows`` reverse passes of every criterion, checks them against the
+exact Jacobian rows, and extrapolates its time by the exact number of outputs; the table says so.
+``--baseline-rows 0`` runs it completely.
+
+Cases:
+
+* ``zoo``: the zoo DCGAN (z, D = 100) with the FaceMesh presets (six semantics);
+* ``stylegan2-w`` / ``stylegan2-s``: a random-weight config-f StyleGAN2 at 256² in W (D = 512) or
+  StyleSpace (D = 8704), with criteria shaped like the BiSeNet + FAN recipes: a random-weight
+  BiSeNet parser for the masks and landmarks from a random-weight FAN (one hourglass), at the
+  reference's working resolutions (random weights suffice for cost).
+
+Usage::
+
+    python benchmarks/subspaces.py [--cases zoo stylegan2-w stylegan2-s] [--samples 4] [--baseline-rows 8]
+
+Prints a table and writes ``benchmarks/results/subspaces.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthesis import _peak, _reset_peak  # noqa: E402  (same memory measurement as the synthesis benchmark)
+
+
+def build_case(name: str):
+    """(generator, semantics, space, resolution) of a benchmark case."""
+    from cfexplain import zoo
+    from cfexplain.presets import bisenet_fan_semantics, facemesh_semantics
+
+    if name == "zoo":
+        generator = zoo.dcgan_faces()
+        return generator, facemesh_semantics(zoo.facemesh_parser(), zoo.facemesh()), "z", None
+    from cfexplain.analyzers import FAN, BiSeNet, BiSeNetParser, FANLandmarks
+    from cfexplain.generators import StyleGAN2Config, StyleGAN2Generator
+
+    generator = StyleGAN2Generator(StyleGAN2Config.config_f(256), seed=0).requires_grad_(False)
+    torch.manual_seed(0)
+    parser = BiSeNetParser(BiSeNet(), input_size=256)
+    landmarks = FANLandmarks(FAN(num_modules=1))
+    semantics = bisenet_fan_semantics(parser, landmarks)
+    return generator, semantics, name.split("-")[1], None
+
+
+def unique_criteria(semantics):
+    seen, criteria = set(), []
+    for semantic in semantics:
+        for criterion in semantic.criteria:
+            if id(criterion) not in seen:
+                seen.add(id(criterion))
+                criteria.append(criterion)
+    return criteria
+
+
+def ice_baseline(generator, criteria, latents, space, rows: int, exact_factors) -> dict:
+    """ICE's Jacobian loop (one reverse pass per output), possibly on the first ``rows`` outputs
+    of each criterion; time extrapolated to all outputs in that case."""
+    from cfexplain.jacobian import LatentImages
+
+    images_of = LatentImages(generator, space)
+    u = torch.nn.Parameter(latents.reshape(latents.shape[0], -1).clone())
+    n = u.shape[0]
+    seconds, passes, max_error = 0.0, 0, None
+    for criterion, factor in zip(criteria, exact_factors):
+        start = time.perf_counter()
+        images = images_of(u)
+        with torch.no_grad():
+            context = criterion.prepare(images.detach())
+        outputs = criterion.outputs(images, context)
+        forward_time = time.perf_counter() - start
+        m = outputs.shape[1]
+        limit = m if rows <= 0 else min(rows, m)
+        jacobian = torch.zeros(n, limit, u.shape[1], dtype=torch.float64)
+        times = []
+        for j in range(limit):
+            one_hot = torch.zeros_like(outputs)
+            one_hot[:, j] = 1.0
+            t = time.perf_counter()
+            (grad,) = torch.autograd.grad(outputs, u, grad_outputs=one_hot, retain_graph=True)
+            times.append(time.perf_counter() - t)
+            jacobian[:, j] = grad.double()
+        seconds += forward_time + (sum(times) if limit == m else statistics.median(times) * m)
+        passes += n * (1 + m)
+        if limit == m:  # the complete baseline must give the exact metric
+            exact = factor.T @ factor
+            measured = np.einsum("nmd,nme->de", jacobian.numpy(), jacobian.numpy()) / n
+            error = float(np.abs(measured - exact).max() / max(np.abs(exact).max(), 1e-30))
+            max_error = error if max_error is None else max(max_error, error)
+    return {"seconds": seconds, "passes": passes, "extrapolated": rows > 0, "max_relative_error": max_error}
+
+
+def run_case(name: str, samples: int, baseline_rows: int) -> dict:
+    from cfexplain.jacobian import estimate_metrics
+    from cfexplain.subspaces import SOLVERS, learn_subspaces, subspace_agreement
+
+    generator, semantics, space, resolution = build_case(name)
+    criteria = unique_criteria(semantics)
+    latents = generator.sample(samples, space=space, seed=0)
+    dim = generator.latent_dim(space)
+    print(f"[{name}] D = {dim}, {len(semantics)} semantics, {len(criteria)} distinct criteria, {samples} samples", flush=True)
+
+    before = _reset_peak(torch.device("cpu"))
+    start = time.perf_counter()
+    learned = learn_subspaces(generator, semantics, space=space, n_samples=samples, batch_size=samples, seed=0,
+                              method="auto", resolution=resolution, progress=False)
+    ours_seconds = time.perf_counter() - start
+    ours_memory = (_peak(torch.device("cpu")) - before) / 2**20
+    ours_passes = sum(learned.provenance["generator_passes"].values())
+    print(f"[{name}] cfexplain auto: {ours_seconds:.1f} s, {ours_passes} passes", flush=True)
+
+    exact_method = "forward" if dim <= 1024 else "reverse"
+    exact = estimate_metrics(generator, criteria, latents, space=space, method=exact_method, resolution=resolution,
+                             batch_size=samples, progress=False)
+    factor_of = {id(c): f for c, f in zip(criteria, exact.factors)}
+    agreement = {}
+    for semantic in semantics:
+        result = SOLVERS[semantic.solver](factor_of[id(semantic.target)], [factor_of[id(c)] for c in semantic.keep],
+                                          target_ratio=semantic.target_ratio, keep_ratios=semantic.keep_ratios)
+        agreement[semantic.name] = subspace_agreement(learned[semantic.name].basis, result.basis)
+    print(f"[{name}] agreement with the exact solution: {agreement}", flush=True)
+
+    before = _reset_peak(torch.device("cpu"))
+    baseline = ice_baseline(generator, criteria, latents, space, baseline_rows, exact.factors)
+    baseline["memory_mb"] = (_peak(torch.device("cpu")) - before) / 2**20
+    print(f"[{name}] ICE baseline: {baseline['seconds']:.1f} s{' (extrapolated)' if baseline['extrapolated'] else ''}, "
+          f"{baseline['passes']} passes", flush=True)
+    return {
+        "case": name, "space": space, "dim": dim, "samples": samples, "semantics": [s.name for s in semantics],
+        "outputs": dict(zip([c.name for c in criteria], exact.output_sizes)),
+        "ours": {"seconds": ours_seconds, "passes": ours_passes, "memory_mb": ours_memory,
+                 "criteria": learned.provenance["criteria"], "passes_by_kind": learned.provenance["generator_passes"]},
+        "baseline": baseline, "agreement": agreement,
+        "dims": {s: learned[s].dim for s in learned},
+    }
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| case | D | samples | ICE passes | cfexplain passes | passes ratio | ICE time (s) | cfexplain time (s) | "
+             "time ratio | ICE MB | cfexplain MB | min agreement (mean cos²) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b, o = r["baseline"], r["ours"]
+        lines.append(f"| {r['case']} | {r['dim']} | {r['samples']} | {b['passes']:,} | {o['passes']:,} | "
+                     f"{b['passes'] / o['passes']:.0f}× | {b['seconds']:.0f}{'*' if b['extrapolated'] else ''} | "
+                     f"{o['seconds']:.0f} | {b['seconds'] / o['seconds']:.0f}× | {b['memory_mb']:.0f} | {o['memory_mb']:.0f} | "
+                     f"{min(r['agreement'].values()):.4f} |")
+    lines.append("\n\\* ICE's time extrapolated from its first reverse passes per criterion (each costs the same).")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", nargs="+", default=["zoo"], choices=["zoo", "stylegan2-w", "stylegan2-s"])
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--baseline-rows", type=int, default=8,
+                        help="reverse passes per criterion actually run by the baseline (0: all)")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = [run_case(case, args.samples, args.baseline_rows) for case in args.cases]
+    text = table(rows)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    meta = {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads()}
+    out = RESULTS / "subspaces.json"
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "table": text}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
