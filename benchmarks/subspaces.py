@@ -6,7 +6,7 @@ criterion output, the batch of samples riding along; ``M = Σ JᵀJ`` from the r
 ``learn_subspaces(method="auto")``.
 
 Reported per case: generator passes (one image through the generator, forward, JVP or VJP of
-one vector), wall time, peak memory, and the agreement of every learned subspace with the exact
+one vector), wall time, peak memory (each part runs in a fresh process), and the agreement of every learned subspace with the exact
 dense solution (mean cos² of principal angles; the exact solution is computed with dense
 forward/reverse mode, which gives exactly ICE's ``JᵀJ``).
 
@@ -36,7 +36,9 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -114,49 +116,70 @@ def ice_baseline(generator, criteria, latents, space, rows: int, exact_factors) 
     return {"seconds": seconds, "passes": passes, "extrapolated": rows > 0, "max_relative_error": max_error}
 
 
-def run_case(name: str, samples: int, baseline_rows: int) -> dict:
+def worker(part: str, name: str, samples: int, baseline_rows: int, folder: str) -> dict:
+    """One measured part in its own process (so that its peak memory is its own)."""
     from cfexplain.jacobian import estimate_metrics
-    from cfexplain.subspaces import SOLVERS, learn_subspaces, subspace_agreement
+    from cfexplain.subspaces import learn_subspaces
 
     generator, semantics, space, resolution = build_case(name)
     criteria = unique_criteria(semantics)
     latents = generator.sample(samples, space=space, seed=0)
     dim = generator.latent_dim(space)
-    print(f"[{name}] D = {dim}, {len(semantics)} semantics, {len(criteria)} distinct criteria, {samples} samples", flush=True)
-
     before = _reset_peak(torch.device("cpu"))
     start = time.perf_counter()
-    learned = learn_subspaces(generator, semantics, space=space, n_samples=samples, batch_size=samples, seed=0,
-                              method="auto", resolution=resolution, progress=False)
-    ours_seconds = time.perf_counter() - start
-    ours_memory = (_peak(torch.device("cpu")) - before) / 2**20
-    ours_passes = sum(learned.provenance["generator_passes"].values())
-    print(f"[{name}] cfexplain auto: {ours_seconds:.1f} s, {ours_passes} passes", flush=True)
+    if part == "ours":
+        learned = learn_subspaces(generator, semantics, space=space, n_samples=samples, batch_size=samples, seed=0,
+                                  method="auto", resolution=resolution, progress=False)
+        seconds = time.perf_counter() - start
+        learned.save(Path(folder) / "ours")
+        result = {"seconds": seconds, "passes": sum(learned.provenance["generator_passes"].values()),
+                  "passes_by_kind": learned.provenance["generator_passes"], "criteria": learned.provenance["criteria"]}
+    elif part == "exact":
+        exact = estimate_metrics(generator, criteria, latents, space=space, method="forward" if dim <= 1024 else "reverse",
+                                 resolution=resolution, batch_size=samples, progress=False)
+        np.savez(Path(folder) / "exact.npz", *exact.factors)
+        result = {"seconds": time.perf_counter() - start, "passes": exact.total_passes, "outputs": exact.output_sizes}
+    else:
+        exact_factors = list(np.load(Path(folder) / "exact.npz").values()) if (Path(folder) / "exact.npz").exists() else [None] * len(criteria)
+        result = ice_baseline(generator, criteria, latents, space, baseline_rows, exact_factors)
+    result["memory_mb"] = (_peak(torch.device("cpu")) - before) / 2**20
+    return result
 
-    exact_method = "forward" if dim <= 1024 else "reverse"
-    exact = estimate_metrics(generator, criteria, latents, space=space, method=exact_method, resolution=resolution,
-                             batch_size=samples, progress=False)
-    factor_of = {id(c): f for c, f in zip(criteria, exact.factors)}
+
+def _run_worker(*args) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", *map(str, args)], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_case(name: str, samples: int, baseline_rows: int) -> dict:
+    from cfexplain.subspaces import SOLVERS, SubspaceSet, subspace_agreement
+
+    generator, semantics, space, _ = build_case(name)
+    criteria = unique_criteria(semantics)
+    dim = generator.latent_dim(space)
+    print(f"[{name}] D = {dim}, {len(semantics)} semantics, {len(criteria)} distinct criteria, {samples} samples", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        ours = _run_worker("ours", name, samples, baseline_rows, folder)
+        print(f"[{name}] cfexplain auto: {ours['seconds']:.1f} s, {ours['passes']} passes", flush=True)
+        exact = _run_worker("exact", name, samples, baseline_rows, folder)
+        print(f"[{name}] exact dense solution: {exact['seconds']:.1f} s", flush=True)
+        baseline = _run_worker("baseline", name, samples, baseline_rows, folder)
+        print(f"[{name}] ICE baseline: {baseline['seconds']:.1f} s{' (extrapolated)' if baseline['extrapolated'] else ''}, "
+              f"{baseline['passes']} passes", flush=True)
+        learned = SubspaceSet.load(Path(folder) / "ours")
+        factors = list(np.load(Path(folder) / "exact.npz").values())
+    factor_of = {id(c): f for c, f in zip(criteria, factors)}
     agreement = {}
     for semantic in semantics:
         result = SOLVERS[semantic.solver](factor_of[id(semantic.target)], [factor_of[id(c)] for c in semantic.keep],
                                           target_ratio=semantic.target_ratio, keep_ratios=semantic.keep_ratios)
         agreement[semantic.name] = subspace_agreement(learned[semantic.name].basis, result.basis)
     print(f"[{name}] agreement with the exact solution: {agreement}", flush=True)
-
-    before = _reset_peak(torch.device("cpu"))
-    baseline = ice_baseline(generator, criteria, latents, space, baseline_rows, exact.factors)
-    baseline["memory_mb"] = (_peak(torch.device("cpu")) - before) / 2**20
-    print(f"[{name}] ICE baseline: {baseline['seconds']:.1f} s{' (extrapolated)' if baseline['extrapolated'] else ''}, "
-          f"{baseline['passes']} passes", flush=True)
-    return {
-        "case": name, "space": space, "dim": dim, "samples": samples, "semantics": [s.name for s in semantics],
-        "outputs": dict(zip([c.name for c in criteria], exact.output_sizes)),
-        "ours": {"seconds": ours_seconds, "passes": ours_passes, "memory_mb": ours_memory,
-                 "criteria": learned.provenance["criteria"], "passes_by_kind": learned.provenance["generator_passes"]},
-        "baseline": baseline, "agreement": agreement,
-        "dims": {s: learned[s].dim for s in learned},
-    }
+    return {"case": name, "space": space, "dim": dim, "samples": samples, "semantics": [s.name for s in semantics],
+            "outputs": dict(zip([c.name for c in criteria], exact["outputs"])), "ours": ours, "exact": exact,
+            "baseline": baseline, "agreement": agreement, "dims": {s: learned[s].dim for s in learned}}
 
 
 def table(rows: list[dict]) -> str:
@@ -179,7 +202,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--baseline-rows", type=int, default=8,
                         help="reverse passes per criterion actually run by the baseline (0: all)")
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        part, name, samples, rows, folder = args.worker
+        print(json.dumps(worker(part, name, int(samples), int(rows), folder)))
+        return
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = [run_case(case, args.samples, args.baseline_rows) for case in args.cases]
     text = table(rows)
