@@ -107,10 +107,32 @@ class _Batch:
 
     def __init__(self, images_of: LatentImages, criteria: Sequence[Criterion], latents: torch.Tensor) -> None:
         self.images_of, self.criteria, self.latents = images_of, list(criteria), latents
+
         with torch.no_grad(), shared_analyses():
             images = images_of(latents)
             self.contexts: list[Context] = [c.prepare(images) for c in self.criteria]
             self.sizes = [c.outputs(images, ctx).shape[1] for c, ctx in zip(self.criteria, self.contexts)]
+
+    def activation_bytes(self) -> int:
+        """Bytes of activations autograd keeps for one image (generator and all criteria), counted
+        with a saved-tensor hook during one forward pass; constants (weights, buffers, contexts)
+        are not counted."""
+        total = 0
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            nonlocal total
+            if tensor.grad_fn is not None or tensor.requires_grad:
+                total += tensor.numel() * tensor.element_size()
+            return tensor
+
+        single = self.latents[:1].detach().clone().requires_grad_(True)
+        contexts = [{k: v[:1] if isinstance(v, torch.Tensor) and v.shape[:1] == self.latents.shape[:1] else v
+                     for k, v in ctx.items()} for ctx in self.contexts]
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), shared_analyses():
+            images = self.images_of(single)
+            for criterion, context in zip(self.criteria, contexts):
+                criterion.outputs(images, context)
+        return total
 
     def function(self, indices: Sequence[int]) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
         def outputs(latents: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -247,6 +269,14 @@ def _choose(method: str, sizes: Sequence[int], dim: int, batch: int, memory_limi
     return choice
 
 
+def _chunk_within(memory_limit_mb: float, per_image: int, images: int, requested: int) -> int:
+    """The largest chunk ≤ ``requested`` whose vmapped passes stay within the memory bound, taking
+    one vector of a pass to hold (at most) one image's activations per image of the batch."""
+    if per_image <= 0:
+        return requested
+    return max(1, min(requested, int(memory_limit_mb * 2**20 // (per_image * images))))
+
+
 def _fingerprint(images_of: LatentImages, criteria: Sequence[Criterion], latents: torch.Tensor, settings: Mapping[str, Any]) -> str:
     digest = hashlib.sha256()
     provenance = images_of.generator.provenance
@@ -289,12 +319,15 @@ def estimate_metrics(
         method: ``"auto"``, ``"forward"``, ``"reverse"`` or ``"randomized"``.
         resolution: stop synthesis at this resolution (criteria that work at ≤ 256² need no more).
         batch_size: samples per batch.
-        chunk_size: tangent or cotangent vectors per vmapped pass (memory ∝ chunk × batch).
+        chunk_size: at most this many tangent or cotangent vectors per vmapped pass (memory ∝
+            chunk × batch); lowered automatically to stay within ``memory_limit_mb``.
         tolerances: randomized method only: per criterion, the fraction of its largest eigenvalue
             below which missed energy is acceptable (default 1e-4).
         block_size: randomized method: sketch columns added per round.
         max_rank: randomized method: cap on each criterion's basis size.
-        memory_limit_mb: bound for dense Jacobians kept in memory (auto falls back to randomized).
+        memory_limit_mb: memory bound: vmapped passes are sized from the activations one image
+            keeps (counted once, on the first batch), and "auto" keeps dense Jacobians only when
+            they fit (else randomized). The generator's and criteria's own weights are not counted.
         seed: seed of the random sketches.
         checkpoint_dir: save progress after every batch there and resume from it.
         progress: show a progress bar.
@@ -327,29 +360,34 @@ def estimate_metrics(
     from tqdm.auto import tqdm
 
     start_time = time.perf_counter() - state["seconds"]
+    per_image: int | None = None
     with tqdm(total=n, initial=state["done"], desc="criterion metrics", unit="sample", disable=not progress) as bar:
         for start in range(state["done"], n, batch_size):
             batch = _Batch(images_of, criteria, latents[start:start + batch_size])
             b = batch.latents.shape[0]
             state["passes"]["forward"] += b
             methods = _choose(method, batch.sizes, dim, b, int(memory_limit_mb * 2**20))
+            if per_image is None:
+                per_image = batch.activation_bytes()
+                state["passes"]["forward"] += 1
+            chunk = _chunk_within(memory_limit_mb, per_image, b, chunk_size)
             state["methods"], state["sizes"] = methods, batch.sizes
             results: dict[int, torch.Tensor] = {}
             groups: dict[str, list[int]] = {}
             for i, m in enumerate(methods):
                 groups.setdefault(m, []).append(i)
             if "forward" in groups:
-                for i, rows in zip(groups["forward"], _forward_rows(batch, groups["forward"], chunk_size)):
+                for i, rows in zip(groups["forward"], _forward_rows(batch, groups["forward"], chunk)):
                     results[i] = rows
                 state["passes"]["jvp"] += dim * b
             if "reverse" in groups:
-                for i, rows in zip(groups["reverse"], _reverse_rows(batch, groups["reverse"], chunk_size)):
+                for i, rows in zip(groups["reverse"], _reverse_rows(batch, groups["reverse"], chunk)):
                     results[i] = rows
                 state["passes"]["vjp"] += sum(batch.sizes[i] for i in groups["reverse"]) * b
             if "randomized" in groups:
                 rng = torch.Generator().manual_seed(seed * 1_000_003 + start)
                 rows = _randomized_rows(batch, groups["randomized"], [tolerances[i] for i in groups["randomized"]],
-                                        chunk_size, block_size, max_rank, rng, state["passes"])
+                                        chunk, block_size, max_rank, rng, state["passes"])
                 for i, r in zip(groups["randomized"], rows):
                     results[i] = r
             for i in range(len(criteria)):

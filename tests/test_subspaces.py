@@ -262,3 +262,20 @@ def test_function_criterion_and_stylegan2_spaces():
         subspace = learned["top"]
         assert subspace.basis.shape[0] == generator.latent_dim(space)
         assert torch.allclose(subspace.basis.T @ subspace.basis, torch.eye(subspace.dim), atol=1e-5)
+
+
+def test_memory_bound_shrinks_the_passes_not_the_result(synthetic, monkeypatch):
+    import cfexplain.jacobian as engine
+
+    generator, _, criteria = synthetic
+    crits = [criteria["left_in"], criteria["left_out"]]
+    latents = generator.sample(2, seed=3)
+    chunks = []
+    real = engine._forward_rows
+    monkeypatch.setattr(engine, "_forward_rows", lambda batch, idx, chunk: chunks.append(chunk) or real(batch, idx, chunk))
+    roomy = estimate_metrics(generator, crits, latents, space="z", method="forward", progress=False, chunk_size=12)
+    tight = estimate_metrics(generator, crits, latents, space="z", method="forward", progress=False, chunk_size=12,
+                             memory_limit_mb=0.05)
+    assert chunks[0] == 12 and chunks[1] < 12
+    for a, b in zip(roomy.factors, tight.factors):
+        assert np.allclose(a.T @ a, b.T @ b, rtol=1e-9, atol=1e-12)
