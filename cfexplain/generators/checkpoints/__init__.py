@@ -14,7 +14,6 @@ Formats (detected from the file's content, not its name):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ..._io import sha256_file
 from ...errors import (
     CheckpointNotFoundError,
     CorruptCheckpointError,
@@ -61,14 +61,6 @@ def sniff_format(path: str | os.PathLike) -> str:
     raise UnknownCheckpointFormatError(
         f"{path}: not a checkpoint format cfexplain reads (starts with {head[:8]!r}); expected {_ACCEPTED}"
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _load_torch_file(path: Path) -> Any:
@@ -141,5 +133,5 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu
     if path.stat().st_size == 0:
         raise CorruptCheckpointError(f"{path}: the file is empty")
     state, hints, fmt = _read(path)
-    provenance = {"path": str(path), "sha256": _sha256(path), "format": fmt}
+    provenance = {"path": str(path), "sha256": sha256_file(path), "format": fmt}
     return build_generator(state, hints, provenance=provenance, device=device)
