@@ -75,7 +75,6 @@ def test_nvlabs_stylegan3_repo_flattened_kwargs(tmp_path):
 @pytest.mark.parametrize("version, protocol", [(4, 4), (5, 3)])
 def test_tensorflow_variants(tmp_path, version, protocol):
     source = randomized(VARIANT)
-    c = source.config
     kwargs = {"num_channels": 3, "resolution": 64, "label_size": 0, "fmap_base": 512, "fmap_max": 32,
               "latent_size": 48, "dlatent_size": 48, "mapping_layers": 2, "num_fp16_res": 2, "conv_clamp": 256}
     path = write_tf_pickle(source, tmp_path / "g.pkl", version=version, protocol=protocol, static_kwargs=kwargs)

@@ -91,7 +91,6 @@ def test_late_projection_projects_with_the_intersection_and_normalises():
 
 
 def test_soft_solver_trades_off():
-    rng = np.random.default_rng(3)
     dim = 6
     keep = np.diag([10.0, 10.0, 10.0, 0, 0, 0])
     target = np.diag([5.0, 5.0, 5.0, 1.0, 0.5, 0.0])

@@ -24,7 +24,7 @@ def rule_state_dict(keys_shapes_path: Path, gain: float) -> dict[str, torch.Tens
     entries = json.loads(Path(keys_shapes_path).read_text())
     keys = {key for key, _, _ in entries}
     state: dict[str, torch.Tensor] = {}
-    for i, (key, shape, dtype) in enumerate(entries):
+    for i, (key, shape, _dtype) in enumerate(entries):
         if key.endswith("num_batches_tracked"):
             state[key] = torch.zeros((), dtype=torch.int64)
             continue
