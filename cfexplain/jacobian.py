@@ -11,8 +11,9 @@ the subspace solvers need. Three ways to get it:
   ``vmap`` over one-hot cotangents) give the rows. Exact; best when a criterion has few outputs
   (landmarks, mean colours).
 * ``"randomized"``: matrix-free. Random sketches ``J Ω`` (JVPs, shared by all criteria) grow an
-  orthonormal basis ``Q_c`` of each criterion's output range, block by block, until the energy
-  the basis misses is below a tolerance tied to the solver's threshold (adaptive rank); then
+  orthonormal basis ``Q_c`` of each criterion's output range, block by block, until the largest
+  eigenvalue the basis misses is below a tolerance tied to the solver's threshold (adaptive
+  rank); then
   ``F_c = Q_cᵀ J_c`` needs one VJP per basis vector. ``J_c`` is never formed. For large ``D`` with
   many outputs (StyleSpace pixel criteria).
 
@@ -193,9 +194,10 @@ def _randomized_rows(batch: _Batch, indices: Sequence[int], tolerances: Sequence
                      block: int, max_rank: int | None, generator: torch.Generator, counts: dict[str, int]) -> list[torch.Tensor]:
     """Factors ``(B, r_c, D)`` with ``FᵀF ≈ JᵀJ`` by adaptive randomized range finding.
 
-    A criterion stops growing its basis once the estimated energy its basis misses,
-    ``‖(I − QQᵀ)J‖_F²``, falls below ``tolerance · λ_max(JᵀJ)`` for every sample of the batch, or
-    once the basis is complete (``r = min(m, D)``)."""
+    A criterion stops growing its basis once the largest eigenvalue its basis misses,
+    ``‖(I − QQᵀ)J‖₂²`` (estimated from the newest sketch block), falls below
+    ``tolerance · λ_max(JᵀJ)`` for every sample of the batch, or once the basis is complete
+    (``r = min(m, D)``)."""
     u = batch.latents
     n, dim = u.shape
     sizes = [batch.sizes[i] for i in indices]
@@ -218,7 +220,9 @@ def _randomized_rows(batch: _Batch, indices: Sequence[int], tolerances: Sequence
             y = torch.cat([o[position] for o in outs], dim=0).permute(1, 2, 0)  # (B, m, k)
             sketches[a].append(y)
             residual = y if bases[a] is None else y - bases[a] @ (bases[a].transpose(1, 2) @ y)
-            missed = residual.square().sum(dim=(1, 2)) / k  # ≈ ‖(I − QQᵀ)J‖_F² per sample
+            # ≈ the largest eigenvalue the basis misses, ‖(I − QQᵀ)J‖₂², per sample (for a Gaussian
+            # block, E[RRᵀ]/k is the residual's JJᵀ; noise only makes the estimate larger)
+            missed = torch.linalg.matrix_norm(residual, ord=2) ** 2 / k
             everything = torch.cat(sketches[a], dim=2)
             top = torch.linalg.matrix_norm(everything, ord=2) ** 2 / everything.shape[2]  # ≈ λ_max
             new = _orthonormalize(y, bases[a])

@@ -278,3 +278,19 @@ def test_memory_bound_shrinks_the_passes_not_the_result(synthetic, monkeypatch):
     assert chunks[0] == 12 and chunks[1] < 12
     for a, b in zip(roomy.factors, tight.factors):
         assert np.allclose(a.T @ a, b.T @ b, rtol=1e-9, atol=1e-12)
+
+
+def test_randomized_agrees_on_a_small_stylegan2_in_stylespace():
+    config = cfexplain.StyleGAN2Config.from_channel_base(16, channel_base=64, channel_max=16, z_dim=8, w_dim=8, mapping_layers=2)
+    generator = cfexplain.StyleGAN2Generator(config, seed=2)
+    with torch.no_grad():
+        for name, tensor in generator.named_parameters():
+            if name.endswith("noise_strength"):
+                tensor.fill_(0.1)
+    top = FunctionCriterion(lambda x: x[:, :, :6].flatten(1), name="top")
+    rest = FunctionCriterion(lambda x: x[:, :, 6:].flatten(1), name="rest")
+    semantic = Semantic("top", top, [rest], keep_ratios=1e-3, target_ratio=1e-2)
+    exact = learn_subspaces(generator, [semantic], space="s", n_samples=2, method="forward", progress=False)
+    fast = learn_subspaces(generator, [semantic], space="s", n_samples=2, method="randomized", block_size=8, progress=False)
+    assert generator.latent_dim("s") == 80 and exact["top"].dim >= 1
+    assert subspace_agreement(fast["top"].basis, exact["top"].basis) >= 0.95
