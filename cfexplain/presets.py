@@ -28,11 +28,11 @@ from collections.abc import Sequence
 from functools import partial
 
 from .analyzers.base import FaceParser, LandmarkDetector
-from .criteria import BlendedPixels, ColorResidual, LandmarkShape, RegionColor, RegionPixels
+from .criteria import BlendedPixels, ColorResidual, Criterion, LandmarkShape, RegionColor, RegionPixels
 from .errors import InputError
 from .subspaces.core import Semantic
 
-__all__ = ["SEMANTIC_NAMES", "bisenet_fan_semantics", "facemesh_semantics"]
+__all__ = ["SEMANTIC_NAMES", "bisenet_fan_semantics", "description_criteria", "facemesh_semantics"]
 
 SEMANTIC_NAMES = ("face_boundary", "eye_shape", "eye_photometry", "hair_photometry", "lip_colour", "face_colour",
                   "mouth_shape")
@@ -155,3 +155,23 @@ def facemesh_semantics(parser: FaceParser, landmarks: LandmarkDetector, *, names
                  solver="late"),
     ]
     return _select(semantics, names, FACEMESH_SEMANTIC_NAMES)
+
+
+def description_criteria(parser: FaceParser, landmarks: LandmarkDetector, *, resolution: int = 64) -> dict[str, Criterion]:
+    """Named face criteria for describing latent directions
+    (:func:`cfexplain.discovery.describe_directions`): lip colour, eye appearance, skin colour,
+    face outline, eye shape, mouth shape, background, and hair where the parser has it."""
+    mouth = "mouth" if "mouth" in landmarks.groups and "lips" not in landmarks.groups else "lips"
+    background = "background" if "background" in parser.class_names else "outside_face"
+    named: dict[str, Criterion] = {
+        "lip colour": RegionPixels(parser, "lips", resolution=resolution),
+        "eye appearance": RegionPixels(parser, "eyes", dilation=0.05, resolution=resolution),
+        "skin colour": RegionColor(parser, "skin", resolution=resolution),
+        "face outline": LandmarkShape(landmarks, "jaw"),
+        "eye shape": LandmarkShape(landmarks, "eyes", centered=True),
+        "mouth shape": LandmarkShape(landmarks, mouth, centered=True),
+        "background": RegionPixels(parser, background, resolution=resolution),
+    }
+    if "hair" in parser.regions or "hair" in parser.class_names:
+        named["hair"] = RegionPixels(parser, "hair", resolution=min(48, resolution))
+    return named

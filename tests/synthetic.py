@@ -91,3 +91,19 @@ class RegionCentroids(LandmarkDetector):
             total = weight.sum(dim=(1, 2))
             points.append(torch.stack([(weight * xs).sum(dim=(1, 2)) / total, (weight * ys).sum(dim=(1, 2)) / total], -1))
         return torch.stack(points, dim=1)
+
+
+class FewVisibleFactors(nn.Module):
+    """A latent of ``dim`` coordinates of which only ``visible`` change the image (random smooth
+    patterns, through tanh); every call adds fresh pixel noise, so that small changes are hard to
+    see. Directions that spend their length on the dead coordinates are hard to tell apart."""
+
+    def __init__(self, dim: int = 8, visible: int = 3, noise: float = 0.3, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.visible, self.noise = visible, noise
+        self.register_buffer("patterns", torch.randn(visible, 3, SIZE, SIZE, generator=g))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        image = torch.tanh(torch.einsum("nk,kchw->nchw", u[:, : self.visible], self.patterns) / 2)
+        return image + self.noise * torch.randn_like(image)
