@@ -3,12 +3,14 @@
 The public API is flat: generators (:func:`load_generator`, :class:`StyleGAN2Generator`,
 :class:`ModuleGenerator`), analyzers (:mod:`cfexplain.analyzers`), criteria
 (:mod:`cfexplain.criteria`) and face presets (:mod:`cfexplain.presets`), subspace learning
-(:class:`Semantic`, :func:`learn_subspaces`, :class:`SubspaceSet`), the classifier adapter
+(:class:`Semantic`, :func:`learn_subspaces`, :class:`SubspaceSet`), unsupervised directions
+(:func:`discover_directions`), the classifier adapter
 (:class:`Classifier`, :class:`Preprocessing`, :class:`OutputSpec`), the offline models
 (:mod:`cfexplain.zoo`) and the exceptions (:mod:`cfexplain.errors`).
 """
 
-from . import analyzers, criteria, errors, presets, zoo
+from . import analyzers, criteria, discovery, errors, presets, zoo
+from .discovery import discover_directions
 from .analyzers import (
     BiSeNetParser,
     FaceMeshLandmarks,
@@ -79,6 +81,8 @@ __all__ = [
     "__version__",
     "analyzers",
     "criteria",
+    "discover_directions",
+    "discovery",
     "errors",
     "learn_subspaces",
     "load_generator",
