@@ -136,3 +136,22 @@ def test_discover_directions_returns_a_subspace_set(tmp_path):
     region, _ = region_generator()
     with pytest.raises(InputError, match="StyleGAN2"):
         discover_directions(region, "sefa", space="w")
+
+
+def test_descriptions_name_what_a_direction_moves():
+    from cfexplain.criteria import RegionPixels
+    from cfexplain.discovery import describe_directions
+    from synthetic import FixedRegionParser
+
+    generator, net = region_generator(dim=12, seed=0)
+    parser = FixedRegionParser()
+    named = {"left": RegionPixels(parser, "left", resolution=None), "right": RegionPixels(parser, "right", resolution=None),
+             "background": RegionPixels(parser, ("left", "right"), inside=False, resolution=None)}
+    directions = torch.cat([net.true_subspace(slice(0, 1)), net.true_subspace(slice(3, 4))], dim=1).float()
+    left, right = describe_directions(generator, directions, named, space="z", n_samples=2, progress=False)
+    assert left.text == "mostly left, little else" and left.shares["left"] > 0.9
+    assert right.text == "mostly right, little else"
+    found = discover_directions(generator, "voynov", n_directions=2, describe_with=named, steps=2, batch_size=4,
+                                reconstructor_width=4, reconstructor_size=16, eval_batches=1, progress=False)
+    assert all(found[name].provenance["description"] for name in found)
+    assert set(found["voynov_00"].provenance["criterion_shares"]) == set(named)
