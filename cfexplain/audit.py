@@ -1,0 +1,326 @@
+"""The audit: which semantics flip a classifier's decisions, how easily, with what side effects.
+
+:func:`audit` draws faces, searches counterfactuals in every subspace
+(:class:`~cfexplain.counterfactual.CounterfactualExplainer`), runs one *joint* search over all
+subspaces at once (a group-lasso penalty keeps it to few semantics), attributes the joint edit's
+effect on the decision to the semantics with captum's Integrated Gradients, and summarises:
+
+``AuditResult.table``, one row per semantic:
+
+* ``flip_rate``: fraction of faces whose decision the semantic flips within the edit budget;
+* ``median_min_edit``: median minimal edit of the flipped faces (standard deviations of the latent
+  distribution along the subspace: the distance to the decision boundary along the semantic);
+* ``mean_delta_prob``: mean change of the target probability at the search's end point;
+* ``side_effect``: how much the semantic's keep-invariant criteria moved in its minimal
+  counterfactuals, relative to a random edit of the same latent size (0 = untouched, 1 = as much as
+  a random edit), median over flipped faces (needs ``semantics``);
+* ``other_heads_flipped`` (sigmoid classifiers): mean number of other heads that flipped (MNAC);
+* ``attribution``: mean share of the joint counterfactual's decision change that Integrated
+  Gradients attributes to the semantic;
+* ``rank``: by flip rate, then by smaller minimal edit (1 = the semantic the classifier reacts to
+  most easily); ``attribution_rank``: by attribution.
+
+``AuditResult.metrics``: the standard counterfactual metrics of the per-semantic search (validity,
+proximity in latent and pixel space) and of the joint search (validity, and sparsity: the mean
+number of semantics a joint counterfactual needs: its edit restricted to the m semantics with the
+largest attribution, for m = 1, 2, …, flips the decision from which m on).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ._io import atomic_write
+from ._shared import shared_analyses
+from .classifiers import Classifier
+from .counterfactual import (
+    CounterfactualExplainer,
+    CounterfactualResult,
+    decision_gap,
+    resolve_target,
+)
+from .errors import CorruptCheckpointError, InputError
+from .generators.base import Generator, make_rng
+from .subspaces.core import Semantic, SubspaceSet
+
+__all__ = ["AuditResult", "audit", "AUDIT_FORMAT_VERSION", "TABLE_COLUMNS"]
+
+AUDIT_FORMAT_VERSION = 1
+TABLE_COLUMNS = ("semantic", "flip_rate", "median_min_edit", "mean_delta_prob", "side_effect", "attribution", "rank",
+                 "attribution_rank")
+
+
+@dataclass
+class AuditResult:
+    """The outcome of :func:`audit`.
+
+    Attributes:
+        table: one row per semantic (columns in the module docstring), ordered by ``rank``.
+        counterfactuals: the per-semantic search (:class:`CounterfactualResult`).
+        joint: one row per face of the joint search (``flipped, min_edit, sparsity`` = the number of
+            semantics it needs, ``semantics_used``, and the coefficient norm per semantic).
+        metrics: validity, proximity and sparsity (module docstring).
+        target: the target, in words; settings: the audit settings; provenance: versions, generator,
+            classifier, subspaces.
+    """
+
+    table: pd.DataFrame
+    counterfactuals: CounterfactualResult
+    joint: pd.DataFrame
+    metrics: dict[str, float]
+    target: str
+    settings: dict[str, Any]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The per-semantic table."""
+        return self.table.copy()
+
+    def ranking(self) -> list[str]:
+        """Semantics from the one the classifier reacts to most easily to the least."""
+        return list(self.table.sort_values("rank")["semantic"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able content (format version :data:`AUDIT_FORMAT_VERSION`)."""
+        def records(frame: pd.DataFrame) -> list[dict]:
+            return json.loads(frame.to_json(orient="records"))
+
+        return {"format_version": AUDIT_FORMAT_VERSION, "target": self.target, "settings": self.settings,
+                "provenance": self.provenance, "metrics": self.metrics, "semantics": records(self.table),
+                "joint": records(self.joint), "items": records(self.counterfactuals.table)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``audit.json``, ``table.csv`` and the counterfactuals (``counterfactuals/``) to a folder."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.counterfactuals.save(folder / "counterfactuals")
+        text, csv = self.to_json(), self.table.to_csv(index=False)
+        atomic_write(folder / "table.csv", lambda tmp: tmp.write_text(csv))
+        atomic_write(folder / "audit.json", lambda tmp: tmp.write_text(text))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "AuditResult":
+        folder = Path(path)
+        try:
+            data = json.loads((folder / "audit.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CorruptCheckpointError(f"{folder}: not a readable audit ({exc})") from exc
+        if data.get("format_version") != AUDIT_FORMAT_VERSION:
+            raise CorruptCheckpointError(f"{folder}: audit format {data.get('format_version')!r}, expected {AUDIT_FORMAT_VERSION}")
+        return cls(pd.DataFrame(data["semantics"]), CounterfactualResult.load(folder / "counterfactuals"),
+                   pd.DataFrame(data["joint"]), data["metrics"], data["target"], data["settings"], data["provenance"])
+
+
+def _rank(table: pd.DataFrame) -> pd.Series:
+    edits = table["median_min_edit"].fillna(np.inf)
+    order = sorted(range(len(table)), key=lambda i: (-table["flip_rate"].iloc[i], edits.iloc[i]))
+    ranks = np.empty(len(table), dtype=int)
+    ranks[order] = np.arange(1, len(table) + 1)
+    return pd.Series(ranks, index=table.index)
+
+
+def _side_effects(generator: Generator, result: CounterfactualResult, semantics: Sequence[Semantic],
+                  seed: int, batch_size: int) -> dict[str, float]:
+    """Median over flipped faces of mean_k ‖Δkeep_k(minimal)‖ / ‖Δkeep_k(random edit of the same size)‖."""
+    table = result.table
+    by_name = {s.name: s for s in semantics}
+    rng = make_rng(seed + 104729)
+    effects: dict[str, float] = {}
+    for name in result.subspaces:
+        semantic = by_name.get(name)
+        rows = table.index[(table["subspace"] == name) & table["flipped"]].to_numpy()
+        if semantic is None or not semantic.keep or len(rows) == 0:
+            effects[name] = float("nan")
+            continue
+        ratios = []
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            faces = torch.tensor(table["face"].to_numpy()[chunk], dtype=torch.long)
+            base = result.codes[faces]
+            delta = result.deltas[torch.tensor(chunk, dtype=torch.long)]
+            random = torch.randn(delta.shape, generator=rng, dtype=delta.dtype)
+            random = random / random.norm(dim=1, keepdim=True) * delta.norm(dim=1, keepdim=True)
+            shape = (-1, *result.latent_shape)
+            with torch.no_grad():
+                device = generator.device
+                x0 = generator.synthesize(base.reshape(shape).to(device), space=result.space)
+                x1 = generator.synthesize((base + delta).reshape(shape).to(device), space=result.space)
+                xr = generator.synthesize((base + random).reshape(shape).to(device), space=result.space)
+                per_criterion = []
+                with shared_analyses():
+                    contexts = [c.prepare(x0) for c in semantic.keep]
+                for criterion, context in zip(semantic.keep, contexts):
+                    c0 = criterion.outputs(x0, context)
+                    moved = (criterion.outputs(x1, context) - c0).norm(dim=1)
+                    baseline = (criterion.outputs(xr, context) - c0).norm(dim=1).clamp_min(1e-12)
+                    per_criterion.append(moved / baseline)
+            ratios.append(torch.stack(per_criterion).mean(dim=0))
+        effects[name] = float(torch.cat(ratios).median())
+    return effects
+
+
+def _joint(explainer: CounterfactualExplainer, codes: torch.Tensor, target: Any, names: list[str],
+           group_weight: float, ig_steps: int, attribution: bool) -> tuple[pd.DataFrame, dict[str, float], dict[str, float]]:
+    """Joint search over the stacked subspaces (group lasso), sparsity, and IG attribution."""
+    generator, classifier = explainer.generator, explainer.classifier
+    flat = codes.reshape(codes.shape[0], -1).detach()
+    n = flat.shape[0]
+    blocks = [explainer.subspaces[name].basis * explainer.spread(name) for name in names]
+    sizes = [b.shape[1] for b in blocks]
+    basis = torch.cat(blocks, dim=1).to(device=flat.device, dtype=flat.dtype)[None]  # (1, D, K)
+    groups = np.repeat(np.arange(len(names)), sizes)
+    with torch.no_grad():
+        original_logits = explainer._logits(flat)
+    spec = resolve_target(classifier, target, original_logits)
+    tau = explainer._threshold_logit()
+    faces = torch.arange(n, device=flat.device)
+    spaces = torch.zeros(n, dtype=torch.long, device=flat.device)
+    group_index = torch.as_tensor(groups, device=flat.device)
+    alpha, steps = explainer._search(flat, basis, faces, spaces, spec, tau, groups=group_index, group_weight=group_weight)
+    minimal_t, end_gap = explainer._bisect(flat, basis, faces, spaces, alpha, spec, tau)
+    flipped = ~torch.isnan(minimal_t)
+    norms = torch.stack([alpha[:, groups == g].norm(dim=1) for g in range(len(names))], dim=1)  # (n, S)
+    shares = {name: float("nan") for name in names}
+    convergence = float("nan")
+    importance = norms  # orders the semantics for the sparsity count; IG replaces it below
+    if attribution:
+        from captum.attr import IntegratedGradients
+
+        def forward(coefficients, base_codes, modes, indices):
+            codes_ = base_codes + (basis[0] @ coefficients.T).T
+            return decision_gap(explainer._logits(codes_), modes, indices, tau)
+
+        ig = IntegratedGradients(forward)
+        attributions, delta = ig.attribute(alpha, baselines=torch.zeros_like(alpha), n_steps=ig_steps,
+                                           additional_forward_args=(flat, spec.mode, spec.index),
+                                           internal_batch_size=explainer.batch_size, return_convergence_delta=True)
+        change = attributions.sum(dim=1)
+        per_group = torch.stack([attributions[:, groups == g].sum(dim=1) for g in range(len(names))], dim=1)
+        valid = change.abs() > 1e-6
+        if valid.any():
+            fractions = per_group[valid] / change[valid, None]
+            shares = {name: float(fractions[:, g].mean()) for g, name in enumerate(names)}
+        convergence = float(delta.abs().mean() / change.abs().mean().clamp_min(1e-12))
+        importance = per_group.detach()
+    needed = _semantics_needed(explainer, flat, basis, alpha, groups, importance, flipped, spec, tau)
+    frame = pd.DataFrame({"face": np.arange(n), "flipped": flipped.cpu().numpy(),
+                          "min_edit": (alpha.norm(dim=1) * torch.nan_to_num(minimal_t)).where(flipped, torch.tensor(float("nan"))).cpu().numpy(),
+                          "end_edit": alpha.norm(dim=1).cpu().numpy(), "steps": steps.numpy(),
+                          "sparsity": needed.cpu().numpy(),
+                          "semantics_used": [", ".join(np.array(names)[order[:k].cpu().numpy()]) if k > 0 else ""
+                                             for order, k in zip(importance.argsort(dim=1, descending=True), needed.tolist())]})
+    for g, name in enumerate(names):
+        frame[f"norm:{name}"] = norms[:, g].cpu().numpy()
+    metrics = {"joint_validity": float(flipped.float().mean()),
+               "joint_sparsity": float(needed[flipped].float().mean()) if flipped.any() else float("nan"),
+               "joint_median_min_edit": float(np.nanmedian(frame["min_edit"])) if flipped.any() else float("nan"),
+               "ig_relative_convergence_delta": convergence}
+    return frame, shares, metrics
+
+
+def _semantics_needed(explainer, flat, basis, alpha, groups, importance, flipped, spec, tau) -> torch.Tensor:
+    """Per face, how many semantics the joint edit needs: keep only the m most important groups
+    (by attribution) of its coefficients, for m = 1, 2, …, and count until the decision flips
+    (0 where the full joint edit does not flip it)."""
+    n, count = alpha.shape[0], importance.shape[1]
+    order = importance.argsort(dim=1, descending=True)
+    needed = torch.zeros(n, dtype=torch.long)
+    pending = flipped.clone().cpu()
+    group_of = torch.as_tensor(groups, device=alpha.device)
+    with torch.no_grad():
+        for m in range(1, count + 1):
+            rows = pending.nonzero()[:, 0]
+            if len(rows) == 0:
+                break
+            kept = (group_of[None, :] == order[rows, :m, None].to(alpha.device)).any(dim=1)  # (rows, K)
+            codes = flat[rows] + explainer._edit(basis, torch.zeros(len(rows), dtype=torch.long), alpha[rows] * kept)
+            gap = decision_gap(explainer._logits(codes), spec.mode[rows], spec.index[rows], tau)
+            done = (gap >= 0).cpu()
+            needed[rows[done]] = m
+            pending[rows[done]] = False
+    needed[pending] = count  # flips only with every semantic (a crossing the truncations missed)
+    return needed
+
+
+def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, n: int = 32, seed: int = 0,
+          target: Any = "flip", budget: float = 3.0, semantics: Sequence[Semantic] | None = None, joint: bool = True,
+          attribution: bool = True, group_weight: float = 0.1, ig_steps: int = 32, **explainer_options: Any) -> AuditResult:
+    """Audit ``classifier``: for ``n`` faces and every subspace, how easily does the semantic flip its decision?
+
+    Args:
+        generator, classifier, subspaces: what to audit with; the subspaces' latent space is used.
+        n, seed: the faces (drawn with ``seed``).
+        target: the decision change sought (see :func:`cfexplain.counterfactual.resolve_target`).
+        budget: the largest edit, in standard deviations along the subspace.
+        semantics: the :class:`Semantic` objects the subspaces were learned from; their keep
+            criteria give the ``side_effect`` column (NaN without them).
+        joint, attribution: run the joint search and the Integrated-Gradients attribution.
+        group_weight: weight of the group-lasso penalty of the joint search.
+        ig_steps: Integrated-Gradients steps.
+        explainer_options: options of :class:`~cfexplain.counterfactual.CounterfactualExplainer`
+            (``steps``, ``lr``, ``margin``, ``loss``, ``batch_size``, ``progress`` …).
+
+    Returns:
+        An :class:`AuditResult`. ``table`` is sorted by rank.
+    """
+    if len(subspaces) == 0:
+        raise InputError("the subspace set is empty: nothing to audit")
+    names = [name for name in subspaces if subspaces[name].dim > 0]
+    if not names:
+        raise InputError("every subspace of the set has 0 directions: nothing to audit")
+    explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=budget, seed=seed, **explainer_options)
+    codes = explainer.faces(n)
+    result = explainer.explain(codes, target=target, subspaces=names)
+    items = result.table
+    grouped = items.groupby("subspace", sort=False)
+    table = pd.DataFrame({
+        "semantic": names,
+        "flip_rate": [float(grouped.get_group(s)["flipped"].mean()) for s in names],
+        "median_min_edit": [float(grouped.get_group(s)["min_edit"].median()) if grouped.get_group(s)["flipped"].any()
+                            else float("nan") for s in names],
+        "mean_delta_prob": [float(grouped.get_group(s)["delta_prob"].mean()) for s in names],
+        "directions": [subspaces[s].dim for s in names],
+    })
+    effects = _side_effects(generator, result, semantics or [], seed, explainer.batch_size)
+    table["side_effect"] = [effects[s] for s in names]
+    if "other_heads_flipped" in items:
+        table["other_heads_flipped"] = [float(grouped.get_group(s)["other_heads_flipped"].mean()) for s in names]
+    joint_frame, shares = pd.DataFrame(), {s: float("nan") for s in names}
+    metrics: dict[str, float] = {}
+    if joint:
+        joint_frame, shares, metrics = _joint(explainer, codes, target, names, group_weight, ig_steps, attribution)
+    table["attribution"] = [shares[s] for s in names]
+    table["rank"] = _rank(table)
+    table["attribution_rank"] = table["attribution"].rank(ascending=False, method="min").astype("Int64")
+    table = table.sort_values("rank").reset_index(drop=True)
+    flipped = items[items["flipped"]]
+    metrics.update({
+        "validity": float(items["flipped"].mean()),
+        "proximity_latent_l2": float(flipped["min_edit_latent"].mean()) if len(flipped) else float("nan"),
+        "proximity_std_units": float(flipped["min_edit"].mean()) if len(flipped) else float("nan"),
+        "proximity_pixel_l1": float(flipped["pixel_l1"].mean()) if len(flipped) else float("nan"),
+        "proximity_pixel_l2": float(flipped["pixel_l2"].mean()) if len(flipped) else float("nan"),
+    })
+    from . import __version__
+
+    settings = {"n": n, "seed": seed, "budget": budget, "joint": joint, "attribution": attribution,
+                "group_weight": group_weight, "ig_steps": ig_steps, **result.settings}
+    provenance = {"cfexplain": __version__, "torch": torch.__version__, "generator": dict(generator.provenance),
+                  "classifier": classifier.name, "labels": list(classifier.labels), "subspaces": dict(subspaces.provenance),
+                  "space": subspaces.space}
+    return AuditResult(table, result, joint_frame, {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                                      for k, v in metrics.items()}, result.target, settings, provenance)

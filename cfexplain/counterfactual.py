@@ -1,0 +1,451 @@
+"""Counterfactual search inside interpretable subspaces.
+
+For a face ``u0``, a subspace with orthonormal basis ``V`` (``D × k``) and a classifier, find
+coefficients ``α`` of ``u = u0 + V (σ ⊙ α)`` that reach a target decision. ``σ`` is the spread
+(standard deviation) of the latent distribution along each basis vector, so ``‖α‖`` is an edit
+size in standard deviations, comparable across semantics and latent spaces; the **edit budget** is
+a bound on it.
+
+Many faces × many subspaces are optimised at once, as one batch: each item has its own
+coefficients and optimiser state. An item stops as soon as its decision has crossed over by the
+requested margin. Then a batched bisection along each found path, ``u0 + t·V(σ⊙α)``, ``t ∈ [0, 1]``,
+finds the **minimal edit**: where the path crosses the decision boundary. Its size is the
+"distance to the decision boundary" along that semantic, comparable across semantics. An item
+counts as flipped when its path crosses the boundary within the budget.
+
+Targets (:func:`resolve_target`): a class (index or label), ``"flip"`` (leave the current class),
+or for sigmoid (multi-label) classifiers a head turning ``"on"``/``"off"``/``"flip"``. Losses:
+``"margin"`` (hinge on the decision gap) or ``"ce"`` (cross-entropy towards the target), plus
+``β‖α‖²``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ._io import atomic_write
+from .classifiers import Classifier
+from .errors import CorruptCheckpointError, InputError, ModelOutputError
+from .generators.base import Generator, make_rng
+from .subspaces.core import SubspaceSet
+
+__all__ = ["CounterfactualExplainer", "CounterfactualResult", "TargetSpec", "resolve_target", "decision_gap",
+           "RESULT_FORMAT_VERSION"]
+
+RESULT_FORMAT_VERSION = 1
+
+_CLASS, _AWAY, _HEAD_ON, _HEAD_OFF = 0, 1, 2, 3
+_MODE_NAMES = {_CLASS: "class", _AWAY: "away", _HEAD_ON: "head_on", _HEAD_OFF: "head_off"}
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A resolved target, per face: the mode and the class or head index.
+
+    ``mode``: ``"class"`` (reach class ``index``), ``"away"`` (leave class ``index``),
+    ``"head_on"``/``"head_off"`` (push head ``index`` above/below the threshold).
+    """
+
+    mode: torch.Tensor  # (N,) int
+    index: torch.Tensor  # (N,) int
+    description: str
+
+
+def resolve_target(classifier: Classifier, target: Any, original_logits: torch.Tensor) -> TargetSpec:
+    """Turn a user target into per-face modes and indices.
+
+    Softmax classifiers: ``"flip"`` (leave each face's current class), a class index or label.
+    Sigmoid classifiers: ``(head, "on" | "off" | "flip")`` or a head alone (= ``"flip"``).
+    """
+    n = original_logits.shape[0]
+    device = original_logits.device
+    full = lambda value: torch.full((n,), value, dtype=torch.long, device=device)  # noqa: E731
+    if classifier.kind == "softmax":
+        if isinstance(target, str) and target == "flip":
+            return TargetSpec(full(_AWAY), original_logits.argmax(dim=1), "flip the decision")
+        if isinstance(target, (tuple, list)):
+            raise InputError(f"a softmax classifier takes 'flip', a class index or a label, got {target!r}")
+        index = classifier.label_index(target)
+        return TargetSpec(full(_CLASS), full(index), f"reach class {classifier.labels[index]!r}")
+    head, direction = (target, "flip") if not isinstance(target, (tuple, list)) else tuple(target)
+    if head == "flip":
+        raise InputError("a sigmoid (multi-label) classifier needs a head: target=('smiling', 'on'|'off'|'flip')")
+    index = classifier.label_index(head)
+    if direction == "on":
+        mode = full(_HEAD_ON)
+    elif direction == "off":
+        mode = full(_HEAD_OFF)
+    elif direction == "flip":
+        threshold = math.log(classifier.output.threshold / (1 - classifier.output.threshold))
+        mode = torch.where(original_logits[:, index] > threshold, full(_HEAD_OFF), full(_HEAD_ON))
+    else:
+        raise InputError(f"a head direction is 'on', 'off' or 'flip', got {direction!r}")
+    return TargetSpec(mode, full(index), f"head {classifier.labels[index]!r} {direction}")
+
+
+def decision_gap(logits: torch.Tensor, mode: torch.Tensor, index: torch.Tensor, threshold_logit: float) -> torch.Tensor:
+    """How far past the decision boundary each item is (positive: the target is reached).
+
+    class: ``z_t − max_{j≠t} z_j``; away: ``max_{j≠c} z_j − z_c``; head on: ``z_h − τ``;
+    head off: ``τ − z_h`` (τ the threshold's logit)."""
+    chosen = logits.gather(1, index[:, None])[:, 0]
+    if logits.shape[1] > 1:
+        others = logits.scatter(1, index[:, None], float("-inf")).amax(dim=1)
+    else:
+        others = torch.zeros_like(chosen)
+    gaps = torch.stack([chosen - others, others - chosen, chosen - threshold_logit, threshold_logit - chosen], dim=1)
+    return gaps.gather(1, mode[:, None])[:, 0]
+
+
+def _target_probability(probabilities: torch.Tensor, mode: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    p = probabilities.gather(1, index[:, None])[:, 0]
+    return torch.where((mode == _AWAY) | (mode == _HEAD_OFF), 1 - p, p)
+
+
+def _loss(logits, gap, mode, index, kind: str, margin: float, threshold_logit: float) -> torch.Tensor:
+    if kind == "margin":
+        return F.relu(margin - gap)
+    if kind != "ce":
+        raise InputError(f"loss must be 'margin' or 'ce', got {kind!r}")
+    log_p = logits.log_softmax(dim=1) if logits.shape[1] > 1 else None
+    chosen = logits.gather(1, index[:, None])[:, 0]
+    losses = []
+    for m, row in zip(mode.tolist(), range(len(mode))):
+        if m == _CLASS:
+            losses.append(-log_p[row, index[row]])
+        elif m == _AWAY:
+            losses.append(-torch.log1p(-log_p[row, index[row]].exp().clamp(max=1 - 1e-6)))
+        elif m == _HEAD_ON:
+            losses.append(F.softplus(-(chosen[row] - threshold_logit)))
+        else:
+            losses.append(F.softplus(chosen[row] - threshold_logit))
+    return torch.stack(losses)
+
+
+@dataclass
+class CounterfactualResult:
+    """Counterfactuals of many faces in many subspaces (one *item* per face × subspace).
+
+    Attributes:
+        space, latent_shape: the latent space of the codes.
+        codes: ``(N, D)`` the original faces' codes (flattened).
+        subspaces: the subspace names, in item order per face.
+        table: one row per item (see :meth:`to_dataframe` for the columns).
+        deltas: ``(items, D)`` latent edit at the minimal counterfactual (zero where not flipped).
+        end_deltas: ``(items, D)`` latent edit where the search stopped.
+        coefficients: per item, the search's end coefficients in standard-deviation units.
+        target: what was asked for; settings: the search settings.
+    """
+
+    space: str
+    latent_shape: tuple[int, ...]
+    codes: torch.Tensor
+    subspaces: list[str]
+    table: pd.DataFrame
+    deltas: torch.Tensor
+    end_deltas: torch.Tensor
+    coefficients: list[list[float]]
+    target: str
+    settings: dict[str, Any]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per item: ``face, subspace, flipped, min_edit`` (standard deviations),
+        ``min_edit_latent`` (L2 in the latent space), ``end_edit``, ``steps``, ``p_before``,
+        ``p_after`` (target probability at the minimal counterfactual), ``p_end``, ``delta_prob``,
+        ``pixel_l1``, ``pixel_l2`` (mean absolute / root mean square image change at the minimal
+        counterfactual, image range [-1, 1]), ``other_heads_flipped`` (sigmoid classifiers)."""
+        return self.table.copy()
+
+    def codes_of(self, which: str = "minimal") -> torch.Tensor:
+        """Counterfactual codes ``(items, *latent_shape)``: at the ``"minimal"`` edit or the search ``"end"``."""
+        deltas = self.deltas if which == "minimal" else self.end_deltas
+        faces = torch.tensor(self.table["face"].to_numpy(), dtype=torch.long)
+        return (self.codes[faces] + deltas).reshape(-1, *self.latent_shape)
+
+    def to_json(self) -> str:
+        """The result as JSON (format version :data:`RESULT_FORMAT_VERSION`); tensors excluded."""
+        records = self.table.replace({np.nan: None}).to_dict(orient="records")
+        return json.dumps({"format_version": RESULT_FORMAT_VERSION, "space": self.space,
+                           "latent_shape": list(self.latent_shape), "target": self.target, "settings": self.settings,
+                           "subspaces": self.subspaces, "items": records, "coefficients": self.coefficients}, indent=1)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``result.json`` and ``tensors.pt`` (tensors only) into the folder ``path``."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {"codes": self.codes, "deltas": self.deltas, "end_deltas": self.end_deltas}
+        atomic_write(folder / "tensors.pt", lambda tmp: torch.save(tensors, tmp))
+        text = self.to_json()
+        atomic_write(folder / "result.json", lambda tmp: tmp.write_text(text))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "CounterfactualResult":
+        """Read a result written by :meth:`save` (``torch.load(weights_only=True)``: no code runs)."""
+        folder = Path(path)
+        try:
+            meta = json.loads((folder / "result.json").read_text())
+            tensors = torch.load(folder / "tensors.pt", map_location="cpu", weights_only=True)
+        except (OSError, json.JSONDecodeError, RuntimeError) as exc:
+            raise CorruptCheckpointError(f"{folder}: not a readable counterfactual result ({exc})") from exc
+        if meta.get("format_version") != RESULT_FORMAT_VERSION:
+            raise CorruptCheckpointError(f"{folder}: result format {meta.get('format_version')!r}, expected {RESULT_FORMAT_VERSION}")
+        return cls(meta["space"], tuple(meta["latent_shape"]), tensors["codes"], meta["subspaces"],
+                   pd.DataFrame(meta["items"]), tensors["deltas"], tensors["end_deltas"], meta["coefficients"],
+                   meta["target"], meta["settings"])
+
+
+class CounterfactualExplainer:
+    """Batched counterfactual search in the subspaces of a :class:`SubspaceSet`.
+
+    Args:
+        generator: the generator the subspaces were learned for.
+        classifier: the :class:`~cfexplain.classifiers.Classifier` to explain.
+        subspaces: the subspaces (their latent space is the search space).
+        loss: ``"margin"`` (hinge on the decision gap, default) or ``"ce"``.
+        margin: stop an item once its decision gap (logit units) reaches this.
+        beta: weight of ``‖α‖²`` (α in standard deviations).
+        budget: the largest edit, ``‖α‖`` in standard deviations of the latent distribution along the
+            subspace; edits are projected back onto this ball, and an item whose path crosses the
+            boundary only beyond it is not flipped.
+        steps, lr: Adam steps and learning rate (per item).
+        batch_size: items optimised together.
+        bisection_steps: iterations of the minimal-edit bisection.
+        scale_samples: latent samples used to measure the spread ``σ`` along each direction.
+        seed: seed of face sampling and of the spread estimate.
+        progress: show progress.
+    """
+
+    def __init__(self, generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, loss: str = "margin",
+                 margin: float = 0.5, beta: float = 1e-3, budget: float = 3.0, steps: int = 100, lr: float = 0.1,
+                 batch_size: int = 64, bisection_steps: int = 12, scale_samples: int = 2000, seed: int = 0,
+                 progress: bool = True) -> None:
+        if not isinstance(subspaces, SubspaceSet) or len(subspaces) == 0:
+            raise InputError("the explainer needs a non-empty SubspaceSet")
+        if not isinstance(classifier, Classifier):
+            raise InputError(f"classifier must be a cfexplain.Classifier, got {type(classifier).__name__}")
+        generator.check_space(subspaces.space)
+        if tuple(generator.latent_shape(subspaces.space)) != tuple(subspaces.latent_shape):
+            raise InputError(f"the subspaces are for latent shape {subspaces.latent_shape} in space {subspaces.space!r}, "
+                             f"the generator has {generator.latent_shape(subspaces.space)} there")
+        if loss not in ("margin", "ce"):
+            raise InputError(f"loss must be 'margin' or 'ce', got {loss!r}")
+        if budget <= 0 or steps < 1 or batch_size < 1:
+            raise InputError("budget must be positive, steps and batch_size at least 1")
+        self.generator, self.classifier, self.subspaces = generator, classifier, subspaces
+        self.loss, self.margin, self.beta, self.budget = loss, margin, beta, budget
+        self.steps, self.lr, self.batch_size = steps, lr, batch_size
+        self.bisection_steps, self.scale_samples, self.seed, self.progress = bisection_steps, scale_samples, seed, progress
+        self._spreads: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def space(self) -> str:
+        return self.subspaces.space
+
+    def spread(self, name: str) -> torch.Tensor:
+        """σ: the standard deviation of sampled codes along each basis vector of subspace ``name``."""
+        if name not in self._spreads:
+            with torch.no_grad():
+                codes = self.generator.sample(self.scale_samples, space=self.space, seed=self.seed + 7919)
+                projected = codes.reshape(codes.shape[0], -1).double().cpu() @ self.subspaces[name].basis.double()
+            self._spreads[name] = projected.std(dim=0).clamp_min(1e-8).float()
+        return self._spreads[name]
+
+    def faces(self, codes_or_seeds: torch.Tensor | int | Sequence[int]) -> torch.Tensor:
+        """Codes ``(N, *latent_shape)`` from codes, a number of faces (drawn with the explainer's
+        seed) or a list of seeds (one face each)."""
+        if isinstance(codes_or_seeds, torch.Tensor):
+            return self.generator.check_codes(codes_or_seeds, self.space)
+        if isinstance(codes_or_seeds, int) and not isinstance(codes_or_seeds, bool):
+            if codes_or_seeds < 1:
+                raise InputError("the number of faces must be positive")
+            return self.generator.sample(codes_or_seeds, space=self.space, seed=self.seed)
+        seeds = list(codes_or_seeds)
+        if not seeds or not all(isinstance(s, int) for s in seeds):
+            raise InputError("codes_or_seeds must be codes, a number of faces or a list of int seeds")
+        return torch.cat([self.generator.sample(1, space=self.space, seed=s) for s in seeds])
+
+    def _logits(self, flat: torch.Tensor) -> torch.Tensor:
+        images = self.generator.synthesize(flat.reshape(-1, *self.subspaces.latent_shape), space=self.space)
+        return self.classifier.logits(images)
+
+    def _threshold_logit(self) -> float:
+        t = self.classifier.output.threshold
+        return math.log(t / (1 - t))
+
+    # ------------------------------------------------------------------ the search
+
+    def explain(self, codes_or_seeds: torch.Tensor | int | Sequence[int], *, target: Any = "flip",
+                subspaces: Sequence[str] | None = None) -> CounterfactualResult:
+        """Counterfactuals of every face in every subspace.
+
+        Args:
+            codes_or_seeds: codes in the subspaces' space, a number of faces, or a list of seeds.
+            target: see :func:`resolve_target` (default: flip each face's decision).
+            subspaces: names to search in (default: all).
+
+        Returns:
+            A :class:`CounterfactualResult`.
+        """
+        names = list(subspaces) if subspaces is not None else list(self.subspaces)
+        for name in names:
+            self.subspaces[name]  # raises for unknown names
+        codes = self.faces(codes_or_seeds)
+        n = codes.shape[0]
+        flat = codes.reshape(n, -1).detach()
+        with torch.no_grad():
+            original_logits = self._logits(flat)
+        spec = resolve_target(self.classifier, target, original_logits)
+        tau = self._threshold_logit()
+        device, dtype = flat.device, flat.dtype
+        k_max = max(self.subspaces[name].dim for name in names)
+        if k_max == 0:
+            raise InputError("all requested subspaces are empty (0 directions)")
+        bases = torch.zeros(len(names), flat.shape[1], k_max, device=device, dtype=dtype)
+        for s, name in enumerate(names):
+            subspace = self.subspaces[name]
+            bases[s, :, : subspace.dim] = (subspace.basis * self.spread(name)).to(device=device, dtype=dtype)
+        face_of = torch.arange(n, device=device).repeat_interleave(len(names))
+        space_of = torch.arange(len(names), device=device).repeat(n)
+        items = n * len(names)
+        alpha = torch.zeros(items, k_max, device=device, dtype=dtype)
+        steps_used = torch.zeros(items, dtype=torch.long)
+        from tqdm.auto import tqdm
+
+        with tqdm(total=items, desc="counterfactuals", unit="item", disable=not self.progress) as bar:
+            for start in range(0, items, self.batch_size):
+                chunk = torch.arange(start, min(start + self.batch_size, items), device=device)
+                alpha[chunk], steps_used[chunk.cpu()] = self._search(flat, bases, face_of[chunk], space_of[chunk], spec, tau)
+                bar.update(len(chunk))
+        minimal_t, gaps_end = self._bisect(flat, bases, face_of, space_of, alpha, spec, tau)
+        return self._result(codes, flat, names, bases, face_of, space_of, alpha, minimal_t, gaps_end, steps_used,
+                            original_logits, spec)
+
+    def _edit(self, bases, space_of, alpha) -> torch.Tensor:
+        return torch.bmm(bases[space_of], alpha[:, :, None])[:, :, 0]
+
+    def _search(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, *,
+                groups: torch.Tensor | None = None, group_weight: float = 0.0):
+        """Adam on the coefficients of a chunk of items, each stopping once it reaches the margin.
+
+        With ``groups`` (the group of each coefficient), ``group_weight · Σ_g ‖α_g‖`` is added to
+        the loss (a group lasso: it keeps a joint edit to few groups)."""
+        alpha = torch.zeros(len(faces), bases.shape[2], device=flat.device, dtype=flat.dtype)
+        m, v = torch.zeros_like(alpha), torch.zeros_like(alpha)
+        active = torch.ones(len(faces), dtype=torch.bool, device=flat.device)
+        steps = torch.zeros(len(faces), dtype=torch.long)
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        for step in range(1, self.steps + 1):
+            idx = active.nonzero()[:, 0]
+            if len(idx) == 0:
+                break
+            a = alpha[idx].clone().requires_grad_(True)
+            codes = flat[faces[idx]] + self._edit(bases, spaces[idx], a)
+            logits = self._logits(codes)
+            mode, index = spec.mode[faces[idx]], spec.index[faces[idx]]
+            gap = decision_gap(logits, mode, index, tau)
+            done = gap.detach() >= self.margin
+            loss = _loss(logits, gap, mode, index, self.loss, self.margin, tau) + self.beta * a.square().sum(dim=1)
+            if groups is not None and group_weight > 0:
+                group_squares = torch.zeros(len(idx), int(groups.max()) + 1, dtype=a.dtype, device=a.device)
+                group_squares = group_squares.index_add(1, groups, a.square())
+                loss = loss + group_weight * (group_squares + 1e-12).sqrt().sum(dim=1)
+            (grad,) = torch.autograd.grad(loss.sum(), a)
+            grad = torch.where(done[:, None], torch.zeros_like(grad), grad)
+            m[idx] = b1 * m[idx] + (1 - b1) * grad
+            v[idx] = b2 * v[idx] + (1 - b2) * grad.square()
+            update = self.lr * (m[idx] / (1 - b1**step)) / ((v[idx] / (1 - b2**step)).sqrt() + eps)
+            new = torch.where(done[:, None], a.detach(), a.detach() - update)
+            norm = new.norm(dim=1, keepdim=True)
+            alpha[idx] = torch.where(norm > self.budget, new * (self.budget / norm), new)
+            steps[idx.cpu()] = step
+            finished = idx[done]
+            active[finished] = False
+        return alpha, steps
+
+    def _bisect(self, flat, bases, face_of, space_of, alpha, spec: TargetSpec, tau: float):
+        """Smallest ``t`` in [0, 1] where ``u0 + t·edit`` crosses the boundary, per item (NaN if the
+        path end does not cross it); and the decision gap at the path end."""
+        low = torch.zeros(len(alpha), dtype=flat.dtype, device=flat.device)
+        high = torch.ones_like(low)
+        with torch.no_grad():
+            gaps = []
+            for start in range(0, len(alpha), self.batch_size):
+                sl = slice(start, start + self.batch_size)
+                codes = flat[face_of[sl]] + self._edit(bases, space_of[sl], alpha[sl])
+                gaps.append(decision_gap(self._logits(codes), spec.mode[face_of[sl]], spec.index[face_of[sl]], tau))
+            end_gap = torch.cat(gaps)
+            crossed = end_gap >= 0
+            for _ in range(self.bisection_steps):
+                mid = (low + high) / 2
+                gaps = []
+                for start in range(0, len(alpha), self.batch_size):
+                    sl = slice(start, start + self.batch_size)
+                    codes = flat[face_of[sl]] + self._edit(bases, space_of[sl], alpha[sl] * mid[sl, None])
+                    gaps.append(decision_gap(self._logits(codes), spec.mode[face_of[sl]], spec.index[face_of[sl]], tau))
+                ok = torch.cat(gaps) >= 0
+                high = torch.where(ok, mid, high)
+                low = torch.where(ok, low, mid)
+        return torch.where(crossed, high, torch.full_like(high, float("nan"))), end_gap
+
+    def _result(self, codes, flat, names, bases, face_of, space_of, alpha, minimal_t, end_gap, steps_used,
+                original_logits, spec: TargetSpec) -> CounterfactualResult:
+        t = torch.nan_to_num(minimal_t, nan=0.0)
+        with torch.no_grad():
+            end_deltas = self._edit(bases, space_of, alpha)
+            deltas = end_deltas * t[:, None]
+            before_images, after_images, end_logits, after_logits = [], [], [], []
+            for start in range(0, len(alpha), self.batch_size):
+                sl = slice(start, start + self.batch_size)
+                base = flat[face_of[sl]].reshape(-1, *self.subspaces.latent_shape)
+                before_images.append(self.generator.synthesize(base, space=self.space))
+                after_images.append(self.generator.synthesize((flat[face_of[sl]] + deltas[sl]).reshape(base.shape), space=self.space))
+                after_logits.append(self.classifier.logits(after_images[-1]))
+                end_logits.append(self._logits(flat[face_of[sl]] + end_deltas[sl]))
+            before_images, after_images = torch.cat(before_images), torch.cat(after_images)
+            after_logits, end_logits = torch.cat(after_logits), torch.cat(end_logits)
+        to_p = (lambda z: z.softmax(dim=1)) if self.classifier.kind == "softmax" else torch.sigmoid
+        mode, index = spec.mode[face_of], spec.index[face_of]
+        p_before = _target_probability(to_p(original_logits)[face_of], mode, index)
+        p_after = _target_probability(to_p(after_logits), mode, index)
+        p_end = _target_probability(to_p(end_logits), mode, index)
+        flipped = ~torch.isnan(minimal_t)
+        min_edit = (alpha.norm(dim=1) * t).where(flipped, torch.full_like(t, float("nan")))
+        difference = (after_images - before_images)
+        table = pd.DataFrame({
+            "face": face_of.cpu().numpy(), "subspace": [names[s] for s in space_of.tolist()],
+            "flipped": flipped.cpu().numpy(), "min_edit": min_edit.cpu().numpy(),
+            "min_edit_latent": deltas.norm(dim=1).where(flipped, torch.full_like(t, float("nan"))).cpu().numpy(),
+            "end_edit": alpha.norm(dim=1).cpu().numpy(), "steps": steps_used.numpy(),
+            "end_gap": end_gap.cpu().numpy(), "p_before": p_before.cpu().numpy(), "p_after": p_after.cpu().numpy(),
+            "p_end": p_end.cpu().numpy(), "delta_prob": (p_end - p_before).cpu().numpy(),
+            "pixel_l1": difference.abs().mean(dim=(1, 2, 3)).cpu().numpy(),
+            "pixel_l2": difference.square().mean(dim=(1, 2, 3)).sqrt().cpu().numpy(),
+        })
+        if self.classifier.kind == "sigmoid":
+            on_before = original_logits[face_of] > self._threshold_logit()
+            on_after = after_logits > self._threshold_logit()
+            changed = (on_before != on_after)
+            changed[torch.arange(len(index)), index] = False
+            table["other_heads_flipped"] = changed.sum(dim=1).cpu().numpy()
+        dims = [self.subspaces[names[s]].dim for s in space_of.tolist()]
+        coefficients = [alpha[i, : dims[i]].tolist() for i in range(len(alpha))]
+        settings = {"loss": self.loss, "margin": self.margin, "beta": self.beta, "budget": self.budget,
+                    "steps": self.steps, "lr": self.lr, "batch_size": self.batch_size, "seed": self.seed,
+                    "bisection_steps": self.bisection_steps, "classifier": self.classifier.name}
+        return CounterfactualResult(self.space, tuple(self.subspaces.latent_shape), flat.detach().cpu(), names, table,
+                                    deltas.detach().cpu(), end_deltas.detach().cpu(), coefficients, spec.description,
+                                    settings)
