@@ -1,0 +1,169 @@
+"""Counterfactual search and the audit, on a synthetic generator with a planted decision rule."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cfexplain.audit import TABLE_COLUMNS, AuditResult, audit
+from cfexplain.classifiers import Classifier, OutputSpec
+from cfexplain.counterfactual import CounterfactualExplainer, CounterfactualResult
+from cfexplain.criteria import RegionPixels
+from cfexplain.errors import InputError, ModelOutputError
+from cfexplain.subspaces import Semantic, Subspace, SubspaceSet, learn_subspaces
+from synthetic import LEFT, FixedRegionParser, region_generator
+
+
+class LeftRedness(nn.Module):
+    """Decides by a fixed linear read-out of the left region's pixels only: logits (−s, +s)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        readout = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(7))
+        self.register_buffer("readout", readout / readout.norm())
+
+    def forward(self, x):
+        score = 3 * (x[:, :, LEFT[0], LEFT[1]] * self.readout).sum(dim=(1, 2, 3))
+        return torch.stack([-score, score], dim=1)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    generator, net = region_generator(dim=12, seed=0)
+    parser = FixedRegionParser()
+    semantics = [
+        Semantic("left_colour", RegionPixels(parser, "left", resolution=None),
+                 [RegionPixels(parser, "left", inside=False, resolution=None)], keep_ratios=1e-6, target_ratio=1e-4),
+        Semantic("right_colour", RegionPixels(parser, "right", resolution=None),
+                 [RegionPixels(parser, "right", inside=False, resolution=None)], keep_ratios=1e-6, target_ratio=1e-4),
+    ]
+    subspaces = learn_subspaces(generator, semantics, space="z", n_samples=4, progress=False)
+    classifier = Classifier(LeftRedness(), output=OutputSpec.softmax(["blue", "red"]), name="left redness")
+    return generator, classifier, subspaces, semantics
+
+
+def test_counterfactuals_flip_the_decision_at_the_boundary(setting):
+    generator, classifier, subspaces, _ = setting
+    explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=4.0, progress=False)
+    result = explainer.explain(10, target="flip")
+    table = result.to_dataframe()
+    left, right = table[table.subspace == "left_colour"], table[table.subspace == "right_colour"]
+    assert left.flipped.mean() >= 0.6
+    assert (left[~left.flipped].end_edit >= 4.0 - 1e-3).all()  # faces not flipped used the whole budget
+    assert right.flipped.sum() == 0  # the classifier ignores the right region
+    flipped = left[left.flipped]
+    assert np.allclose(flipped.p_after, 0.5, atol=0.03)  # the minimal edit sits on the boundary
+    assert (flipped.min_edit <= 4.0 + 1e-6).all() and (table.end_edit <= 4.0 + 1e-5).all()
+    assert (flipped.p_end > 0.5).all() and (flipped.p_before < 0.5).all()
+    # Edits lie in their subspace.
+    basis = subspaces["left_colour"].basis.double()
+    rows = torch.tensor(flipped.index.to_numpy())
+    deltas = result.deltas[rows].double()
+    assert torch.allclose(deltas, deltas @ basis @ basis.T, atol=1e-4)
+    # The decision really changes at the minimal counterfactual, and not at 90 % of it.
+    codes = result.codes_of("minimal")[rows]
+    faces = torch.tensor(flipped.face.to_numpy())
+    with torch.no_grad():
+        before = classifier.predict(generator.synthesize(result.codes[faces]))
+        after = classifier.predict(generator.synthesize(codes + 0.002 * deltas.float() / deltas.norm(dim=1, keepdim=True).float()))
+        short = classifier.predict(generator.synthesize(result.codes[faces] + 0.9 * deltas.float()))
+    assert (after != before).all() and (short == before).all()
+
+
+def test_targets_by_class_and_label(setting):
+    generator, classifier, subspaces, _ = setting
+    explainer = CounterfactualExplainer(generator, classifier, subspaces, progress=False)
+    red = explainer.explain(6, target="red", subspaces=["left_colour"]).to_dataframe()
+    assert red.flipped.sum() >= 3 and (red[red.flipped].p_end > 0.5).all()
+    already_red = red.p_before > 0.5
+    assert (red[already_red].min_edit == 0).all() and red[already_red].flipped.all()
+    with pytest.raises(InputError, match="out of range"):
+        explainer.explain(2, target=5)
+    with pytest.raises(InputError, match="unknown label"):
+        explainer.explain(2, target="green")
+    with pytest.raises(InputError, match="no subspace named"):
+        explainer.explain(2, subspaces=["hair"])
+
+
+def test_sigmoid_heads_on_and_off(setting):
+    generator, _, subspaces, _ = setting
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.left = LeftRedness()
+
+        def forward(self, x):
+            return torch.stack([LeftRedness.forward(self.left, x)[:, 1], x.mean(dim=(1, 2, 3))], dim=1)
+
+    classifier = Classifier(TwoHeads(), output=OutputSpec.sigmoid(["red_left", "bright"]))
+    explainer = CounterfactualExplainer(generator, classifier, subspaces, progress=False)
+    on = explainer.explain(6, target=("red_left", "on"), subspaces=["left_colour"]).to_dataframe()
+    assert on.flipped.sum() >= 3 and (on[on.flipped].p_end > 0.5).all() and "other_heads_flipped" in on
+    off = explainer.explain(6, target=("red_left", "off"), subspaces=["left_colour"]).to_dataframe()
+    assert off.flipped.sum() >= 3 and (off[off.flipped].p_end > 0.5).all()  # the target probability is P(head off)
+    with pytest.raises(InputError, match="needs a head"):
+        explainer.explain(2, target="flip")
+
+
+def test_result_save_load_and_json(setting, tmp_path):
+    generator, classifier, subspaces, _ = setting
+    result = CounterfactualExplainer(generator, classifier, subspaces, progress=False).explain([3, 4, 5])
+    loaded = CounterfactualResult.load(result.save(tmp_path / "cf"))
+    assert loaded.to_dataframe().equals(result.to_dataframe().astype(loaded.to_dataframe().dtypes)) or \
+        np.allclose(loaded.table.min_edit.fillna(-1), result.table.min_edit.fillna(-1))
+    assert torch.equal(loaded.deltas, result.deltas)
+    data = json.loads(result.to_json())
+    assert data["format_version"] == 1 and len(data["items"]) == 6 and data["target"] == "flip the decision"
+
+
+def test_explainer_input_errors(setting):
+    generator, classifier, subspaces, _ = setting
+    with pytest.raises(InputError, match="non-empty"):
+        CounterfactualExplainer(generator, classifier, SubspaceSet([]))
+    wrong = SubspaceSet([Subspace("x", torch.eye(5)[:, :1], torch.ones(1), "z", (5,))])
+    with pytest.raises(InputError, match="latent shape"):
+        CounterfactualExplainer(generator, classifier, wrong)
+    with pytest.raises(InputError, match="Classifier"):
+        CounterfactualExplainer(generator, LeftRedness(), subspaces)
+
+    class Broken(nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 2), float("nan"))
+
+    explainer = CounterfactualExplainer(generator, Classifier(Broken(), output=OutputSpec.softmax(["a", "b"])), subspaces,
+                                        progress=False)
+    with pytest.raises(ModelOutputError, match="NaN"):
+        explainer.explain(2)
+
+
+def test_audit_finds_the_planted_rule(setting, tmp_path):
+    generator, classifier, subspaces, semantics = setting
+    result = audit(generator, classifier, subspaces, n=12, seed=1, budget=4.0, semantics=semantics, progress=False)
+    table = result.to_dataframe()
+    assert set(TABLE_COLUMNS) <= set(table.columns)
+    assert result.ranking()[0] == "left_colour"
+    by_name = table.set_index("semantic")
+    assert by_name.loc["left_colour", "flip_rate"] >= 0.6 and by_name.loc["right_colour", "flip_rate"] == 0
+    assert by_name.loc["left_colour", "attribution"] > 0.9  # IG gives the change to the left colour
+    assert by_name.loc["left_colour", "side_effect"] < 0.2  # its keep criterion (outside the left) barely moved
+    assert math.isnan(by_name.loc["right_colour", "side_effect"])  # nothing flipped: nothing to measure
+    assert result.metrics["joint_validity"] >= 0.5 and result.metrics["joint_sparsity"] == 1.0
+    assert 0 < result.metrics["validity"] <= 1
+    loaded = AuditResult.load(result.save(tmp_path / "audit"))
+    assert loaded.ranking() == result.ranking()
+    assert (tmp_path / "audit" / "table.csv").read_text().startswith("semantic,")
+
+
+def test_audit_errors(setting):
+    generator, classifier, subspaces, _ = setting
+    with pytest.raises(InputError, match="empty"):
+        audit(generator, classifier, SubspaceSet([]))
+    empty = SubspaceSet([Subspace("nothing", torch.zeros(12, 0), torch.zeros(0), "z", (12,))])
+    with pytest.raises(InputError, match="0 directions"):
+        audit(generator, classifier, empty)
