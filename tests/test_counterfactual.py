@@ -167,3 +167,36 @@ def test_audit_errors(setting):
     empty = SubspaceSet([Subspace("nothing", torch.zeros(12, 0), torch.zeros(0), "z", (12,))])
     with pytest.raises(InputError, match="0 directions"):
         audit(generator, classifier, empty)
+
+
+def test_randomization_changes_the_explanation(setting):
+    from cfexplain.trust import randomization_check, randomize_weights
+
+    generator, _, subspaces, _ = setting
+
+    class LinearReadout(nn.Module):  # "trained" to read the left region only
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3 * 16 * 16, 2)
+            with torch.no_grad():
+                self.linear.weight.zero_()
+                self.linear.bias.zero_()
+                self.linear.weight.view(2, 3, 16, 16)[1, :, LEFT[0], LEFT[1]] = LeftRedness().readout * 3
+
+        def forward(self, x):
+            return self.linear(x.flatten(1))
+
+    classifier = Classifier(LinearReadout(), output=OutputSpec.softmax(["blue", "red"]))
+    randomized = randomize_weights(classifier, seed=0)
+    assert not torch.equal(randomized.model.linear.weight, classifier.model.linear.weight)
+    check = randomization_check(generator, classifier, subspaces, n=10, seed=0, budget=4.0)
+    assert check["original"][0] == "left_colour"
+    assert check["changed"] and check["flip_rate_change"] > 0.2
+
+
+def test_stability_across_disjoint_samples(setting):
+    from cfexplain.trust import stability_check
+
+    generator, _, _, semantics = setting
+    agreement = stability_check(generator, semantics, space="z", n_samples=3, seeds=(10, 20))
+    assert agreement["left_colour"] > 0.99 and agreement["right_colour"] > 0.99
