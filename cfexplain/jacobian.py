@@ -115,9 +115,9 @@ class _Batch:
             self.sizes = [c.outputs(images, ctx).shape[1] for c, ctx in zip(self.criteria, self.contexts)]
 
     def activation_bytes(self) -> int:
-        """Bytes of activations autograd keeps for one image (generator and all criteria), counted
-        with a saved-tensor hook during one forward pass; constants (weights, buffers, contexts)
-        are not counted."""
+        """Bytes of activations autograd keeps per image (generator and all criteria), counted with
+        a saved-tensor hook during one forward pass of the batch; constants (weights, buffers,
+        contexts) are not counted."""
         total = 0
 
         def pack(tensor: torch.Tensor) -> torch.Tensor:
@@ -126,14 +126,12 @@ class _Batch:
                 total += tensor.numel() * tensor.element_size()
             return tensor
 
-        single = self.latents[:1].detach().clone().requires_grad_(True)
-        contexts = [{k: v[:1] if isinstance(v, torch.Tensor) and v.shape[:1] == self.latents.shape[:1] else v
-                     for k, v in ctx.items()} for ctx in self.contexts]
+        latents = self.latents.detach().clone().requires_grad_(True)
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), shared_analyses():
-            images = self.images_of(single)
-            for criterion, context in zip(self.criteria, contexts):
+            images = self.images_of(latents)
+            for criterion, context in zip(self.criteria, self.contexts):
                 criterion.outputs(images, context)
-        return total
+        return total // latents.shape[0]
 
     def function(self, indices: Sequence[int]) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
         def outputs(latents: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -373,7 +371,7 @@ def estimate_metrics(
             methods = _choose(method, batch.sizes, dim, b, int(memory_limit_mb * 2**20))
             if per_image is None:
                 per_image = batch.activation_bytes()
-                state["passes"]["forward"] += 1
+                state["passes"]["forward"] += b
             chunk = _chunk_within(memory_limit_mb, per_image, b, chunk_size)
             state["methods"], state["sizes"] = methods, batch.sizes
             results: dict[int, torch.Tensor] = {}

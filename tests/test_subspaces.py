@@ -294,3 +294,15 @@ def test_randomized_agrees_on_a_small_stylegan2_in_stylespace():
     fast = learn_subspaces(generator, [semantic], space="s", n_samples=2, method="randomized", block_size=8, progress=False)
     assert generator.latent_dim("s") == 80 and exact["top"].dim >= 1
     assert subspace_agreement(fast["top"].basis, exact["top"].basis) >= 0.95
+
+
+def test_engine_with_batches_the_size_of_other_context_tensors():
+    """A context tensor whose first dimension happens to equal the batch size (the four image
+    corners of blended pixels, with a batch of 4) must not be mistaken for per-sample data."""
+    from cfexplain.criteria import BlendedPixels
+    from synthetic import RegionCentroids
+
+    generator, _ = region_generator(dim=12, seed=0)
+    estimate = estimate_metrics(generator, [BlendedPixels(RegionCentroids(), resolution=8)], generator.sample(4, seed=0),
+                                space="z", batch_size=4, progress=False)
+    assert estimate.factors[0].shape[1] == 12
