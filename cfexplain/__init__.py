@@ -4,12 +4,15 @@ The public API is flat: generators (:func:`load_generator`, :class:`StyleGAN2Gen
 :class:`ModuleGenerator`), analyzers (:mod:`cfexplain.analyzers`), criteria
 (:mod:`cfexplain.criteria`) and face presets (:mod:`cfexplain.presets`), subspace learning
 (:class:`Semantic`, :func:`learn_subspaces`, :class:`SubspaceSet`), unsupervised directions
-(:func:`discover_directions`), the classifier adapter
+(:func:`discover_directions`), counterfactuals and the audit (:class:`CounterfactualExplainer`,
+:func:`audit`, :mod:`cfexplain.trust`), the classifier adapter
 (:class:`Classifier`, :class:`Preprocessing`, :class:`OutputSpec`), the offline models
 (:mod:`cfexplain.zoo`) and the exceptions (:mod:`cfexplain.errors`).
 """
 
-from . import analyzers, criteria, discovery, errors, presets, zoo
+from . import analyzers, criteria, discovery, errors, presets, trust, zoo
+from .audit import AuditResult, audit
+from .counterfactual import CounterfactualExplainer, CounterfactualResult
 from .discovery import discover_directions
 from .analyzers import (
     BiSeNetParser,
@@ -48,12 +51,15 @@ from .generators import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditResult",
     "BiSeNetParser",
     "CfexplainError",
     "CheckpointError",
     "CheckpointNotFoundError",
     "Classifier",
     "CorruptCheckpointError",
+    "CounterfactualExplainer",
+    "CounterfactualResult",
     "FANLandmarks",
     "FaceMeshLandmarks",
     "FaceParser",
@@ -80,6 +86,7 @@ __all__ = [
     "UnsupportedModelError",
     "__version__",
     "analyzers",
+    "audit",
     "criteria",
     "discover_directions",
     "discovery",
@@ -88,5 +95,6 @@ __all__ = [
     "load_generator",
     "presets",
     "subspace_agreement",
+    "trust",
     "zoo",
 ]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,7 +36,7 @@ from torch import nn
 from .analyzers.base import check_images
 from .errors import CheckpointNotFoundError, InputError, ModelOutputError
 
-__all__ = ["Classifier", "OutputSpec", "Preprocessing"]
+__all__ = ["Classifier", "IDENTITY", "OutputSpec", "Preprocessing"]
 
 _INTERPOLATIONS = ("bilinear", "bicubic", "area", "nearest")
 
@@ -106,6 +106,10 @@ class Preprocessing:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
+
+
+IDENTITY = Preprocessing(value_range=(-1.0, 1.0))
+"""Preprocessing that passes generator images through unchanged."""
 
 
 @dataclass(frozen=True)
@@ -331,8 +335,38 @@ class Classifier(nn.Module):
             raise InputError(f"target index {target!r} is out of range for {self.num_outputs} outputs {list(self.labels)}")
         return target
 
+    def grouped(self, groups: Mapping[str, Sequence[int | str]], *, name: str | None = None) -> "Classifier":
+        """A softmax classifier over groups of this (softmax) classifier's classes.
+
+        Each group's probability is the sum of its classes' probabilities (its logit is the
+        log-sum-exp of their logits), e.g. age bins grouped into "under 30" / "30 and over".
+
+        Args:
+            groups: group label → class indices or labels; every class in at most one group.
+        """
+        if self.kind != "softmax":
+            raise InputError("only softmax classifiers can be grouped")
+        if len(groups) < 2:
+            raise InputError("grouping needs at least two groups")
+        members = [[self.label_index(c) for c in classes] for classes in groups.values()]
+        flat = [i for group in members for i in group]
+        if not all(members) or len(flat) != len(set(flat)):
+            raise InputError("every group needs classes, and no class may be in two groups")
+        return Classifier(_GroupedLogits(self, members), preprocessing=IDENTITY, name=name or f"{self.name} (grouped)",
+                          output=OutputSpec.softmax(tuple(groups)))
+
     def extra_repr(self) -> str:
         return f"name={self.name!r}, kind={self.kind!r}, labels={list(self.labels)[:6]}{' …' if self.num_outputs > 6 else ''}"
+
+
+class _GroupedLogits(nn.Module):
+    def __init__(self, inner: Classifier, members: list[list[int]]) -> None:
+        super().__init__()
+        self.inner, self.members = inner, members
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.inner.logits(images)
+        return torch.stack([logits[:, group].logsumexp(dim=1) for group in self.members], dim=1)
 
 
 def _takes_no_required_arguments(func: Callable) -> bool:

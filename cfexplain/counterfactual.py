@@ -38,10 +38,10 @@ from ._io import atomic_write
 from .classifiers import Classifier
 from .errors import CorruptCheckpointError, InputError, ModelOutputError
 from .generators.base import Generator, make_rng
-from .subspaces.core import SubspaceSet
+from .subspaces.core import Subspace, SubspaceSet
 
 __all__ = ["CounterfactualExplainer", "CounterfactualResult", "TargetSpec", "resolve_target", "decision_gap",
-           "RESULT_FORMAT_VERSION"]
+           "latent_spread", "RESULT_FORMAT_VERSION"]
 
 RESULT_FORMAT_VERSION = 1
 
@@ -206,6 +206,15 @@ class CounterfactualResult:
                    meta["target"], meta["settings"])
 
 
+def latent_spread(generator: Generator, subspace: Subspace, *, samples: int = 2000, seed: int = 7919) -> torch.Tensor:
+    """σ ``(k,)``: the standard deviation of sampled codes along each basis vector of ``subspace``
+    (the unit in which cfexplain measures edits)."""
+    with torch.no_grad():
+        codes = generator.sample(samples, space=subspace.space, seed=seed)
+        projected = codes.reshape(codes.shape[0], -1).double().cpu() @ subspace.basis.double()
+    return projected.std(dim=0).clamp_min(1e-8).float()
+
+
 class CounterfactualExplainer:
     """Batched counterfactual search in the subspaces of a :class:`SubspaceSet`.
 
@@ -258,10 +267,8 @@ class CounterfactualExplainer:
     def spread(self, name: str) -> torch.Tensor:
         """σ: the standard deviation of sampled codes along each basis vector of subspace ``name``."""
         if name not in self._spreads:
-            with torch.no_grad():
-                codes = self.generator.sample(self.scale_samples, space=self.space, seed=self.seed + 7919)
-                projected = codes.reshape(codes.shape[0], -1).double().cpu() @ self.subspaces[name].basis.double()
-            self._spreads[name] = projected.std(dim=0).clamp_min(1e-8).float()
+            self._spreads[name] = latent_spread(self.generator, self.subspaces[name], samples=self.scale_samples,
+                                                seed=self.seed + 7919)
         return self._spreads[name]
 
     def faces(self, codes_or_seeds: torch.Tensor | int | Sequence[int]) -> torch.Tensor:

@@ -150,3 +150,15 @@ def test_torchscript_and_callable_loading(tmp_path, monkeypatch):
         Classifier.from_callable("no_such_module_xyz:f", output=spec)
     with pytest.raises(InputError, match="has no attribute"):
         Classifier.from_callable("user_models:nothing", output=spec)
+
+
+def test_grouped_classes():
+    clf = Classifier(TinyNet(4), output=OutputSpec.softmax(["a", "b", "c", "d"]))
+    grouped = clf.grouped({"ab": ["a", "b"], "cd": [2, 3]})
+    p, q = clf.probabilities(images()), grouped.probabilities(images())
+    assert grouped.labels == ("ab", "cd")
+    assert torch.allclose(q[:, 0], p[:, :2].sum(1), atol=1e-6) and torch.allclose(q[:, 1], p[:, 2:].sum(1), atol=1e-6)
+    with pytest.raises(InputError, match="two groups"):
+        clf.grouped({"a": ["a", "b"], "b": ["b"]})
+    with pytest.raises(InputError, match="at least two"):
+        clf.grouped({"all": ["a", "b", "c", "d"]})

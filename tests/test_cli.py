@@ -1,29 +1,40 @@
-"""The ``cfexplain`` command line."""
+"""The ``cfexplain`` command line: demo, learn, explain, audit with gates, report, config files."""
 
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 
-from PIL import Image
+import jsonschema
+import pytest
+import torch
+from torch import nn
 
 from cfexplain import zoo
-from cfexplain.cli import main
-from cfexplain.errors import ModelFetchError
+from cfexplain.audit import AuditResult
+from cfexplain.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, main
+from cfexplain.cli.gates import parse_gate
+from cfexplain.errors import InputError, ModelFetchError
+from cfexplain.report import load_results_schema
+from cfexplain.subspaces import SubspaceSet
+from conftest import fixture_path
 
 
-def test_demo_writes_its_outputs(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--n", "4"]) == 0
-    faces = Image.open(tmp_path / "faces.png")
-    assert faces.mode == "RGB" and faces.size[0] > 64
-    assert Image.open(tmp_path / "regions.png").size == faces.size
-    rows = list(csv.DictReader(open(tmp_path / "predictions.csv")))
-    assert len(rows) == 4
-    for row in rows:
-        assert abs(float(row["p_female"]) + float(row["p_male"]) - 1) < 1e-3
-        assert 0 < float(row["expected_age"]) < 80 and float(row["lips_area"]) > 0
-    assert "wrote" in capsys.readouterr().out
+def test_demo_runs_a_real_audit(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--faces", "4"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "ranking:" in out and "wrote" in out
+    results = json.loads((tmp_path / "results.json").read_text())
+    jsonschema.validate(results, load_results_schema())
+    assert len(results["audits"]) == 2 and "Gender" in results["audits"][0]["title"]
+    rows = list(csv.DictReader(open(tmp_path / "table.csv")))
+    assert {row["audit"] for row in rows} == {a["title"] for a in results["audits"]}
+    assert len(rows) == 2 * 6  # two audits × six FaceMesh semantics
+    page = (tmp_path / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "data:image/png;base64," in page and "<script" not in page
+    assert set(SubspaceSet.load(tmp_path / "subspaces")) == {r["semantic"] for r in rows}
 
 
 def test_model_fetch_failure_exits_2_with_a_message(tmp_path, monkeypatch, capsys):
@@ -31,10 +42,123 @@ def test_model_fetch_failure_exits_2_with_a_message(tmp_path, monkeypatch, capsy
         raise ModelFetchError("could not download gan_face_generate-1.1.1-py3-none-any.whl (test)")
 
     monkeypatch.setattr(zoo, "dcgan_faces", no_network)
-    assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 2
+    assert main(["demo", "--out", str(tmp_path), "--quiet"]) == EXIT_USAGE
     assert "could not download" in capsys.readouterr().err
 
 
-def test_console_script_runs():
+class Brightness(nn.Module):
+    """A tiny classifier: 'bright' when the image's mean is high."""
+
+    def forward(self, x):
+        score = 8 * x.mean(dim=(1, 2, 3))
+        return torch.stack([-score, score], dim=1)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    torch.jit.script(Brightness()).save(str(folder / "bright.pt"))
+    checkpoint = str(fixture_path("stylegan2", "nvlabs_res32.pkl"))
+    code = main(["learn", "--generator", checkpoint, "--stack", "facemesh", "--space", "w", "--semantics", "lip_colour",
+                 "face_colour", "--samples", "2", "--out", str(folder / "subspaces"), "--quiet"])
+    assert code == EXIT_OK
+    return folder, checkpoint
+
+
+def test_learn_writes_a_subspace_set(workspace):
+    folder, _ = workspace
+    learned = SubspaceSet.load(folder / "subspaces")
+    assert list(learned) == ["lip_colour", "face_colour"] and learned.space == "w"
+
+
+def test_explain(workspace):
+    folder, checkpoint = workspace
+    out = folder / "cf"
+    code = main(["explain", "--generator", checkpoint, "--subspaces", str(folder / "subspaces"), "--classifier",
+                 str(folder / "bright.pt"), "--labels", "dark", "bright", "--faces", "3", "--out", str(out), "--quiet"])
+    assert code == EXIT_OK
+    assert len(list(csv.DictReader(open(out / "table.csv")))) == 6
+
+
+def test_audit_gates_and_report(workspace, capsys):
+    folder, checkpoint = workspace
+    common = ["audit", "--generator", checkpoint, "--subspaces", str(folder / "subspaces"), "--classifier",
+              str(folder / "bright.pt"), "--labels", "dark", "bright", "--faces", "4", "--quiet"]
+    out = folder / "audit"
+    assert main([*common, "--out", str(out), "--fail-if", "flip_rate[lip_colour] > 1.5"]) == EXIT_OK
+    jsonschema.validate(json.loads((out / "results.json").read_text()), load_results_schema())
+    assert main([*common, "--out", str(folder / "audit2"), "--fail-if", "flip_rate[lip_colour] >= 0",
+                 "--fail-if", "validity < 2"]) == EXIT_GATE_FAILED
+    printed = capsys.readouterr().out
+    assert "gate failed: flip_rate[lip_colour] >= 0" in printed and "gate failed: validity < 2" in printed
+    saved = AuditResult.load(out / "audit")
+    assert set(saved.table["semantic"]) == {"lip_colour", "face_colour"}
+    assert main(["report", "--generator", checkpoint, "--audit", str(out / "audit"), "--subspaces",
+                 str(folder / "subspaces"), "--out", str(folder / "rendered"), "--quiet"]) == EXIT_OK
+    assert "data:image/png;base64," in (folder / "rendered" / "report.html").read_text()
+
+
+def test_config_file_with_flags_overriding(workspace, tmp_path):
+    folder, checkpoint = workspace
+    config = tmp_path / "cfexplain.toml"
+    (tmp_path / "model.pt").write_bytes((folder / "bright.pt").read_bytes())
+    config.write_text(f"""
+[generator]
+checkpoint = "{checkpoint}"
+
+[classifier]
+model = "model.pt"
+labels = ["dark", "bright"]
+
+[classifier.preprocessing]
+value_range = [-1.0, 1.0]
+
+[audit]
+subspaces = "{folder / 'subspaces'}"
+faces = 3
+fail_if = ["flip_rate[face_colour] > 5"]
+""")
+    assert main(["audit", "--config", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == EXIT_OK
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["audits"][0]["settings"]["n"] == 3
+    assert main(["audit", "--config", str(config), "--faces", "2", "--out", str(tmp_path / "out2"), "--quiet"]) == EXIT_OK
+    assert json.loads((tmp_path / "out2" / "results.json").read_text())["audits"][0]["settings"]["n"] == 2
+
+
+def test_bad_input_exits_2_with_a_message(workspace, tmp_path, capsys):
+    folder, checkpoint = workspace
+    assert main(["learn", "--generator", str(tmp_path / "missing.pkl"), "--quiet"]) == EXIT_USAGE
+    assert "no checkpoint file" in capsys.readouterr().err
+    base = ["audit", "--generator", checkpoint, "--subspaces", str(folder / "subspaces"), "--classifier",
+            str(folder / "bright.pt"), "--labels", "dark", "bright", "--faces", "2", "--out", str(tmp_path / "x"), "--quiet"]
+    assert main([*base, "--fail-if", "flip_rate[hair] > 0.1"]) == EXIT_USAGE
+    assert "no semantic 'hair'" in capsys.readouterr().err
+    assert main([*base, "--fail-if", "flip rate is high"]) == EXIT_USAGE
+    assert "cannot read the condition" in capsys.readouterr().err
+    assert main([*base, "--target", "7"]) == EXIT_USAGE
+    assert "out of range" in capsys.readouterr().err
+    (tmp_path / "bad.toml").write_text("[generator\n")
+    assert main(["learn", "--config", str(tmp_path / "bad.toml")]) == EXIT_USAGE
+    assert "not valid TOML" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", "--no-such-flag"])
+    assert exit_info.value.code == EXIT_USAGE
+
+
+def test_gate_parsing():
+    gate = parse_gate("flip_rate[hair_photometry] > 0.2")
+    assert (gate.column, gate.semantic, gate.op, gate.value) == ("flip_rate", "hair_photometry", ">", 0.2)
+    assert parse_gate("validity<=0.5").semantic is None
+    with pytest.raises(InputError):
+        parse_gate("flip_rate[x] ~ 3")
+
+
+@pytest.mark.parametrize("command", ["demo", "learn", "explain", "audit", "report"])
+def test_help_everywhere(command):
+    result = subprocess.run([sys.executable, "-m", "cfexplain.cli", command, "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "Exit codes" in result.stdout
+
+
+def test_version():
     result = subprocess.run([sys.executable, "-m", "cfexplain.cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("cfexplain ")

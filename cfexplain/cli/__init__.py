@@ -1,0 +1,123 @@
+"""The ``cfexplain`` command line.
+
+Exit codes: 0 success, 1 an audit gate (``--fail-if``) failed, 2 bad usage or bad input (with a
+message on standard error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import CfexplainError
+from .commands import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, run_audit, run_demo, run_explain, run_learn, run_report
+
+__all__ = ["EXIT_GATE_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+_EPILOG = "Exit codes: 0 success, 1 an audit gate (--fail-if) failed, 2 bad usage or bad input."
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="a TOML configuration file (flags override its values)")
+    parser.add_argument("--device", help="torch device for the models (default: cpu)")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors and failed gates")
+
+
+def _generator(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--generator", help="StyleGAN2 checkpoint (NVlabs .pkl, rosinality .pt, TF .pkl) or zoo:dcgan")
+
+
+def _classifier(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("classifier")
+    group.add_argument("--classifier", help="TorchScript file, package.module:callable, zoo:gender or zoo:age")
+    group.add_argument("--labels", nargs="+", help="class (or head) labels, in output order")
+    group.add_argument("--kind", choices=["softmax", "sigmoid", "heads"], help="output kind (default: softmax)")
+    group.add_argument("--scores", choices=["logits", "probabilities"], help="what the model returns (default: logits)")
+
+
+def _search(parser: argparse.ArgumentParser, default_out: str) -> None:
+    parser.add_argument("--subspaces", help="a subspace folder written by `cfexplain learn`")
+    parser.add_argument("--faces", type=int, help="number of faces (default: explain 16, audit 32)")
+    parser.add_argument("--seed", type=int, help="seed of the faces (default: 0)")
+    parser.add_argument("--target", help="'flip' (default), a class index or label, or 'head,on|off|flip'")
+    parser.add_argument("--budget", type=float, help="largest edit, in standard deviations (default: 3)")
+    parser.add_argument("--out", help=f"output folder (default: {default_out})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``cfexplain`` command (every subcommand has ``--help``)."""
+    parser = argparse.ArgumentParser(prog="cfexplain", epilog=_EPILOG,
+                                     description="Counterfactual explanations of image classifiers in interpretable "
+                                                 "StyleGAN2 subspaces.")
+    parser.add_argument("--version", action="version", version=f"cfexplain {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="audit the zoo's classifiers with the zoo's generator (offline, CPU)",
+                               description=run_demo.__doc__, epilog=_EPILOG)
+    demo.add_argument("--out", default="cfexplain-demo", help="output folder (default: %(default)s)")
+    demo.add_argument("--faces", type=int, default=16, help="faces per audit (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the faces (default: %(default)s)")
+    demo.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    demo.set_defaults(run=run_demo)
+
+    learn = commands.add_parser("learn", help="learn semantic subspaces of a generator", description=run_learn.__doc__,
+                                epilog=_EPILOG)
+    _common(learn)
+    _generator(learn)
+    learn.add_argument("--stack", choices=["facemesh", "bisenet_fan"], help="analyzer stack (default: facemesh)")
+    learn.add_argument("--parser", help="BiSeNet checkpoint (79999_iter.pth) for the bisenet_fan stack")
+    learn.add_argument("--landmarks", help="FAN checkpoint (.pth.tar or TorchScript .zip) for the bisenet_fan stack")
+    learn.add_argument("--space", help="latent space: s, w+, w or z (default: s for StyleGAN2, else z)")
+    learn.add_argument("--semantics", nargs="+", help="which preset semantics (default: all the stack can express)")
+    learn.add_argument("--samples", type=int, help="faces the metrics are averaged over (default: 8)")
+    learn.add_argument("--seed", type=int, help="seed of those faces (default: 0)")
+    learn.add_argument("--resolution", type=int, help="stop synthesis early at this resolution")
+    learn.add_argument("--method", choices=["auto", "forward", "reverse", "randomized"], help="Jacobian method")
+    learn.add_argument("--checkpoint-dir", dest="checkpoint_dir", help="save progress there and resume")
+    learn.add_argument("--out", help="output folder (default: subspaces)")
+    learn.set_defaults(run=run_learn)
+
+    explain = commands.add_parser("explain", help="counterfactuals of faces in every subspace",
+                                  description=run_explain.__doc__, epilog=_EPILOG)
+    _common(explain)
+    _generator(explain)
+    _classifier(explain)
+    _search(explain, "counterfactuals")
+    explain.set_defaults(run=run_explain)
+
+    audit = commands.add_parser("audit", help="audit a classifier: which semantics flip its decisions",
+                                description=run_audit.__doc__, epilog=_EPILOG)
+    _common(audit)
+    _generator(audit)
+    _classifier(audit)
+    _search(audit, "audit")
+    audit.add_argument("--fail-if", dest="fail_if", action="append", metavar="CONDITION",
+                       help="exit 1 when the condition holds, e.g. 'flip_rate[hair_photometry] > 0.2' (repeatable)")
+    audit.set_defaults(run=run_audit)
+
+    report = commands.add_parser("report", help="render report.html from a saved audit", description=run_report.__doc__,
+                                 epilog=_EPILOG)
+    _common(report)
+    _generator(report)
+    _classifier(report)
+    report.add_argument("--audit", required=True, help="the audit folder (AUDIT_OUT/audit from `cfexplain audit`)")
+    report.add_argument("--subspaces", required=True, help="the subspace folder the audit used")
+    report.add_argument("--out", default="report", help="output folder (default: %(default)s)")
+    report.set_defaults(run=run_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except CfexplainError as exc:
+        print(f"cfexplain: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"cfexplain: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

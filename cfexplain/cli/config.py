@@ -1,0 +1,136 @@
+"""The command line's configuration: a TOML file, overridden by flags, turned into objects.
+
+A configuration has sections ``[generator]``, ``[analyzers]``, ``[learn]``, ``[classifier]``
+(with ``[classifier.preprocessing]``) and ``[audit]``; see ``docs/cli.md`` for every key. Specs:
+
+* generator: a checkpoint path (StyleGAN2, any supported format) or ``"zoo:dcgan"``;
+* analyzers: ``stack = "facemesh"`` (the zoo's FaceMesh; no files) or ``"bisenet_fan"`` with
+  ``parser`` (BiSeNet ``79999_iter.pth``) and ``landmarks`` (FAN ``.pth.tar`` or TorchScript ``.zip``);
+* classifier: a TorchScript file, ``"package.module:callable"``, or ``"zoo:gender"`` / ``"zoo:age"``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..classifiers import Classifier, OutputSpec, Preprocessing
+from ..errors import CheckpointNotFoundError, InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["load_config", "merge", "make_generator", "make_analyzers", "make_classifier", "make_semantics"]
+
+SECTIONS = ("generator", "analyzers", "learn", "classifier", "audit", "explain", "report")
+
+
+def load_config(path: str | None) -> dict[str, Any]:
+    """The TOML configuration at ``path`` (``{}`` for ``None``); unknown sections are refused."""
+    if path is None:
+        return {}
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointNotFoundError(f"no configuration file at {file}")
+    try:
+        config = tomllib.loads(file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{file} is not valid TOML: {exc}") from exc
+    unknown = set(config) - set(SECTIONS)
+    if unknown:
+        raise InputError(f"{file}: unknown sections {sorted(unknown)}; sections are {list(SECTIONS)}")
+    for section, key in (("generator", "checkpoint"), ("analyzers", "parser"), ("analyzers", "landmarks"),
+                         ("classifier", "model"), ("audit", "subspaces"), ("explain", "subspaces")):
+        value = config.get(section, {}).get(key)
+        if isinstance(value, str) and not Path(value).is_absolute() and (file.parent / value).exists():
+            config[section][key] = str(file.parent / value)  # paths are relative to the configuration file
+    return config
+
+
+def merge(config: Mapping[str, Any], section: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The section's settings with command-line flags (not ``None``) taking precedence."""
+    merged = dict(config.get(section, {}))
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return merged
+
+
+def make_generator(settings: Mapping[str, Any]):
+    """A generator from ``checkpoint`` (path or ``zoo:dcgan``) and ``device``."""
+    from .. import zoo
+    from ..generators import load_generator
+
+    spec, device = settings.get("checkpoint"), settings.get("device", "cpu")
+    if not spec:
+        raise InputError("no generator: give --generator PATH (or zoo:dcgan), or [generator] checkpoint in the config")
+    if spec == "zoo:dcgan":
+        return zoo.dcgan_faces(device=device)
+    if spec.startswith("zoo:"):
+        raise InputError(f"unknown zoo generator {spec!r}; the zoo has zoo:dcgan")
+    return load_generator(spec, device=device)
+
+
+def make_analyzers(settings: Mapping[str, Any], device: str = "cpu"):
+    """``(stack, parser, landmarks)`` from ``stack`` and, for ``bisenet_fan``, the two checkpoints."""
+    from .. import zoo
+    from ..analyzers import BiSeNetParser, FANLandmarks
+
+    stack = settings.get("stack", "facemesh")
+    if stack == "facemesh":
+        return stack, zoo.facemesh_parser(device=device), zoo.facemesh(device=device)
+    if stack == "bisenet_fan":
+        parser, landmarks = settings.get("parser"), settings.get("landmarks")
+        if not parser or not landmarks:
+            raise InputError("the bisenet_fan stack needs --parser (BiSeNet 79999_iter.pth) and --landmarks (FAN 2DFAN4)")
+        return stack, BiSeNetParser.from_checkpoint(parser, device=device), FANLandmarks.from_checkpoint(landmarks, device=device)
+    raise InputError(f"unknown analyzer stack {stack!r}; stacks: facemesh, bisenet_fan")
+
+
+def make_semantics(stack: str, parser, landmarks, names: list[str] | None):
+    from ..presets import bisenet_fan_semantics, facemesh_semantics
+
+    build = facemesh_semantics if stack == "facemesh" else bisenet_fan_semantics
+    return build(parser, landmarks, names=names or None)
+
+
+def make_classifier(settings: Mapping[str, Any], device: str = "cpu") -> Classifier:
+    """A :class:`Classifier` from ``model`` and its ``labels``, ``kind``, ``scores``,
+    ``threshold`` and ``[classifier.preprocessing]``."""
+    from .. import zoo
+
+    spec = settings.get("model")
+    if not spec:
+        raise InputError("no classifier: give --classifier (TorchScript file, module:callable, zoo:gender or zoo:age)")
+    if spec == "zoo:gender":
+        return zoo.gender_classifier(device=device)
+    if spec == "zoo:age":
+        return zoo.age_classifier(device=device)
+    labels = settings.get("labels")
+    if not labels:
+        raise InputError("the classifier needs its labels (--labels or [classifier] labels)")
+    kind, scores = settings.get("kind", "softmax"), settings.get("scores", "logits")
+    threshold = float(settings.get("threshold", 0.5))
+    if kind == "softmax":
+        output = OutputSpec.softmax(labels, scores=scores)
+    elif kind == "sigmoid":
+        output = OutputSpec.sigmoid(labels, scores=scores, threshold=threshold)
+    elif kind == "heads":
+        output = OutputSpec.heads(labels, scores=scores, threshold=threshold)
+    else:
+        raise InputError(f"classifier kind must be softmax, sigmoid or heads, got {kind!r}")
+    pre = dict(settings.get("preprocessing", {}))
+    for key in ("crop", "value_range", "mean", "std"):
+        if key in pre:
+            pre[key] = tuple(pre[key])
+    if isinstance(pre.get("size"), list):
+        pre["size"] = tuple(pre["size"])
+    try:
+        preprocessing = Preprocessing(**pre)
+    except TypeError as exc:
+        raise InputError(f"[classifier.preprocessing]: {exc}") from exc
+    if Path(spec).suffix in (".pt", ".pth", ".zip", ".ts") or Path(spec).is_file():
+        return Classifier.from_torchscript(spec, device=device, preprocessing=preprocessing, output=output)
+    return Classifier.from_callable(spec, preprocessing=preprocessing, output=output)

@@ -1,0 +1,55 @@
+"""Reports of audits: a self-contained HTML page, ``results.json`` (versioned schema), ``table.csv``."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import __version__
+from .._io import atomic_write
+from ..generators.base import Generator
+from ..subspaces.core import SubspaceSet
+from .html import ReportSection, render_report
+
+__all__ = ["RESULTS_FORMAT_VERSION", "ReportSection", "load_results_schema", "render_report", "results_document",
+           "write_report"]
+
+RESULTS_FORMAT_VERSION = 1
+
+
+def load_results_schema() -> dict:
+    """The JSON Schema (draft 2020-12) that ``results.json`` follows."""
+    return json.loads(resources.files(__package__).joinpath("results.schema.json").read_text())
+
+
+def results_document(sections: Sequence[ReportSection], subspaces: SubspaceSet,
+                     config: Mapping[str, Any] | None = None) -> dict:
+    """The content of ``results.json`` for these audits (see :func:`load_results_schema`)."""
+    return {"format_version": RESULTS_FORMAT_VERSION, "cfexplain": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "subspaces": json.loads(json.dumps(subspaces.provenance, default=str)),
+            "config": json.loads(json.dumps(dict(config or {}), default=str)),
+            "audits": [{"title": s.title, **s.audit.to_dict()} for s in sections]}
+
+
+def write_report(out: str | os.PathLike, generator: Generator, subspaces: SubspaceSet, sections: Sequence[ReportSection], *,
+                 title: str = "cfexplain audit", config: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """Write ``report.html``, ``results.json`` and ``table.csv`` (all audits' tables, with an
+    ``audit`` column) into the folder ``out``; returns their paths."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    page = render_report(generator, subspaces, sections, title=title, provenance={"config": dict(config or {})})
+    document = json.dumps(results_document(sections, subspaces, config), indent=1)
+    table = pd.concat([s.audit.table.assign(audit=s.title) for s in sections], ignore_index=True).to_csv(index=False)
+    paths = {"report": folder / "report.html", "results": folder / "results.json", "table": folder / "table.csv"}
+    atomic_write(paths["report"], lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    atomic_write(paths["results"], lambda tmp: tmp.write_text(document))
+    atomic_write(paths["table"], lambda tmp: tmp.write_text(table))
+    return paths

@@ -1,0 +1,83 @@
+"""The pictures of a report: counterfactual strips, difference maps, subspace traversals."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..audit import AuditResult
+from ..classifiers import Classifier
+from ..generators.base import Generator
+from ..imaging import to_uint8
+from ..subspaces.core import SubspaceSet
+
+__all__ = ["png_data_uri", "difference_map", "telling_examples", "example_images", "traversal"]
+
+
+def png_data_uri(image: np.ndarray | Image.Image, *, size: int | None = 160) -> str:
+    """A ``data:image/png;base64,…`` URI of an ``(H, W, 3)`` uint8 image, enlarged to ``size``."""
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    if size and picture.width < size:
+        picture = picture.resize((size, size * picture.height // picture.width), Image.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def difference_map(before: torch.Tensor, after: torch.Tensor) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 heat maps of ``|after − before|`` (summed over channels), each scaled
+    to its own maximum: black = unchanged, through red and yellow to white = most changed."""
+    change = (after - before).abs().sum(dim=1)
+    change = change / change.flatten(1).amax(dim=1).clamp_min(1e-8)[:, None, None]
+    red = (change * 3).clamp(0, 1)
+    green = (change * 3 - 1).clamp(0, 1)
+    blue = (change * 3 - 2).clamp(0, 1)
+    return (torch.stack([red, green, blue], dim=-1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def telling_examples(audit: AuditResult, semantic: str, count: int) -> pd.DataFrame:
+    """The most telling items of a semantic: the flipped faces with the smallest minimal edits
+    (closest to the boundary along it), else the faces it moved furthest towards the target."""
+    items = audit.counterfactuals.table
+    rows = items[items["subspace"] == semantic]
+    flipped = rows[rows["flipped"]].sort_values("min_edit")
+    if len(flipped):
+        return flipped.head(count)
+    return rows.sort_values("delta_prob", ascending=False).head(count)
+
+
+def example_images(generator: Generator, audit: AuditResult, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Original, counterfactual (minimal edit if flipped, else the search's end) and difference
+    images of the given items, as uint8 arrays."""
+    result = audit.counterfactuals
+    index = torch.tensor(rows.index.to_numpy(), dtype=torch.long)
+    faces = torch.tensor(rows["face"].to_numpy(), dtype=torch.long)
+    deltas = torch.where(torch.tensor(rows["flipped"].to_numpy(), dtype=torch.bool)[:, None],
+                         result.deltas[index], result.end_deltas[index])
+    shape = (-1, *result.latent_shape)
+    with torch.no_grad():
+        device = generator.device
+        before = generator.synthesize(result.codes[faces].reshape(shape).to(device), space=result.space)
+        after = generator.synthesize((result.codes[faces] + deltas).reshape(shape).to(device), space=result.space)
+    return {"original": to_uint8(before), "counterfactual": to_uint8(after), "difference": difference_map(before, after)}
+
+
+def traversal(generator: Generator, subspaces: SubspaceSet, name: str, codes: torch.Tensor, classifier: Classifier | None,
+              steps: tuple[float, ...], spread: torch.Tensor) -> tuple[np.ndarray, list[float | None]]:
+    """Images ``(len(steps), H, W, 3)`` of one face edited along the subspace's first direction by
+    ``steps`` standard deviations, and the classifier's first-class probability for each (if given)."""
+    subspace = subspaces[name]
+    direction = (subspace.basis[:, 0] * spread[0]).to(device=codes.device, dtype=codes.dtype)
+    flat = codes.reshape(1, -1)
+    edited = torch.cat([flat + t * direction for t in steps]).reshape(len(steps), *subspace.latent_shape)
+    with torch.no_grad():
+        images = generator.synthesize(edited, space=subspace.space)
+        probabilities = classifier.probabilities(images)[:, -1].tolist() if classifier is not None else [None] * len(steps)
+    pictures = to_uint8(F.interpolate(images, size=images.shape[-2:], mode="nearest"))
+    return pictures, probabilities
