@@ -107,3 +107,36 @@ class FewVisibleFactors(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         image = torch.tanh(torch.einsum("nk,kchw->nchw", u[:, : self.visible], self.patterns) / 2)
         return image + self.noise * torch.randn_like(image)
+
+
+class LeftRedness(nn.Module):
+    """A classifier deciding by a fixed linear read-out of the left region's pixels only: logits (−s, +s)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        readout = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(7))
+        self.register_buffer("readout", readout / readout.norm())
+
+    def forward(self, x):
+        score = 3 * (x[:, :, LEFT[0], LEFT[1]] * self.readout).sum(dim=(1, 2, 3))
+        return torch.stack([-score, score], dim=1)
+
+
+def planted_rule_setting():
+    """(generator, classifier, subspaces, semantics): two semantics (left / right colour) learned on
+    the synthetic generator, and a classifier that reads only the left region."""
+    from cfexplain.classifiers import Classifier, OutputSpec
+    from cfexplain.criteria import RegionPixels
+    from cfexplain.subspaces import Semantic, learn_subspaces
+
+    generator, _ = region_generator(dim=12, seed=0)
+    parser = FixedRegionParser()
+    semantics = [
+        Semantic("left_colour", RegionPixels(parser, "left", resolution=None),
+                 [RegionPixels(parser, "left", inside=False, resolution=None)], keep_ratios=1e-6, target_ratio=1e-4),
+        Semantic("right_colour", RegionPixels(parser, "right", resolution=None),
+                 [RegionPixels(parser, "right", inside=False, resolution=None)], keep_ratios=1e-6, target_ratio=1e-4),
+    ]
+    subspaces = learn_subspaces(generator, semantics, space="z", n_samples=4, progress=False)
+    classifier = Classifier(LeftRedness(), output=OutputSpec.softmax(["blue", "red"]), name="left redness")
+    return generator, classifier, subspaces, semantics

@@ -13,38 +13,14 @@ from torch import nn
 from cfexplain.audit import TABLE_COLUMNS, AuditResult, audit
 from cfexplain.classifiers import Classifier, OutputSpec
 from cfexplain.counterfactual import CounterfactualExplainer, CounterfactualResult
-from cfexplain.criteria import RegionPixels
 from cfexplain.errors import InputError, ModelOutputError
-from cfexplain.subspaces import Semantic, Subspace, SubspaceSet, learn_subspaces
-from synthetic import LEFT, FixedRegionParser, region_generator
-
-
-class LeftRedness(nn.Module):
-    """Decides by a fixed linear read-out of the left region's pixels only: logits (−s, +s)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        readout = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(7))
-        self.register_buffer("readout", readout / readout.norm())
-
-    def forward(self, x):
-        score = 3 * (x[:, :, LEFT[0], LEFT[1]] * self.readout).sum(dim=(1, 2, 3))
-        return torch.stack([-score, score], dim=1)
+from cfexplain.subspaces import Subspace, SubspaceSet
+from synthetic import LEFT, LeftRedness, planted_rule_setting
 
 
 @pytest.fixture(scope="module")
 def setting():
-    generator, net = region_generator(dim=12, seed=0)
-    parser = FixedRegionParser()
-    semantics = [
-        Semantic("left_colour", RegionPixels(parser, "left", resolution=None),
-                 [RegionPixels(parser, "left", inside=False, resolution=None)], keep_ratios=1e-6, target_ratio=1e-4),
-        Semantic("right_colour", RegionPixels(parser, "right", resolution=None),
-                 [RegionPixels(parser, "right", inside=False, resolution=None)], keep_ratios=1e-6, target_ratio=1e-4),
-    ]
-    subspaces = learn_subspaces(generator, semantics, space="z", n_samples=4, progress=False)
-    classifier = Classifier(LeftRedness(), output=OutputSpec.softmax(["blue", "red"]), name="left redness")
-    return generator, classifier, subspaces, semantics
+    return planted_rule_setting()
 
 
 def test_counterfactuals_flip_the_decision_at_the_boundary(setting):

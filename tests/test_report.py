@@ -1,0 +1,68 @@
+"""The HTML report and results.json: content, schema, and the page as a real browser shows it."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import numpy as np
+import pytest
+from PIL import Image
+
+from browser import chromium, probe, screenshot
+from cfexplain.audit import audit
+from cfexplain.report import ReportSection, load_results_schema, write_report
+from synthetic import planted_rule_setting
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    generator, classifier, subspaces, semantics = planted_rule_setting()
+    result = audit(generator, classifier, subspaces, n=6, seed=1, budget=4.0, semantics=semantics, progress=False)
+    folder = tmp_path_factory.mktemp("report")
+    paths = write_report(folder, generator, subspaces, [ReportSection("left redness: flip", result, classifier)],
+                         title="planted rule", config={"audit": {"faces": 6}})
+    return paths, result
+
+
+@pytest.fixture(scope="module")
+def browser():
+    return chromium()
+
+
+def test_results_json_follows_the_schema(written):
+    paths, result = written
+    document = json.loads(paths["results"].read_text())
+    jsonschema.validate(document, load_results_schema())
+    assert document["audits"][0]["semantics"][0]["semantic"] == result.ranking()[0]
+    broken = {**document, "format_version": "one"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, load_results_schema())
+
+
+def test_report_stands_alone(written):
+    page = written[0]["report"].read_text()
+    assert page.startswith("<!doctype html>")
+    assert "http://" not in page and "https://" not in page and "<script" not in page and "<link" not in page
+    assert page.count('src="data:image/png;base64,') >= 9  # ≥ 1 strip of three + two traversals of five
+
+
+def test_report_in_headless_chromium(written, browser, tmp_path):
+    paths, result = written
+    found = probe(browser, paths["report"], tmp_path)
+    assert found["images"] > 0 and found["decoded"] == found["images"] == found["rendered"]
+    assert found["summary_rows"] == result.ranking()
+    assert found["top"] == [result.ranking()[0]] == ["left_colour"]
+    assert set(found["bars"]) == set(result.table.dropna(subset=["attribution"])["semantic"])
+    assert "left redness: flip" in found["headings"] and "Configuration and provenance" in found["headings"]
+    assert '"faces": 6' in found["provenance"] and '"torch"' in found["provenance"]
+    assert not found["overflow"]
+
+    shot = screenshot(browser, paths["report"], tmp_path / "report.png")
+    picture = np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
+    assert picture.shape == (2400, 1280, 3)
+    dark_text = (picture.sum(axis=2) < 150).mean()
+    assert 0.001 < dark_text < 0.2  # text was drawn, and the page is not one dark block
+    highlighted = (np.abs(picture - np.array([0xFF, 0xF7, 0xE0])).sum(axis=2) < 6).sum()
+    assert highlighted > 500  # the rank-1 row of the summary table is highlighted
+    assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 200  # the face images were painted
