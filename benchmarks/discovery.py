@@ -9,7 +9,7 @@ The paper's ordering is learned > random and learned > coordinate.
 
 Usage::
 
-    python benchmarks/discovery.py [--directions 32] [--steps 3000] [--rca-steps 1500]
+    python benchmarks/discovery.py [--directions 32] [--steps 3000] [--rca-steps 1500] [--width 32] [--size 64]
 
 Prints a table and writes ``benchmarks/results/discovery.json``.
 """
@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--rca-steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of reconstructor and deformator")
+    parser.add_argument("--width", type=int, default=32, help="reconstructor base width")
+    parser.add_argument("--size", type=int, default=64, help="reconstructor input size (images are resized to it)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -48,7 +50,8 @@ def main() -> None:
 
     generator = zoo.dcgan_faces()
     k, dim = args.directions, generator.latent_dim("z")
-    common = dict(batch_size=args.batch_size, reconstructor_lr=args.lr, seed=args.seed)
+    common = dict(batch_size=args.batch_size, reconstructor_lr=args.lr, reconstructor_width=args.width,
+                  reconstructor_size=args.size, seed=args.seed)
     start = time.perf_counter()
     discovery = VoynovDiscovery(k, deformator_lr=args.lr, steps=args.steps, **common).fit(generator)
     train_seconds = time.perf_counter() - start

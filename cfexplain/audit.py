@@ -174,9 +174,10 @@ def _side_effects(generator: Generator, result: CounterfactualResult, semantics:
 
 
 def _joint(explainer: CounterfactualExplainer, codes: torch.Tensor, target: Any, names: list[str],
-           group_weight: float, ig_steps: int, attribution: bool) -> tuple[pd.DataFrame, dict[str, float], dict[str, float]]:
-    """Joint search over the stacked subspaces (group lasso), sparsity, and IG attribution."""
-    generator, classifier = explainer.generator, explainer.classifier
+           group_weight: float, joint_steps: int, ig_steps: int, attribution: bool) -> tuple[pd.DataFrame, dict[str, float], dict[str, float]]:
+    """Joint search over the stacked subspaces (Adam on the loss plus a group lasso), sparsity, and
+    IG attribution."""
+    classifier = explainer.classifier
     flat = codes.reshape(codes.shape[0], -1).detach()
     n = flat.shape[0]
     blocks = [explainer.subspaces[name].basis * explainer.spread(name) for name in names]
@@ -190,8 +191,9 @@ def _joint(explainer: CounterfactualExplainer, codes: torch.Tensor, target: Any,
     faces = torch.arange(n, device=flat.device)
     spaces = torch.zeros(n, dtype=torch.long, device=flat.device)
     group_index = torch.as_tensor(groups, device=flat.device)
-    alpha, steps = explainer._search(flat, basis, faces, spaces, spec, tau, groups=group_index, group_weight=group_weight)
-    minimal_t, end_gap = explainer._bisect(flat, basis, faces, spaces, alpha, spec, tau)
+    alpha, steps, end_logits = explainer._search(flat, basis, faces, spaces, spec, tau, original_logits, groups=group_index,
+                                                 group_weight=group_weight, optimizer="adam", steps=joint_steps)
+    minimal_t, _ = explainer._boundary(flat, basis, faces, spaces, alpha, spec, tau, original_logits, end_logits)
     flipped = ~torch.isnan(minimal_t)
     norms = torch.stack([alpha[:, groups == g].norm(dim=1) for g in range(len(names))], dim=1)  # (n, S)
     shares = {name: float("nan") for name in names}
@@ -258,7 +260,7 @@ def _semantics_needed(explainer, flat, basis, alpha, groups, importance, flipped
 
 def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, n: int = 32, seed: int = 0,
           target: Any = "flip", budget: float = 3.0, semantics: Sequence[Semantic] | None = None, joint: bool = True,
-          attribution: bool = True, group_weight: float = 0.1, ig_steps: int = 32, **explainer_options: Any) -> AuditResult:
+          attribution: bool = True, group_weight: float = 0.1, joint_steps: int = 100, ig_steps: int = 32, **explainer_options: Any) -> AuditResult:
     """Audit ``classifier``: for ``n`` faces and every subspace, how easily does the semantic flip its decision?
 
     Args:
@@ -270,6 +272,7 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
             criteria give the ``side_effect`` column (NaN without them).
         joint, attribution: run the joint search and the Integrated-Gradients attribution.
         group_weight: weight of the group-lasso penalty of the joint search.
+        joint_steps: the most Adam steps of the joint search.
         ig_steps: Integrated-Gradients steps.
         explainer_options: options of :class:`~cfexplain.counterfactual.CounterfactualExplainer`
             (``steps``, ``lr``, ``margin``, ``loss``, ``batch_size``, ``progress`` …).
@@ -302,7 +305,8 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
     joint_frame, shares = pd.DataFrame(), {s: float("nan") for s in names}
     metrics: dict[str, float] = {}
     if joint:
-        joint_frame, shares, metrics = _joint(explainer, codes, target, names, group_weight, ig_steps, attribution)
+        joint_frame, shares, metrics = _joint(explainer, codes, target, names, group_weight, joint_steps, ig_steps,
+                                                 attribution)
     table["attribution"] = [shares[s] for s in names]
     table["rank"] = _rank(table)
     table["attribution_rank"] = table["attribution"].rank(ascending=False, method="min").astype("Int64")
@@ -318,7 +322,7 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
     from . import __version__
 
     settings = {"n": n, "seed": seed, "budget": budget, "joint": joint, "attribution": attribution,
-                "group_weight": group_weight, "ig_steps": ig_steps, **result.settings}
+                "group_weight": group_weight, "joint_steps": joint_steps, "ig_steps": ig_steps, **result.settings}
     provenance = {"cfexplain": __version__, "torch": torch.__version__, "generator": dict(generator.provenance),
                   "classifier": classifier.name, "labels": list(classifier.labels), "subspaces": dict(subspaces.provenance),
                   "space": subspaces.space}

@@ -8,15 +8,21 @@ a bound on it.
 
 Many faces × many subspaces are optimised at once, as one batch: each item has its own
 coefficients and optimiser state. An item stops as soon as its decision has crossed over by the
-requested margin. Then a batched bisection along each found path, ``u0 + t·V(σ⊙α)``, ``t ∈ [0, 1]``,
-finds the **minimal edit**: where the path crosses the decision boundary. Its size is the
-"distance to the decision boundary" along that semantic, comparable across semantics. An item
-counts as flipped when its path crosses the boundary within the budget.
+requested margin. Then a batched root search along each found path, ``u0 + t·V(σ⊙α)``,
+``t ∈ [0, 1]`` (regula falsi, Illinois variant, bracketing the crossing like a bisection but
+converging in a few steps), finds the **minimal edit**: where the path crosses the decision
+boundary. Its size is the "distance to the decision boundary" along that semantic, comparable
+across semantics. An item counts as flipped when its path crosses the boundary within the budget.
+
+Optimisers: ``"newton"`` steps to where the linearised decision gap reaches twice the margin by
+the smallest change of the coefficients (DeepFool's step, inside the subspace; the step is capped
+at the budget and the coefficients are projected back onto the budget ball); most items flip in
+one to three steps, and the first step's gradient is shared by all subspaces of a face (one
+backward pass per face: ``∇_α gap = (Vσ)ᵀ ∇_u gap``). ``"adam"`` minimises a loss, ``"margin"``
+(hinge on the decision gap) or ``"ce"`` (cross-entropy towards the target), plus ``β‖α‖²``.
 
 Targets (:func:`resolve_target`): a class (index or label), ``"flip"`` (leave the current class),
-or for sigmoid (multi-label) classifiers a head turning ``"on"``/``"off"``/``"flip"``. Losses:
-``"margin"`` (hinge on the decision gap) or ``"ce"`` (cross-entropy towards the target), plus
-``β‖α‖²``.
+or for sigmoid (multi-label) classifiers a head turning ``"on"``/``"off"``/``"flip"``.
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ import torch.nn.functional as F
 
 from ._io import atomic_write
 from .classifiers import Classifier
-from .errors import CorruptCheckpointError, InputError, ModelOutputError
-from .generators.base import Generator, make_rng
+from .errors import CorruptCheckpointError, InputError
+from .generators.base import Generator
 from .subspaces.core import Subspace, SubspaceSet
 
 __all__ = ["CounterfactualExplainer", "CounterfactualResult", "TargetSpec", "resolve_target", "decision_gap",
@@ -70,7 +76,7 @@ def resolve_target(classifier: Classifier, target: Any, original_logits: torch.T
     """
     n = original_logits.shape[0]
     device = original_logits.device
-    full = lambda value: torch.full((n,), value, dtype=torch.long, device=device)  # noqa: E731
+    full = lambda value: torch.full((n,), value, dtype=torch.long, device=device)
     if classifier.kind == "softmax":
         if isinstance(target, str) and target == "flip":
             return TargetSpec(full(_AWAY), original_logits.argmax(dim=1), "flip the decision")
@@ -173,6 +179,17 @@ class CounterfactualResult:
         faces = torch.tensor(self.table["face"].to_numpy(), dtype=torch.long)
         return (self.codes[faces] + deltas).reshape(-1, *self.latent_shape)
 
+    def images(self, generator: Generator, which: str = "minimal", *, batch_size: int = 32) -> torch.Tensor:
+        """Images ``(items, 3, H, W)`` of every item: ``"original"`` faces, counterfactuals at the
+        ``"minimal"`` edit, or at the search's ``"end"`` (synthesised with ``generator``, the one searched with)."""
+        if which not in ("original", "minimal", "end"):
+            raise InputError(f"which must be 'original', 'minimal' or 'end', got {which!r}")
+        faces = torch.tensor(self.table["face"].to_numpy(), dtype=torch.long)
+        codes = self.codes[faces].reshape(-1, *self.latent_shape) if which == "original" else self.codes_of(which)
+        with torch.no_grad():
+            return torch.cat([generator.synthesize(part.to(generator.device), space=self.space).cpu()
+                              for part in codes.split(batch_size)])
+
     def to_json(self) -> str:
         """The result as JSON (format version :data:`RESULT_FORMAT_VERSION`); tensors excluded."""
         records = self.table.replace({np.nan: None}).to_dict(orient="records")
@@ -222,24 +239,29 @@ class CounterfactualExplainer:
         generator: the generator the subspaces were learned for.
         classifier: the :class:`~cfexplain.classifiers.Classifier` to explain.
         subspaces: the subspaces (their latent space is the search space).
-        loss: ``"margin"`` (hinge on the decision gap, default) or ``"ce"``.
+        optimizer: ``"newton"`` (linearised-gap steps), ``"adam"`` (on ``loss``), or ``"auto"``
+            (``"newton"`` for the margin loss, ``"adam"`` for cross-entropy); see the module docstring.
+        loss: ``"margin"`` (hinge on the decision gap, default) or ``"ce"``; used by ``"adam"``.
         margin: stop an item once its decision gap (logit units) reaches this.
-        beta: weight of ``‖α‖²`` (α in standard deviations).
+        beta: weight of ``‖α‖²`` (α in standard deviations), for ``"adam"``.
         budget: the largest edit, ``‖α‖`` in standard deviations of the latent distribution along the
             subspace; edits are projected back onto this ball, and an item whose path crosses the
             boundary only beyond it is not flipped.
-        steps, lr: Adam steps and learning rate (per item).
+        steps: the most steps per item (default 20 for ``"newton"``, 100 for ``"adam"``); a Newton
+            item also stops after ``patience`` steps without its gap improving by 1 % of the margin.
+        lr: Adam's learning rate.
         batch_size: items optimised together.
-        bisection_steps: iterations of the minimal-edit bisection.
+        boundary_steps: the most iterations of the minimal-edit root search per item (each item
+            stops once the crossing is bracketed to 10⁻³ of its path or its gap to 1 % of the margin).
         scale_samples: latent samples used to measure the spread ``σ`` along each direction.
         seed: seed of face sampling and of the spread estimate.
         progress: show progress.
     """
 
-    def __init__(self, generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, loss: str = "margin",
-                 margin: float = 0.5, beta: float = 1e-3, budget: float = 3.0, steps: int = 100, lr: float = 0.1,
-                 batch_size: int = 64, bisection_steps: int = 12, scale_samples: int = 2000, seed: int = 0,
-                 progress: bool = True) -> None:
+    def __init__(self, generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, optimizer: str = "auto",
+                 loss: str = "margin", margin: float = 0.5, beta: float = 1e-3, budget: float = 3.0,
+                 steps: int | None = None, lr: float = 0.1, patience: int = 3, batch_size: int = 64,
+                 boundary_steps: int = 12, scale_samples: int = 2000, seed: int = 0, progress: bool = True) -> None:
         if not isinstance(subspaces, SubspaceSet) or len(subspaces) == 0:
             raise InputError("the explainer needs a non-empty SubspaceSet")
         if not isinstance(classifier, Classifier):
@@ -250,12 +272,18 @@ class CounterfactualExplainer:
                              f"the generator has {generator.latent_shape(subspaces.space)} there")
         if loss not in ("margin", "ce"):
             raise InputError(f"loss must be 'margin' or 'ce', got {loss!r}")
-        if budget <= 0 or steps < 1 or batch_size < 1:
-            raise InputError("budget must be positive, steps and batch_size at least 1")
+        if optimizer not in ("auto", "newton", "adam"):
+            raise InputError(f"optimizer must be 'auto', 'newton' or 'adam', got {optimizer!r}")
+        if optimizer == "auto":
+            optimizer = "newton" if loss == "margin" else "adam"
+        if steps is None:
+            steps = 20 if optimizer == "newton" else 100
+        if budget <= 0 or margin <= 0 or steps < 1 or batch_size < 1 or boundary_steps < 1 or patience < 1:
+            raise InputError("budget and margin must be positive; steps, batch_size, boundary_steps and patience at least 1")
         self.generator, self.classifier, self.subspaces = generator, classifier, subspaces
-        self.loss, self.margin, self.beta, self.budget = loss, margin, beta, budget
-        self.steps, self.lr, self.batch_size = steps, lr, batch_size
-        self.bisection_steps, self.scale_samples, self.seed, self.progress = bisection_steps, scale_samples, seed, progress
+        self.optimizer, self.loss, self.margin, self.beta, self.budget = optimizer, loss, margin, beta, budget
+        self.steps, self.lr, self.patience, self.batch_size = steps, lr, patience, batch_size
+        self.boundary_steps, self.scale_samples, self.seed, self.progress = boundary_steps, scale_samples, seed, progress
         self._spreads: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -330,22 +358,81 @@ class CounterfactualExplainer:
         items = n * len(names)
         alpha = torch.zeros(items, k_max, device=device, dtype=dtype)
         steps_used = torch.zeros(items, dtype=torch.long)
+        end_logits = torch.zeros(items, original_logits.shape[1], device=device, dtype=original_logits.dtype)
         from tqdm.auto import tqdm
 
         with tqdm(total=items, desc="counterfactuals", unit="item", disable=not self.progress) as bar:
             for start in range(0, items, self.batch_size):
                 chunk = torch.arange(start, min(start + self.batch_size, items), device=device)
-                alpha[chunk], steps_used[chunk.cpu()] = self._search(flat, bases, face_of[chunk], space_of[chunk], spec, tau)
+                found = self._search(flat, bases, face_of[chunk], space_of[chunk], spec, tau, original_logits)
+                alpha[chunk], steps_used[chunk.cpu()], end_logits[chunk] = found
                 bar.update(len(chunk))
-        minimal_t, gaps_end = self._bisect(flat, bases, face_of, space_of, alpha, spec, tau)
-        return self._result(codes, flat, names, bases, face_of, space_of, alpha, minimal_t, gaps_end, steps_used,
-                            original_logits, spec)
+        minimal_t, minimal_logits = self._boundary(flat, bases, face_of, space_of, alpha, spec, tau, original_logits,
+                                                   end_logits)
+        return self._result(codes, flat, names, bases, face_of, space_of, alpha, minimal_t, steps_used,
+                            original_logits, end_logits, minimal_logits, spec, tau)
 
     def _edit(self, bases, space_of, alpha) -> torch.Tensor:
         return torch.bmm(bases[space_of], alpha[:, :, None])[:, :, 0]
 
-    def _search(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, *,
-                groups: torch.Tensor | None = None, group_weight: float = 0.0):
+    def _gap(self, logits, spec: TargetSpec, faces, tau: float) -> torch.Tensor:
+        return decision_gap(logits, spec.mode[faces], spec.index[faces], tau)
+
+    def _search(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, original_logits, *,
+                groups: torch.Tensor | None = None, group_weight: float = 0.0, optimizer: str | None = None,
+                steps: int | None = None):
+        """Search a chunk of items; returns the end coefficients, the steps each took and the logits
+        at the end point."""
+        if (optimizer or self.optimizer) == "newton":
+            return self._newton(flat, bases, faces, spaces, spec, tau, original_logits)
+        alpha, steps = self._adam(flat, bases, faces, spaces, spec, tau, groups=groups, group_weight=group_weight,
+                                  steps=steps or self.steps)
+        with torch.no_grad():
+            end_logits = self._logits(flat[faces] + self._edit(bases, spaces, alpha))
+        return alpha, steps, end_logits
+
+    def _newton(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, original_logits):
+        """Linearised-gap (DeepFool) steps inside each item's subspace, projected onto the budget ball."""
+        alpha = torch.zeros(len(faces), bases.shape[2], device=flat.device, dtype=flat.dtype)
+        steps = torch.zeros(len(faces), dtype=torch.long)
+        logits = original_logits[faces].clone()
+        gap = self._gap(logits, spec, faces, tau)
+        # The first gradient, at α = 0, is shared by every subspace of a face: ∇_α gap = (Vσ)ᵀ ∇_u gap.
+        unique, inverse = faces.unique(return_inverse=True)
+        start = flat[unique].clone().requires_grad_(True)
+        (grad_u,) = torch.autograd.grad(self._gap(self._logits(start), spec, unique, tau).sum(), start)
+        grad = torch.bmm(bases[spaces].transpose(1, 2), grad_u[inverse][:, :, None])[:, :, 0]
+        best, stalled = gap.clone(), torch.zeros(len(faces), dtype=torch.long, device=flat.device)
+        active = gap < self.margin
+        for step in range(1, self.steps + 1):
+            idx = active.nonzero()[:, 0]
+            if len(idx) == 0:
+                break
+            g = grad[idx]
+            delta = g * ((2 * self.margin - gap[idx]) / g.square().sum(dim=1).clamp_min(1e-20))[:, None]
+            length = delta.norm(dim=1, keepdim=True)
+            delta = torch.where(length > self.budget, delta * (self.budget / length), delta)
+            new = alpha[idx] + delta
+            norm = new.norm(dim=1, keepdim=True)
+            alpha[idx] = torch.where(norm > self.budget, new * (self.budget / norm), new)
+            steps[idx.cpu()] = step
+            with torch.no_grad():
+                logits[idx] = self._logits(flat[faces[idx]] + self._edit(bases, spaces[idx], alpha[idx]))
+            gap[idx] = self._gap(logits[idx], spec, faces[idx], tau)
+            improved = gap[idx] > best[idx] + 0.01 * self.margin
+            stalled[idx] = torch.where(improved, torch.zeros_like(stalled[idx]), stalled[idx] + 1)
+            best[idx] = torch.maximum(best[idx], gap[idx])
+            stop = (gap[idx] >= self.margin) | (stalled[idx] >= self.patience)
+            active[idx[stop]] = False
+            going = idx[~stop]
+            if len(going) and step < self.steps:
+                a = alpha[going].clone().requires_grad_(True)
+                codes = flat[faces[going]] + self._edit(bases, spaces[going], a)
+                (grad[going],) = torch.autograd.grad(self._gap(self._logits(codes), spec, faces[going], tau).sum(), a)
+        return alpha, steps, logits
+
+    def _adam(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, *, steps: int,
+              groups: torch.Tensor | None = None, group_weight: float = 0.0):
         """Adam on the coefficients of a chunk of items, each stopping once it reaches the margin.
 
         With ``groups`` (the group of each coefficient), ``group_weight · Σ_g ‖α_g‖`` is added to
@@ -353,9 +440,9 @@ class CounterfactualExplainer:
         alpha = torch.zeros(len(faces), bases.shape[2], device=flat.device, dtype=flat.dtype)
         m, v = torch.zeros_like(alpha), torch.zeros_like(alpha)
         active = torch.ones(len(faces), dtype=torch.bool, device=flat.device)
-        steps = torch.zeros(len(faces), dtype=torch.long)
+        max_steps, steps = steps, torch.zeros(len(faces), dtype=torch.long)
         b1, b2, eps = 0.9, 0.999, 1e-8
-        for step in range(1, self.steps + 1):
+        for step in range(1, max_steps + 1):
             idx = active.nonzero()[:, 0]
             if len(idx) == 0:
                 break
@@ -383,47 +470,60 @@ class CounterfactualExplainer:
             active[finished] = False
         return alpha, steps
 
-    def _bisect(self, flat, bases, face_of, space_of, alpha, spec: TargetSpec, tau: float):
-        """Smallest ``t`` in [0, 1] where ``u0 + t·edit`` crosses the boundary, per item (NaN if the
-        path end does not cross it); and the decision gap at the path end."""
-        low = torch.zeros(len(alpha), dtype=flat.dtype, device=flat.device)
-        high = torch.ones_like(low)
-        with torch.no_grad():
-            gaps = []
-            for start in range(0, len(alpha), self.batch_size):
-                sl = slice(start, start + self.batch_size)
-                codes = flat[face_of[sl]] + self._edit(bases, space_of[sl], alpha[sl])
-                gaps.append(decision_gap(self._logits(codes), spec.mode[face_of[sl]], spec.index[face_of[sl]], tau))
-            end_gap = torch.cat(gaps)
-            crossed = end_gap >= 0
-            for _ in range(self.bisection_steps):
-                mid = (low + high) / 2
-                gaps = []
-                for start in range(0, len(alpha), self.batch_size):
-                    sl = slice(start, start + self.batch_size)
-                    codes = flat[face_of[sl]] + self._edit(bases, space_of[sl], alpha[sl] * mid[sl, None])
-                    gaps.append(decision_gap(self._logits(codes), spec.mode[face_of[sl]], spec.index[face_of[sl]], tau))
-                ok = torch.cat(gaps) >= 0
-                high = torch.where(ok, mid, high)
-                low = torch.where(ok, low, mid)
-        return torch.where(crossed, high, torch.full_like(high, float("nan"))), end_gap
+    def _boundary(self, flat, bases, face_of, space_of, alpha, spec: TargetSpec, tau: float, original_logits, end_logits):
+        """Smallest ``t`` in [0, 1] where ``u0 + t·edit`` crosses the boundary, per item (NaN where
+        the path end does not cross it; 0 where the face already meets the target), and the logits
+        there (the original logits where not crossed).
 
-    def _result(self, codes, flat, names, bases, face_of, space_of, alpha, minimal_t, end_gap, steps_used,
-                original_logits, spec: TargetSpec) -> CounterfactualResult:
+        Regula falsi, Illinois variant: the bracket ``[lo, hi]`` always has ``gap(lo) < 0 ≤ gap(hi)``
+        and the reported ``t`` is ``hi``, so the minimal counterfactual does reach the target."""
+        lo_g = self._gap(original_logits[face_of], spec, face_of, tau)
+        hi_g = self._gap(end_logits, spec, face_of, tau)
+        already, crossed = lo_g >= 0, hi_g >= 0
+        lo_t, hi_t = torch.zeros_like(lo_g), torch.ones_like(hi_g)
+        hi_logits = torch.where(crossed[:, None], end_logits, original_logits[face_of])
+        hi_logits[already] = original_logits[face_of[already]]
+        hi_t[already] = 0.0
+        last = torch.zeros_like(lo_g)  # +1: hi moved last, −1: lo moved last
+        pending = crossed & ~already
+        with torch.no_grad():
+            for _ in range(self.boundary_steps):
+                pending &= ((hi_t - lo_t) > 1e-3) & (hi_g > 0.01 * self.margin)
+                idx = pending.nonzero()[:, 0]
+                if len(idx) == 0:
+                    break
+                width = hi_t[idx] - lo_t[idx]
+                t = (lo_t[idx] * hi_g[idx] - hi_t[idx] * lo_g[idx]) / (hi_g[idx] - lo_g[idx])
+                t = torch.minimum(torch.maximum(t, lo_t[idx] + 1e-4 * width), hi_t[idx] - 1e-4 * width)
+                logits = torch.cat([self._logits(flat[face_of[part]] + self._edit(bases, space_of[part], alpha[part] * tt[:, None]))
+                                    for part, tt in zip(idx.split(self.batch_size), t.split(self.batch_size))])
+                g = self._gap(logits, spec, face_of[idx], tau)
+                up = g >= 0
+                i_up, i_down = idx[up], idx[~up]
+                hi_t[i_up], hi_g[i_up], hi_logits[i_up] = t[up], g[up], logits[up]
+                lo_g[i_up] = torch.where(last[i_up] > 0, lo_g[i_up] / 2, lo_g[i_up])  # Illinois: halve the stale end
+                lo_t[i_down], lo_g[i_down] = t[~up], g[~up]
+                hi_g[i_down] = torch.where(last[i_down] < 0, hi_g[i_down] / 2, hi_g[i_down])
+                last[i_up], last[i_down] = 1.0, -1.0
+        minimal_t = torch.where(crossed | already, hi_t, torch.full_like(hi_t, float("nan")))
+        return minimal_t, hi_logits
+
+    def _result(self, codes, flat, names, bases, face_of, space_of, alpha, minimal_t, steps_used, original_logits,
+                end_logits, after_logits, spec: TargetSpec, tau: float) -> CounterfactualResult:
         t = torch.nan_to_num(minimal_t, nan=0.0)
+        end_gap = self._gap(end_logits, spec, face_of, tau)
         with torch.no_grad():
             end_deltas = self._edit(bases, space_of, alpha)
             deltas = end_deltas * t[:, None]
-            before_images, after_images, end_logits, after_logits = [], [], [], []
-            for start in range(0, len(alpha), self.batch_size):
-                sl = slice(start, start + self.batch_size)
-                base = flat[face_of[sl]].reshape(-1, *self.subspaces.latent_shape)
-                before_images.append(self.generator.synthesize(base, space=self.space))
-                after_images.append(self.generator.synthesize((flat[face_of[sl]] + deltas[sl]).reshape(base.shape), space=self.space))
-                after_logits.append(self.classifier.logits(after_images[-1]))
-                end_logits.append(self._logits(flat[face_of[sl]] + end_deltas[sl]))
-            before_images, after_images = torch.cat(before_images), torch.cat(after_images)
-            after_logits, end_logits = torch.cat(after_logits), torch.cat(end_logits)
+            shape = (-1, *self.subspaces.latent_shape)
+            originals = torch.cat([self.generator.synthesize(part.reshape(shape), space=self.space)
+                                   for part in flat.split(self.batch_size)])
+            pixel_l1, pixel_l2 = [], []
+            for items in torch.arange(len(alpha), device=flat.device).split(self.batch_size):
+                after = self.generator.synthesize((flat[face_of[items]] + deltas[items]).reshape(shape), space=self.space)
+                difference = after - originals[face_of[items]]
+                pixel_l1.append(difference.abs().mean(dim=(1, 2, 3)))
+                pixel_l2.append(difference.square().mean(dim=(1, 2, 3)).sqrt())
         to_p = (lambda z: z.softmax(dim=1)) if self.classifier.kind == "softmax" else torch.sigmoid
         mode, index = spec.mode[face_of], spec.index[face_of]
         p_before = _target_probability(to_p(original_logits)[face_of], mode, index)
@@ -431,7 +531,6 @@ class CounterfactualExplainer:
         p_end = _target_probability(to_p(end_logits), mode, index)
         flipped = ~torch.isnan(minimal_t)
         min_edit = (alpha.norm(dim=1) * t).where(flipped, torch.full_like(t, float("nan")))
-        difference = (after_images - before_images)
         table = pd.DataFrame({
             "face": face_of.cpu().numpy(), "subspace": [names[s] for s in space_of.tolist()],
             "flipped": flipped.cpu().numpy(), "min_edit": min_edit.cpu().numpy(),
@@ -439,8 +538,7 @@ class CounterfactualExplainer:
             "end_edit": alpha.norm(dim=1).cpu().numpy(), "steps": steps_used.numpy(),
             "end_gap": end_gap.cpu().numpy(), "p_before": p_before.cpu().numpy(), "p_after": p_after.cpu().numpy(),
             "p_end": p_end.cpu().numpy(), "delta_prob": (p_end - p_before).cpu().numpy(),
-            "pixel_l1": difference.abs().mean(dim=(1, 2, 3)).cpu().numpy(),
-            "pixel_l2": difference.square().mean(dim=(1, 2, 3)).sqrt().cpu().numpy(),
+            "pixel_l1": torch.cat(pixel_l1).cpu().numpy(), "pixel_l2": torch.cat(pixel_l2).cpu().numpy(),
         })
         if self.classifier.kind == "sigmoid":
             on_before = original_logits[face_of] > self._threshold_logit()
@@ -450,9 +548,10 @@ class CounterfactualExplainer:
             table["other_heads_flipped"] = changed.sum(dim=1).cpu().numpy()
         dims = [self.subspaces[names[s]].dim for s in space_of.tolist()]
         coefficients = [alpha[i, : dims[i]].tolist() for i in range(len(alpha))]
-        settings = {"loss": self.loss, "margin": self.margin, "beta": self.beta, "budget": self.budget,
-                    "steps": self.steps, "lr": self.lr, "batch_size": self.batch_size, "seed": self.seed,
-                    "bisection_steps": self.bisection_steps, "classifier": self.classifier.name}
+        settings = {"optimizer": self.optimizer, "loss": self.loss, "margin": self.margin, "beta": self.beta,
+                    "budget": self.budget, "steps": self.steps, "lr": self.lr, "patience": self.patience,
+                    "batch_size": self.batch_size, "seed": self.seed, "boundary_steps": self.boundary_steps,
+                    "classifier": self.classifier.name}
         return CounterfactualResult(self.space, tuple(self.subspaces.latent_shape), flat.detach().cpu(), names, table,
                                     deltas.detach().cpu(), end_deltas.detach().cpu(), coefficients, spec.description,
                                     settings)

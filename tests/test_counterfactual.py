@@ -23,9 +23,10 @@ def setting():
     return planted_rule_setting()
 
 
-def test_counterfactuals_flip_the_decision_at_the_boundary(setting):
+@pytest.mark.parametrize("optimizer", ["newton", "adam"])
+def test_counterfactuals_flip_the_decision_at_the_boundary(setting, optimizer):
     generator, classifier, subspaces, _ = setting
-    explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=4.0, progress=False)
+    explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=4.0, optimizer=optimizer, progress=False)
     result = explainer.explain(10, target="flip")
     table = result.to_dataframe()
     left, right = table[table.subspace == "left_colour"], table[table.subspace == "right_colour"]
@@ -49,6 +50,22 @@ def test_counterfactuals_flip_the_decision_at_the_boundary(setting):
         after = classifier.predict(generator.synthesize(codes + 0.002 * deltas.float() / deltas.norm(dim=1, keepdim=True).float()))
         short = classifier.predict(generator.synthesize(result.codes[faces] + 0.9 * deltas.float()))
     assert (after != before).all() and (short == before).all()
+    # The result's images are the faces and their counterfactuals.
+    originals, minimal = result.images(generator, "original"), result.images(generator, "minimal")
+    with torch.no_grad():
+        assert torch.allclose(originals[rows], generator.synthesize(result.codes[faces]), atol=1e-6)
+        assert torch.allclose(minimal[rows], generator.synthesize(codes), atol=1e-6)
+
+
+def test_newton_steps_flip_faster_than_adam(setting):
+    generator, classifier, subspaces, _ = setting
+    runs = {name: CounterfactualExplainer(generator, classifier, subspaces, budget=4.0, optimizer=name, progress=False)
+            .explain(10, subspaces=["left_colour"]).to_dataframe() for name in ("newton", "adam")}
+    newton, adam = runs["newton"], runs["adam"]
+    assert newton.flipped.mean() >= adam.flipped.mean()
+    assert newton[newton.flipped].steps.mean() * 3 < adam[adam.flipped].steps.mean()
+    both = newton.flipped & adam.flipped  # same faces, same straight-ish paths: similar boundary distances
+    assert np.allclose(newton[both].min_edit, adam[both].min_edit, rtol=0.25)
 
 
 def test_targets_by_class_and_label(setting):

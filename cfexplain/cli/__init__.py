@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     _generator(audit)
     _classifier(audit)
     _search(audit, "audit")
+    stack = audit.add_argument_group("analyzers (for the side_effect column; default: what `cfexplain learn` used)")
+    stack.add_argument("--stack", choices=["facemesh", "bisenet_fan"], help="analyzer stack the subspaces were learned with")
+    stack.add_argument("--parser", help="BiSeNet checkpoint for the bisenet_fan stack")
+    stack.add_argument("--landmarks", help="FAN checkpoint for the bisenet_fan stack")
     audit.add_argument("--fail-if", dest="fail_if", action="append", metavar="CONDITION",
                        help="exit 1 when the condition holds, e.g. 'flip_rate[hair_photometry] > 0.2' (repeatable)")
     audit.set_defaults(run=run_audit)

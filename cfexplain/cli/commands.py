@@ -9,8 +9,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..errors import CfexplainError
 from .config import load_config, make_analyzers, make_classifier, make_generator, make_semantics, merge
-from .gates import failed_gates, parse_gate
+from .gates import check_gates, failed_gates, parse_gate
 
 __all__ = ["EXIT_OK", "EXIT_GATE_FAILED", "EXIT_USAGE", "run_demo", "run_learn", "run_explain", "run_audit", "run_report"]
 
@@ -69,7 +70,7 @@ def run_demo(args: argparse.Namespace) -> int:
                         "30 and over": [a for a in ages.labels if float(a) >= 30]}, name="dlib age (under 30 / 30 and over)")
     semantics = facemesh_semantics(parser, landmarks)
     subspaces = _demo_subspaces(generator, semantics, args)
-    options = dict(n=args.faces, seed=args.seed, semantics=semantics, ig_steps=16, steps=60, progress=_progress(args))
+    options = dict(n=args.faces, seed=args.seed, semantics=semantics, ig_steps=16, progress=_progress(args))
     sections = []
     for title, classifier in (("Gender classifier: flip the decision", gender),
                               ("Age classifier (under 30 / 30 and over): flip the decision", age)):
@@ -110,6 +111,8 @@ def run_learn(args: argparse.Namespace) -> int:
                                 seed=int(settings.get("seed", 0)), resolution=settings.get("resolution"),
                                 method=settings.get("method", "auto"), checkpoint_dir=settings.get("checkpoint_dir"),
                                 progress=_progress(args))
+    subspaces.provenance["analyzers"] = {"stack": stack, "parser": stack_settings.get("parser"),
+                                         "landmarks": stack_settings.get("landmarks")}
     subspaces.save(out)
     _say(args, "dimensions: " + ", ".join(f"{n} {s.dim}" for n, s in subspaces.items()) + f"; saved to {out}")
     return EXIT_OK
@@ -143,6 +146,26 @@ def _audit_inputs(args: argparse.Namespace, section: str):
     return config, generator, classifier, subspaces, settings
 
 
+def _audit_semantics(args: argparse.Namespace, config: dict, subspaces, device: str):
+    """The semantics the subspaces were learned from (for the ``side_effect`` column), rebuilt from
+    the analyzer stack in the configuration or flags, else from the one ``cfexplain learn`` recorded;
+    ``None`` (with a note) where they cannot be rebuilt."""
+    recorded = dict(subspaces.provenance.get("analyzers") or {})
+    settings = {**recorded, **merge(config, "analyzers", {"stack": args.stack, "parser": args.parser,
+                                                          "landmarks": args.landmarks})}
+    if not settings.get("stack"):
+        _say(args, "note: no analyzer stack known for these subspaces (give --stack): side effects are not measured")
+        return None
+    try:
+        stack, parser, landmarks = make_analyzers(settings, device)
+        return make_semantics(stack, parser, landmarks, list(subspaces))
+    except CfexplainError as exc:
+        if args.stack or "analyzers" in config:
+            raise  # asked for explicitly: a clear error
+        _say(args, f"note: cannot rebuild the recorded analyzer stack ({exc}): side effects are not measured")
+        return None
+
+
 def run_explain(args: argparse.Namespace) -> int:
     """Counterfactuals of faces in every subspace; saved with their table."""
     from ..counterfactual import CounterfactualExplainer
@@ -167,9 +190,11 @@ def run_audit(args: argparse.Namespace) -> int:
     gates = [parse_gate(text) for text in (args.fail_if or [])]
     config, generator, classifier, subspaces, settings = _audit_inputs(args, "audit")
     gates += [parse_gate(text) for text in settings.get("fail_if", [])]
+    check_gates(gates, list(subspaces))
+    semantics = _audit_semantics(args, config, subspaces, merge(config, "generator", {"device": args.device}).get("device", "cpu"))
     result = audit(generator, classifier, subspaces, n=int(settings.get("faces", 32)), seed=int(settings.get("seed", 0)),
                    target=_target(settings.get("target")), budget=float(settings.get("budget", 3.0)),
-                   progress=_progress(args))
+                   semantics=semantics, progress=_progress(args))
     out = Path(settings.get("out") or "audit")
     result.save(out / "audit")
     title = f"{classifier.name}: {result.target}"

@@ -13,10 +13,10 @@ import operator
 import re
 from dataclasses import dataclass
 
-from ..audit import AuditResult
+from ..audit import TABLE_COLUMNS, AuditResult
 from ..errors import InputError
 
-__all__ = ["Gate", "parse_gate", "failed_gates"]
+__all__ = ["Gate", "parse_gate", "check_gates", "failed_gates"]
 
 _OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
               "!=": operator.ne}
@@ -60,6 +60,18 @@ def parse_gate(text: str) -> Gate:
                          "or 'validity < 0.5'")
     column, semantic, op, value = match.groups()
     return Gate(text.strip(), column, semantic, op, float(value))
+
+
+def check_gates(gates: list[Gate], semantics: list[str]) -> None:
+    """Refuse, before any work, conditions on a semantic the audit will not have or on an unknown column."""
+    columns = (*TABLE_COLUMNS, "directions", "other_heads_flipped")
+    for gate in gates:
+        if gate.semantic is None:
+            continue
+        if gate.column not in columns:
+            raise InputError(f"--fail-if {gate.text!r}: no column {gate.column!r}; columns: {list(columns)}")
+        if gate.semantic not in semantics:
+            raise InputError(f"--fail-if {gate.text!r}: no semantic {gate.semantic!r}; semantics: {semantics}")
 
 
 def failed_gates(gates: list[Gate], result: AuditResult) -> list[tuple[Gate, float]]:
