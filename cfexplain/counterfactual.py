@@ -252,7 +252,7 @@ class CounterfactualExplainer:
         lr: Adam's learning rate.
         batch_size: items optimised together.
         boundary_steps: the most iterations of the minimal-edit root search per item (each item
-            stops once the crossing is bracketed to 10⁻³ of its path or its gap to 1 % of the margin).
+            stops once the crossing is bracketed to 10⁻³ of its path or its gap to 5 % of the margin).
         scale_samples: latent samples used to measure the spread ``σ`` along each direction.
         seed: seed of face sampling and of the spread estimate.
         progress: show progress.
@@ -429,6 +429,12 @@ class CounterfactualExplainer:
                 a = alpha[going].clone().requires_grad_(True)
                 codes = flat[faces[going]] + self._edit(bases, spaces[going], a)
                 (grad[going],) = torch.autograd.grad(self._gap(self._logits(codes), spec, faces[going], tau).sum(), a)
+                # Give up on items that stalled at the budget and whose linearised gap cannot reach
+                # the boundary anywhere on the budget ball: max_{‖α'‖ ≤ B} gap + ∇gapᵀ(α' − α) < 0.
+                g, a = grad[going], alpha[going]
+                on_sphere = a.norm(dim=1) >= self.budget * (1 - 1e-4)
+                reachable = gap[going] + self.budget * g.norm(dim=1) - (g * a).sum(dim=1)
+                active[going[on_sphere & (reachable < 0) & (stalled[going] > 0)]] = False
         return alpha, steps, logits
 
     def _adam(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, *, steps: int,
@@ -488,7 +494,7 @@ class CounterfactualExplainer:
         pending = crossed & ~already
         with torch.no_grad():
             for _ in range(self.boundary_steps):
-                pending &= ((hi_t - lo_t) > 1e-3) & (hi_g > 0.01 * self.margin)
+                pending &= ((hi_t - lo_t) > 1e-3) & (hi_g > 0.05 * self.margin)
                 idx = pending.nonzero()[:, 0]
                 if len(idx) == 0:
                     break

@@ -140,6 +140,9 @@ def test_bad_input_exits_2_with_a_message(workspace, tmp_path, capsys):
     (tmp_path / "bad.toml").write_text("[generator\n")
     assert main(["learn", "--config", str(tmp_path / "bad.toml")]) == EXIT_USAGE
     assert "not valid TOML" in capsys.readouterr().err
+    (tmp_path / "typo.toml").write_text("[audit]\nfaecs = 3\n")
+    assert main(["audit", "--config", str(tmp_path / "typo.toml")]) == EXIT_USAGE
+    assert "unknown keys ['faecs'] in [audit]" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["audit", "--no-such-flag"])
     assert exit_info.value.code == EXIT_USAGE

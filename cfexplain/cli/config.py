@@ -26,7 +26,16 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["load_config", "merge", "make_generator", "make_analyzers", "make_classifier", "make_semantics"]
 
-SECTIONS = ("generator", "analyzers", "learn", "classifier", "audit", "explain", "report")
+KEYS = {
+    "generator": ("checkpoint", "device"),
+    "analyzers": ("stack", "parser", "landmarks"),
+    "learn": ("space", "semantics", "samples", "seed", "resolution", "method", "checkpoint_dir", "out"),
+    "classifier": ("model", "labels", "kind", "scores", "threshold", "preprocessing"),
+    "explain": ("subspaces", "faces", "seed", "target", "budget", "out"),
+    "audit": ("subspaces", "faces", "seed", "target", "budget", "out", "fail_if"),
+}
+PREPROCESSING_KEYS = ("size", "crop", "value_range", "mean", "std", "channel_order", "interpolation", "antialias")
+SECTIONS = tuple(KEYS)
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -43,6 +52,15 @@ def load_config(path: str | None) -> dict[str, Any]:
     unknown = set(config) - set(SECTIONS)
     if unknown:
         raise InputError(f"{file}: unknown sections {sorted(unknown)}; sections are {list(SECTIONS)}")
+    for section, values in config.items():
+        if not isinstance(values, dict):
+            raise InputError(f"{file}: [{section}] must be a table of keys")
+        stray = set(values) - set(KEYS[section])
+        if stray:
+            raise InputError(f"{file}: unknown keys {sorted(stray)} in [{section}]; keys are {list(KEYS[section])}")
+    stray = set(config.get("classifier", {}).get("preprocessing", {})) - set(PREPROCESSING_KEYS)
+    if stray:
+        raise InputError(f"{file}: unknown keys {sorted(stray)} in [classifier.preprocessing]; keys are {list(PREPROCESSING_KEYS)}")
     for section, key in (("generator", "checkpoint"), ("analyzers", "parser"), ("analyzers", "landmarks"),
                          ("classifier", "model"), ("audit", "subspaces"), ("explain", "subspaces")):
         value = config.get(section, {}).get(key)
