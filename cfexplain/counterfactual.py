@@ -252,7 +252,7 @@ class CounterfactualExplainer:
         lr: Adam's learning rate.
         batch_size: items optimised together.
         boundary_steps: the most iterations of the minimal-edit root search per item (each item
-            stops once the crossing is bracketed to 10⁻³ of its path or its gap to 5 % of the margin).
+            stops once the crossing is bracketed to 0.5 % of its path or its gap to 10 % of the margin).
         scale_samples: latent samples used to measure the spread ``σ`` along each direction.
         seed: seed of face sampling and of the spread estimate.
         progress: show progress.
@@ -494,7 +494,7 @@ class CounterfactualExplainer:
         pending = crossed & ~already
         with torch.no_grad():
             for _ in range(self.boundary_steps):
-                pending &= ((hi_t - lo_t) > 1e-3) & (hi_g > 0.05 * self.margin)
+                pending &= ((hi_t - lo_t) > 5e-3) & (hi_g > 0.1 * self.margin)
                 idx = pending.nonzero()[:, 0]
                 if len(idx) == 0:
                     break

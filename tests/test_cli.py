@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -165,3 +166,10 @@ def test_help_everywhere(command):
 def test_version():
     result = subprocess.run([sys.executable, "-m", "cfexplain.cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("cfexplain ")
+
+
+def test_api_reference_is_current():
+    """docs/api.md is generated from the docstrings; regenerate it with tools/api_docs.py."""
+    result = subprocess.run([sys.executable, "tools/api_docs.py", "--check"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
