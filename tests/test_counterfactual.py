@@ -15,7 +15,7 @@ from cfexplain.classifiers import Classifier, OutputSpec
 from cfexplain.counterfactual import CounterfactualExplainer, CounterfactualResult
 from cfexplain.errors import InputError, ModelOutputError
 from cfexplain.subspaces import Subspace, SubspaceSet
-from synthetic import LEFT, LeftRedness, planted_rule_setting
+from synthetic import LEFT, FixedRegionParser, LeftRedness, planted_rule_setting
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +193,18 @@ def test_stability_across_disjoint_samples(setting):
     generator, _, _, semantics = setting
     agreement = stability_check(generator, semantics, space="z", n_samples=3, seeds=(10, 20))
     assert agreement["left_colour"] > 0.99 and agreement["right_colour"] > 0.99
+
+
+def test_planted_shortcut_is_found(setting):
+    from cfexplain.trust import planted_shortcut_check, shortcut_dataset
+
+    generator, _, subspaces, _ = setting
+    parser = FixedRegionParser()
+    data = shortcut_dataset(generator, parser, 1200, region="left", reference="background", seed=3)
+    result = planted_shortcut_check(generator, parser, subspaces, planted="left_colour", region="left",
+                                    reference="background", seed=0, n=10, data=data, budget=4.0, joint=False,
+                                    attribution=False, train_options={"n_train": 1200, "epochs": 8})
+    assert result["val_accuracy"] > 0.75  # the CNN learned the planted rule
+    assert result["ranking"][0] == "left_colour" and result["passed"]
+    table = result["table"].set_index("semantic")
+    assert table.loc["left_colour", "flip_rate"] > table.loc["right_colour", "flip_rate"]

@@ -7,7 +7,7 @@ import pytest
 from cfexplain import zoo
 from cfexplain.presets import facemesh_semantics
 from cfexplain.subspaces import learn_subspaces
-from cfexplain.trust import planted_shortcut_check, randomization_check
+from cfexplain.trust import randomization_check
 
 
 @pytest.fixture(scope="module")
@@ -15,20 +15,11 @@ def zoo_setting():
     generator, parser = zoo.dcgan_faces(), zoo.facemesh_parser()
     semantics = facemesh_semantics(parser, zoo.facemesh())
     subspaces = learn_subspaces(generator, semantics, space="z", n_samples=8, batch_size=4, progress=False)
-    return generator, parser, subspaces
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1])
-def test_planted_lip_colour_shortcut_is_ranked_first(zoo_setting, seed):
-    generator, parser, subspaces = zoo_setting
-    result = planted_shortcut_check(generator, parser, subspaces, seed=seed, n=16, joint=False, attribution=False)
-    assert result["val_accuracy"] > 0.75  # the CNN did learn the planted rule
-    assert result["ranking"][0] == "lip_colour", result["ranking"]
+    return generator, subspaces
 
 
 @pytest.mark.slow
 def test_randomised_gender_classifier_changes_the_explanation(zoo_setting):
-    generator, _, subspaces = zoo_setting
+    generator, subspaces = zoo_setting
     check = randomization_check(generator, zoo.gender_classifier(), subspaces, n=12)
     assert check["changed"], check

@@ -71,6 +71,8 @@ def render() -> str:
                 lines += _methods(obj)
             elif inspect.isfunction(obj):
                 lines += [f"### `{module_name}.{name}{_signature(obj)}`", "", _quote(_doc(obj)), ""]
+            elif isinstance(obj, dict):
+                lines += [f"### `{module_name}.{name}`: a mapping with keys " + ", ".join(f"`{k}`" for k in obj), ""]
             else:
                 lines += [f"### `{module_name}.{name}` = `{obj!r}`", ""]
     return "\n".join(lines).rstrip() + "\n"
