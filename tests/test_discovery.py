@@ -155,3 +155,15 @@ def test_descriptions_name_what_a_direction_moves():
                                 reconstructor_width=4, reconstructor_size=16, eval_batches=1, progress=False)
     assert all(found[name].provenance["description"] for name in found)
     assert set(found["voynov_00"].provenance["criterion_shares"]) == set(named)
+
+
+def test_wide_pca_takes_the_randomized_path_and_agrees():
+    from cfexplain.discovery.closed_form import _pca
+
+    rng = np.random.default_rng(0)
+    scales = np.array([10.0, 6.0, 3.0])
+    samples = rng.normal(size=(600, 3)) * scales @ np.linalg.qr(rng.normal(size=(400, 3)))[0].T + 0.1 * rng.normal(size=(600, 400))
+    mean, axes, std = _pca(samples, 3)  # min(N, F) = 400 > 4·3 + 64: randomized
+    _, s, vt = np.linalg.svd(samples - samples.mean(axis=0), full_matrices=False)
+    assert np.allclose(np.abs((axes * vt[:3].T).sum(axis=0)), 1.0, atol=1e-6)
+    assert np.allclose(std, s[:3] / np.sqrt(599), rtol=1e-6)
