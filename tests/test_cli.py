@@ -94,6 +94,7 @@ def test_audit_gates_and_report(workspace, capsys):
     assert "gate failed: flip_rate[lip_colour] >= 0" in printed and "gate failed: validity < 2" in printed
     saved = AuditResult.load(out / "audit")
     assert set(saved.table["semantic"]) == {"lip_colour", "face_colour"}
+    assert saved.table["side_effect"].notna().any()  # keep criteria rebuilt from the stack `learn` recorded
     assert main(["report", "--generator", checkpoint, "--audit", str(out / "audit"), "--subspaces",
                  str(folder / "subspaces"), "--out", str(folder / "rendered"), "--quiet"]) == EXIT_OK
     assert "data:image/png;base64," in (folder / "rendered" / "report.html").read_text()
