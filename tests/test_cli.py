@@ -174,3 +174,18 @@ def test_api_reference_is_current():
     result = subprocess.run([sys.executable, "tools/api_docs.py", "--check"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr
+
+
+def test_classifier_as_module_callable_from_the_working_directory(workspace, tmp_path, monkeypatch):
+    folder, checkpoint = workspace
+    (tmp_path / "my_heads.py").write_text(
+        "import torch\nfrom torch import nn\n\n\nclass Heads(nn.Module):\n    def forward(self, x):\n"
+        "        m = x.mean(dim=(2, 3))\n        return torch.stack([6 * m[:, 0], 6 * (m[:, 1] - m[:, 2])], dim=1)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    code = main(["explain", "--generator", checkpoint, "--subspaces", str(folder / "subspaces"), "--classifier",
+                 "my_heads:Heads", "--labels", "red", "greenish", "--kind", "sigmoid", "--target", "greenish,on",
+                 "--faces", "2", "--out", str(tmp_path / "cf"), "--quiet"])
+    assert code == EXIT_OK
+    rows = list(csv.DictReader(open(tmp_path / "cf" / "table.csv")))
+    assert len(rows) == 4 and "other_heads_flipped" in rows[0]

@@ -151,4 +151,6 @@ def make_classifier(settings: Mapping[str, Any], device: str = "cpu") -> Classif
         raise InputError(f"[classifier.preprocessing]: {exc}") from exc
     if Path(spec).suffix in (".pt", ".pth", ".zip", ".ts") or Path(spec).is_file():
         return Classifier.from_torchscript(spec, device=device, preprocessing=preprocessing, output=output)
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # `module:callable` from the working directory, as `python -m` would
     return Classifier.from_callable(spec, preprocessing=preprocessing, output=output)
