@@ -11,6 +11,9 @@ effect on the decision to the semantics with captum's Integrated Gradients, and 
 * ``median_min_edit``: median minimal edit of the flipped faces (standard deviations of the latent
   distribution along the subspace: the distance to the decision boundary along the semantic);
 * ``mean_delta_prob``: mean change of the target probability at the search's end point;
+* ``random_flip_rate``: the flip rate of a random subspace of the same dimension (same faces,
+  budget and search): how fragile the decision is to *any* edit of that size. A semantic whose
+  flip rate is not above it does not move the decision more than a generic edit does;
 * ``side_effect``: how much the semantic's keep-invariant criteria moved in its minimal
   counterfactuals, relative to a random edit of the same latent size (0 = untouched, 1 = as much as
   a random edit), median over flipped faces (needs ``semantics``);
@@ -51,13 +54,13 @@ from .counterfactual import (
 )
 from .errors import CorruptCheckpointError, InputError
 from .generators.base import Generator, make_rng
-from .subspaces.core import Semantic, SubspaceSet
+from .subspaces.core import Semantic, Subspace, SubspaceSet
 
 __all__ = ["AuditResult", "audit", "AUDIT_FORMAT_VERSION", "TABLE_COLUMNS"]
 
 AUDIT_FORMAT_VERSION = 1
-TABLE_COLUMNS = ("semantic", "flip_rate", "median_min_edit", "mean_delta_prob", "side_effect", "attribution", "rank",
-                 "attribution_rank")
+TABLE_COLUMNS = ("semantic", "flip_rate", "median_min_edit", "mean_delta_prob", "random_flip_rate", "side_effect",
+                 "attribution", "rank", "attribution_rank")
 
 
 @dataclass
@@ -131,6 +134,21 @@ def _rank(table: pd.DataFrame) -> pd.Series:
     ranks = np.empty(len(table), dtype=int)
     ranks[order] = np.arange(1, len(table) + 1)
     return pd.Series(ranks, index=table.index)
+
+
+def _random_flip_rates(explainer: CounterfactualExplainer, codes: torch.Tensor, target: Any, names: list[str],
+                       seed: int) -> dict[str, float]:
+    """Flip rate of a random orthonormal subspace of each semantic's dimension (one per semantic)."""
+    subspaces = explainer.subspaces
+    rng = make_rng(seed + 15485863)
+    dim = int(np.prod(subspaces.latent_shape))
+    random = SubspaceSet([Subspace(name, torch.linalg.qr(torch.randn(dim, subspaces[name].dim, generator=rng,
+                                                                     dtype=torch.float64))[0].to(subspaces[name].basis.dtype),
+                                   torch.ones(subspaces[name].dim), subspaces.space, tuple(subspaces.latent_shape))
+                          for name in names])
+    control = CounterfactualExplainer(explainer.generator, explainer.classifier, random, **explainer.options)
+    table = control.explain(codes, target=target).table
+    return {name: float(table.loc[table["subspace"] == name, "flipped"].mean()) for name in names}
 
 
 def _side_effects(generator: Generator, result: CounterfactualResult, semantics: Sequence[Semantic],
@@ -260,7 +278,8 @@ def _semantics_needed(explainer, flat, basis, alpha, groups, importance, flipped
 
 def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, n: int = 32, seed: int = 0,
           target: Any = "flip", budget: float = 3.0, semantics: Sequence[Semantic] | None = None, joint: bool = True,
-          attribution: bool = True, group_weight: float = 0.1, joint_steps: int = 100, ig_steps: int = 32, **explainer_options: Any) -> AuditResult:
+          attribution: bool = True, random_baseline: bool = True, group_weight: float = 0.1, joint_steps: int = 100,
+          ig_steps: int = 32, **explainer_options: Any) -> AuditResult:
     """Audit ``classifier``: for ``n`` faces and every subspace, how easily does the semantic flip its decision?
 
     Args:
@@ -271,6 +290,8 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
         semantics: the :class:`Semantic` objects the subspaces were learned from; their keep
             criteria give the ``side_effect`` column (NaN without them).
         joint, attribution: run the joint search and the Integrated-Gradients attribution.
+        random_baseline: also search random subspaces of the same dimensions (``random_flip_rate``;
+            doubles the search's cost).
         group_weight: weight of the group-lasso penalty of the joint search.
         joint_steps: the most Adam steps of the joint search.
         ig_steps: Integrated-Gradients steps.
@@ -298,6 +319,8 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
         "mean_delta_prob": [float(grouped.get_group(s)["delta_prob"].mean()) for s in names],
         "directions": [subspaces[s].dim for s in names],
     })
+    randoms = _random_flip_rates(explainer, codes, target, names, seed) if random_baseline else {}
+    table["random_flip_rate"] = [randoms.get(s, float("nan")) for s in names]
     effects = _side_effects(generator, result, semantics or [], seed, explainer.batch_size)
     table["side_effect"] = [effects[s] for s in names]
     if "other_heads_flipped" in items:
@@ -322,7 +345,7 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
     from . import __version__
 
     settings = {"n": n, "seed": seed, "budget": budget, "joint": joint, "attribution": attribution,
-                "group_weight": group_weight, "joint_steps": joint_steps, "ig_steps": ig_steps, **result.settings}
+                "random_baseline": random_baseline, "group_weight": group_weight, "joint_steps": joint_steps, "ig_steps": ig_steps, **result.settings}
     provenance = {"cfexplain": __version__, "torch": torch.__version__, "generator": dict(generator.provenance),
                   "classifier": classifier.name, "labels": list(classifier.labels), "subspaces": dict(subspaces.provenance),
                   "space": subspaces.space}

@@ -144,6 +144,8 @@ def test_audit_finds_the_planted_rule(setting, tmp_path):
     by_name = table.set_index("semantic")
     assert by_name.loc["left_colour", "flip_rate"] >= 0.6 and by_name.loc["right_colour", "flip_rate"] == 0
     assert by_name.loc["left_colour", "attribution"] > 0.9  # IG gives the change to the left colour
+    assert table["random_flip_rate"].between(0, 1).all()  # random subspaces of the same dimensions, same faces
+    assert by_name.loc["left_colour", "flip_rate"] > by_name.loc["left_colour", "random_flip_rate"]
     assert by_name.loc["left_colour", "side_effect"] < 0.2  # its keep criterion (outside the left) barely moved
     assert math.isnan(by_name.loc["right_colour", "side_effect"])  # nothing flipped: nothing to measure
     assert result.metrics["joint_validity"] >= 0.5 and result.metrics["joint_sparsity"] == 1.0

@@ -45,6 +45,7 @@ pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .8rem; b
 """
 
 _COLUMNS = [("rank", "rank", "{:d}"), ("flip_rate", "flip rate", "{:.0%}"), ("median_min_edit", "median minimal edit (σ)", "{:.2f}"),
+            ("random_flip_rate", "random-subspace flip rate", "{:.0%}"),
             ("mean_delta_prob", "mean Δ target prob.", "{:+.3f}"), ("side_effect", "side effect", "{:.2f}"),
             ("other_heads_flipped", "other heads flipped", "{:.2f}"), ("attribution", "attribution (IG)", "{:.1%}"),
             ("directions", "directions", "{:d}")]
@@ -176,7 +177,9 @@ def render_report(generator: Generator, subspaces: SubspaceSet, sections: Sequen
             f'<p>The decision reacts most easily to <strong class="top-semantic">{html.escape(top)}</strong>.</p>'
             f'<h3>Which semantics flip the decision</h3>{_summary(audit, anchor)}'
             '<p class="note">Flip rate: faces whose decision the semantic flips within the budget. Minimal edit: distance '
-            'to the decision boundary along the semantic, in standard deviations of the latent distribution. Side effect: '
+            'to the decision boundary along the semantic, in standard deviations of the latent distribution. Random-subspace '
+            'flip rate: the same search in a random subspace of the same dimension; a semantic not above it moves the '
+            'decision no more than a generic edit does. Side effect: '
             'how much the semantic\'s keep-invariant criteria moved, relative to a random edit of the same size.</p>'
             f'<h3>Attribution (Integrated Gradients over all subspaces)</h3>{_attribution(audit)}'
             f'<h3>Most telling counterfactuals</h3>{_examples(generator, section, examples)}'
