@@ -164,7 +164,7 @@ def randomization_check(generator: Generator, classifier: Classifier, subspaces:
         ``{"changed", "rank_correlation", "flip_rate_change", "original", "randomized"}``:
         ``changed`` when the rankings differ or some semantic's flip rate moves by more than 0.2.
     """
-    options = {"joint": False, "attribution": False, "progress": False, **audit_options}
+    options = {"joint": False, "attribution": False, "random_baseline": False, "progress": False, **audit_options}
     original = audit(generator, classifier, subspaces, n=n, seed=seed, **options)
     randomized = audit(generator, randomize_weights(classifier, seed=seed), subspaces, n=n, seed=seed, **options)
     a, b = original.table.set_index("semantic"), randomized.table.set_index("semantic")
