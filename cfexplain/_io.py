@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write", "sha256_file"]
+from .errors import CorruptCheckpointError
+
+__all__ = ["atomic_write", "read_versioned_json", "sha256_file"]
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -36,3 +40,16 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def read_versioned_json(file: Path, version: int, what: str) -> dict[str, Any]:
+    """The JSON object in ``file``, whose ``format_version`` must be ``version``; anything else
+    (unreadable, not JSON, another version) raises :class:`CorruptCheckpointError` naming ``what``."""
+    try:
+        data = json.loads(Path(file).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CorruptCheckpointError(f"{file}: not a readable {what} ({exc})") from exc
+    found = data.get("format_version") if isinstance(data, dict) else None
+    if found != version:
+        raise CorruptCheckpointError(f"{file}: {what} format {found!r}, this cfexplain reads version {version}")
+    return data

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._io import atomic_write
+from ._io import atomic_write, read_versioned_json
 from ._shared import shared_analyses
 from .classifiers import Classifier
 from .counterfactual import (
@@ -52,7 +52,7 @@ from .counterfactual import (
     decision_gap,
     resolve_target,
 )
-from .errors import CorruptCheckpointError, InputError
+from .errors import InputError
 from .generators.base import Generator, make_rng
 from .subspaces.core import Semantic, Subspace, SubspaceSet
 
@@ -118,12 +118,7 @@ class AuditResult:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "AuditResult":
         folder = Path(path)
-        try:
-            data = json.loads((folder / "audit.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CorruptCheckpointError(f"{folder}: not a readable audit ({exc})") from exc
-        if data.get("format_version") != AUDIT_FORMAT_VERSION:
-            raise CorruptCheckpointError(f"{folder}: audit format {data.get('format_version')!r}, expected {AUDIT_FORMAT_VERSION}")
+        data = read_versioned_json(folder / "audit.json", AUDIT_FORMAT_VERSION, "audit")
         return cls(pd.DataFrame(data["semantics"]), CounterfactualResult.load(folder / "counterfactuals"),
                    pd.DataFrame(data["joint"]), data["metrics"], data["target"], data["settings"], data["provenance"])
 

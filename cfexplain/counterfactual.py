@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ._io import atomic_write
+from ._io import atomic_write, read_versioned_json
 from .classifiers import Classifier
 from .errors import CorruptCheckpointError, InputError
 from .generators.base import Generator
@@ -211,13 +211,11 @@ class CounterfactualResult:
     def load(cls, path: str | os.PathLike) -> "CounterfactualResult":
         """Read a result written by :meth:`save` (``torch.load(weights_only=True)``: no code runs)."""
         folder = Path(path)
+        meta = read_versioned_json(folder / "result.json", RESULT_FORMAT_VERSION, "counterfactual result")
         try:
-            meta = json.loads((folder / "result.json").read_text())
             tensors = torch.load(folder / "tensors.pt", map_location="cpu", weights_only=True)
-        except (OSError, json.JSONDecodeError, RuntimeError) as exc:
+        except (OSError, RuntimeError, EOFError) as exc:
             raise CorruptCheckpointError(f"{folder}: not a readable counterfactual result ({exc})") from exc
-        if meta.get("format_version") != RESULT_FORMAT_VERSION:
-            raise CorruptCheckpointError(f"{folder}: result format {meta.get('format_version')!r}, expected {RESULT_FORMAT_VERSION}")
         return cls(meta["space"], tuple(meta["latent_shape"]), tensors["codes"], meta["subspaces"],
                    pd.DataFrame(meta["items"]), tensors["deltas"], tensors["end_deltas"], meta["coefficients"],
                    meta["target"], meta["settings"])

@@ -210,3 +210,24 @@ def test_planted_shortcut_is_found(setting):
     assert result["ranking"][0] == "left_colour" and result["passed"]
     table = result["table"].set_index("semantic")
     assert table.loc["left_colour", "flip_rate"] > table.loc["right_colour", "flip_rate"]
+
+
+def test_saved_results_of_another_format_or_damaged_are_refused(setting, tmp_path):
+    from cfexplain.errors import CorruptCheckpointError
+
+    generator, classifier, subspaces, semantics = setting
+    result = audit(generator, classifier, subspaces, n=3, seed=1, joint=False, random_baseline=False, progress=False)
+    folder = result.save(tmp_path / "audit")
+    subspaces.save(tmp_path / "subspaces")
+    cases = [(folder / "audit.json", AuditResult.load, folder),
+             (folder / "counterfactuals" / "result.json", CounterfactualResult.load, folder / "counterfactuals"),
+             (tmp_path / "subspaces" / "subspaces.json", SubspaceSet.load, tmp_path / "subspaces")]
+    for file, load, saved in cases:
+        original = file.read_text()
+        file.write_text(original.replace('"format_version": 1', '"format_version": 99', 1))
+        with pytest.raises(CorruptCheckpointError, match="format 99"):
+            load(saved)
+        file.write_text("{ not json")
+        with pytest.raises(CorruptCheckpointError, match="not a readable"):
+            load(saved)
+        file.write_text(original)

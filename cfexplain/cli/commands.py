@@ -191,7 +191,7 @@ def run_audit(args: argparse.Namespace) -> int:
     config, generator, classifier, subspaces, settings = _audit_inputs(args, "audit")
     gates += [parse_gate(text) for text in settings.get("fail_if", [])]
     check_gates(gates, list(subspaces))
-    semantics = _audit_semantics(args, config, subspaces, merge(config, "generator", {"device": args.device}).get("device", "cpu"))
+    semantics = _audit_semantics(args, config, subspaces, str(generator.device))
     result = audit(generator, classifier, subspaces, n=int(settings.get("faces", 32)), seed=int(settings.get("seed", 0)),
                    target=_target(settings.get("target")), budget=float(settings.get("budget", 3.0)),
                    semantics=semantics, progress=_progress(args))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import atomic_write
+from .._io import atomic_write, read_versioned_json
 from ..criteria.base import Criterion
 from ..errors import CorruptCheckpointError, InputError, ShapeError
 from .solvers import SOLVERS
@@ -192,14 +192,11 @@ class SubspaceSet(Mapping[str, Subspace]):
             from ..errors import CheckpointNotFoundError
 
             raise CheckpointNotFoundError(f"{folder} is not a saved subspace set (needs subspaces.json and bases.pt)")
+        meta = read_versioned_json(meta_path, FORMAT_VERSION, "subspace set")
         try:
-            meta = json.loads(meta_path.read_text())
             bases = torch.load(bases_path, map_location="cpu", weights_only=True)
-        except (json.JSONDecodeError, RuntimeError, EOFError, OSError) as exc:
+        except (RuntimeError, EOFError, OSError) as exc:
             raise CorruptCheckpointError(f"{folder}: damaged subspace set ({exc})") from exc
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise CorruptCheckpointError(f"{folder}: subspace-set format {meta.get('format_version')!r}, "
-                                         f"this cfexplain reads version {FORMAT_VERSION}")
         try:
             subspaces = [Subspace(name=m["name"], basis=bases[m["name"]], eigenvalues=m["eigenvalues"], space=m["space"],
                                   latent_shape=tuple(m["latent_shape"]), provenance=m.get("provenance", {}))
