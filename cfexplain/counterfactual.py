@@ -255,8 +255,6 @@ class CounterfactualExplainer:
         seed: seed of face sampling and of the spread estimate.
         progress: show progress.
 
-    Attributes:
-        options: the keyword options above, as given (to build an explainer with the same settings).
     """
 
     def __init__(self, generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, optimizer: str = "auto",
@@ -281,9 +279,6 @@ class CounterfactualExplainer:
             steps = 20 if optimizer == "newton" else 100
         if budget <= 0 or margin <= 0 or steps < 1 or batch_size < 1 or boundary_steps < 1 or patience < 1:
             raise InputError("budget and margin must be positive; steps, batch_size, boundary_steps and patience at least 1")
-        self.options = {"optimizer": optimizer, "loss": loss, "margin": margin, "beta": beta, "budget": budget, "steps": steps,
-                        "lr": lr, "patience": patience, "batch_size": batch_size, "boundary_steps": boundary_steps,
-                        "scale_samples": scale_samples, "seed": seed, "progress": progress}
         self.generator, self.classifier, self.subspaces = generator, classifier, subspaces
         self.optimizer, self.loss, self.margin, self.beta, self.budget = optimizer, loss, margin, beta, budget
         self.steps, self.lr, self.patience, self.batch_size = steps, lr, patience, batch_size
@@ -291,6 +286,14 @@ class CounterfactualExplainer:
         self._spreads: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ helpers
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keyword options of this explainer (to build another one with the same settings)."""
+        return {"optimizer": self.optimizer, "loss": self.loss, "margin": self.margin, "beta": self.beta,
+                "budget": self.budget, "steps": self.steps, "lr": self.lr, "patience": self.patience,
+                "batch_size": self.batch_size, "boundary_steps": self.boundary_steps,
+                "scale_samples": self.scale_samples, "seed": self.seed, "progress": self.progress}
 
     @property
     def space(self) -> str:
