@@ -264,10 +264,13 @@ def _choose(method: str, sizes: Sequence[int], dim: int, batch: int, memory_limi
             choice.append("forward")
         else:
             choice.append("randomized")
-    # A forward pass is shared by all forward criteria: when it runs anyway and is cheaper than a
-    # criterion's reverse passes, use it for that criterion too.
-    if "forward" in choice:
-        choice = ["forward" if c == "reverse" and s > dim // 2 else c for c, s in zip(choice, sizes)]
+    # When forward passes run anyway, a reverse criterion joining them adds only its own tangent
+    # computation to each of the D passes, while staying costs one full pass (generator included)
+    # per output; criteria often share an analyzer (all landmark criteria share one detector), so
+    # the reverse group moves as a whole once its outputs add up to more than D/2.
+    reverse_outputs = sum(s for c, s in zip(choice, sizes) if c == "reverse")
+    if "forward" in choice and reverse_outputs > dim // 2:
+        choice = ["forward" if c == "reverse" else c for c in choice]
     return choice
 
 

@@ -151,6 +151,23 @@ def test_auto_prefers_reverse_for_few_outputs(synthetic):
     assert estimate.methods == ["reverse", "forward"]
 
 
+def test_auto_folds_many_reverse_outputs_into_the_shared_forward_pass(synthetic):
+    generator, _, criteria = synthetic
+    row_means = FunctionCriterion(lambda images: images.mean(dim=(1, 3))[:, :5], name="row means")
+    column_means = FunctionCriterion(lambda images: images.mean(dim=(1, 2))[:, :4], name="column means")
+    latents = generator.sample(2, seed=0)
+    few = estimate_metrics(generator, [column_means, criteria["left_in"]], latents, space="z", progress=False)
+    assert few.methods == ["reverse", "forward"]  # 4 reverse outputs ≤ D/2: they stay
+    # 4 + 5 reverse outputs > D/2 = 6: the group joins the forward passes
+    many = estimate_metrics(generator, [column_means, row_means, criteria["left_in"]], latents, space="z", progress=False)
+    assert many.methods == ["forward", "forward", "forward"]
+    assert many.passes["vjp"] == 0 and many.passes["jvp"] == 2 * 12
+    exact = estimate_metrics(generator, [column_means, row_means], latents, space="z", method="reverse", progress=False)
+    for folded, reference in zip(many.factors, exact.factors):
+        m = reference.T @ reference
+        assert np.allclose(folded.T @ folded, m, rtol=1e-5, atol=1e-6 * np.abs(m).max())  # float32 passes
+
+
 def test_randomized_rank_adapts(synthetic):
     generator, _, criteria = synthetic
     low_rank = criteria["left_in"]  # rank 3 per sample
