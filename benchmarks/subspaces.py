@@ -109,7 +109,7 @@ def ice_baseline(generator, criteria, latents, space, rows: int, exact_factors) 
             jacobian[:, j] = grad.double()
         seconds += forward_time + (sum(times) if limit == m else statistics.median(times) * m)
         passes += n * (1 + m)
-        if limit == m:  # the complete baseline must give the exact metric
+        if limit == m and factor is not None:  # the complete baseline must give the exact metric
             exact = factor.T @ factor
             measured = np.einsum("nmd,nme->de", jacobian.numpy(), jacobian.numpy()) / n
             error = float(np.abs(measured - exact).max() / max(np.abs(exact).max(), 1e-30))
