@@ -204,8 +204,9 @@ def _joint(explainer: CounterfactualExplainer, codes: torch.Tensor, target: Any,
     faces = torch.arange(n, device=flat.device)
     spaces = torch.zeros(n, dtype=torch.long, device=flat.device)
     group_index = torch.as_tensor(groups, device=flat.device)
-    alpha, steps, end_logits = explainer._search(flat, basis, faces, spaces, spec, tau, original_logits, groups=group_index,
-                                                 group_weight=group_weight, optimizer="adam", steps=joint_steps)
+    alpha, steps, end_logits, _ = explainer._search(flat, basis, faces, spaces, spec, tau, original_logits,
+                                                    groups=group_index, group_weight=group_weight, optimizer="adam",
+                                                    steps=joint_steps)
     minimal_t, _ = explainer._boundary(flat, basis, faces, spaces, alpha, spec, tau, original_logits, end_logits)
     flipped = ~torch.isnan(minimal_t)
     norms = torch.stack([alpha[:, groups == g].norm(dim=1) for g in range(len(names))], dim=1)  # (n, S)

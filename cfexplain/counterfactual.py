@@ -7,10 +7,12 @@ size in standard deviations, comparable across semantics and latent spaces; the 
 a bound on it.
 
 Many faces × many subspaces are optimised at once, as one batch: each item has its own
-coefficients and optimiser state. An item stops as soon as its decision has crossed over by the
-requested margin. Then a batched root search along each found path, ``u0 + t·V(σ⊙α)``,
-``t ∈ [0, 1]`` (regula falsi, Illinois variant, bracketing the crossing like a bisection but
-converging in a few steps), finds the **minimal edit**: where the path crosses the decision
+coefficients and optimiser state. An item stops as soon as its decision has crossed (Newton) or
+crossed over by the requested margin (Adam). Then a batched root search along each found path,
+``u0 + t·V(σ⊙α)``, ``t ∈ [0, 1]`` (regula falsi, Illinois variant, bracketing the crossing like a
+bisection but converging in a few steps; for Newton paths its first guess is the root of the
+quadratic through the gap at both ends and its slope at ``t = 0``, known from the first step),
+finds the **minimal edit**: where the path crosses the decision
 boundary. Its size is the "distance to the decision boundary" along that semantic, comparable
 across semantics. An item counts as flipped when its path crosses the boundary within the budget.
 
@@ -230,6 +232,17 @@ def latent_spread(generator: Generator, subspace: Subspace, *, samples: int = 20
     return projected.std(dim=0).clamp_min(1e-8).float()
 
 
+def _quadratic_root(value0: torch.Tensor, slope0: torch.Tensor, value1: torch.Tensor) -> torch.Tensor:
+    """Per item, the root in [0, 1] of the quadratic ``q`` with ``q(0) = value0 < 0``, ``q'(0) = slope0``
+    and ``q(1) = value1 ≥ 0`` (there is exactly one); NaN where the inputs do not allow it."""
+    curvature = value1 - value0 - slope0
+    root_of_discriminant = (slope0.square() - 4 * curvature * value0).clamp_min(0).sqrt()
+    denominator = slope0 + root_of_discriminant
+    t = -2 * value0 / denominator  # (−b + √(b² − 4ac)) / 2a, written without cancellation
+    usable = torch.isfinite(t) & (denominator > 0) & (value0 < 0) & (value1 >= 0) & (t > 0) & (t < 1)
+    return torch.where(usable, t, torch.full_like(t, float("nan")))
+
+
 class CounterfactualExplainer:
     """Batched counterfactual search in the subspaces of a :class:`SubspaceSet`.
 
@@ -240,7 +253,9 @@ class CounterfactualExplainer:
         optimizer: ``"newton"`` (linearised-gap steps), ``"adam"`` (on ``loss``), or ``"auto"``
             (``"newton"`` for the margin loss, ``"adam"`` for cross-entropy); see the module docstring.
         loss: ``"margin"`` (hinge on the decision gap, default) or ``"ce"``; used by ``"adam"``.
-        margin: stop an item once its decision gap (logit units) reaches this.
+        margin: how far past the decision boundary (logit units) the search aims: a Newton step
+            aims at a gap of twice this, an Adam item stops once its gap reaches it (a Newton item
+            stops once it has crossed); the minimal edit is bracketed to a tenth of it.
         beta: weight of ``‖α‖²`` (α in standard deviations), for ``"adam"``.
         budget: the largest edit, ``‖α‖`` in standard deviations of the latent distribution along the
             subspace; edits are projected back onto this ball, and an item whose path crosses the
@@ -366,16 +381,17 @@ class CounterfactualExplainer:
         alpha = torch.zeros(items, k_max, device=device, dtype=dtype)
         steps_used = torch.zeros(items, dtype=torch.long)
         end_logits = torch.zeros(items, original_logits.shape[1], device=device, dtype=original_logits.dtype)
+        start_slopes = torch.zeros(items, device=device, dtype=dtype)
         from tqdm.auto import tqdm
 
         with tqdm(total=items, desc="counterfactuals", unit="item", disable=not self.progress) as bar:
             for start in range(0, items, self.batch_size):
                 chunk = torch.arange(start, min(start + self.batch_size, items), device=device)
                 found = self._search(flat, bases, face_of[chunk], space_of[chunk], spec, tau, original_logits)
-                alpha[chunk], steps_used[chunk.cpu()], end_logits[chunk] = found
+                alpha[chunk], steps_used[chunk.cpu()], end_logits[chunk], start_slopes[chunk] = found
                 bar.update(len(chunk))
         minimal_t, minimal_logits = self._boundary(flat, bases, face_of, space_of, alpha, spec, tau, original_logits,
-                                                   end_logits)
+                                                   end_logits, start_slopes)
         return self._result(codes, flat, names, bases, face_of, space_of, alpha, minimal_t, steps_used,
                             original_logits, end_logits, minimal_logits, spec, tau)
 
@@ -388,15 +404,16 @@ class CounterfactualExplainer:
     def _search(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, original_logits, *,
                 groups: torch.Tensor | None = None, group_weight: float = 0.0, optimizer: str | None = None,
                 steps: int | None = None):
-        """Search a chunk of items; returns the end coefficients, the steps each took and the logits
-        at the end point."""
+        """Search a chunk of items; returns the end coefficients, the steps each took, the logits at
+        the end point and the slope of the decision gap at ``t = 0`` along the path ``t·α`` (NaN
+        where the search did not compute it)."""
         if (optimizer or self.optimizer) == "newton":
             return self._newton(flat, bases, faces, spaces, spec, tau, original_logits)
         alpha, steps = self._adam(flat, bases, faces, spaces, spec, tau, groups=groups, group_weight=group_weight,
                                   steps=steps or self.steps)
         with torch.no_grad():
             end_logits = self._logits(flat[faces] + self._edit(bases, spaces, alpha))
-        return alpha, steps, end_logits
+        return alpha, steps, end_logits, torch.full((len(faces),), float("nan"), device=flat.device, dtype=flat.dtype)
 
     def _newton(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, original_logits):
         """Linearised-gap (DeepFool) steps inside each item's subspace, projected onto the budget ball."""
@@ -409,8 +426,9 @@ class CounterfactualExplainer:
         start = flat[unique].clone().requires_grad_(True)
         (grad_u,) = torch.autograd.grad(self._gap(self._logits(start), spec, unique, tau).sum(), start)
         grad = torch.bmm(bases[spaces].transpose(1, 2), grad_u[inverse][:, :, None])[:, :, 0]
+        start_grad = grad.clone()
         best, stalled = gap.clone(), torch.zeros(len(faces), dtype=torch.long, device=flat.device)
-        active = gap < self.margin
+        active = gap < 0
         for step in range(1, self.steps + 1):
             idx = active.nonzero()[:, 0]
             if len(idx) == 0:
@@ -429,7 +447,7 @@ class CounterfactualExplainer:
             improved = gap[idx] > best[idx] + 0.01 * self.margin
             stalled[idx] = torch.where(improved, torch.zeros_like(stalled[idx]), stalled[idx] + 1)
             best[idx] = torch.maximum(best[idx], gap[idx])
-            stop = (gap[idx] >= self.margin) | (stalled[idx] >= self.patience)
+            stop = (gap[idx] >= 0) | (stalled[idx] >= self.patience)
             active[idx[stop]] = False
             going = idx[~stop]
             if len(going) and step < self.steps:
@@ -442,7 +460,7 @@ class CounterfactualExplainer:
                 on_sphere = a.norm(dim=1) >= self.budget * (1 - 1e-4)
                 reachable = gap[going] + self.budget * g.norm(dim=1) - (g * a).sum(dim=1)
                 active[going[on_sphere & (reachable < 0) & (stalled[going] > 0)]] = False
-        return alpha, steps, logits
+        return alpha, steps, logits, (start_grad * alpha).sum(dim=1)
 
     def _adam(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, *, steps: int,
               groups: torch.Tensor | None = None, group_weight: float = 0.0):
@@ -483,13 +501,17 @@ class CounterfactualExplainer:
             active[finished] = False
         return alpha, steps
 
-    def _boundary(self, flat, bases, face_of, space_of, alpha, spec: TargetSpec, tau: float, original_logits, end_logits):
+    def _boundary(self, flat, bases, face_of, space_of, alpha, spec: TargetSpec, tau: float, original_logits, end_logits,
+                  start_slopes: torch.Tensor | None = None):
         """Smallest ``t`` in [0, 1] where ``u0 + t·edit`` crosses the boundary, per item (NaN where
         the path end does not cross it; 0 where the face already meets the target), and the logits
         there (the original logits where not crossed).
 
         Regula falsi, Illinois variant: the bracket ``[lo, hi]`` always has ``gap(lo) < 0 ≤ gap(hi)``
-        and the reported ``t`` is ``hi``, so the minimal counterfactual does reach the target."""
+        and the reported ``t`` is ``hi``, so the minimal counterfactual does reach the target. Where
+        ``start_slopes`` (the gap's slope at ``t = 0``) is known, the first guess is where the
+        quadratic through ``gap(0)``, that slope and ``gap(1)`` reaches the middle of the accepted
+        window ``[0, 0.1·margin]``, instead of the secant's root."""
         lo_g = self._gap(original_logits[face_of], spec, face_of, tau)
         hi_g = self._gap(end_logits, spec, face_of, tau)
         already, crossed = lo_g >= 0, hi_g >= 0
@@ -499,14 +521,18 @@ class CounterfactualExplainer:
         hi_t[already] = 0.0
         last = torch.zeros_like(lo_g)  # +1: hi moved last, −1: lo moved last
         pending = crossed & ~already
+        first_guess = _quadratic_root(lo_g - 0.05 * self.margin, start_slopes, hi_g - 0.05 * self.margin) \
+            if start_slopes is not None else torch.full_like(lo_g, float("nan"))
         with torch.no_grad():
-            for _ in range(self.boundary_steps):
+            for iteration in range(self.boundary_steps):
                 pending &= ((hi_t - lo_t) > 5e-3) & (hi_g > 0.1 * self.margin)
                 idx = pending.nonzero()[:, 0]
                 if len(idx) == 0:
                     break
                 width = hi_t[idx] - lo_t[idx]
                 t = (lo_t[idx] * hi_g[idx] - hi_t[idx] * lo_g[idx]) / (hi_g[idx] - lo_g[idx])
+                if iteration == 0:
+                    t = torch.where(torch.isfinite(first_guess[idx]), first_guess[idx], t)
                 t = torch.minimum(torch.maximum(t, lo_t[idx] + 1e-4 * width), hi_t[idx] - 1e-4 * width)
                 logits = torch.cat([self._logits(flat[face_of[part]] + self._edit(bases, space_of[part], alpha[part] * tt[:, None]))
                                     for part, tt in zip(idx.split(self.batch_size), t.split(self.batch_size))])

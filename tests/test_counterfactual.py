@@ -231,3 +231,19 @@ def test_saved_results_of_another_format_or_damaged_are_refused(setting, tmp_pat
         with pytest.raises(CorruptCheckpointError, match="not a readable"):
             load(saved)
         file.write_text(original)
+
+
+def test_quadratic_first_guess_of_the_boundary_search():
+    from cfexplain.counterfactual import _quadratic_root
+
+    # q(t) = 3t² + t − 1 (convex) and q(t) = −2t² + 4t − 1 (concave): one root each in (0, 1)
+    value0, slope0 = torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 4.0])
+    value1 = torch.tensor([3.0, 1.0])
+    roots = _quadratic_root(value0, slope0, value1)
+    expected = torch.tensor([(-1 + 13 ** 0.5) / 6, (4 - 8 ** 0.5) / 4])
+    assert torch.allclose(roots, expected, atol=1e-6)
+    assert torch.allclose(value0 + slope0 * roots + (value1 - value0 - slope0) * roots**2, torch.zeros(2), atol=1e-5)
+    # linear (no curvature), unknown slope, and no sign change
+    assert torch.allclose(_quadratic_root(torch.tensor([-1.0]), torch.tensor([4.0]), torch.tensor([3.0])), torch.tensor([0.25]))
+    assert torch.isnan(_quadratic_root(torch.tensor([-1.0]), torch.tensor([float("nan")]), torch.tensor([1.0]))).all()
+    assert torch.isnan(_quadratic_root(torch.tensor([-1.0]), torch.tensor([1.0]), torch.tensor([-0.5]))).all()
