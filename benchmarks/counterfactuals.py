@@ -16,11 +16,13 @@ minimal edit), peak memory (separate processes).
 
 A second part measures the planted-shortcut recovery rate over ``--shortcut-seeds`` seeds
 (:func:`cfexplain.trust.planted_shortcut_check`: a CNN trained on zoo faces whose label secretly
-depends on lip colour must get lip colour ranked first).
+depends on one semantic, measured through the FaceMesh regions, must get that semantic ranked
+first): ``--planted face_colour`` (default; the skin's redness) or ``lip_colour`` (how much redder
+the lips are than the skin).
 
 Usage::
 
-    python benchmarks/counterfactuals.py [--faces 32] [--shortcut-seeds 20]
+    python benchmarks/counterfactuals.py [--faces 32] [--shortcut-seeds 20] [--planted face_colour] [--pool 6000]
 
 Prints tables and writes ``benchmarks/results/counterfactuals.json``.
 """
@@ -133,7 +135,13 @@ def worker(which: str, faces: int, folder: str) -> dict:
     return result
 
 
-def shortcut_recovery(seeds: int, folder: Path, pool: int = 6000) -> dict:
+PLANTED_RULES = {  # planted semantic → (region, reference) of the redness score
+    "face_colour": ("skin", None),
+    "lip_colour": ("lips", "skin"),
+}
+
+
+def shortcut_recovery(seeds: int, folder: Path, planted: str = "face_colour", pool: int = 6000) -> dict:
     """Planted-shortcut recovery over ``seeds`` seeds: one labelled pool of faces (parsing is the
     slow part), each seed a different training subset, initialisation and audit faces."""
     from cfexplain import zoo
@@ -141,23 +149,28 @@ def shortcut_recovery(seeds: int, folder: Path, pool: int = 6000) -> dict:
 
     generator, _, subspaces = setup(folder)
     parser = zoo.facemesh_parser()
-    data = shortcut_dataset(generator, parser, pool, seed=12345)
+    region, reference = PLANTED_RULES[planted]
+    data = shortcut_dataset(generator, parser, pool, region=region, reference=reference, seed=12345)
     runs = []
     for seed in range(seeds):
         start = time.perf_counter()
-        result = planted_shortcut_check(generator, parser, subspaces, seed=seed, n=16, joint=False, attribution=False,
-                                        data=data)
+        result = planted_shortcut_check(generator, parser, subspaces, planted=planted, region=region,
+                                        reference=reference, seed=seed, n=16, joint=False, attribution=False, data=data)
         runs.append({"seed": seed, "rank": result["rank"], "ranking": result["ranking"],
                      "val_accuracy": result["val_accuracy"], "seconds": time.perf_counter() - start})
-        print(f"  shortcut seed {seed}: lip colour ranked {result['rank']} ({', '.join(result['ranking'])}); "
+        print(f"  shortcut seed {seed}: {planted} ranked {result['rank']} ({', '.join(result['ranking'])}); "
               f"classifier accuracy {result['val_accuracy']:.2f}", flush=True)
-    return {"seeds": seeds, "pool": pool, "recovery_rate": float(np.mean([r["rank"] == 1 for r in runs])), "runs": runs}
+    return {"planted": planted, "region": region, "reference": reference, "seeds": seeds, "pool": pool,
+            "recovery_rate": float(np.mean([r["rank"] == 1 for r in runs])), "runs": runs}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=int, default=32)
     parser.add_argument("--shortcut-seeds", type=int, default=20)
+    parser.add_argument("--planted", default="face_colour", choices=sorted(PLANTED_RULES),
+                        help="the semantic the planted classifier's label depends on")
+    parser.add_argument("--pool", type=int, default=6000, help="labelled faces the shortcut classifiers are drawn from")
     parser.add_argument("--subspaces", default=str(RESULTS / "zoo-subspaces"), help="folder for the learned subspaces")
     parser.add_argument("--parts", nargs="+", default=["search", "shortcut"], choices=["search", "shortcut"])
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
@@ -178,7 +191,8 @@ def main() -> None:
     if results:
         table = search_table(results)
         print(table)
-    shortcut = shortcut_recovery(args.shortcut_seeds, folder) if "shortcut" in args.parts and args.shortcut_seeds else None
+    wanted = "shortcut" in args.parts and args.shortcut_seeds
+    shortcut = shortcut_recovery(args.shortcut_seeds, folder, args.planted, args.pool) if wanted else None
     if shortcut:
         print(f"planted-shortcut recovery: {shortcut['recovery_rate']:.2f} over {shortcut['seeds']} seeds")
     out = RESULTS / ("counterfactuals.json" if results else "counterfactuals-shortcut.json")

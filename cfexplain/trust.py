@@ -55,24 +55,27 @@ def _redness(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (red * mask[:, 0]).sum(dim=(1, 2)) / area
 
 
-def shortcut_dataset(generator: Generator, parser: FaceParser, n: int, *, region: str = "lips", reference: str = "skin",
-                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def shortcut_dataset(generator: Generator, parser: FaceParser, n: int, *, region: str = "lips",
+                     reference: str | None = "skin", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` generated faces (on the CPU) and their planted score: how much redder ``region`` is than
-    ``reference`` (redness = R − (G + B)/2, averaged over the parser's hard masks)."""
+    ``reference`` (redness = R − (G + B)/2, averaged over the parser's hard masks), or, with
+    ``reference=None``, the redness of ``region`` itself."""
     rng = make_rng(seed)
     images, scores = [], []
     with torch.no_grad():
         for start in range(0, n, 256):
             x = generator.synthesize(generator.sample(min(256, n - start), seed=rng))
             parsing = parser.parse(x)
-            score = _redness(x, parsing.mask(region, soft=False)) - _redness(x, parsing.mask(reference, soft=False))
+            score = _redness(x, parsing.mask(region, soft=False))
+            if reference is not None:
+                score = score - _redness(x, parsing.mask(reference, soft=False))
             images.append(x.cpu())
             scores.append(score.cpu())
     return torch.cat(images), torch.cat(scores)
 
 
 def planted_shortcut_classifier(generator: Generator, parser: FaceParser, *, region: str = "lips",
-                                reference: str = "skin", n_train: int = 4000, epochs: int = 10, batch_size: int = 64,
+                                reference: str | None = "skin", n_train: int = 4000, epochs: int = 10, batch_size: int = 64,
                                 lr: float = 3e-3, weight_decay: float = 0.05, seed: int = 0,
                                 data: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[Classifier, dict]:
     """A classifier that secretly decides by one region's colour.
@@ -123,7 +126,7 @@ def planted_shortcut_classifier(generator: Generator, parser: FaceParser, *, reg
 
 
 def planted_shortcut_check(generator: Generator, parser: FaceParser, subspaces: SubspaceSet, *,
-                           planted: str = "lip_colour", region: str = "lips", reference: str = "skin", seed: int = 0,
+                           planted: str = "lip_colour", region: str = "lips", reference: str | None = "skin", seed: int = 0,
                            n: int = 24, train_options: dict | None = None, data: tuple[torch.Tensor, torch.Tensor] | None = None,
                            **audit_options: Any) -> dict:
     """Train a shortcut classifier on ``region``'s colour and audit it: ``planted`` should rank first.
