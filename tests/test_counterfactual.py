@@ -212,6 +212,20 @@ def test_planted_shortcut_is_found(setting):
     assert table.loc["left_colour", "flip_rate"] > table.loc["right_colour", "flip_rate"]
 
 
+def test_shortcut_scores_are_region_redness_with_or_without_a_reference(setting):
+    from cfexplain.trust import shortcut_dataset
+
+    generator = setting[0]
+    parser = FixedRegionParser()
+    images, left = shortcut_dataset(generator, parser, 6, region="left", reference=None, seed=5)
+    _, background = shortcut_dataset(generator, parser, 6, region="background", reference=None, seed=5)
+    _, difference = shortcut_dataset(generator, parser, 6, region="left", reference="background", seed=5)
+    mask = parser.parse(images).mask("left", soft=False)[:, 0]
+    redness = images[:, 0] - (images[:, 1] + images[:, 2]) / 2
+    assert torch.allclose(left, (redness * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2)), atol=1e-6)
+    assert torch.allclose(difference, left - background, atol=1e-6)
+
+
 def test_saved_results_of_another_format_or_damaged_are_refused(setting, tmp_path):
     from cfexplain.errors import CorruptCheckpointError
 
