@@ -104,14 +104,14 @@ def ours_search(generator, classifier, subspaces, codes, budget: float = BUDGET)
     for name in subspaces:
         explainer.spread(name)  # the one-off spread estimate is not part of the search
     rows = {"forward": 0, "backward": 0}
-    logits = explainer._logits
+    logits = classifier.logits
 
-    def counted(flat):
-        rows["forward"] += flat.shape[0]
-        rows["backward"] += flat.shape[0] if flat.requires_grad and torch.is_grad_enabled() else 0
-        return logits(flat)
+    def counted(images):  # every pass of the search ends in the classifier
+        rows["forward"] += images.shape[0]
+        rows["backward"] += images.shape[0] if images.requires_grad and torch.is_grad_enabled() else 0
+        return logits(images)
 
-    explainer._logits = counted
+    classifier.logits = counted
     start = time.perf_counter()
     table = explainer.explain(codes).to_dataframe()
     seconds = time.perf_counter() - start

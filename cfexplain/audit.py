@@ -198,16 +198,16 @@ def _joint(explainer: CounterfactualExplainer, codes: torch.Tensor, target: Any,
     basis = torch.cat(blocks, dim=1).to(device=flat.device, dtype=flat.dtype)[None]  # (1, D, K)
     groups = np.repeat(np.arange(len(names)), sizes)
     with torch.no_grad():
-        original_logits = explainer._logits(flat)
+        original_logits = torch.cat([explainer._logits(part) for part in flat.split(explainer.batch_size)])
     spec = resolve_target(classifier, target, original_logits)
     tau = explainer._threshold_logit()
     faces = torch.arange(n, device=flat.device)
     spaces = torch.zeros(n, dtype=torch.long, device=flat.device)
     group_index = torch.as_tensor(groups, device=flat.device)
-    alpha, steps, end_logits, _ = explainer._search(flat, basis, faces, spaces, spec, tau, original_logits,
-                                                    groups=group_index, group_weight=group_weight, optimizer="adam",
-                                                    steps=joint_steps)
-    minimal_t, _ = explainer._boundary(flat, basis, faces, spaces, alpha, spec, tau, original_logits, end_logits)
+    found = explainer._search(flat, basis, faces, spaces, spec, tau, original_logits, groups=group_index,
+                              group_weight=group_weight, optimizer="adam", steps=joint_steps)
+    alpha, steps = found.alpha, found.steps
+    minimal_t, _, _ = explainer._boundary(flat, basis, faces, spaces, found, spec, tau, original_logits)
     flipped = ~torch.isnan(minimal_t)
     norms = torch.stack([alpha[:, groups == g].norm(dim=1) for g in range(len(names))], dim=1)  # (n, S)
     shares = {name: float("nan") for name in names}

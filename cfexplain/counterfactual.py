@@ -35,7 +35,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -243,6 +243,29 @@ def _quadratic_root(value0: torch.Tensor, slope0: torch.Tensor, value1: torch.Te
     return torch.where(usable, t, torch.full_like(t, float("nan")))
 
 
+class _Originals(NamedTuple):
+    """The original images of a chunk's faces and, per item of the chunk, the row of its face."""
+
+    images: torch.Tensor  # (faces, C, H, W)
+    slot: torch.Tensor  # (items,)
+
+
+class _SearchEnd(NamedTuple):
+    """Where the search of a chunk of items stopped."""
+
+    alpha: torch.Tensor  # (items, k) coefficients, in standard deviations
+    steps: torch.Tensor  # (items,) steps taken
+    logits: torch.Tensor  # (items, classes) at the end point
+    start_slopes: torch.Tensor  # (items,) the gap's slope at t = 0 along t·α (NaN where not computed)
+    pixels: torch.Tensor  # (items, 2) mean absolute and RMS image change at the end point (NaN without originals)
+
+
+def _image_change(images: torch.Tensor, originals: torch.Tensor) -> torch.Tensor:
+    """``(N, 2)``: mean absolute and root-mean-square difference per image."""
+    difference = images - originals
+    return torch.stack([difference.abs().mean(dim=(1, 2, 3)), difference.square().mean(dim=(1, 2, 3)).sqrt()], dim=1)
+
+
 class CounterfactualExplainer:
     """Batched counterfactual search in the subspaces of a :class:`SubspaceSet`.
 
@@ -335,9 +358,21 @@ class CounterfactualExplainer:
             raise InputError("codes_or_seeds must be codes, a number of faces or a list of int seeds")
         return torch.cat([self.generator.sample(1, space=self.space, seed=s) for s in seeds])
 
+    def _images(self, flat: torch.Tensor) -> torch.Tensor:
+        return self.generator.synthesize(flat.reshape(-1, *self.subspaces.latent_shape), space=self.space)
+
     def _logits(self, flat: torch.Tensor) -> torch.Tensor:
-        images = self.generator.synthesize(flat.reshape(-1, *self.subspaces.latent_shape), space=self.space)
-        return self.classifier.logits(images)
+        return self.classifier.logits(self._images(flat))
+
+    def _probe(self, flat: torch.Tensor, originals: _Originals | None, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits at the codes ``flat`` of the chunk's items ``rows`` and their image change from the
+        original faces (NaN without ``originals``); no gradient."""
+        with torch.no_grad():
+            images = self._images(flat)
+            logits = self.classifier.logits(images)
+            if originals is None:
+                return logits, torch.full((len(flat), 2), float("nan"), device=flat.device, dtype=images.dtype)
+            return logits, _image_change(images, originals.images[originals.slot[rows]])
 
     def _threshold_logit(self) -> float:
         t = self.classifier.output.threshold
@@ -364,7 +399,7 @@ class CounterfactualExplainer:
         n = codes.shape[0]
         flat = codes.reshape(n, -1).detach()
         with torch.no_grad():
-            original_logits = self._logits(flat)
+            original_logits = torch.cat([self._logits(part) for part in flat.split(self.batch_size)])
         spec = resolve_target(self.classifier, target, original_logits)
         tau = self._threshold_logit()
         device, dtype = flat.device, flat.dtype
@@ -381,19 +416,25 @@ class CounterfactualExplainer:
         alpha = torch.zeros(items, k_max, device=device, dtype=dtype)
         steps_used = torch.zeros(items, dtype=torch.long)
         end_logits = torch.zeros(items, original_logits.shape[1], device=device, dtype=original_logits.dtype)
-        start_slopes = torch.zeros(items, device=device, dtype=dtype)
+        minimal_logits = torch.zeros_like(end_logits)
+        minimal_t = torch.zeros(items, device=device, dtype=dtype)
+        pixels = torch.zeros(items, 2, device=device, dtype=dtype)
         from tqdm.auto import tqdm
 
         with tqdm(total=items, desc="counterfactuals", unit="item", disable=not self.progress) as bar:
             for start in range(0, items, self.batch_size):
                 chunk = torch.arange(start, min(start + self.batch_size, items), device=device)
-                found = self._search(flat, bases, face_of[chunk], space_of[chunk], spec, tau, original_logits)
-                alpha[chunk], steps_used[chunk.cpu()], end_logits[chunk], start_slopes[chunk] = found
+                faces, spaces = face_of[chunk], space_of[chunk]
+                unique, slot = faces.unique(return_inverse=True)
+                with torch.no_grad():
+                    originals = _Originals(self._images(flat[unique]), slot)
+                found = self._search(flat, bases, faces, spaces, spec, tau, original_logits, originals=originals)
+                boundary = self._boundary(flat, bases, faces, spaces, found, spec, tau, original_logits, originals)
+                alpha[chunk], steps_used[chunk.cpu()], end_logits[chunk] = found.alpha, found.steps, found.logits
+                minimal_t[chunk], minimal_logits[chunk], pixels[chunk] = boundary
                 bar.update(len(chunk))
-        minimal_t, minimal_logits = self._boundary(flat, bases, face_of, space_of, alpha, spec, tau, original_logits,
-                                                   end_logits, start_slopes)
-        return self._result(codes, flat, names, bases, face_of, space_of, alpha, minimal_t, steps_used,
-                            original_logits, end_logits, minimal_logits, spec, tau)
+        return self._result(flat, names, bases, face_of, space_of, alpha, minimal_t, steps_used, original_logits,
+                            end_logits, minimal_logits, pixels, spec)
 
     def _edit(self, bases, space_of, alpha) -> torch.Tensor:
         return torch.bmm(bases[space_of], alpha[:, :, None])[:, :, 0]
@@ -402,24 +443,25 @@ class CounterfactualExplainer:
         return decision_gap(logits, spec.mode[faces], spec.index[faces], tau)
 
     def _search(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, original_logits, *,
-                groups: torch.Tensor | None = None, group_weight: float = 0.0, optimizer: str | None = None,
-                steps: int | None = None):
-        """Search a chunk of items; returns the end coefficients, the steps each took, the logits at
-        the end point and the slope of the decision gap at ``t = 0`` along the path ``t·α`` (NaN
-        where the search did not compute it)."""
+                originals: _Originals | None = None, groups: torch.Tensor | None = None, group_weight: float = 0.0,
+                optimizer: str | None = None, steps: int | None = None) -> _SearchEnd:
+        """Search a chunk of items (``faces``, ``spaces``: each item's face and subspace)."""
         if (optimizer or self.optimizer) == "newton":
-            return self._newton(flat, bases, faces, spaces, spec, tau, original_logits)
+            return self._newton(flat, bases, faces, spaces, spec, tau, original_logits, originals)
         alpha, steps = self._adam(flat, bases, faces, spaces, spec, tau, groups=groups, group_weight=group_weight,
                                   steps=steps or self.steps)
-        with torch.no_grad():
-            end_logits = self._logits(flat[faces] + self._edit(bases, spaces, alpha))
-        return alpha, steps, end_logits, torch.full((len(faces),), float("nan"), device=flat.device, dtype=flat.dtype)
+        rows = torch.arange(len(faces), device=flat.device)
+        end_logits, pixels = self._probe(flat[faces] + self._edit(bases, spaces, alpha), originals, rows)
+        return _SearchEnd(alpha, steps, end_logits, torch.full((len(faces),), float("nan"), device=flat.device,
+                                                              dtype=flat.dtype), pixels)
 
-    def _newton(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, original_logits):
+    def _newton(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, original_logits,
+                originals: _Originals | None) -> _SearchEnd:
         """Linearised-gap (DeepFool) steps inside each item's subspace, projected onto the budget ball."""
         alpha = torch.zeros(len(faces), bases.shape[2], device=flat.device, dtype=flat.dtype)
         steps = torch.zeros(len(faces), dtype=torch.long)
         logits = original_logits[faces].clone()
+        pixels = torch.zeros(len(faces), 2, device=flat.device, dtype=flat.dtype)
         gap = self._gap(logits, spec, faces, tau)
         # The first gradient, at α = 0, is shared by every subspace of a face: ∇_α gap = (Vσ)ᵀ ∇_u gap.
         unique, inverse = faces.unique(return_inverse=True)
@@ -441,8 +483,8 @@ class CounterfactualExplainer:
             norm = new.norm(dim=1, keepdim=True)
             alpha[idx] = torch.where(norm > self.budget, new * (self.budget / norm), new)
             steps[idx.cpu()] = step
-            with torch.no_grad():
-                logits[idx] = self._logits(flat[faces[idx]] + self._edit(bases, spaces[idx], alpha[idx]))
+            logits[idx], pixels[idx] = self._probe(flat[faces[idx]] + self._edit(bases, spaces[idx], alpha[idx]),
+                                                   originals, idx)
             gap[idx] = self._gap(logits[idx], spec, faces[idx], tau)
             improved = gap[idx] > best[idx] + 0.01 * self.margin
             stalled[idx] = torch.where(improved, torch.zeros_like(stalled[idx]), stalled[idx] + 1)
@@ -460,7 +502,7 @@ class CounterfactualExplainer:
                 on_sphere = a.norm(dim=1) >= self.budget * (1 - 1e-4)
                 reachable = gap[going] + self.budget * g.norm(dim=1) - (g * a).sum(dim=1)
                 active[going[on_sphere & (reachable < 0) & (stalled[going] > 0)]] = False
-        return alpha, steps, logits, (start_grad * alpha).sum(dim=1)
+        return _SearchEnd(alpha, steps, logits, (start_grad * alpha).sum(dim=1), pixels)
 
     def _adam(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, *, steps: int,
               groups: torch.Tensor | None = None, group_weight: float = 0.0):
@@ -501,28 +543,30 @@ class CounterfactualExplainer:
             active[finished] = False
         return alpha, steps
 
-    def _boundary(self, flat, bases, face_of, space_of, alpha, spec: TargetSpec, tau: float, original_logits, end_logits,
-                  start_slopes: torch.Tensor | None = None):
+    def _boundary(self, flat, bases, face_of, space_of, found: _SearchEnd, spec: TargetSpec, tau: float,
+                  original_logits, originals: _Originals | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Smallest ``t`` in [0, 1] where ``u0 + t·edit`` crosses the boundary, per item (NaN where
         the path end does not cross it; 0 where the face already meets the target), and the logits
-        there (the original logits where not crossed).
+        and image change there (the original logits and no change where not crossed).
 
         Regula falsi, Illinois variant: the bracket ``[lo, hi]`` always has ``gap(lo) < 0 ≤ gap(hi)``
         and the reported ``t`` is ``hi``, so the minimal counterfactual does reach the target. Where
-        ``start_slopes`` (the gap's slope at ``t = 0``) is known, the first guess is where the
+        the gap's slope at ``t = 0`` is known, the first guess is where the
         quadratic through ``gap(0)``, that slope and ``gap(1)`` reaches the middle of the accepted
         window ``[0, 0.1·margin]``, instead of the secant's root."""
+        alpha = found.alpha
         lo_g = self._gap(original_logits[face_of], spec, face_of, tau)
-        hi_g = self._gap(end_logits, spec, face_of, tau)
+        hi_g = self._gap(found.logits, spec, face_of, tau)
         already, crossed = lo_g >= 0, hi_g >= 0
         lo_t, hi_t = torch.zeros_like(lo_g), torch.ones_like(hi_g)
-        hi_logits = torch.where(crossed[:, None], end_logits, original_logits[face_of])
+        hi_logits = torch.where(crossed[:, None], found.logits, original_logits[face_of])
+        hi_pixels = torch.where(crossed[:, None], found.pixels, torch.zeros_like(found.pixels))
         hi_logits[already] = original_logits[face_of[already]]
+        hi_pixels[already] = 0.0
         hi_t[already] = 0.0
         last = torch.zeros_like(lo_g)  # +1: hi moved last, −1: lo moved last
         pending = crossed & ~already
-        first_guess = _quadratic_root(lo_g - 0.05 * self.margin, start_slopes, hi_g - 0.05 * self.margin) \
-            if start_slopes is not None else torch.full_like(lo_g, float("nan"))
+        first_guess = _quadratic_root(lo_g - 0.05 * self.margin, found.start_slopes, hi_g - 0.05 * self.margin)
         with torch.no_grad():
             for iteration in range(self.boundary_steps):
                 pending &= ((hi_t - lo_t) > 5e-3) & (hi_g > 0.1 * self.margin)
@@ -534,35 +578,28 @@ class CounterfactualExplainer:
                 if iteration == 0:
                     t = torch.where(torch.isfinite(first_guess[idx]), first_guess[idx], t)
                 t = torch.minimum(torch.maximum(t, lo_t[idx] + 1e-4 * width), hi_t[idx] - 1e-4 * width)
-                logits = torch.cat([self._logits(flat[face_of[part]] + self._edit(bases, space_of[part], alpha[part] * tt[:, None]))
-                                    for part, tt in zip(idx.split(self.batch_size), t.split(self.batch_size))])
+                probes = [self._probe(flat[face_of[part]] + self._edit(bases, space_of[part], alpha[part] * tt[:, None]),
+                                      originals, part)
+                          for part, tt in zip(idx.split(self.batch_size), t.split(self.batch_size))]
+                logits, pixels = torch.cat([p[0] for p in probes]), torch.cat([p[1] for p in probes])
                 g = self._gap(logits, spec, face_of[idx], tau)
                 up = g >= 0
                 i_up, i_down = idx[up], idx[~up]
-                hi_t[i_up], hi_g[i_up], hi_logits[i_up] = t[up], g[up], logits[up]
+                hi_t[i_up], hi_g[i_up], hi_logits[i_up], hi_pixels[i_up] = t[up], g[up], logits[up], pixels[up]
                 lo_g[i_up] = torch.where(last[i_up] > 0, lo_g[i_up] / 2, lo_g[i_up])  # Illinois: halve the stale end
                 lo_t[i_down], lo_g[i_down] = t[~up], g[~up]
                 hi_g[i_down] = torch.where(last[i_down] < 0, hi_g[i_down] / 2, hi_g[i_down])
                 last[i_up], last[i_down] = 1.0, -1.0
         minimal_t = torch.where(crossed | already, hi_t, torch.full_like(hi_t, float("nan")))
-        return minimal_t, hi_logits
+        return minimal_t, hi_logits, hi_pixels
 
-    def _result(self, codes, flat, names, bases, face_of, space_of, alpha, minimal_t, steps_used, original_logits,
-                end_logits, after_logits, spec: TargetSpec, tau: float) -> CounterfactualResult:
+    def _result(self, flat, names, bases, face_of, space_of, alpha, minimal_t, steps_used, original_logits,
+                end_logits, after_logits, pixels, spec: TargetSpec) -> CounterfactualResult:
         t = torch.nan_to_num(minimal_t, nan=0.0)
-        end_gap = self._gap(end_logits, spec, face_of, tau)
+        end_gap = self._gap(end_logits, spec, face_of, self._threshold_logit())
         with torch.no_grad():
             end_deltas = self._edit(bases, space_of, alpha)
             deltas = end_deltas * t[:, None]
-            shape = (-1, *self.subspaces.latent_shape)
-            originals = torch.cat([self.generator.synthesize(part.reshape(shape), space=self.space)
-                                   for part in flat.split(self.batch_size)])
-            pixel_l1, pixel_l2 = [], []
-            for items in torch.arange(len(alpha), device=flat.device).split(self.batch_size):
-                after = self.generator.synthesize((flat[face_of[items]] + deltas[items]).reshape(shape), space=self.space)
-                difference = after - originals[face_of[items]]
-                pixel_l1.append(difference.abs().mean(dim=(1, 2, 3)))
-                pixel_l2.append(difference.square().mean(dim=(1, 2, 3)).sqrt())
         to_p = (lambda z: z.softmax(dim=1)) if self.classifier.kind == "softmax" else torch.sigmoid
         mode, index = spec.mode[face_of], spec.index[face_of]
         p_before = _target_probability(to_p(original_logits)[face_of], mode, index)
@@ -577,7 +614,7 @@ class CounterfactualExplainer:
             "end_edit": alpha.norm(dim=1).cpu().numpy(), "steps": steps_used.numpy(),
             "end_gap": end_gap.cpu().numpy(), "p_before": p_before.cpu().numpy(), "p_after": p_after.cpu().numpy(),
             "p_end": p_end.cpu().numpy(), "delta_prob": (p_end - p_before).cpu().numpy(),
-            "pixel_l1": torch.cat(pixel_l1).cpu().numpy(), "pixel_l2": torch.cat(pixel_l2).cpu().numpy(),
+            "pixel_l1": pixels[:, 0].cpu().numpy(), "pixel_l2": pixels[:, 1].cpu().numpy(),
         })
         if self.classifier.kind == "sigmoid":
             on_before = original_logits[face_of] > self._threshold_logit()

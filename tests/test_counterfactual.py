@@ -55,6 +55,11 @@ def test_counterfactuals_flip_the_decision_at_the_boundary(setting, optimizer):
     with torch.no_grad():
         assert torch.allclose(originals[rows], generator.synthesize(result.codes[faces]), atol=1e-6)
         assert torch.allclose(minimal[rows], generator.synthesize(codes), atol=1e-6)
+    # Its pixel proximity columns measure the change between them (none where not flipped).
+    change = minimal - originals
+    assert np.allclose(table.pixel_l1, change.abs().mean(dim=(1, 2, 3)).numpy(), atol=1e-5)
+    assert np.allclose(table.pixel_l2, change.square().mean(dim=(1, 2, 3)).sqrt().numpy(), atol=1e-5)
+    assert (table[~table.flipped].pixel_l1 == 0).all() and (flipped.pixel_l1 > 0).all()
 
 
 def test_newton_steps_flip_faster_than_adam(setting):

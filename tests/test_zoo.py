@@ -41,6 +41,23 @@ def faces(generator) -> torch.Tensor:
 # ------------------------------------------------------------------ models against references
 
 
+def test_dcgan_with_batchnorm_folded_makes_the_same_images():
+    torch.manual_seed(0)
+    network = zoo.DCGANGenerator()
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):  # statistics and affine far from the identity
+            module.running_mean.normal_(0, 0.5)
+            module.running_var.uniform_(0.2, 3.0)
+            module.weight.data.uniform_(0.5, 2.0)
+            module.bias.data.normal_(0, 0.3)
+    network.eval()
+    folded = network.folded()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    z = torch.randn(4, 100, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(folded(z), network(z), atol=1e-5)
+
+
 def test_dcgan_generates_faces(generator, faces):
     assert generator.spaces == ("z",) and generator.latent_shape("z") == (100,)
     assert generator.resolution == 64 and faces.shape == (6, 3, 64, 64)
