@@ -53,6 +53,9 @@ __all__ = ["CounterfactualExplainer", "CounterfactualResult", "TargetSpec", "res
 
 RESULT_FORMAT_VERSION = 1
 
+_BOUNDARY_RTOL = 0.02
+"""The minimal-edit search stops once the crossing is estimated within this fraction of ``t``."""
+
 _CLASS, _AWAY, _HEAD_ON, _HEAD_OFF = 0, 1, 2, 3
 _MODE_NAMES = {_CLASS: "class", _AWAY: "away", _HEAD_ON: "head_on", _HEAD_OFF: "head_off"}
 
@@ -288,7 +291,8 @@ class CounterfactualExplainer:
         lr: Adam's learning rate.
         batch_size: items optimised together.
         boundary_steps: the most iterations of the minimal-edit root search per item (each item
-            stops once the crossing is bracketed to 0.5 % of its path or its gap to 10 % of the margin).
+            stops once the crossing is bracketed to 0.5 % of its path, or its gap is within 10 % of
+            the margin and the crossing estimated within 2 % of the reported edit).
         scale_samples: latent samples used to measure the spread ``σ`` along each direction.
         seed: seed of face sampling and of the spread estimate.
         progress: show progress.
@@ -550,13 +554,17 @@ class CounterfactualExplainer:
         and image change there (the original logits and no change where not crossed).
 
         Regula falsi, Illinois variant: the bracket ``[lo, hi]`` always has ``gap(lo) < 0 ≤ gap(hi)``
-        and the reported ``t`` is ``hi``, so the minimal counterfactual does reach the target. Where
-        the gap's slope at ``t = 0`` is known, the first guess is where the
-        quadratic through ``gap(0)``, that slope and ``gap(1)`` reaches the middle of the accepted
-        window ``[0, 0.1·margin]``, instead of the secant's root."""
+        and the reported ``t`` is ``hi``, so the minimal counterfactual does reach the target. An
+        item is done once the bracket is narrower than 0.5 % of the path, or once ``gap(hi)`` is
+        within ``0.1·margin`` of the boundary and the secant's estimate of the crossing lies within
+        2 % of ``hi`` (where the gap is flat near the boundary, a small gap alone would leave ``hi``
+        far beyond the crossing). Where the gap's slope at ``t = 0`` is known, the first guess is
+        where the quadratic through ``gap(0)``, that slope and ``gap(1)`` reaches ``0.05·margin``,
+        instead of the secant's root."""
         alpha = found.alpha
         lo_g = self._gap(original_logits[face_of], spec, face_of, tau)
         hi_g = self._gap(found.logits, spec, face_of, tau)
+        lo_s, hi_s = lo_g.clone(), hi_g.clone()  # the ends' gaps as the secant sees them (Illinois-scaled)
         already, crossed = lo_g >= 0, hi_g >= 0
         lo_t, hi_t = torch.zeros_like(lo_g), torch.ones_like(hi_g)
         hi_logits = torch.where(crossed[:, None], found.logits, original_logits[face_of])
@@ -569,12 +577,14 @@ class CounterfactualExplainer:
         first_guess = _quadratic_root(lo_g - 0.05 * self.margin, found.start_slopes, hi_g - 0.05 * self.margin)
         with torch.no_grad():
             for iteration in range(self.boundary_steps):
-                pending &= ((hi_t - lo_t) > 5e-3) & (hi_g > 0.1 * self.margin)
+                secant = lo_t + (hi_t - lo_t) * lo_g / (lo_g - hi_g)  # with the ends' true gaps
+                close = (hi_g <= 0.1 * self.margin) & (hi_t - secant <= _BOUNDARY_RTOL * hi_t)
+                pending &= ((hi_t - lo_t) > 5e-3) & ~close
                 idx = pending.nonzero()[:, 0]
                 if len(idx) == 0:
                     break
                 width = hi_t[idx] - lo_t[idx]
-                t = (lo_t[idx] * hi_g[idx] - hi_t[idx] * lo_g[idx]) / (hi_g[idx] - lo_g[idx])
+                t = (lo_t[idx] * hi_s[idx] - hi_t[idx] * lo_s[idx]) / (hi_s[idx] - lo_s[idx])
                 if iteration == 0:
                     t = torch.where(torch.isfinite(first_guess[idx]), first_guess[idx], t)
                 t = torch.minimum(torch.maximum(t, lo_t[idx] + 1e-4 * width), hi_t[idx] - 1e-4 * width)
@@ -585,10 +595,11 @@ class CounterfactualExplainer:
                 g = self._gap(logits, spec, face_of[idx], tau)
                 up = g >= 0
                 i_up, i_down = idx[up], idx[~up]
-                hi_t[i_up], hi_g[i_up], hi_logits[i_up], hi_pixels[i_up] = t[up], g[up], logits[up], pixels[up]
-                lo_g[i_up] = torch.where(last[i_up] > 0, lo_g[i_up] / 2, lo_g[i_up])  # Illinois: halve the stale end
-                lo_t[i_down], lo_g[i_down] = t[~up], g[~up]
-                hi_g[i_down] = torch.where(last[i_down] < 0, hi_g[i_down] / 2, hi_g[i_down])
+                hi_t[i_up], hi_g[i_up], hi_s[i_up] = t[up], g[up], g[up]
+                hi_logits[i_up], hi_pixels[i_up] = logits[up], pixels[up]
+                lo_s[i_up] = torch.where(last[i_up] > 0, lo_s[i_up] / 2, lo_s[i_up])  # Illinois: halve the stale end
+                lo_t[i_down], lo_g[i_down], lo_s[i_down] = t[~up], g[~up], g[~up]
+                hi_s[i_down] = torch.where(last[i_down] < 0, hi_s[i_down] / 2, hi_s[i_down])
                 last[i_up], last[i_down] = 1.0, -1.0
         minimal_t = torch.where(crossed | already, hi_t, torch.full_like(hi_t, float("nan")))
         return minimal_t, hi_logits, hi_pixels
