@@ -296,6 +296,10 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
 
     Returns:
         An :class:`AuditResult`. ``table`` is sorted by rank.
+
+    If the audit stops with an exception, the counterfactuals found so far ride on it as
+    ``error.partial_result`` (a :class:`~cfexplain.counterfactual.CounterfactualResult`: the
+    per-semantic search's finished batches, or all of it when a later stage failed).
     """
     if len(subspaces) == 0:
         raise InputError("the subspace set is empty: nothing to audit")
@@ -305,6 +309,22 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
     explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=budget, seed=seed, **explainer_options)
     codes = explainer.faces(n)
     result = explainer.explain(codes, target=target, subspaces=names)
+    try:
+        return _summarise(explainer, codes, result, names, n=n, seed=seed, target=target, budget=budget,
+                          semantics=semantics, joint=joint, attribution=attribution, random_baseline=random_baseline,
+                          group_weight=group_weight, joint_steps=joint_steps, ig_steps=ig_steps)
+    except (Exception, KeyboardInterrupt) as error:  # the per-semantic search is kept on the exception
+        error.partial_result = result  # type: ignore[union-attr]
+        raise
+
+
+def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: CounterfactualResult,
+               names: list[str], *, n: int, seed: int, target: Any, budget: float,
+               semantics: Sequence[Semantic] | None, joint: bool, attribution: bool, random_baseline: bool,
+               group_weight: float, joint_steps: int, ig_steps: int) -> AuditResult:
+    """The audit's table and metrics from the per-semantic search ``result`` (the random
+    baseline, side effects, joint search and attribution run here)."""
+    generator, classifier, subspaces = explainer.generator, explainer.classifier, explainer.subspaces
     items = result.table
     grouped = items.groupby("subspace", sort=False)
     table = pd.DataFrame({

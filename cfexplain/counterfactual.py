@@ -395,6 +395,11 @@ class CounterfactualExplainer:
 
         Returns:
             A :class:`CounterfactualResult`.
+
+        Items are searched in batches of ``batch_size``. If the search stops with an exception (a
+        model error, out of memory, an interrupt), the items of the batches already finished are
+        not lost: the exception carries them as ``error.partial_result``, a
+        :class:`CounterfactualResult` (absent when no batch had finished).
         """
         names = list(subspaces) if subspaces is not None else list(self.subspaces)
         for name in names:
@@ -425,18 +430,28 @@ class CounterfactualExplainer:
         pixels = torch.zeros(items, 2, device=device, dtype=dtype)
         from tqdm.auto import tqdm
 
-        with tqdm(total=items, desc="counterfactuals", unit="item", disable=not self.progress) as bar:
-            for start in range(0, items, self.batch_size):
-                chunk = torch.arange(start, min(start + self.batch_size, items), device=device)
-                faces, spaces = face_of[chunk], space_of[chunk]
-                unique, slot = faces.unique(return_inverse=True)
-                with torch.no_grad():
-                    originals = _Originals(self._images(flat[unique]), slot)
-                found = self._search(flat, bases, faces, spaces, spec, tau, original_logits, originals=originals)
-                boundary = self._boundary(flat, bases, faces, spaces, found, spec, tau, original_logits, originals)
-                alpha[chunk], steps_used[chunk.cpu()], end_logits[chunk] = found.alpha, found.steps, found.logits
-                minimal_t[chunk], minimal_logits[chunk], pixels[chunk] = boundary
-                bar.update(len(chunk))
+        finished = 0
+        try:
+            with tqdm(total=items, desc="counterfactuals", unit="item", disable=not self.progress) as bar:
+                for start in range(0, items, self.batch_size):
+                    chunk = torch.arange(start, min(start + self.batch_size, items), device=device)
+                    faces, spaces = face_of[chunk], space_of[chunk]
+                    unique, slot = faces.unique(return_inverse=True)
+                    with torch.no_grad():
+                        originals = _Originals(self._images(flat[unique]), slot)
+                    found = self._search(flat, bases, faces, spaces, spec, tau, original_logits, originals=originals)
+                    boundary = self._boundary(flat, bases, faces, spaces, found, spec, tau, original_logits, originals)
+                    alpha[chunk], steps_used[chunk.cpu()], end_logits[chunk] = found.alpha, found.steps, found.logits
+                    minimal_t[chunk], minimal_logits[chunk], pixels[chunk] = boundary
+                    finished = start + len(chunk)
+                    bar.update(len(chunk))
+        except (Exception, KeyboardInterrupt) as error:  # keep the finished batches on the exception
+            if finished:
+                done = slice(0, finished)
+                error.partial_result = self._result(  # type: ignore[union-attr]
+                    flat, names, bases, face_of[done], space_of[done], alpha[done], minimal_t[done],
+                    steps_used[done], original_logits, end_logits[done], minimal_logits[done], pixels[done], spec)
+            raise
         return self._result(flat, names, bases, face_of, space_of, alpha, minimal_t, steps_used, original_logits,
                             end_logits, minimal_logits, pixels, spec)
 

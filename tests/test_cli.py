@@ -15,7 +15,8 @@ from torch import nn
 
 from cfexplain import zoo
 from cfexplain.audit import AuditResult
-from cfexplain.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, main
+from cfexplain.counterfactual import CounterfactualResult
+from cfexplain.cli import EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from cfexplain.cli.gates import parse_gate
 from cfexplain.errors import InputError, ModelFetchError
 from cfexplain.report import load_results_schema
@@ -189,3 +190,28 @@ def test_classifier_as_module_callable_from_the_working_directory(workspace, tmp
     assert code == EXIT_OK
     rows = list(csv.DictReader(open(tmp_path / "cf" / "table.csv")))
     assert len(rows) == 4 and "other_heads_flipped" in rows[0]
+
+
+def test_an_interrupted_explain_saves_the_finished_batches(workspace, tmp_path, monkeypatch, capsys):
+    from cfexplain.counterfactual import CounterfactualExplainer
+
+    folder, checkpoint = workspace
+    boundary, calls = CounterfactualExplainer._boundary, []
+
+    def interrupted_second_batch(self, *args, **kwargs):  # Ctrl-C while the second batch is searched
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return boundary(self, *args, **kwargs)
+
+    monkeypatch.setattr(CounterfactualExplainer, "_boundary", interrupted_second_batch)
+    out = tmp_path / "cf"
+    code = main(["explain", "--generator", checkpoint, "--subspaces", str(folder / "subspaces"), "--classifier",
+                 str(folder / "bright.pt"), "--labels", "dark", "bright", "--faces", "2", "--batch-size", "2",
+                 "--out", str(out)])
+    assert code == EXIT_INTERRUPTED
+    captured = capsys.readouterr()
+    assert "cfexplain: interrupted" in captured.err and "2 counterfactuals finished" in captured.out
+    rows = list(csv.DictReader(open(out / "partial" / "table.csv")))
+    assert [row["face"] for row in rows] == ["0", "0"]
+    assert len(CounterfactualResult.load(out / "partial").table) == 2

@@ -266,3 +266,60 @@ def test_quadratic_first_guess_of_the_boundary_search():
     assert torch.allclose(_quadratic_root(torch.tensor([-1.0]), torch.tensor([4.0]), torch.tensor([3.0])), torch.tensor([0.25]))
     assert torch.isnan(_quadratic_root(torch.tensor([-1.0]), torch.tensor([float("nan")]), torch.tensor([1.0]))).all()
     assert torch.isnan(_quadratic_root(torch.tensor([-1.0]), torch.tensor([1.0]), torch.tensor([-0.5]))).all()
+
+
+class _NaNAfter(nn.Module):
+    """LeftRedness until ``calls`` forward passes have run, then NaN."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.inner, self.calls = LeftRedness(), calls
+
+    def forward(self, x):
+        self.calls -= 1
+        return self.inner(x) if self.calls >= 0 else torch.full((x.shape[0], 2), float("nan"))
+
+
+def test_an_error_midway_keeps_the_finished_batches(setting):
+    generator, classifier, subspaces, _ = setting
+    options = dict(batch_size=4, budget=4.0, progress=False)
+    codes = generator.sample(4, space="z", seed=3)
+    clean = CounterfactualExplainer(generator, classifier, subspaces, **options).explain(codes)  # 8 items, 2 batches
+    counting = _NaNAfter(10**6)
+    CounterfactualExplainer(generator, Classifier(counting, output=OutputSpec.softmax(["blue", "red"])), subspaces,
+                            **options).explain(codes[:2])  # the original decisions and the first batch
+    first_batch = 10**6 - counting.calls
+    failing = Classifier(_NaNAfter(first_batch), output=OutputSpec.softmax(["blue", "red"]))
+    with pytest.raises(ModelOutputError, match="NaN") as caught:
+        CounterfactualExplainer(generator, failing, subspaces, **options).explain(codes)  # the second batch fails
+    partial = caught.value.partial_result
+    assert isinstance(partial, CounterfactualResult) and len(partial.table) == 4
+    kept = partial.to_dataframe()
+    expected = clean.to_dataframe().iloc[:4]
+    assert (kept["face"].to_numpy() == expected["face"].to_numpy()).all()
+    assert (kept["flipped"].to_numpy() == expected["flipped"].to_numpy()).all()
+    assert np.allclose(kept["min_edit"], expected["min_edit"], equal_nan=True)
+    assert torch.equal(partial.codes, clean.codes)
+
+    with pytest.raises(ModelOutputError) as first:  # nothing finished: nothing attached
+        CounterfactualExplainer(generator, Classifier(_NaNAfter(1), output=OutputSpec.softmax(["blue", "red"])),
+                                subspaces, **options).explain(5)
+    assert getattr(first.value, "partial_result", None) is None
+
+
+def test_an_audit_that_fails_after_the_search_keeps_it(setting):
+    generator, classifier, subspaces, semantics = setting
+
+    class Failing(nn.Module):
+        def forward(self, images):
+            raise RuntimeError("analyzer broke")
+
+    from cfexplain.criteria import FunctionCriterion
+    from cfexplain.subspaces import Semantic
+
+    broken = [Semantic(s.name, s.target, keep=[FunctionCriterion(Failing(), name="broken")]) for s in semantics]
+    with pytest.raises(RuntimeError, match="analyzer broke") as caught:
+        audit(generator, classifier, subspaces, n=4, budget=4.0, semantics=broken, random_baseline=False,
+              progress=False)
+    partial = caught.value.partial_result
+    assert isinstance(partial, CounterfactualResult) and len(partial.table) == 4 * len(subspaces)

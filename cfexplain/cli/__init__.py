@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import CfexplainError
-from .commands import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, run_audit, run_demo, run_explain, run_learn, run_report
+from .commands import EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_audit, run_demo, run_explain, run_learn, run_report
 
-__all__ = ["EXIT_GATE_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_GATE_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 _EPILOG = "Exit codes: 0 success, 1 an audit gate (--fail-if) failed, 2 bad usage or bad input."
 
@@ -43,6 +43,8 @@ def _search(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--seed", type=int, help="seed of the faces (default: 0)")
     parser.add_argument("--target", help="'flip' (default), a class index or label, or 'head,on|off|flip'")
     parser.add_argument("--budget", type=float, help="largest edit, in standard deviations (default: 3)")
+    parser.add_argument("--batch-size", type=int, help="counterfactuals searched together (default: 64); memory "
+                                                       "grows with it, and the finished batches are kept on an error")
     parser.add_argument("--out", help=f"output folder (default: {default_out})")
 
 
@@ -125,3 +127,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"cfexplain: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("cfexplain: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

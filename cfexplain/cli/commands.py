@@ -6,6 +6,8 @@ import argparse
 import hashlib
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,9 @@ from ..errors import CfexplainError
 from .config import load_config, make_analyzers, make_classifier, make_generator, make_semantics, merge
 from .gates import check_gates, failed_gates, parse_gate
 
-__all__ = ["EXIT_OK", "EXIT_GATE_FAILED", "EXIT_USAGE", "run_demo", "run_learn", "run_explain", "run_audit", "run_report"]
+__all__ = ["EXIT_OK", "EXIT_GATE_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "run_demo", "run_learn", "run_explain", "run_audit", "run_report"]
 
-EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -25,6 +27,22 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 def _progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "quiet", False)
+
+
+@contextmanager
+def _keeping_partial_results(args: argparse.Namespace, folder: Path) -> Iterator[None]:
+    """On an error or interrupt, save the counterfactuals finished before it (the exception's
+    ``partial_result``) to ``folder`` and say so, then let the exception go on."""
+    try:
+        yield
+    except (Exception, KeyboardInterrupt) as error:
+        partial = getattr(error, "partial_result", None)
+        if partial is not None:
+            partial.save(folder)
+            partial.to_dataframe().to_csv(folder / "table.csv", index=False)
+            _say(args, f"note: the {len(partial.table)} counterfactuals finished before the "
+                       f"{'interrupt' if isinstance(error, KeyboardInterrupt) else 'error'} were saved to {folder}")
+        raise
 
 
 # ------------------------------------------------------------------ demo
@@ -135,7 +153,8 @@ def _audit_inputs(args: argparse.Namespace, section: str):
     clf = merge(config, "classifier", {"model": args.classifier, "labels": args.labels, "kind": args.kind,
                                        "scores": args.scores})
     settings = merge(config, section, {"subspaces": args.subspaces, "faces": args.faces, "seed": args.seed,
-                                       "target": args.target, "budget": args.budget, "out": args.out})
+                                       "target": args.target, "budget": args.budget, "batch_size": args.batch_size,
+                                       "out": args.out})
     if not settings.get("subspaces"):
         from ..errors import InputError
 
@@ -172,9 +191,11 @@ def run_explain(args: argparse.Namespace) -> int:
 
     _, generator, classifier, subspaces, settings = _audit_inputs(args, "explain")
     explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=float(settings.get("budget", 3.0)),
+                                        batch_size=int(settings.get("batch_size", 64)),
                                         seed=int(settings.get("seed", 0)), progress=_progress(args))
-    result = explainer.explain(int(settings.get("faces", 16)), target=_target(settings.get("target")))
     out = Path(settings.get("out") or "counterfactuals")
+    with _keeping_partial_results(args, out / "partial"):
+        result = explainer.explain(int(settings.get("faces", 16)), target=_target(settings.get("target")))
     result.save(out)
     result.to_dataframe().to_csv(out / "table.csv", index=False)
     flipped = result.table.groupby("subspace")["flipped"].mean()
@@ -192,10 +213,12 @@ def run_audit(args: argparse.Namespace) -> int:
     gates += [parse_gate(text) for text in settings.get("fail_if", [])]
     check_gates(gates, list(subspaces))
     semantics = _audit_semantics(args, config, subspaces, str(generator.device))
-    result = audit(generator, classifier, subspaces, n=int(settings.get("faces", 32)), seed=int(settings.get("seed", 0)),
-                   target=_target(settings.get("target")), budget=float(settings.get("budget", 3.0)),
-                   semantics=semantics, progress=_progress(args))
     out = Path(settings.get("out") or "audit")
+    with _keeping_partial_results(args, out / "partial"):
+        result = audit(generator, classifier, subspaces, n=int(settings.get("faces", 32)),
+                       seed=int(settings.get("seed", 0)), target=_target(settings.get("target")),
+                       budget=float(settings.get("budget", 3.0)), batch_size=int(settings.get("batch_size", 64)),
+                       semantics=semantics, progress=_progress(args))
     result.save(out / "audit")
     title = f"{classifier.name}: {result.target}"
     write_report(out, generator, subspaces, [ReportSection(title, result, classifier)], title=f"cfexplain audit of {classifier.name}",
