@@ -49,6 +49,7 @@ from .classifiers import Classifier
 from .counterfactual import (
     CounterfactualExplainer,
     CounterfactualResult,
+    _attach_partial_result,
     decision_gap,
     resolve_target,
 )
@@ -314,7 +315,7 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
                           semantics=semantics, joint=joint, attribution=attribution, random_baseline=random_baseline,
                           group_weight=group_weight, joint_steps=joint_steps, ig_steps=ig_steps)
     except (Exception, KeyboardInterrupt) as error:  # the per-semantic search is kept on the exception
-        error.partial_result = result  # type: ignore[union-attr]
+        _attach_partial_result(error, lambda: result)
         raise
 
 

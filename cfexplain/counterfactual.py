@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -233,6 +233,16 @@ def latent_spread(generator: Generator, subspace: Subspace, *, samples: int = 20
         codes = generator.sample(samples, space=subspace.space, seed=seed)
         projected = codes.reshape(codes.shape[0], -1).double().cpu() @ subspace.basis.double()
     return projected.std(dim=0).clamp_min(1e-8).float()
+
+
+def _attach_partial_result(error: BaseException, build: Callable[[], CounterfactualResult]) -> None:
+    """Attach the work finished before ``error`` to it as ``error.partial_result`` (the result of
+    ``build()``), without ever hiding ``error``: where the result cannot be built or attached, the
+    exception goes on without it."""
+    try:
+        error.partial_result = build()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - the original error matters more than its partial result
+        pass
 
 
 def _quadratic_root(value0: torch.Tensor, slope0: torch.Tensor, value1: torch.Tensor) -> torch.Tensor:
@@ -448,9 +458,9 @@ class CounterfactualExplainer:
         except (Exception, KeyboardInterrupt) as error:  # keep the finished batches on the exception
             if finished:
                 done = slice(0, finished)
-                error.partial_result = self._result(  # type: ignore[union-attr]
+                _attach_partial_result(error, lambda: self._result(
                     flat, names, bases, face_of[done], space_of[done], alpha[done], minimal_t[done],
-                    steps_used[done], original_logits, end_logits[done], minimal_logits[done], pixels[done], spec)
+                    steps_used[done], original_logits, end_logits[done], minimal_logits[done], pixels[done], spec))
             raise
         return self._result(flat, names, bases, face_of, space_of, alpha, minimal_t, steps_used, original_logits,
                             end_logits, minimal_logits, pixels, spec)
