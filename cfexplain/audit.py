@@ -46,13 +46,8 @@ import torch
 from ._io import atomic_write, read_versioned_json
 from ._shared import shared_analyses
 from .classifiers import Classifier
-from .counterfactual import (
-    CounterfactualExplainer,
-    CounterfactualResult,
-    _attach_partial_result,
-    decision_gap,
-    resolve_target,
-)
+from .counterfactual import CounterfactualExplainer, CounterfactualResult, decision_gap, resolve_target
+from .counterfactual.explainer import _attach_partial_result
 from .errors import InputError
 from .generators.base import Generator, make_rng
 from .subspaces.core import Semantic, Subspace, SubspaceSet

@@ -253,7 +253,7 @@ def test_saved_results_of_another_format_or_damaged_are_refused(setting, tmp_pat
 
 
 def test_quadratic_first_guess_of_the_boundary_search():
-    from cfexplain.counterfactual import _quadratic_root
+    from cfexplain.counterfactual.explainer import _quadratic_root
 
     # q(t) = 3t² + t − 1 (convex) and q(t) = −2t² + 4t − 1 (concave): one root each in (0, 1)
     value0, slope0 = torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 4.0])

@@ -1,229 +1,27 @@
-"""Counterfactual search inside interpretable subspaces.
-
-For a face ``u0``, a subspace with orthonormal basis ``V`` (``D × k``) and a classifier, find
-coefficients ``α`` of ``u = u0 + V (σ ⊙ α)`` that reach a target decision. ``σ`` is the spread
-(standard deviation) of the latent distribution along each basis vector, so ``‖α‖`` is an edit
-size in standard deviations, comparable across semantics and latent spaces; the **edit budget** is
-a bound on it.
-
-Many faces × many subspaces are optimised at once, as one batch: each item has its own
-coefficients and optimiser state. An item stops as soon as its decision has crossed (Newton) or
-crossed over by the requested margin (Adam). Then a batched root search along each found path,
-``u0 + t·V(σ⊙α)``, ``t ∈ [0, 1]`` (regula falsi, Illinois variant, bracketing the crossing like a
-bisection but converging in a few steps; for Newton paths its first guess is the root of the
-quadratic through the gap at both ends and its slope at ``t = 0``, known from the first step),
-finds the **minimal edit**: where the path crosses the decision
-boundary. Its size is the "distance to the decision boundary" along that semantic, comparable
-across semantics. An item counts as flipped when its path crosses the boundary within the budget.
-
-Optimisers: ``"newton"`` steps to where the linearised decision gap reaches twice the margin by
-the smallest change of the coefficients (DeepFool's step, inside the subspace; the step is capped
-at the budget and the coefficients are projected back onto the budget ball); most items flip in
-one to three steps, and the first step's gradient is shared by all subspaces of a face (one
-backward pass per face: ``∇_α gap = (Vσ)ᵀ ∇_u gap``). ``"adam"`` minimises a loss, ``"margin"``
-(hinge on the decision gap) or ``"ce"`` (cross-entropy towards the target), plus ``β‖α‖²``.
-
-Targets (:func:`resolve_target`): a class (index or label), ``"flip"`` (leave the current class),
-or for sigmoid (multi-label) classifiers a head turning ``"on"``/``"off"``/``"flip"``.
-"""
+"""The batched counterfactual search (:class:`CounterfactualExplainer`): Newton or Adam steps
+inside each subspace, then a root search for the minimal edit along the found path (the method is
+described in the package's docstring and in ``docs/counterfactuals.md``)."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from ._io import atomic_write, read_versioned_json
-from .classifiers import Classifier
-from .errors import CorruptCheckpointError, InputError
-from .generators.base import Generator
-from .subspaces.core import Subspace, SubspaceSet
+from ..classifiers import Classifier
+from ..errors import InputError
+from ..generators.base import Generator
+from ..subspaces.core import Subspace, SubspaceSet
+from .result import CounterfactualResult
+from .targets import TargetSpec, _loss, _target_probability, decision_gap, resolve_target
 
-__all__ = ["CounterfactualExplainer", "CounterfactualResult", "TargetSpec", "resolve_target", "decision_gap",
-           "latent_spread", "RESULT_FORMAT_VERSION"]
-
-RESULT_FORMAT_VERSION = 1
+__all__ = ["CounterfactualExplainer", "latent_spread"]
 
 _BOUNDARY_RTOL = 0.02
 """The minimal-edit search stops once the crossing is estimated within this fraction of ``t``."""
-
-_CLASS, _AWAY, _HEAD_ON, _HEAD_OFF = 0, 1, 2, 3
-_MODE_NAMES = {_CLASS: "class", _AWAY: "away", _HEAD_ON: "head_on", _HEAD_OFF: "head_off"}
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """A resolved target, per face: the mode and the class or head index.
-
-    ``mode``: ``"class"`` (reach class ``index``), ``"away"`` (leave class ``index``),
-    ``"head_on"``/``"head_off"`` (push head ``index`` above/below the threshold).
-    """
-
-    mode: torch.Tensor  # (N,) int
-    index: torch.Tensor  # (N,) int
-    description: str
-
-
-def resolve_target(classifier: Classifier, target: Any, original_logits: torch.Tensor) -> TargetSpec:
-    """Turn a user target into per-face modes and indices.
-
-    Softmax classifiers: ``"flip"`` (leave each face's current class), a class index or label.
-    Sigmoid classifiers: ``(head, "on" | "off" | "flip")`` or a head alone (= ``"flip"``).
-    """
-    n = original_logits.shape[0]
-    device = original_logits.device
-    full = lambda value: torch.full((n,), value, dtype=torch.long, device=device)
-    if classifier.kind == "softmax":
-        if isinstance(target, str) and target == "flip":
-            return TargetSpec(full(_AWAY), original_logits.argmax(dim=1), "flip the decision")
-        if isinstance(target, (tuple, list)):
-            raise InputError(f"a softmax classifier takes 'flip', a class index or a label, got {target!r}")
-        index = classifier.label_index(target)
-        return TargetSpec(full(_CLASS), full(index), f"reach class {classifier.labels[index]!r}")
-    head, direction = (target, "flip") if not isinstance(target, (tuple, list)) else tuple(target)
-    if head == "flip":
-        raise InputError("a sigmoid (multi-label) classifier needs a head: target=('smiling', 'on'|'off'|'flip')")
-    index = classifier.label_index(head)
-    if direction == "on":
-        mode = full(_HEAD_ON)
-    elif direction == "off":
-        mode = full(_HEAD_OFF)
-    elif direction == "flip":
-        threshold = math.log(classifier.output.threshold / (1 - classifier.output.threshold))
-        mode = torch.where(original_logits[:, index] > threshold, full(_HEAD_OFF), full(_HEAD_ON))
-    else:
-        raise InputError(f"a head direction is 'on', 'off' or 'flip', got {direction!r}")
-    return TargetSpec(mode, full(index), f"head {classifier.labels[index]!r} {direction}")
-
-
-def decision_gap(logits: torch.Tensor, mode: torch.Tensor, index: torch.Tensor, threshold_logit: float) -> torch.Tensor:
-    """How far past the decision boundary each item is (positive: the target is reached).
-
-    class: ``z_t − max_{j≠t} z_j``; away: ``max_{j≠c} z_j − z_c``; head on: ``z_h − τ``;
-    head off: ``τ − z_h`` (τ the threshold's logit)."""
-    chosen = logits.gather(1, index[:, None])[:, 0]
-    if logits.shape[1] > 1:
-        others = logits.scatter(1, index[:, None], float("-inf")).amax(dim=1)
-    else:
-        others = torch.zeros_like(chosen)
-    gaps = torch.stack([chosen - others, others - chosen, chosen - threshold_logit, threshold_logit - chosen], dim=1)
-    return gaps.gather(1, mode[:, None])[:, 0]
-
-
-def _target_probability(probabilities: torch.Tensor, mode: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    p = probabilities.gather(1, index[:, None])[:, 0]
-    return torch.where((mode == _AWAY) | (mode == _HEAD_OFF), 1 - p, p)
-
-
-def _loss(logits, gap, mode, index, kind: str, margin: float, threshold_logit: float) -> torch.Tensor:
-    if kind == "margin":
-        return F.relu(margin - gap)
-    if kind != "ce":
-        raise InputError(f"loss must be 'margin' or 'ce', got {kind!r}")
-    log_p = logits.log_softmax(dim=1) if logits.shape[1] > 1 else None
-    chosen = logits.gather(1, index[:, None])[:, 0]
-    losses = []
-    for m, row in zip(mode.tolist(), range(len(mode))):
-        if m == _CLASS:
-            losses.append(-log_p[row, index[row]])
-        elif m == _AWAY:
-            losses.append(-torch.log1p(-log_p[row, index[row]].exp().clamp(max=1 - 1e-6)))
-        elif m == _HEAD_ON:
-            losses.append(F.softplus(-(chosen[row] - threshold_logit)))
-        else:
-            losses.append(F.softplus(chosen[row] - threshold_logit))
-    return torch.stack(losses)
-
-
-@dataclass
-class CounterfactualResult:
-    """Counterfactuals of many faces in many subspaces (one *item* per face × subspace).
-
-    Attributes:
-        space, latent_shape: the latent space of the codes.
-        codes: ``(N, D)`` the original faces' codes (flattened).
-        subspaces: the subspace names, in item order per face.
-        table: one row per item (see :meth:`to_dataframe` for the columns).
-        deltas: ``(items, D)`` latent edit at the minimal counterfactual (zero where not flipped).
-        end_deltas: ``(items, D)`` latent edit where the search stopped.
-        coefficients: per item, the search's end coefficients in standard-deviation units.
-        target: what was asked for; settings: the search settings.
-    """
-
-    space: str
-    latent_shape: tuple[int, ...]
-    codes: torch.Tensor
-    subspaces: list[str]
-    table: pd.DataFrame
-    deltas: torch.Tensor
-    end_deltas: torch.Tensor
-    coefficients: list[list[float]]
-    target: str
-    settings: dict[str, Any]
-
-    def to_dataframe(self) -> pd.DataFrame:
-        """One row per item: ``face, subspace, flipped, min_edit`` (standard deviations),
-        ``min_edit_latent`` (L2 in the latent space), ``end_edit``, ``steps``, ``p_before``,
-        ``p_after`` (target probability at the minimal counterfactual), ``p_end``, ``delta_prob``,
-        ``pixel_l1``, ``pixel_l2`` (mean absolute / root mean square image change at the minimal
-        counterfactual, image range [-1, 1]), ``other_heads_flipped`` (sigmoid classifiers)."""
-        return self.table.copy()
-
-    def codes_of(self, which: str = "minimal") -> torch.Tensor:
-        """Counterfactual codes ``(items, *latent_shape)``: at the ``"minimal"`` edit or the search ``"end"``."""
-        deltas = self.deltas if which == "minimal" else self.end_deltas
-        faces = torch.tensor(self.table["face"].to_numpy(), dtype=torch.long)
-        return (self.codes[faces] + deltas).reshape(-1, *self.latent_shape)
-
-    def images(self, generator: Generator, which: str = "minimal", *, batch_size: int = 32) -> torch.Tensor:
-        """Images ``(items, 3, H, W)`` of every item: ``"original"`` faces, counterfactuals at the
-        ``"minimal"`` edit, or at the search's ``"end"`` (synthesised with ``generator``, the one searched with)."""
-        if which not in ("original", "minimal", "end"):
-            raise InputError(f"which must be 'original', 'minimal' or 'end', got {which!r}")
-        faces = torch.tensor(self.table["face"].to_numpy(), dtype=torch.long)
-        codes = self.codes[faces].reshape(-1, *self.latent_shape) if which == "original" else self.codes_of(which)
-        with torch.no_grad():
-            return torch.cat([generator.synthesize(part.to(generator.device), space=self.space).cpu()
-                              for part in codes.split(batch_size)])
-
-    def to_json(self) -> str:
-        """The result as JSON (format version :data:`RESULT_FORMAT_VERSION`); tensors excluded."""
-        records = self.table.replace({np.nan: None}).to_dict(orient="records")
-        return json.dumps({"format_version": RESULT_FORMAT_VERSION, "space": self.space,
-                           "latent_shape": list(self.latent_shape), "target": self.target, "settings": self.settings,
-                           "subspaces": self.subspaces, "items": records, "coefficients": self.coefficients}, indent=1)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write ``result.json`` and ``tensors.pt`` (tensors only) into the folder ``path``."""
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors = {"codes": self.codes, "deltas": self.deltas, "end_deltas": self.end_deltas}
-        atomic_write(folder / "tensors.pt", lambda tmp: torch.save(tensors, tmp))
-        text = self.to_json()
-        atomic_write(folder / "result.json", lambda tmp: tmp.write_text(text))
-        return folder
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "CounterfactualResult":
-        """Read a result written by :meth:`save` (``torch.load(weights_only=True)``: no code runs)."""
-        folder = Path(path)
-        meta = read_versioned_json(folder / "result.json", RESULT_FORMAT_VERSION, "counterfactual result")
-        try:
-            tensors = torch.load(folder / "tensors.pt", map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError) as exc:
-            raise CorruptCheckpointError(f"{folder}: not a readable counterfactual result ({exc})") from exc
-        return cls(meta["space"], tuple(meta["latent_shape"]), tensors["codes"], meta["subspaces"],
-                   pd.DataFrame(meta["items"]), tensors["deltas"], tensors["end_deltas"], meta["coefficients"],
-                   meta["target"], meta["settings"])
 
 
 def latent_spread(generator: Generator, subspace: Subspace, *, samples: int = 2000, seed: int = 7919) -> torch.Tensor:

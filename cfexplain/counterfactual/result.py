@@ -1,0 +1,104 @@
+"""The result of a counterfactual search: one row per face × subspace, with the codes and edits
+to remake every image; saved as tensors plus JSON (nothing that can execute code)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .._io import atomic_write, read_versioned_json
+from ..errors import CorruptCheckpointError, InputError
+from ..generators.base import Generator
+
+__all__ = ["CounterfactualResult", "RESULT_FORMAT_VERSION"]
+
+RESULT_FORMAT_VERSION = 1
+
+
+@dataclass
+class CounterfactualResult:
+    """Counterfactuals of many faces in many subspaces (one *item* per face × subspace).
+
+    Attributes:
+        space, latent_shape: the latent space of the codes.
+        codes: ``(N, D)`` the original faces' codes (flattened).
+        subspaces: the subspace names, in item order per face.
+        table: one row per item (see :meth:`to_dataframe` for the columns).
+        deltas: ``(items, D)`` latent edit at the minimal counterfactual (zero where not flipped).
+        end_deltas: ``(items, D)`` latent edit where the search stopped.
+        coefficients: per item, the search's end coefficients in standard-deviation units.
+        target: what was asked for; settings: the search settings.
+    """
+
+    space: str
+    latent_shape: tuple[int, ...]
+    codes: torch.Tensor
+    subspaces: list[str]
+    table: pd.DataFrame
+    deltas: torch.Tensor
+    end_deltas: torch.Tensor
+    coefficients: list[list[float]]
+    target: str
+    settings: dict[str, Any]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per item: ``face, subspace, flipped, min_edit`` (standard deviations),
+        ``min_edit_latent`` (L2 in the latent space), ``end_edit``, ``steps``, ``p_before``,
+        ``p_after`` (target probability at the minimal counterfactual), ``p_end``, ``delta_prob``,
+        ``pixel_l1``, ``pixel_l2`` (mean absolute / root mean square image change at the minimal
+        counterfactual, image range [-1, 1]), ``other_heads_flipped`` (sigmoid classifiers)."""
+        return self.table.copy()
+
+    def codes_of(self, which: str = "minimal") -> torch.Tensor:
+        """Counterfactual codes ``(items, *latent_shape)``: at the ``"minimal"`` edit or the search ``"end"``."""
+        deltas = self.deltas if which == "minimal" else self.end_deltas
+        faces = torch.tensor(self.table["face"].to_numpy(), dtype=torch.long)
+        return (self.codes[faces] + deltas).reshape(-1, *self.latent_shape)
+
+    def images(self, generator: Generator, which: str = "minimal", *, batch_size: int = 32) -> torch.Tensor:
+        """Images ``(items, 3, H, W)`` of every item: ``"original"`` faces, counterfactuals at the
+        ``"minimal"`` edit, or at the search's ``"end"`` (synthesised with ``generator``, the one searched with)."""
+        if which not in ("original", "minimal", "end"):
+            raise InputError(f"which must be 'original', 'minimal' or 'end', got {which!r}")
+        faces = torch.tensor(self.table["face"].to_numpy(), dtype=torch.long)
+        codes = self.codes[faces].reshape(-1, *self.latent_shape) if which == "original" else self.codes_of(which)
+        with torch.no_grad():
+            return torch.cat([generator.synthesize(part.to(generator.device), space=self.space).cpu()
+                              for part in codes.split(batch_size)])
+
+    def to_json(self) -> str:
+        """The result as JSON (format version :data:`RESULT_FORMAT_VERSION`); tensors excluded."""
+        records = self.table.replace({np.nan: None}).to_dict(orient="records")
+        return json.dumps({"format_version": RESULT_FORMAT_VERSION, "space": self.space,
+                           "latent_shape": list(self.latent_shape), "target": self.target, "settings": self.settings,
+                           "subspaces": self.subspaces, "items": records, "coefficients": self.coefficients}, indent=1)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``result.json`` and ``tensors.pt`` (tensors only) into the folder ``path``."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {"codes": self.codes, "deltas": self.deltas, "end_deltas": self.end_deltas}
+        atomic_write(folder / "tensors.pt", lambda tmp: torch.save(tensors, tmp))
+        text = self.to_json()
+        atomic_write(folder / "result.json", lambda tmp: tmp.write_text(text))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "CounterfactualResult":
+        """Read a result written by :meth:`save` (``torch.load(weights_only=True)``: no code runs)."""
+        folder = Path(path)
+        meta = read_versioned_json(folder / "result.json", RESULT_FORMAT_VERSION, "counterfactual result")
+        try:
+            tensors = torch.load(folder / "tensors.pt", map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError) as exc:
+            raise CorruptCheckpointError(f"{folder}: not a readable counterfactual result ({exc})") from exc
+        return cls(meta["space"], tuple(meta["latent_shape"]), tensors["codes"], meta["subspaces"],
+                   pd.DataFrame(meta["items"]), tensors["deltas"], tensors["end_deltas"], meta["coefficients"],
+                   meta["target"], meta["settings"])
