@@ -99,6 +99,7 @@ class AuditResult:
                 "joint": records(self.joint), "items": records(self.counterfactuals.table)}
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as indented JSON text."""
         return json.dumps(self.to_dict(), indent=1)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -113,6 +114,7 @@ class AuditResult:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "AuditResult":
+        """Read an audit written by :meth:`save` (JSON and ``torch.load(weights_only=True)``: no code runs)."""
         folder = Path(path)
         data = read_versioned_json(folder / "audit.json", AUDIT_FORMAT_VERSION, "audit")
         return cls(pd.DataFrame(data["semantics"]), CounterfactualResult.load(folder / "counterfactuals"),

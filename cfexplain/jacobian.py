@@ -89,6 +89,7 @@ class MetricEstimate:
 
     @property
     def total_passes(self) -> int:
+        """All generator passes, of every kind (see ``passes``)."""
         return sum(self.passes.values())
 
 

@@ -108,6 +108,8 @@ def make_analyzers(settings: Mapping[str, Any], device: str = "cpu"):
 
 
 def make_semantics(stack: str, parser, landmarks, names: list[str] | None):
+    """The preset semantics of ``stack`` ("facemesh" or "bisenet_fan") on the given analyzers,
+    restricted to ``names`` where given."""
     from ..presets import bisenet_fan_semantics, facemesh_semantics
 
     build = facemesh_semantics if stack == "facemesh" else bisenet_fan_semantics

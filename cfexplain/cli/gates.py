@@ -48,6 +48,7 @@ class Gate:
         return float(table.loc[self.semantic, self.column])
 
     def holds(self, result: AuditResult) -> bool:
+        """Whether the condition holds for ``result`` (a NaN value never does)."""
         value = self.value_in(result)
         return not math.isnan(value) and _OPERATORS[self.op](value, self.value)
 

@@ -147,6 +147,7 @@ class CounterfactualExplainer:
 
     @property
     def space(self) -> str:
+        """The latent space searched in: the subspaces' space."""
         return self.subspaces.space
 
     def spread(self, name: str) -> torch.Tensor:

@@ -165,6 +165,7 @@ class SubspaceSet(Mapping[str, Subspace]):
 
     @property
     def latent_shape(self) -> tuple[int, ...] | None:
+        """The latent shape of one code of the subspaces' space (``None`` for an empty set)."""
         return next(iter(self._subspaces.values())).latent_shape if self._subspaces else None
 
     def save(self, path: str | os.PathLike) -> Path:
