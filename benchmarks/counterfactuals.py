@@ -6,8 +6,9 @@ decay 1e-3) on the decision margin towards the target, batch size 1, no stopping
 counts as flipped if its decision is flipped after the last step.
 
 cfexplain: :class:`~cfexplain.counterfactual.CounterfactualExplainer` over all faces × subspaces in
-one batched search (Adam, per-item early stop at the margin, bisection to the minimal edit, edit
-budget 3 standard deviations).
+one batched search (its defaults: Newton steps inside each subspace, each item stopping once its
+decision crosses, a regula-falsi root search for the minimal edit, edit budget 3 standard
+deviations; once more with a 30σ budget, about the reference's edit sizes).
 
 Both on the zoo DCGAN and the zoo gender classifier ("flip the decision"), the same faces and
 subspaces (learned once here with the FaceMesh presets), timed in the same process one after the
