@@ -105,8 +105,17 @@ def test_sigmoid_heads_on_and_off(setting):
     assert on.flipped.sum() >= 3 and (on[on.flipped].p_end > 0.5).all() and "other_heads_flipped" in on
     off = explainer.explain(6, target=("red_left", "off"), subspaces=["left_colour"]).to_dataframe()
     assert off.flipped.sum() >= 3 and (off[off.flipped].p_end > 0.5).all()  # the target probability is P(head off)
-    with pytest.raises(InputError, match="needs a head"):
+    with pytest.raises(InputError, match="needs one named"):
         explainer.explain(2, target="flip")
+
+    class RedLeft(TwoHeads):
+        def forward(self, x):
+            return super().forward(x)[:, :1]
+
+    single = Classifier(RedLeft(), output=OutputSpec.sigmoid(["red_left"]))
+    flipped = CounterfactualExplainer(generator, single, subspaces, progress=False).explain(
+        6, target="flip", subspaces=["left_colour"]).to_dataframe()  # one head: "flip" flips it
+    assert flipped.flipped.sum() >= 3 and (flipped[flipped.flipped].p_end > 0.5).all()
 
 
 def test_result_save_load_and_json(setting, tmp_path):

@@ -36,7 +36,8 @@ def resolve_target(classifier: Classifier, target: Any, original_logits: torch.T
     """Turn a user target into per-face modes and indices.
 
     Softmax classifiers: ``"flip"`` (leave each face's current class), a class index or label.
-    Sigmoid classifiers: ``(head, "on" | "off" | "flip")`` or a head alone (= ``"flip"``).
+    Sigmoid classifiers: ``(head, "on" | "off" | "flip")`` or a head alone (= ``"flip"``); with a
+    single head, ``"flip"`` flips it.
     """
     n = original_logits.shape[0]
     device = original_logits.device
@@ -49,8 +50,11 @@ def resolve_target(classifier: Classifier, target: Any, original_logits: torch.T
         index = classifier.label_index(target)
         return TargetSpec(full(_CLASS), full(index), f"reach class {classifier.labels[index]!r}")
     head, direction = (target, "flip") if not isinstance(target, (tuple, list)) else tuple(target)
-    if head == "flip":
-        raise InputError("a sigmoid (multi-label) classifier needs a head: target=('smiling', 'on'|'off'|'flip')")
+    if head == "flip" and len(classifier.labels) == 1:
+        head = 0
+    elif head == "flip":
+        raise InputError(f"a sigmoid classifier with {len(classifier.labels)} heads needs one named: "
+                         f"target=(head, 'on'|'off'|'flip'), head one of {list(classifier.labels)}")
     index = classifier.label_index(head)
     if direction == "on":
         mode = full(_HEAD_ON)
