@@ -117,6 +117,11 @@ class OutputSpec:
     """What the model returns and how to read it. Build with :meth:`softmax`, :meth:`sigmoid`
     or :meth:`heads`.
 
+    Except for :meth:`heads`, the model returns an ``(N, K)`` tensor of scores, K the number of
+    labels (a single sigmoid head may also return ``(N,)``). The tensor may come alone or inside a
+    1-tuple, a mapping under ``"logits"``, or an output object's ``logits`` attribute (as Hugging
+    Face models return); for anything else, wrap the model so that it returns the scores.
+
     Attributes:
         kind: ``"softmax"`` (exclusive classes) or ``"sigmoid"`` (independent binary heads).
         labels: one name per class / head.
@@ -163,17 +168,20 @@ class OutputSpec:
         return cls("sigmoid", tuple(labels), scores, multi_head=True, threshold=threshold)
 
     def to_logits(self, raw: object) -> torch.Tensor:
-        """The uniform ``(N, K)`` logits of a raw model output (see the module docstring)."""
+        """The uniform ``(N, K)`` logits of a raw model output (the forms are listed in the class docstring)."""
         if self.multi_head:
             if not isinstance(raw, (list, tuple)) or not all(isinstance(h, torch.Tensor) for h in raw):
                 raise ModelOutputError(f"the model should return a list of {len(self.labels)} head tensors, got {type(raw).__name__}")
             if len(raw) != len(self.labels):
                 raise ModelOutputError(f"the model returned {len(raw)} heads for {len(self.labels)} labels")
             return torch.stack([self._head_logit(h, i) for i, h in enumerate(raw)], dim=1)
-        if isinstance(raw, (list, tuple)) and len(raw) == 1:
-            raw = raw[0]
+        raw = _scores_inside(raw)
         if not isinstance(raw, torch.Tensor):
-            raise ModelOutputError(f"the model should return a tensor, got {type(raw).__name__}")
+            raise ModelOutputError(
+                f"the model should return a tensor of scores (or a 1-tuple, a mapping or an object holding it as "
+                f"'logits'), got {_describe(raw)}: wrap the model so that it returns the class scores")
+        if raw.ndim == 1 and self.kind == "sigmoid" and len(self.labels) == 1:
+            raw = raw[:, None]  # one binary score per image
         if raw.ndim != 2 or raw.shape[1] != len(self.labels):
             raise ModelOutputError(
                 f"the model returned shape {tuple(raw.shape)}, expected (N, {len(self.labels)}) for labels {list(self.labels)}"
@@ -191,6 +199,26 @@ class OutputSpec:
                 return head[:, 1] - head[:, 0]
             return _log_probabilities(head)[:, 1] - _log_probabilities(head)[:, 0]
         raise ModelOutputError(f"head {index} ({self.labels[index]}) has shape {tuple(head.shape)}, expected (N, 1) or (N, 2)")
+
+
+def _scores_inside(raw: object) -> object:
+    """The scores tensor inside the containers models commonly return: a 1-tuple or 1-list, a
+    mapping with a ``"logits"`` key, or an output object with a ``logits`` tensor (as Hugging Face
+    models return); anything else unchanged."""
+    if isinstance(raw, (list, tuple)) and len(raw) == 1:
+        return raw[0]
+    if isinstance(raw, Mapping) and "logits" in raw:
+        return raw["logits"]
+    logits = getattr(raw, "logits", None)
+    return logits if isinstance(logits, torch.Tensor) else raw
+
+
+def _describe(raw: object) -> str:
+    if isinstance(raw, (list, tuple)):
+        return f"a {type(raw).__name__} of {len(raw)}"
+    if isinstance(raw, Mapping):
+        return f"a mapping with keys {list(raw)[:5]}"
+    return type(raw).__name__
 
 
 def _log_probabilities(p: torch.Tensor) -> torch.Tensor:

@@ -162,3 +162,34 @@ def test_grouped_classes():
         clf.grouped({"a": ["a", "b"], "b": ["b"]})
     with pytest.raises(InputError, match="at least two"):
         clf.grouped({"all": ["a", "b", "c", "d"]})
+
+
+def test_scores_inside_common_containers():
+    from types import SimpleNamespace
+
+    reference = Classifier(TinyNet(2), output=OutputSpec.softmax(["a", "b"])).logits(images())
+    wrappers = {"tuple": lambda s: (s,), "dict": lambda s: {"logits": s, "hidden": s * 0},
+                "output object": lambda s: SimpleNamespace(logits=s, loss=None)}
+    for name, wrap in wrappers.items():
+        class Wrapped(TinyNet):
+            def forward(self, x):
+                return wrap(super().forward(x))
+
+        logits = Classifier(Wrapped(2), output=OutputSpec.softmax(["a", "b"])).logits(images())
+        assert torch.equal(logits, reference), name
+
+    class OneScore(TinyNet):  # a binary classifier returning (N,)
+        def forward(self, x):
+            return super().forward(x)[:, 0]
+
+    single = Classifier(OneScore(2), output=OutputSpec.sigmoid(["smiling"])).logits(images())
+    assert single.shape == (2, 1) and torch.equal(single[:, 0], reference[:, 0])
+
+    class Pair(TinyNet):  # (scores, features): ambiguous, refused with what to do
+        def forward(self, x):
+            return super().forward(x), x
+
+    with pytest.raises(ModelOutputError, match="a tuple of 2: wrap the model"):
+        Classifier(Pair(2), output=OutputSpec.softmax(["a", "b"])).logits(images())
+    with pytest.raises(ModelOutputError, match=r"expected \(N, 2\)"):  # (N,) only for one sigmoid head
+        Classifier(OneScore(2), output=OutputSpec.softmax(["a", "b"])).logits(images())
