@@ -455,7 +455,7 @@ class CounterfactualExplainer:
             on_before = original_logits[face_of] > self._threshold_logit()
             on_after = after_logits > self._threshold_logit()
             changed = (on_before != on_after)
-            changed[torch.arange(len(index)), index] = False
+            changed[torch.arange(len(index), device=changed.device), index] = False
             table["other_heads_flipped"] = changed.sum(dim=1).cpu().numpy()
         dims = [self.subspaces[names[s]].dim for s in space_of.tolist()]
         coefficients = [alpha[i, : dims[i]].tolist() for i in range(len(alpha))]
