@@ -332,3 +332,19 @@ def test_an_audit_that_fails_after_the_search_keeps_it(setting):
               progress=False)
     partial = caught.value.partial_result
     assert isinstance(partial, CounterfactualResult) and len(partial.table) == 4 * len(subspaces)
+
+
+def test_options_for_one_call(setting):
+    generator, classifier, subspaces, _ = setting
+    explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=4.0, progress=False)
+    wide = explainer.explain(6, subspaces=["left_colour"]).to_dataframe()
+    narrow_result = explainer.explain(6, subspaces=["left_colour"], budget=0.3, margin=0.2)
+    narrow = narrow_result.to_dataframe()
+    assert (narrow["end_edit"] <= 0.3 + 1e-5).all() and wide["end_edit"].max() > 0.3
+    assert narrow["flipped"].sum() < wide["flipped"].sum()
+    assert narrow_result.settings["budget"] == 0.3 and narrow_result.settings["margin"] == 0.2
+    assert explainer.budget == 4.0 and explainer.margin == 0.5  # the explainer itself is unchanged
+    adam = explainer.explain(2, subspaces=["left_colour"], optimizer="adam")
+    assert adam.settings["optimizer"] == "adam" and adam.settings["steps"] == 100  # Adam's own default
+    with pytest.raises(InputError, match="unknown option"):
+        explainer.explain(2, bugdet=1.0)

@@ -150,6 +150,22 @@ class CounterfactualExplainer:
         """The latent space searched in: the subspaces' space."""
         return self.subspaces.space
 
+    def _with(self, **changes: Any) -> CounterfactualExplainer:
+        """A copy of this explainer with some options changed (sharing the spread estimates where
+        they stay valid)."""
+        changes = {key: value for key, value in changes.items() if value is not None}
+        base = self.options
+        unknown = sorted(set(changes) - set(base))
+        if unknown:
+            raise InputError(f"unknown option(s) {unknown}; the options are {sorted(base)}")
+        if "optimizer" in changes or "loss" in changes:  # let the constructor choose again
+            del base["steps"]
+            base["optimizer"] = "auto"
+        other = CounterfactualExplainer(self.generator, self.classifier, self.subspaces, **{**base, **changes})
+        if (other.scale_samples, other.seed) == (self.scale_samples, self.seed):
+            other._spreads = self._spreads
+        return other
+
     def spread(self, name: str) -> torch.Tensor:
         """σ: the standard deviation of sampled codes along each basis vector of subspace ``name``."""
         if name not in self._spreads:
@@ -194,13 +210,16 @@ class CounterfactualExplainer:
     # ------------------------------------------------------------------ the search
 
     def explain(self, codes_or_seeds: torch.Tensor | int | Sequence[int], *, target: Any = "flip",
-                subspaces: Sequence[str] | None = None) -> CounterfactualResult:
+                subspaces: Sequence[str] | None = None, budget: float | None = None,
+                **options: Any) -> CounterfactualResult:
         """Counterfactuals of every face in every subspace.
 
         Args:
             codes_or_seeds: codes in the subspaces' space, a number of faces, or a list of seeds.
             target: see :func:`resolve_target` (default: flip each face's decision).
             subspaces: names to search in (default: all).
+            budget, options: settings of the constructor (``budget``, ``steps``, ``margin``,
+                ``loss``, ``optimizer``, ``batch_size`` …) for this call only.
 
         Returns:
             A :class:`CounterfactualResult`.
@@ -210,6 +229,8 @@ class CounterfactualExplainer:
         not lost: the exception carries them as ``error.partial_result``, a
         :class:`CounterfactualResult` (absent when no batch had finished).
         """
+        if budget is not None or options:
+            return self._with(budget=budget, **options).explain(codes_or_seeds, target=target, subspaces=subspaces)
         names = list(subspaces) if subspaces is not None else list(self.subspaces)
         for name in names:
             self.subspaces[name]  # raises for unknown names
