@@ -51,7 +51,7 @@ def test_counterfactuals_flip_the_decision_at_the_boundary(setting, optimizer):
         short = classifier.predict(generator.synthesize(result.codes[faces] + 0.9 * deltas.float()))
     assert (after != before).all() and (short == before).all()
     # The result's images are the faces and their counterfactuals.
-    originals, minimal = result.images(generator, "original"), result.images(generator, "minimal")
+    originals, minimal = result.images("original"), result.images("minimal")
     with torch.no_grad():
         assert torch.allclose(originals[rows], generator.synthesize(result.codes[faces]), atol=1e-6)
         assert torch.allclose(minimal[rows], generator.synthesize(codes), atol=1e-6)
@@ -125,6 +125,9 @@ def test_result_save_load_and_json(setting, tmp_path):
     assert loaded.to_dataframe().equals(result.to_dataframe().astype(loaded.to_dataframe().dtypes)) or \
         np.allclose(loaded.table.min_edit.fillna(-1), result.table.min_edit.fillna(-1))
     assert torch.equal(loaded.deltas, result.deltas)
+    with pytest.raises(InputError, match="pass generator="):  # a loaded result has no generator
+        loaded.images("minimal")
+    assert torch.equal(loaded.images("minimal", generator=generator), result.images("minimal"))
     data = json.loads(result.to_json())
     assert data["format_version"] == 1 and len(data["items"]) == 6 and data["target"] == "flip the decision"
 

@@ -486,4 +486,4 @@ class CounterfactualExplainer:
                     "classifier": self.classifier.name}
         return CounterfactualResult(self.space, tuple(self.subspaces.latent_shape), flat.detach().cpu(), names, table,
                                     deltas.detach().cpu(), end_deltas.detach().cpu(), coefficients, spec.description,
-                                    settings)
+                                    settings, generator=self.generator)

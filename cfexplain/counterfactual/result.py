@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class CounterfactualResult:
         end_deltas: ``(items, D)`` latent edit where the search stopped.
         coefficients: per item, the search's end coefficients in standard-deviation units.
         target: what was asked for; settings: the search settings.
+        generator: the generator searched with, for :meth:`images` (not saved: ``None`` after
+            :meth:`load`).
     """
 
     space: str
@@ -47,6 +49,7 @@ class CounterfactualResult:
     coefficients: list[list[float]]
     target: str
     settings: dict[str, Any]
+    generator: Generator | None = field(default=None, repr=False, compare=False)
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per item: ``face, subspace, flipped, min_edit`` (standard deviations),
@@ -62,11 +65,15 @@ class CounterfactualResult:
         faces = torch.tensor(self.table["face"].to_numpy(), dtype=torch.long)
         return (self.codes[faces] + deltas).reshape(-1, *self.latent_shape)
 
-    def images(self, generator: Generator, which: str = "minimal", *, batch_size: int = 32) -> torch.Tensor:
-        """Images ``(items, 3, H, W)`` of every item: ``"original"`` faces, counterfactuals at the
-        ``"minimal"`` edit, or at the search's ``"end"`` (synthesised with ``generator``, the one searched with)."""
+    def images(self, which: str = "minimal", *, generator: Generator | None = None, batch_size: int = 32) -> torch.Tensor:
+        """Images ``(items, 3, H, W)`` of every item, on the CPU: the ``"original"`` faces, the
+        counterfactuals at the ``"minimal"`` edit, or at the search's ``"end"``; synthesised in
+        batches with the generator searched with (give ``generator`` for a loaded result)."""
         if which not in ("original", "minimal", "end"):
             raise InputError(f"which must be 'original', 'minimal' or 'end', got {which!r}")
+        generator = generator if generator is not None else self.generator
+        if generator is None:
+            raise InputError("this result has no generator (it was loaded from disk): pass generator=, the one searched with")
         faces = torch.tensor(self.table["face"].to_numpy(), dtype=torch.long)
         codes = self.codes[faces].reshape(-1, *self.latent_shape) if which == "original" else self.codes_of(which)
         with torch.no_grad():
