@@ -349,8 +349,10 @@ def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: 
     table["attribution_rank"] = table["attribution"].rank(ascending=False, method="min").astype("Int64")
     table = table.sort_values("rank").reset_index(drop=True)
     flipped = items[items["flipped"]]
+    latent_l1 = result.deltas[torch.tensor(flipped.index.to_list(), dtype=torch.long)].abs().sum(dim=1)
     metrics.update({
         "validity": float(items["flipped"].mean()),
+        "proximity_latent_l1": float(latent_l1.mean()) if len(flipped) else float("nan"),
         "proximity_latent_l2": float(flipped["min_edit_latent"].mean()) if len(flipped) else float("nan"),
         "proximity_std_units": float(flipped["min_edit"].mean()) if len(flipped) else float("nan"),
         "proximity_pixel_l1": float(flipped["pixel_l1"].mean()) if len(flipped) else float("nan"),

@@ -167,6 +167,10 @@ def test_audit_finds_the_planted_rule(setting, tmp_path):
     assert math.isnan(by_name.loc["right_colour", "side_effect"])  # nothing flipped: nothing to measure
     assert result.metrics["joint_validity"] >= 0.5 and result.metrics["joint_sparsity"] == 1.0
     assert 0 < result.metrics["validity"] <= 1
+    flipped = result.counterfactuals.table["flipped"].to_numpy()
+    latent = result.counterfactuals.deltas[torch.tensor(flipped)]
+    assert math.isclose(result.metrics["proximity_latent_l1"], float(latent.abs().sum(dim=1).mean()), rel_tol=1e-5)
+    assert math.isclose(result.metrics["proximity_latent_l2"], float(latent.norm(dim=1).mean()), rel_tol=1e-4)
     loaded = AuditResult.load(result.save(tmp_path / "audit"))
     assert loaded.ranking() == result.ranking()
     assert (tmp_path / "audit" / "table.csv").read_text().startswith("semantic,")
