@@ -38,10 +38,13 @@ def _keeping_partial_results(args: argparse.Namespace, folder: Path) -> Iterator
     except (Exception, KeyboardInterrupt) as error:
         partial = getattr(error, "partial_result", None)
         if partial is not None:
-            partial.save(folder)
-            partial.to_dataframe().to_csv(folder / "table.csv", index=False)
-            _say(args, f"note: the {len(partial.table)} counterfactuals finished before the "
-                       f"{'interrupt' if isinstance(error, KeyboardInterrupt) else 'error'} were saved to {folder}")
+            what = "interrupt" if isinstance(error, KeyboardInterrupt) else "error"
+            try:
+                partial.save(folder)
+                partial.to_dataframe().to_csv(folder / "table.csv", index=False)
+                _say(args, f"note: the {len(partial.table)} counterfactuals finished before the {what} were saved to {folder}")
+            except OSError as exc:
+                _say(args, f"note: the counterfactuals finished before the {what} could not be saved to {folder}: {exc}")
         raise
 
 
