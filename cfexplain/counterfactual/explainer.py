@@ -85,7 +85,7 @@ class CounterfactualExplainer:
         classifier: the :class:`~cfexplain.classifiers.Classifier` to explain.
         subspaces: the subspaces (their latent space is the search space).
         optimizer: ``"newton"`` (linearised-gap steps), ``"adam"`` (on ``loss``), or ``"auto"``
-            (``"newton"`` for the margin loss, ``"adam"`` for cross-entropy); see the module docstring.
+            (``"newton"`` for the margin loss, ``"adam"`` for cross-entropy); see :mod:`cfexplain.counterfactual`.
         loss: ``"margin"`` (hinge on the decision gap, default) or ``"ce"``; used by ``"adam"``.
         margin: how far past the decision boundary (logit units) the search aims: a Newton step
             aims at a gap of twice this, an Adam item stops once its gap reaches it (a Newton item
