@@ -29,6 +29,12 @@ def _progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "quiet", False)
 
 
+def _save_counterfactuals(result, folder: Path) -> None:
+    """A counterfactual result and its ``table.csv``, written to ``folder``."""
+    result.save(folder)
+    result.to_dataframe().to_csv(folder / "table.csv", index=False)
+
+
 @contextmanager
 def _keeping_partial_results(args: argparse.Namespace, folder: Path) -> Iterator[None]:
     """On an error or interrupt, save the counterfactuals finished before it (the exception's
@@ -40,8 +46,7 @@ def _keeping_partial_results(args: argparse.Namespace, folder: Path) -> Iterator
         if partial is not None:
             what = "interrupt" if isinstance(error, KeyboardInterrupt) else "error"
             try:
-                partial.save(folder)
-                partial.to_dataframe().to_csv(folder / "table.csv", index=False)
+                _save_counterfactuals(partial, folder)
                 _say(args, f"note: the {len(partial.table)} counterfactuals finished before the {what} were saved to {folder}")
             except OSError as exc:
                 _say(args, f"note: the counterfactuals finished before the {what} could not be saved to {folder}: {exc}")
@@ -199,8 +204,7 @@ def run_explain(args: argparse.Namespace) -> int:
     out = Path(settings.get("out") or "counterfactuals")
     with _keeping_partial_results(args, out / "partial"):
         result = explainer.explain(int(settings.get("faces", 16)), target=_target(settings.get("target")))
-    result.save(out)
-    result.to_dataframe().to_csv(out / "table.csv", index=False)
+    _save_counterfactuals(result, out)
     flipped = result.table.groupby("subspace")["flipped"].mean()
     _say(args, "flip rates: " + ", ".join(f"{name} {rate:.0%}" for name, rate in flipped.items()) + f"; saved to {out}")
     return EXIT_OK

@@ -13,7 +13,8 @@ crossed over by the requested margin (Adam). Then a batched root search along ea
 bisection but converging in a few steps; for Newton paths its first guess is the root of the
 quadratic through the gap at both ends and its slope at ``t = 0``, known from the first step),
 finds the **minimal edit**: where the path crosses the decision boundary. Its size is the
-"distance to the decision boundary" along that semantic, comparable across semantics. An item counts as flipped when its path crosses the boundary within the budget.
+"distance to the decision boundary" along that semantic, comparable across semantics. An item
+counts as flipped when its path crosses the boundary within the budget.
 
 Optimisers: ``"newton"`` steps to where the linearised decision gap reaches twice the margin by
 the smallest change of the coefficients (DeepFool's step, inside the subspace; the step is capped
