@@ -45,7 +45,7 @@ from .criteria.base import Context, Criterion
 from .errors import InputError
 from .generators.base import Generator
 
-__all__ = ["METHODS", "MetricEstimate", "estimate_metrics", "LatentImages"]
+__all__ = ["METHODS", "MetricEstimate", "directional_changes", "estimate_metrics", "LatentImages"]
 
 METHODS = ("auto", "forward", "reverse", "randomized")
 
@@ -175,6 +175,40 @@ def _reverse_rows(batch: _Batch, indices: Sequence[int], chunk: int) -> list[tor
         rows.append(vmap(lambda c: pullback(c)[0])(cotangents))  # (k, B, D)
     jacobian = torch.cat(rows, dim=0).permute(1, 0, 2)  # (B, total, D)
     return list(torch.split(jacobian, sizes, dim=1))
+
+
+def directional_changes(generator: Generator, criteria: Sequence[Criterion], latents: torch.Tensor,
+                        directions: torch.Tensor, *, space: str, resolution: int | None = None, chunk_size: int = 16,
+                        progress: bool = False) -> list[torch.Tensor]:
+    """Squared first-order change of each criterion's outputs along each direction, per sample.
+
+    Args:
+        generator, criteria, space, resolution: as for :func:`estimate_metrics`.
+        latents: ``(N, *latent_shape(space))`` or ``(N, D)`` sample codes.
+        directions: ``(D, K)`` edits (columns, in the flattened space; their length is the edit).
+        chunk_size: directions per vmapped forward-mode pass.
+
+    Returns:
+        Per criterion, ``(N, K)``: ``‖J_i d_j‖²`` for sample ``i`` and direction ``j`` (one JVP per
+        sample and direction, shared by all criteria).
+    """
+    images_of = LatentImages(generator, space, resolution)
+    latents = latents.reshape(latents.shape[0], -1).to(device=generator.device, dtype=generator.dtype)
+    if directions.ndim != 2 or directions.shape[0] != images_of.dim:
+        raise InputError(f"directions must be (D, K) with D = {images_of.dim}, got {tuple(directions.shape)}")
+    tangents = directions.T.to(device=generator.device, dtype=generator.dtype)
+    from tqdm.auto import tqdm
+
+    changes = [torch.zeros(latents.shape[0], tangents.shape[0], dtype=torch.float64) for _ in criteria]
+    for i in tqdm(range(latents.shape[0]), desc="directional changes", unit="sample", disable=not progress):
+        batch = _Batch(images_of, criteria, latents[i:i + 1])
+        fn = batch.function(range(len(criteria)))
+        for start in range(0, tangents.shape[0], chunk_size):
+            part = tangents[start:start + chunk_size][:, None, :]
+            outs = vmap(lambda t: jvp(fn, (batch.latents,), (t,))[1])(part)  # per criterion (k, 1, m)
+            for store, out in zip(changes, outs):
+                store[i, start:start + part.shape[0]] = out.detach().double().square().sum(dim=(1, 2)).cpu()
+    return changes
 
 
 def _orthonormalize(block: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:

@@ -27,10 +27,7 @@ _BOUNDARY_RTOL = 0.02
 def latent_spread(generator: Generator, subspace: Subspace, *, samples: int = 2000, seed: int = 7919) -> torch.Tensor:
     """σ ``(k,)``: the standard deviation of sampled codes along each basis vector of ``subspace``
     (the unit in which cfexplain measures edits)."""
-    with torch.no_grad():
-        codes = generator.sample(samples, space=subspace.space, seed=seed)
-        projected = codes.reshape(codes.shape[0], -1).double().cpu() @ subspace.basis.double()
-    return projected.std(dim=0).clamp_min(1e-8).float()
+    return generator.edit_scale(subspace.space, subspace.basis, samples=samples, seed=seed).clamp_min(1e-8)
 
 
 def _attach_partial_result(error: BaseException, build: Callable[[], CounterfactualResult]) -> None:

@@ -15,6 +15,10 @@ thin SVDs, so no ``D × D`` matrix is formed (StyleSpace has ``D ≈ 9000``). Th
   with only the last keep criterion's null space and normalises the wrong axis; both are fixed.)
 * :func:`solve_soft`: the generalized eigenproblem ``M_t v = σ (Σ_k M_k/‖M_k‖ + εI) v``: a soft
   trade-off instead of a hard constraint (forms ``D × D`` matrices).
+* :func:`solve_contrast`: the generalized eigenproblem of the target against the keep criteria,
+  every metric measured against its own random-direction level: the directions whose target
+  change, relative to their keep change, most exceeds what random directions achieve (the
+  quantity :mod:`cfexplain.subspaces.specificity` measures on held-out faces).
 
 All return a :class:`SolverResult`: an orthonormal basis ``(D, k)`` and the target sensitivity
 ``σ`` (the eigenvalue of ``M_t`` along each direction), in descending order.
@@ -30,8 +34,8 @@ import scipy.linalg
 
 from ..errors import InputError
 
-__all__ = ["SolverResult", "active_space", "factor_from_matrix", "solve_projected", "solve_late_projected",
-           "solve_soft", "SOLVERS"]
+__all__ = ["SolverResult", "active_space", "factor_from_matrix", "solve_contrast", "solve_projected",
+           "solve_late_projected", "solve_soft", "SOLVERS"]
 
 
 @dataclass
@@ -159,5 +163,61 @@ def solve_soft(target: np.ndarray, keep: Sequence[np.ndarray], *, target_ratio: 
     return SolverResult(basis[:, order], sensitivity[order])
 
 
-SOLVERS = {"projected": solve_projected, "late": solve_late_projected, "soft": solve_soft}
+def _random_level(factor: np.ndarray) -> float:
+    """``tr(M) / D``: the mean squared change a random unit direction causes (M's mean eigenvalue)."""
+    return float(np.square(factor).sum()) / factor.shape[1]
+
+
+def solve_contrast(target: np.ndarray, keep: Sequence[np.ndarray], *, target_ratio: float,
+                   keep_ratios: Sequence[float] | None = None, epsilon: float = 0.1) -> SolverResult:
+    """Directions that move the target most *relative to the keep criteria*, each criterion measured
+    against what a random direction does to it.
+
+    With every metric divided by its random-direction level (``M / (tr M / D)``, so a random unit
+    direction scores 1 on each), the generalized eigenproblem
+    ``Â_t v = λ (mean_k Â_k + ε I) v`` has ``λ(v)`` ≈ the squared specificity of ``v``
+    (:mod:`cfexplain.subspaces.specificity`): its target change over its keep change, both
+    relative to random. Directions with ``λ > ρ_t · λ_max`` are kept, orthonormalised, and ordered
+    by their target sensitivity. ``ε`` (in units of the random level) keeps directions that move
+    no keep criterion from scoring on the target's noise alone.
+
+    Works on factors: ``(mean_k Â_k + εI)^{-1/2}`` is applied through a thin SVD of the stacked
+    keep factors, so no ``D × D`` matrix is formed. ``keep_ratios`` are not used (the trade-off is
+    measured, not thresholded).
+    """
+    target = _check_factor(target, None, "target metric factor")
+    dim = target.shape[1]
+    if epsilon <= 0:
+        raise InputError(f"epsilon must be positive, got {epsilon}")
+    level = _random_level(target)
+    if level <= 0:
+        return SolverResult(np.zeros((dim, 0)), np.zeros(0))
+    scaled_target = target / np.sqrt(level)
+    factors = [_check_factor(f, dim, "keep metric factor") for f in keep]
+    factors = [f / np.sqrt(_random_level(f) * len(factors)) for f in factors if f.size and _random_level(f) > 0]
+    if factors:
+        _, s, vt = np.linalg.svd(np.concatenate(factors, axis=0), full_matrices=False)
+        vt = vt[s > 1e-12 * s[0]] if len(s) else vt[:0]
+        s = s[: vt.shape[0]]
+    else:
+        s, vt = np.zeros(0), np.zeros((0, dim))
+    inverse_root = 1 / np.sqrt(s**2 + epsilon)  # (B + εI)^{-1/2} = Vᵀ diag(…) V + ε^{-1/2} (I − VᵀV)
+
+    def whiten(rows: np.ndarray) -> np.ndarray:
+        inside = rows @ vt.T
+        return (inside * inverse_root) @ vt + (rows - inside @ vt) / np.sqrt(epsilon)
+
+    _, sigma, yt = np.linalg.svd(whiten(scaled_target), full_matrices=False)
+    contrast = sigma**2
+    if len(contrast) == 0 or contrast[0] <= 0:
+        return SolverResult(np.zeros((dim, 0)), np.zeros(0))
+    chosen = yt[contrast > target_ratio * contrast[0]]
+    directions = whiten(chosen).T  # generalized eigenvectors v = (B + εI)^{-1/2} y
+    basis = _orthonormal_union([directions / np.linalg.norm(directions, axis=0)], dim)
+    sensitivity = np.square(target @ basis).sum(axis=0)
+    order = np.argsort(sensitivity)[::-1]
+    return SolverResult(basis[:, order], sensitivity[order])
+
+
+SOLVERS = {"projected": solve_projected, "late": solve_late_projected, "soft": solve_soft, "contrast": solve_contrast}
 """Solver name → function, as accepted by :class:`cfexplain.Semantic`."""
