@@ -58,7 +58,8 @@ def setup(subspace_dir: Path):
         subspaces = SubspaceSet.load(subspace_dir)
     else:
         semantics = facemesh_semantics(zoo.facemesh_parser(), zoo.facemesh())
-        subspaces = learn_subspaces(generator, semantics, space="z", n_samples=8, batch_size=4, progress=False)
+        subspaces = learn_subspaces(generator, semantics, space="z", n_samples=8, batch_size=4, progress=False,
+                                    specificity_samples=0)
         subspaces.save(subspace_dir)
     return generator, classifier, subspaces
 
@@ -101,9 +102,9 @@ def reference_search(generator, classifier, subspaces, codes, steps: int = 20) -
 def ours_search(generator, classifier, subspaces, codes, budget: float = BUDGET) -> dict:
     from cfexplain.counterfactual import CounterfactualExplainer
 
-    explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=budget, progress=False)
+    explainer = CounterfactualExplainer(generator, classifier, subspaces, unit="latent", budget=budget, progress=False)
     for name in subspaces:
-        explainer.spread(name)  # the one-off spread estimate is not part of the search
+        explainer.edit_basis(name)  # the one-off spread estimate is not part of the search
     rows = {"forward": 0, "backward": 0}
     logits = classifier.logits
 

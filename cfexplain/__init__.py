@@ -37,8 +37,10 @@ from .errors import (
     UnsafeCheckpointError,
     UnsupportedModelError,
 )
-from .subspaces import Semantic, Subspace, SubspaceSet, learn_subspaces, subspace_agreement
+from .subspaces import (LowSpecificityWarning, Semantic, Subspace, SubspaceSet, learn_subspaces, measure_specificity,
+                        subspace_agreement)
 from .generators import (
+    ChannelStyleGenerator,
     Generator,
     ModuleGenerator,
     StyleGAN2Config,
@@ -54,6 +56,7 @@ __all__ = [
     "AuditResult",
     "BiSeNetParser",
     "CfexplainError",
+    "ChannelStyleGenerator",
     "CheckpointError",
     "CheckpointNotFoundError",
     "Classifier",
@@ -68,6 +71,7 @@ __all__ = [
     "InputError",
     "LandmarkDetector",
     "LandmarkRegionParser",
+    "LowSpecificityWarning",
     "ModelFetchError",
     "ModelOutputError",
     "ModuleGenerator",
@@ -93,6 +97,7 @@ __all__ = [
     "errors",
     "learn_subspaces",
     "load_generator",
+    "measure_specificity",
     "presets",
     "subspace_agreement",
     "trust",

@@ -55,7 +55,8 @@ from .subspaces.core import Semantic, Subspace, SubspaceSet
 __all__ = ["AuditResult", "audit", "AUDIT_FORMAT_VERSION", "TABLE_COLUMNS"]
 
 AUDIT_FORMAT_VERSION = 1
-TABLE_COLUMNS = ("semantic", "flip_rate", "median_min_edit", "mean_delta_prob", "random_flip_rate", "side_effect",
+TABLE_COLUMNS = ("semantic", "flip_rate", "median_min_edit", "sensitivity", "mean_delta_prob", "random_flip_rate",
+                 "random_median_min_edit", "random_sensitivity", "directions", "side_effect", "other_heads_flipped",
                  "attribution", "rank", "attribution_rank")
 
 
@@ -86,8 +87,33 @@ class AuditResult:
         return self.table.copy()
 
     def ranking(self) -> list[str]:
-        """Semantics from the one the classifier reacts to most easily to the least."""
-        return list(self.table.sort_values("rank")["semantic"])
+        """Semantics from the one the classifier reacts to most easily to the least (tied
+        semantics, which share a rank, in table order)."""
+        return list(self.table.sort_values("rank", kind="stable")["semantic"])
+
+    @property
+    def nothing_flipped(self) -> bool:
+        """Whether no semantic flipped any face within the budget (the ranking then follows the
+        decision's sensitivity alone)."""
+        return bool((self.table["flip_rate"] == 0).all())
+
+    def summary(self) -> str:
+        """What the ranking says, in a sentence or two, with its control."""
+        unit = self.settings.get("unit", "image")
+        budget = self.settings.get("budget")
+        size = f"an RMS image change of {budget:g}" if unit == "image" else f"{budget:g} standard deviations"
+        if self.nothing_flipped:
+            return (f"Nothing flipped the decision within the budget ({size}) for any semantic: the ranking follows "
+                    "the decision's movement per unit edit (the sensitivity column), a first-order measure; "
+                    "raise the budget to see flips.")
+        top = self.table.sort_values("rank", kind="stable").iloc[0]
+        tied = list(self.table.loc[self.table["rank"] == top["rank"], "semantic"])
+        lead = f"{', '.join(tied)} (tied)" if len(tied) > 1 else str(top["semantic"])
+        control = ""
+        if "random_flip_rate" in self.table and np.isfinite(top.get("random_flip_rate", np.nan)):
+            control = f"; random subspaces of the same dimension: {top['random_flip_rate']:.0%}"
+        return (f"Within {size}, {lead} flips the decision most easily: {top['flip_rate']:.0%} of the faces"
+                f"{control}.")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able content (format version :data:`AUDIT_FORMAT_VERSION`)."""
@@ -122,26 +148,46 @@ class AuditResult:
 
 
 def _rank(table: pd.DataFrame) -> pd.Series:
-    edits = table["median_min_edit"].fillna(np.inf)
-    order = sorted(range(len(table)), key=lambda i: (-table["flip_rate"].iloc[i], edits.iloc[i]))
-    ranks = np.empty(len(table), dtype=int)
-    ranks[order] = np.arange(1, len(table) + 1)
-    return pd.Series(ranks, index=table.index)
+    """Ranks at equal image change: by flip rate within the budget, then by the smaller median
+    minimal edit, then by the larger decision sensitivity (the decision's movement per unit edit,
+    which decides alone when nothing flips). Semantics equal on all three share a rank."""
+    keys = [(-float(row.flip_rate), float(row.median_min_edit) if np.isfinite(row.median_min_edit) else np.inf,
+             -float(row.sensitivity) if np.isfinite(row.sensitivity) else np.inf) for row in table.itertuples()]
+    ranks = [1 + sum(other < key for other in keys) for key in keys]
+    return pd.Series(ranks, index=table.index, dtype=int)
 
 
-def _random_flip_rates(explainer: CounterfactualExplainer, codes: torch.Tensor, target: Any, names: list[str],
-                       seed: int) -> dict[str, float]:
-    """Flip rate of a random orthonormal subspace of each semantic's dimension (one per semantic)."""
+def _semantic_summary(items: pd.DataFrame, names: Sequence[str], prefix: str = "") -> dict[str, list[float]]:
+    """Per subspace name: flip rate, median minimal edit of the flipped items (NaN when none
+    flipped) and median decision sensitivity, as columns (``prefix`` + column name)."""
+    grouped = items.groupby("subspace", sort=False)
+    columns: dict[str, list[float]] = {f"{prefix}flip_rate": [], f"{prefix}median_min_edit": [],
+                                       f"{prefix}sensitivity": []}
+    for name in names:
+        rows = grouped.get_group(name)
+        columns[f"{prefix}flip_rate"].append(float(rows["flipped"].mean()))
+        columns[f"{prefix}median_min_edit"].append(float(rows["min_edit"].median()) if rows["flipped"].any()
+                                                   else float("nan"))
+        columns[f"{prefix}sensitivity"].append(float(rows["sensitivity"].median()))
+    return columns
+
+
+def _random_baseline(explainer: CounterfactualExplainer, codes: torch.Tensor, target: Any, names: list[str],
+                     seed: int) -> dict[str, list[float]]:
+    """The same search in a random orthonormal subspace of each semantic's dimension (one random
+    subspace per distinct dimension, shared by the semantics of that dimension), measured in the
+    same unit: ``random_flip_rate``, ``random_median_min_edit``, ``random_sensitivity``."""
     subspaces = explainer.subspaces
     rng = make_rng(seed + 15485863)
     dim = int(np.prod(subspaces.latent_shape))
-    random = SubspaceSet([Subspace(name, torch.linalg.qr(torch.randn(dim, subspaces[name].dim, generator=rng,
-                                                                     dtype=torch.float64))[0].to(subspaces[name].basis.dtype),
-                                   torch.ones(subspaces[name].dim), subspaces.space, tuple(subspaces.latent_shape))
-                          for name in names])
+    dims = sorted({subspaces[name].dim for name in names})
+    random = SubspaceSet([Subspace(f"random-{k}", torch.linalg.qr(torch.randn(dim, k, generator=rng, dtype=torch.float64))[0]
+                                   .to(subspaces[names[0]].basis.dtype), torch.ones(k), subspaces.space,
+                                   tuple(subspaces.latent_shape)) for k in dims])
     control = CounterfactualExplainer(explainer.generator, explainer.classifier, random, **explainer.options)
-    table = control.explain(codes, target=target).table
-    return {name: float(table.loc[table["subspace"] == name, "flipped"].mean()) for name in names}
+    columns = _semantic_summary(control.explain(codes, target=target).table, list(random), prefix="random_")
+    position = {k: i for i, k in enumerate(dims)}
+    return {column: [values[position[subspaces[name].dim]] for name in names] for column, values in columns.items()}
 
 
 def _side_effects(generator: Generator, result: CounterfactualResult, semantics: Sequence[Semantic],
@@ -191,7 +237,7 @@ def _joint(explainer: CounterfactualExplainer, codes: torch.Tensor, target: Any,
     classifier = explainer.classifier
     flat = codes.reshape(codes.shape[0], -1).detach()
     n = flat.shape[0]
-    blocks = [explainer.subspaces[name].basis * explainer.spread(name) for name in names]
+    blocks = [explainer.edit_basis(name) for name in names]
     sizes = [b.shape[1] for b in blocks]
     basis = torch.cat(blocks, dim=1).to(device=flat.device, dtype=flat.dtype)[None]  # (1, D, K)
     groups = np.repeat(np.arange(len(names)), sizes)
@@ -271,7 +317,7 @@ def _semantics_needed(explainer, flat, basis, alpha, groups, importance, flipped
 
 
 def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, n: int = 32, seed: int = 0,
-          target: Any = "flip", budget: float = 3.0, semantics: Sequence[Semantic] | None = None, joint: bool = True,
+          target: Any = "flip", budget: float | None = None, semantics: Sequence[Semantic] | None = None, joint: bool = True,
           attribution: bool = True, random_baseline: bool = True, group_weight: float = 0.1, joint_steps: int = 100,
           ig_steps: int = 32, **explainer_options: Any) -> AuditResult:
     """Audit ``classifier``: for ``n`` faces and every subspace, how easily does the semantic flip its decision?
@@ -308,7 +354,7 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
     codes = explainer.faces(n)
     result = explainer.explain(codes, target=target, subspaces=names)
     try:
-        return _summarise(explainer, codes, result, names, n=n, seed=seed, target=target, budget=budget,
+        return _summarise(explainer, codes, result, names, n=n, seed=seed, target=target, budget=explainer.budget,
                           semantics=semantics, joint=joint, attribution=attribution, random_baseline=random_baseline,
                           group_weight=group_weight, joint_steps=joint_steps, ig_steps=ig_steps)
     except (Exception, KeyboardInterrupt) as error:  # the per-semantic search is kept on the exception
@@ -325,16 +371,12 @@ def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: 
     generator, classifier, subspaces = explainer.generator, explainer.classifier, explainer.subspaces
     items = result.table
     grouped = items.groupby("subspace", sort=False)
-    table = pd.DataFrame({
-        "semantic": names,
-        "flip_rate": [float(grouped.get_group(s)["flipped"].mean()) for s in names],
-        "median_min_edit": [float(grouped.get_group(s)["min_edit"].median()) if grouped.get_group(s)["flipped"].any()
-                            else float("nan") for s in names],
-        "mean_delta_prob": [float(grouped.get_group(s)["delta_prob"].mean()) for s in names],
-        "directions": [subspaces[s].dim for s in names],
-    })
-    randoms = _random_flip_rates(explainer, codes, target, names, seed) if random_baseline else {}
-    table["random_flip_rate"] = [randoms.get(s, float("nan")) for s in names]
+    table = pd.DataFrame({"semantic": names, **_semantic_summary(items, names),
+                          "mean_delta_prob": [float(grouped.get_group(s)["delta_prob"].mean()) for s in names],
+                          "directions": [subspaces[s].dim for s in names]})
+    randoms = _random_baseline(explainer, codes, target, names, seed) if random_baseline else {}
+    for column in ("random_flip_rate", "random_median_min_edit", "random_sensitivity"):
+        table[column] = randoms.get(column, [float("nan")] * len(names))
     effects = _side_effects(generator, result, semantics or [], seed, explainer.batch_size)
     table["side_effect"] = [effects[s] for s in names]
     if "other_heads_flipped" in items:

@@ -110,7 +110,8 @@ FACEMESH_SEMANTIC_NAMES = tuple(n for n in SEMANTIC_NAMES if n != "hair_photomet
 
 
 def facemesh_semantics(parser: FaceParser, landmarks: LandmarkDetector, *, names: Sequence[str] | None = None,
-                       resolution: int = 64, target_ratio: float = 0.1, keep_ratio: float = 1e-2) -> list[Semantic]:
+                       resolution: int = 64, directions: int = 8, solver: str = "contrast",
+                       target_ratio: float = 1e-3, keep_ratio: float = 1e-2) -> list[Semantic]:
     """Six of the seven semantics with FaceMesh landmarks and the FaceMesh polygon parser
     (:func:`cfexplain.zoo.facemesh_parser`).
 
@@ -118,23 +119,28 @@ def facemesh_semantics(parser: FaceParser, landmarks: LandmarkDetector, *, names
     region of this stack is the hair (the outside of the face oval mixes hair, neck and
     background); asking for it raises an :class:`~cfexplain.errors.InputError`.
 
-    Differences from the BiSeNet + FAN recipes, each forced by the stack:
+    Differences from the BiSeNet + FAN recipes, each forced by the stack or by measurement:
 
     * the face is the inside of the FaceMesh face oval (BiSeNet's non-background classes also
       include hair, neck and clothes), so face_boundary's blended pixels cover the face only;
     * skin is the face oval minus the features (forehead and cheeks; no ears or neck);
     * landmark groups: jaw = the lower face-oval contour from ear to ear; eyes, lips = the FaceMesh
-      eye and lip contours.
+      eye and lip contours;
+    * face_colour also keeps the pixels outside the skin and the lips' mean colour (the residual
+      alone leaves the lips, eyes and background free, and on the zoo DCGAN a "skin colour" edit
+      then recolours the lips nearly as much as the skin);
+    * solved with the ``"contrast"`` solver (the directions most specific against random ones; the
+      ICE null-space solvers, on the zoo DCGAN, return directions no more specific than random:
+      see docs/subspaces.md), each semantic with the same number of ``directions`` (8), so that
+      an audit compares semantics at equal dimension as well as equal image change.
 
-    Working resolutions are capped at ``resolution`` (the zoo generator makes 64² images). The
-    thresholds default to values for the zoo's DCGAN, whose ``z`` space is far more entangled than
-    StyleSpace: with the reference's keep ratios (1e-3 … 1e-4) the "outside" criteria leave no
-    null space at all there. ``keep_ratio`` = 1e-2 and ``target_ratio`` = 0.1 give 7–14 directions
-    per semantic on it (measured on 8 faces).
+    Working resolutions are capped at ``resolution`` (the zoo generator makes 64² images).
+    ``solver="projected"`` with ``keep_ratio``/``target_ratio`` gives the ICE construction.
     """
     r = resolution
     small = min(48, r)
-    semantic = partial(Semantic, target_ratio=target_ratio, keep_ratios=keep_ratio)
+    ratio = target_ratio if solver == "contrast" else max(target_ratio, 0.1)
+    semantic = partial(Semantic, target_ratio=ratio, keep_ratios=keep_ratio, solver=solver, max_directions=directions)
     semantics = [
         semantic("face_boundary", LandmarkShape(landmarks, "jaw"),
                  [LandmarkShape(landmarks, "jaw", complement=True),
@@ -147,12 +153,14 @@ def facemesh_semantics(parser: FaceParser, landmarks: LandmarkDetector, *, names
         semantic("lip_colour", RegionPixels(parser, "lips", dilation=0.01, resolution=r),
                  [RegionPixels(parser, "lips", inside=False, dilation=0.01, resolution=r),
                   LandmarkShape(landmarks, "lips", centered=True)]),
-        semantic("face_colour", RegionColor(parser, "skin", resolution=r), [ColorResidual(parser, "skin", resolution=r)]),
+        semantic("face_colour", RegionColor(parser, "skin", resolution=r),
+                 [ColorResidual(parser, "skin", resolution=r), RegionPixels(parser, "skin", inside=False, resolution=r),
+                  RegionColor(parser, "lips", resolution=r)]),
         semantic("mouth_shape", LandmarkShape(landmarks, "lips", centered=True),
                  [LandmarkShape(landmarks, "lips", centered=True, complement=True),
                   BlendedPixels(landmarks, parser=parser, regions=("skin", "brows", "eyes", "nose"), dilation=0.05,
                                 resolution=small)],
-                 solver="late"),
+                 **({} if solver == "contrast" else {"solver": "late"})),
     ]
     return _select(semantics, names, FACEMESH_SEMANTIC_NAMES)
 

@@ -36,7 +36,16 @@ def test_demo_runs_a_real_audit(tmp_path, capsys):
     assert len(rows) == 2 * 6  # two audits × six FaceMesh semantics
     page = (tmp_path / "report.html").read_text()
     assert page.startswith("<!doctype html>") and "data:image/png;base64," in page and "<script" not in page
-    assert set(SubspaceSet.load(tmp_path / "subspaces")) == {r["semantic"] for r in rows}
+    demo_subspaces = SubspaceSet.load(tmp_path / "subspaces")
+    assert set(demo_subspaces) == {r["semantic"] for r in rows}
+    assert demo_subspaces.space == "s" and demo_subspaces.provenance["analyzers"]["stack"] == "facemesh"
+    assert len(demo_subspaces.specificity_table()) == 6
+    # the demo's subspaces carry their analyzer stack, so an audit of them measures side effects
+    out_dir = tmp_path / "audit-of-demo"
+    assert main(["audit", "--generator", "zoo:dcgan", "--classifier", "zoo:gender", "--subspaces",
+                 str(tmp_path / "subspaces"), "--faces", "2", "--out", str(out_dir)]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "no analyzer stack known" not in printed and "side_effect" in printed
 
 
 def test_model_fetch_failure_exits_2_with_a_message(tmp_path, monkeypatch, capsys):

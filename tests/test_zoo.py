@@ -59,7 +59,11 @@ def test_dcgan_with_batchnorm_folded_makes_the_same_images():
 
 
 def test_dcgan_generates_faces(generator, faces):
-    assert generator.spaces == ("z",) and generator.latent_shape("z") == (100,)
+    assert generator.spaces == ("z", "s") and generator.latent_shape("z") == (100,)
+    assert generator.latent_shape("s") == (100 + 256 + 128 + 64,)  # channel styles of layers 3, 5, 7
+    s = generator.convert(generator.sample(6, seed=0), "z", "s")
+    with torch.no_grad():
+        assert torch.allclose(generator.synthesize(s, space="s"), faces, atol=1e-6)  # styles 0: the same faces
     assert generator.resolution == 64 and faces.shape == (6, 3, 64, 64)
     assert -1.0 <= faces.min() and faces.max() <= 1.0 and faces.std() > 0.2
     assert generator.provenance["wheel"] == zoo.WHEELS["gan-face-generate"].filename

@@ -42,7 +42,10 @@ def _search(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--faces", type=int, help="number of faces (default: explain 16, audit 32)")
     parser.add_argument("--seed", type=int, help="seed of the faces (default: 0)")
     parser.add_argument("--target", help="'flip' (default), a class index or label, or 'head,on|off|flip'")
-    parser.add_argument("--budget", type=float, help="largest edit, in standard deviations (default: 3)")
+    parser.add_argument("--unit", choices=["image", "latent"],
+                        help="what an edit's size measures: 'image' (RMS image change, default: semantics are "
+                             "compared at equal image change) or 'latent' (standard deviations)")
+    parser.add_argument("--budget", type=float, help="largest edit, in --unit (default: 0.2 for image, 3 for latent)")
     parser.add_argument("--batch-size", type=int, help="counterfactuals searched together (default: 64); memory "
                                                        "grows with it, and the finished batches are kept on an error")
     parser.add_argument("--out", help=f"output folder (default: {default_out})")
@@ -71,9 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--stack", choices=["facemesh", "bisenet_fan"], help="analyzer stack (default: facemesh)")
     learn.add_argument("--parser", help="BiSeNet checkpoint (79999_iter.pth) for the bisenet_fan stack")
     learn.add_argument("--landmarks", help="FAN checkpoint (.pth.tar or TorchScript .zip) for the bisenet_fan stack")
-    learn.add_argument("--space", help="latent space: s, w+, w or z (default: s for StyleGAN2, else z)")
+    learn.add_argument("--space", help="latent space: s, w+, w or z (default: s where the generator has it, "
+                                       "as StyleGAN2 and zoo:dcgan do, else z)")
     learn.add_argument("--semantics", nargs="+", help="which preset semantics (default: all the stack can express)")
-    learn.add_argument("--samples", type=int, help="faces the metrics are averaged over (default: 8)")
+    learn.add_argument("--samples", type=int, help="faces the metrics are averaged over (default: 16)")
     learn.add_argument("--seed", type=int, help="seed of those faces (default: 0)")
     learn.add_argument("--resolution", type=int, help="stop synthesis early at this resolution")
     learn.add_argument("--method", choices=["auto", "forward", "reverse", "randomized"], help="Jacobian method")

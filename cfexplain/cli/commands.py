@@ -6,12 +6,15 @@ import argparse
 import hashlib
 import json
 import shutil
+import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import CfexplainError
+from ..subspaces.specificity import LowSpecificityWarning
 from .config import load_config, make_analyzers, make_classifier, make_generator, make_semantics, merge
 from .gates import check_gates, failed_gates, parse_gate
 
@@ -56,7 +59,8 @@ def _keeping_partial_results(args: argparse.Namespace, folder: Path) -> Iterator
 # ------------------------------------------------------------------ demo
 
 
-DEMO_SEMANTICS_SAMPLES = 8
+DEMO_SEMANTICS_SAMPLES = 16
+DEMO_SPACE = "s"
 
 
 def _demo_subspaces(generator, semantics, args: argparse.Namespace):
@@ -64,7 +68,8 @@ def _demo_subspaces(generator, semantics, args: argparse.Namespace):
     from .. import __version__, zoo
     from ..subspaces import SubspaceSet, learn_subspaces
 
-    key = hashlib.sha256(json.dumps({"version": __version__, "samples": DEMO_SEMANTICS_SAMPLES,
+    key = hashlib.sha256(json.dumps({"version": __version__, "samples": DEMO_SEMANTICS_SAMPLES, "space": DEMO_SPACE,
+                                     "layout": [(layer.name, layer.size) for layer in generator.style_layout],
                                      "semantics": [s.describe() for s in semantics]}, sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]
     folder = zoo.cache_dir() / "demo" / f"subspaces-{key}"
@@ -72,9 +77,14 @@ def _demo_subspaces(generator, semantics, args: argparse.Namespace):
         _say(args, f"using the subspaces learned earlier ({folder})")
         return SubspaceSet.load(folder)
     _say(args, f"learning {len(semantics)} semantic subspaces from {DEMO_SEMANTICS_SAMPLES} faces (once; cached)…")
-    subspaces = learn_subspaces(generator, semantics, space="z", n_samples=DEMO_SEMANTICS_SAMPLES, batch_size=4, seed=0,
-                                checkpoint_dir=folder.parent / "checkpoints", progress=_progress(args))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LowSpecificityWarning)
+        subspaces = learn_subspaces(generator, semantics, space=DEMO_SPACE, n_samples=DEMO_SEMANTICS_SAMPLES,
+                                    batch_size=4, seed=0, checkpoint_dir=folder.parent / "checkpoints",
+                                    progress=_progress(args))
+    subspaces.provenance["analyzers"] = {"stack": "facemesh", "parser": None, "landmarks": None}
     subspaces.save(folder)
+    _report_specificity(args, subspaces, caught)
     return subspaces
 
 
@@ -133,15 +143,31 @@ def run_learn(args: argparse.Namespace) -> int:
     space = settings.get("space") or ("s" if "s" in generator.spaces else "z")
     out = Path(settings.get("out") or "subspaces")
     _say(args, f"learning {len(semantics)} subspaces in space {space!r}…")
-    subspaces = learn_subspaces(generator, semantics, space=space, n_samples=int(settings.get("samples", 8)),
-                                seed=int(settings.get("seed", 0)), resolution=settings.get("resolution"),
-                                method=settings.get("method", "auto"), checkpoint_dir=settings.get("checkpoint_dir"),
-                                progress=_progress(args))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LowSpecificityWarning)
+        subspaces = learn_subspaces(generator, semantics, space=space, n_samples=int(settings.get("samples", 16)),
+                                    seed=int(settings.get("seed", 0)), resolution=settings.get("resolution"),
+                                    method=settings.get("method", "auto"), checkpoint_dir=settings.get("checkpoint_dir"),
+                                    progress=_progress(args))
     subspaces.provenance["analyzers"] = {"stack": stack, "parser": stack_settings.get("parser"),
                                          "landmarks": stack_settings.get("landmarks")}
     subspaces.save(out)
     _say(args, "dimensions: " + ", ".join(f"{n} {s.dim}" for n, s in subspaces.items()) + f"; saved to {out}")
+    _report_specificity(args, subspaces, caught)
     return EXIT_OK
+
+
+def _report_specificity(args: argparse.Namespace, subspaces, caught: list) -> None:
+    """Print the specificity table and, always (even with --quiet), each low-specificity warning."""
+    table = subspaces.specificity_table()
+    if len(table):
+        _say(args, "specificity against random directions of the space (1 = no better than random):")
+        _say(args, table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    for warning in caught:
+        if issubclass(warning.category, LowSpecificityWarning):
+            print(f"cfexplain: warning: {warning.message}", file=sys.stderr, flush=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _target(value: str | None) -> Any:
@@ -153,6 +179,12 @@ def _target(value: str | None) -> Any:
     return int(value) if value.isdigit() else value
 
 
+def _budget(settings: dict[str, Any]) -> float | None:
+    """The budget setting as a number (``None``: the unit's default)."""
+    value = settings.get("budget")
+    return None if value is None else float(value)
+
+
 def _audit_inputs(args: argparse.Namespace, section: str):
     from ..subspaces import SubspaceSet
 
@@ -161,7 +193,8 @@ def _audit_inputs(args: argparse.Namespace, section: str):
     clf = merge(config, "classifier", {"model": args.classifier, "labels": args.labels, "kind": args.kind,
                                        "scores": args.scores})
     settings = merge(config, section, {"subspaces": args.subspaces, "faces": args.faces, "seed": args.seed,
-                                       "target": args.target, "budget": args.budget, "batch_size": args.batch_size,
+                                       "target": args.target, "unit": args.unit, "budget": args.budget,
+                                       "batch_size": args.batch_size,
                                        "out": args.out})
     if not settings.get("subspaces"):
         from ..errors import InputError
@@ -198,7 +231,8 @@ def run_explain(args: argparse.Namespace) -> int:
     from ..counterfactual import CounterfactualExplainer
 
     _, generator, classifier, subspaces, settings = _audit_inputs(args, "explain")
-    explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=float(settings.get("budget", 3.0)),
+    explainer = CounterfactualExplainer(generator, classifier, subspaces, unit=settings.get("unit", "image"),
+                                        budget=_budget(settings),
                                         batch_size=int(settings.get("batch_size", 64)),
                                         seed=int(settings.get("seed", 0)), progress=_progress(args))
     out = Path(settings.get("out") or "counterfactuals")
@@ -224,13 +258,14 @@ def run_audit(args: argparse.Namespace) -> int:
     with _keeping_partial_results(args, out / "partial"):
         result = audit(generator, classifier, subspaces, n=int(settings.get("faces", 32)),
                        seed=int(settings.get("seed", 0)), target=_target(settings.get("target")),
-                       budget=float(settings.get("budget", 3.0)), batch_size=int(settings.get("batch_size", 64)),
-                       semantics=semantics, progress=_progress(args))
+                       unit=settings.get("unit", "image"), budget=_budget(settings),
+                       batch_size=int(settings.get("batch_size", 64)), semantics=semantics, progress=_progress(args))
     result.save(out / "audit")
     title = f"{classifier.name}: {result.target}"
     write_report(out, generator, subspaces, [ReportSection(title, result, classifier)], title=f"cfexplain audit of {classifier.name}",
                  config=config)
     _say(args, result.table.to_string(index=False))
+    _say(args, result.summary())
     _say(args, f"wrote {out / 'report.html'}, {out / 'results.json'}, {out / 'table.csv'}")
     failures = failed_gates(gates, result)
     for gate, value in failures:

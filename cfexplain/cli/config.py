@@ -31,8 +31,8 @@ KEYS = {
     "analyzers": ("stack", "parser", "landmarks"),
     "learn": ("space", "semantics", "samples", "seed", "resolution", "method", "checkpoint_dir", "out"),
     "classifier": ("model", "labels", "kind", "scores", "threshold", "preprocessing"),
-    "explain": ("subspaces", "faces", "seed", "target", "budget", "batch_size", "out"),
-    "audit": ("subspaces", "faces", "seed", "target", "budget", "batch_size", "out", "fail_if"),
+    "explain": ("subspaces", "faces", "seed", "target", "unit", "budget", "batch_size", "out"),
+    "audit": ("subspaces", "faces", "seed", "target", "unit", "budget", "batch_size", "out", "fail_if"),
 }
 PREPROCESSING_KEYS = ("size", "crop", "value_range", "mean", "std", "channel_order", "interpolation", "antialias")
 SECTIONS = tuple(KEYS)

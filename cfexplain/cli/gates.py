@@ -65,7 +65,7 @@ def parse_gate(text: str) -> Gate:
 
 def check_gates(gates: list[Gate], semantics: list[str]) -> None:
     """Refuse, before any work, conditions on a semantic the audit will not have or on an unknown column."""
-    columns = (*TABLE_COLUMNS, "directions", "other_heads_flipped")
+    columns = TABLE_COLUMNS
     for gate in gates:
         if gate.semantic is None:
             continue

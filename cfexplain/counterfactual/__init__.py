@@ -32,9 +32,10 @@ batched search and the minimal edit); :mod:`.result` (:class:`CounterfactualResu
 and edits, saved and loaded).
 """
 
-from .explainer import CounterfactualExplainer, latent_spread
+from .explainer import CounterfactualExplainer
 from .result import RESULT_FORMAT_VERSION, CounterfactualResult
 from .targets import TargetSpec, decision_gap, resolve_target
+from .units import DEFAULT_BUDGETS, EDIT_UNITS, edit_basis, image_metric, latent_spread
 
 __all__ = ["CounterfactualExplainer", "CounterfactualResult", "TargetSpec", "resolve_target", "decision_gap",
-           "latent_spread", "RESULT_FORMAT_VERSION"]
+           "DEFAULT_BUDGETS", "EDIT_UNITS", "edit_basis", "image_metric", "latent_spread", "RESULT_FORMAT_VERSION"]

@@ -16,18 +16,13 @@ from ..errors import InputError
 from ..generators.base import Generator
 from ..subspaces.core import Subspace, SubspaceSet
 from .result import CounterfactualResult
+from .units import DEFAULT_BUDGETS, EDIT_UNITS, edit_basis
 from .targets import TargetSpec, _loss, _target_probability, decision_gap, resolve_target
 
-__all__ = ["CounterfactualExplainer", "latent_spread"]
+__all__ = ["CounterfactualExplainer"]
 
 _BOUNDARY_RTOL = 0.02
 """The minimal-edit search stops once the crossing is estimated within this fraction of ``t``."""
-
-
-def latent_spread(generator: Generator, subspace: Subspace, *, samples: int = 2000, seed: int = 7919) -> torch.Tensor:
-    """σ ``(k,)``: the standard deviation of sampled codes along each basis vector of ``subspace``
-    (the unit in which cfexplain measures edits)."""
-    return generator.edit_scale(subspace.space, subspace.basis, samples=samples, seed=seed).clamp_min(1e-8)
 
 
 def _attach_partial_result(error: BaseException, build: Callable[[], CounterfactualResult]) -> None:
@@ -61,11 +56,12 @@ class _Originals(NamedTuple):
 class _SearchEnd(NamedTuple):
     """Where the search of a chunk of items stopped."""
 
-    alpha: torch.Tensor  # (items, k) coefficients, in standard deviations
+    alpha: torch.Tensor  # (items, k) coefficients, in the explainer's unit
     steps: torch.Tensor  # (items,) steps taken
     logits: torch.Tensor  # (items, classes) at the end point
     start_slopes: torch.Tensor  # (items,) the gap's slope at t = 0 along t·α (NaN where not computed)
     pixels: torch.Tensor  # (items, 2) mean absolute and RMS image change at the end point (NaN without originals)
+    sensitivity: torch.Tensor  # (items,) ‖∇_α gap‖ at α = 0: the decision's movement per unit edit
 
 
 def _image_change(images: torch.Tensor, originals: torch.Tensor) -> torch.Tensor:
@@ -88,9 +84,13 @@ class CounterfactualExplainer:
             aims at a gap of twice this, an Adam item stops once its gap reaches it (a Newton item
             stops once it has crossed); the minimal edit is bracketed to a tenth of it.
         beta: weight of ``‖α‖²`` (α in standard deviations), for ``"adam"``.
-        budget: the largest edit, ``‖α‖`` in standard deviations of the latent distribution along the
-            subspace; edits are projected back onto this ball, and an item whose path crosses the
-            boundary only beyond it is not flipped.
+        unit: what an edit's size ``‖α‖`` measures (:mod:`cfexplain.counterfactual.units`):
+            ``"image"`` (default: the RMS image change it causes, so that semantics are compared at
+            equal image change) or ``"latent"`` (standard deviations of the latent distribution
+            along the subspace).
+        budget: the largest edit ``‖α‖``, in ``unit``; edits are projected back onto this ball, and
+            an item whose path crosses the boundary only beyond it is not flipped. Default: 0.2
+            for ``"image"``, 3 for ``"latent"`` (:data:`~cfexplain.counterfactual.units.DEFAULT_BUDGETS`).
         steps: the most steps per item (default 20 for ``"newton"``, 100 for ``"adam"``); a Newton
             item also stops after ``patience`` steps without its gap improving by 1 % of the margin.
         lr: Adam's learning rate.
@@ -98,16 +98,19 @@ class CounterfactualExplainer:
         boundary_steps: the most iterations of the minimal-edit root search per item (each item
             stops once the crossing is bracketed to 0.5 % of its path, or its gap is within 10 % of
             the margin and the crossing estimated within 2 % of the reported edit).
-        scale_samples: latent samples used to measure the spread ``σ`` along each direction.
+        scale_samples: latent samples used to measure the spread ``σ`` along each direction (``"latent"``).
+        image_samples: faces the image metric is averaged over (``"image"``).
         seed: seed of face sampling and of the spread estimate.
         progress: show progress.
 
     """
 
     def __init__(self, generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, optimizer: str = "auto",
-                 loss: str = "margin", margin: float = 0.5, beta: float = 1e-3, budget: float = 3.0,
+                 loss: str = "margin", margin: float = 0.5, beta: float = 1e-3, unit: str = "image",
+                 budget: float | None = None,
                  steps: int | None = None, lr: float = 0.1, patience: int = 3, batch_size: int = 64,
-                 boundary_steps: int = 12, scale_samples: int = 2000, seed: int = 0, progress: bool = True) -> None:
+                 boundary_steps: int = 12, scale_samples: int = 2000, image_samples: int = 16, seed: int = 0,
+                 progress: bool = True) -> None:
         if not isinstance(subspaces, SubspaceSet) or len(subspaces) == 0:
             raise InputError("the explainer needs a non-empty SubspaceSet")
         if not isinstance(classifier, Classifier):
@@ -120,17 +123,23 @@ class CounterfactualExplainer:
             raise InputError(f"loss must be 'margin' or 'ce', got {loss!r}")
         if optimizer not in ("auto", "newton", "adam"):
             raise InputError(f"optimizer must be 'auto', 'newton' or 'adam', got {optimizer!r}")
+        if unit not in EDIT_UNITS:
+            raise InputError(f"unit must be one of {EDIT_UNITS}, got {unit!r}")
+        budget = DEFAULT_BUDGETS[unit] if budget is None else budget
         if optimizer == "auto":
             optimizer = "newton" if loss == "margin" else "adam"
         if steps is None:
             steps = 20 if optimizer == "newton" else 100
-        if budget <= 0 or margin <= 0 or steps < 1 or batch_size < 1 or boundary_steps < 1 or patience < 1:
-            raise InputError("budget and margin must be positive; steps, batch_size, boundary_steps and patience at least 1")
+        if not (math.isfinite(budget) and budget > 0 and math.isfinite(margin) and margin > 0):
+            raise InputError(f"budget and margin must be positive finite numbers, got budget={budget}, margin={margin}")
+        if steps < 1 or batch_size < 1 or boundary_steps < 1 or patience < 1:
+            raise InputError("steps, batch_size, boundary_steps and patience must be at least 1")
         self.generator, self.classifier, self.subspaces = generator, classifier, subspaces
         self.optimizer, self.loss, self.margin, self.beta, self.budget = optimizer, loss, margin, beta, budget
+        self.unit, self.image_samples = unit, image_samples
         self.steps, self.lr, self.patience, self.batch_size = steps, lr, patience, batch_size
         self.boundary_steps, self.scale_samples, self.seed, self.progress = boundary_steps, scale_samples, seed, progress
-        self._spreads: dict[str, torch.Tensor] = {}
+        self._edit_bases: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -138,9 +147,10 @@ class CounterfactualExplainer:
     def options(self) -> dict[str, Any]:
         """The keyword options of this explainer (to build another one with the same settings)."""
         return {"optimizer": self.optimizer, "loss": self.loss, "margin": self.margin, "beta": self.beta,
-                "budget": self.budget, "steps": self.steps, "lr": self.lr, "patience": self.patience,
+                "unit": self.unit, "budget": self.budget, "steps": self.steps, "lr": self.lr, "patience": self.patience,
                 "batch_size": self.batch_size, "boundary_steps": self.boundary_steps,
-                "scale_samples": self.scale_samples, "seed": self.seed, "progress": self.progress}
+                "scale_samples": self.scale_samples, "image_samples": self.image_samples, "seed": self.seed,
+                "progress": self.progress}
 
     @property
     def space(self) -> str:
@@ -148,8 +158,8 @@ class CounterfactualExplainer:
         return self.subspaces.space
 
     def _with(self, **changes: Any) -> CounterfactualExplainer:
-        """A copy of this explainer with some options changed (sharing the spread estimates where
-        they stay valid)."""
+        """A copy of this explainer with some options changed (sharing the scaled bases where they
+        stay valid)."""
         changes = {key: value for key, value in changes.items() if value is not None}
         base = self.options
         unknown = sorted(set(changes) - set(base))
@@ -158,17 +168,22 @@ class CounterfactualExplainer:
         if "optimizer" in changes or "loss" in changes:  # let the constructor choose again
             del base["steps"]
             base["optimizer"] = "auto"
+        if "unit" in changes and "budget" not in changes:  # the budget is in the unit
+            del base["budget"]
         other = CounterfactualExplainer(self.generator, self.classifier, self.subspaces, **{**base, **changes})
-        if (other.scale_samples, other.seed) == (self.scale_samples, self.seed):
-            other._spreads = self._spreads
+        if (other.unit, other.scale_samples, other.image_samples, other.seed) == (
+                self.unit, self.scale_samples, self.image_samples, self.seed):
+            other._edit_bases = self._edit_bases
         return other
 
-    def spread(self, name: str) -> torch.Tensor:
-        """σ: the standard deviation of sampled codes along each basis vector of subspace ``name``."""
-        if name not in self._spreads:
-            self._spreads[name] = latent_spread(self.generator, self.subspaces[name], samples=self.scale_samples,
+    def edit_basis(self, name: str) -> torch.Tensor:
+        """``(D, k)``: subspace ``name``'s basis scaled so that a coefficient vector's norm is the
+        edit's size in :attr:`unit` (see :func:`~cfexplain.counterfactual.units.edit_basis`)."""
+        if name not in self._edit_bases:
+            self._edit_bases[name] = edit_basis(self.generator, self.subspaces[name], self.unit,
+                                                scale_samples=self.scale_samples, image_samples=self.image_samples,
                                                 seed=self.seed + 7919)
-        return self._spreads[name]
+        return self._edit_bases[name]
 
     def faces(self, codes_or_seeds: torch.Tensor | int | Sequence[int]) -> torch.Tensor:
         """Codes ``(N, *latent_shape)`` from codes, a number of faces (drawn with the explainer's
@@ -245,7 +260,7 @@ class CounterfactualExplainer:
         bases = torch.zeros(len(names), flat.shape[1], k_max, device=device, dtype=dtype)
         for s, name in enumerate(names):
             subspace = self.subspaces[name]
-            bases[s, :, : subspace.dim] = (subspace.basis * self.spread(name)).to(device=device, dtype=dtype)
+            bases[s, :, : subspace.dim] = self.edit_basis(name).to(device=device, dtype=dtype)
         face_of = torch.arange(n, device=device).repeat_interleave(len(names))
         space_of = torch.arange(len(names), device=device).repeat(n)
         items = n * len(names)
@@ -255,6 +270,7 @@ class CounterfactualExplainer:
         minimal_logits = torch.zeros_like(end_logits)
         minimal_t = torch.zeros(items, device=device, dtype=dtype)
         pixels = torch.zeros(items, 2, device=device, dtype=dtype)
+        sensitivity = torch.zeros(items, device=device, dtype=dtype)
         from tqdm.auto import tqdm
 
         finished = 0
@@ -270,6 +286,7 @@ class CounterfactualExplainer:
                     boundary = self._boundary(flat, bases, faces, spaces, found, spec, tau, original_logits, originals)
                     alpha[chunk], steps_used[chunk.cpu()], end_logits[chunk] = found.alpha, found.steps, found.logits
                     minimal_t[chunk], minimal_logits[chunk], pixels[chunk] = boundary
+                    sensitivity[chunk] = found.sensitivity
                     finished = start + len(chunk)
                     bar.update(len(chunk))
         except (Exception, KeyboardInterrupt) as error:  # keep the finished batches on the exception
@@ -277,10 +294,11 @@ class CounterfactualExplainer:
                 done = slice(0, finished)
                 _attach_partial_result(error, lambda: self._result(
                     flat, names, bases, face_of[done], space_of[done], alpha[done], minimal_t[done],
-                    steps_used[done], original_logits, end_logits[done], minimal_logits[done], pixels[done], spec))
+                    steps_used[done], original_logits, end_logits[done], minimal_logits[done], pixels[done],
+                    sensitivity[done], spec))
             raise
         return self._result(flat, names, bases, face_of, space_of, alpha, minimal_t, steps_used, original_logits,
-                            end_logits, minimal_logits, pixels, spec)
+                            end_logits, minimal_logits, pixels, sensitivity, spec)
 
     def _edit(self, bases, space_of, alpha) -> torch.Tensor:
         return torch.bmm(bases[space_of], alpha[:, :, None])[:, :, 0]
@@ -298,8 +316,16 @@ class CounterfactualExplainer:
                                   steps=steps or self.steps)
         rows = torch.arange(len(faces), device=flat.device)
         end_logits, pixels = self._probe(flat[faces] + self._edit(bases, spaces, alpha), originals, rows)
-        return _SearchEnd(alpha, steps, end_logits, torch.full((len(faces),), float("nan"), device=flat.device,
-                                                              dtype=flat.dtype), pixels)
+        start_grad = self._start_gradient(flat, bases, faces, spaces, spec, tau)
+        return _SearchEnd(alpha, steps, end_logits, (start_grad * alpha).sum(dim=1), pixels, start_grad.norm(dim=1))
+
+    def _start_gradient(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float) -> torch.Tensor:
+        """``∇_α gap`` at ``α = 0`` per item, ``(items, k)``: one backward pass per distinct face,
+        shared by all its subspaces (``∇_α gap = Bᵀ ∇_u gap`` for the scaled basis ``B``)."""
+        unique, inverse = faces.unique(return_inverse=True)
+        start = flat[unique].clone().requires_grad_(True)
+        (grad_u,) = torch.autograd.grad(self._gap(self._logits(start), spec, unique, tau).sum(), start)
+        return torch.bmm(bases[spaces].transpose(1, 2), grad_u[inverse][:, :, None])[:, :, 0]
 
     def _newton(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, original_logits,
                 originals: _Originals | None) -> _SearchEnd:
@@ -309,11 +335,7 @@ class CounterfactualExplainer:
         logits = original_logits[faces].clone()
         pixels = torch.zeros(len(faces), 2, device=flat.device, dtype=flat.dtype)
         gap = self._gap(logits, spec, faces, tau)
-        # The first gradient, at α = 0, is shared by every subspace of a face: ∇_α gap = (Vσ)ᵀ ∇_u gap.
-        unique, inverse = faces.unique(return_inverse=True)
-        start = flat[unique].clone().requires_grad_(True)
-        (grad_u,) = torch.autograd.grad(self._gap(self._logits(start), spec, unique, tau).sum(), start)
-        grad = torch.bmm(bases[spaces].transpose(1, 2), grad_u[inverse][:, :, None])[:, :, 0]
+        grad = self._start_gradient(flat, bases, faces, spaces, spec, tau)
         start_grad = grad.clone()
         best, stalled = gap.clone(), torch.zeros(len(faces), dtype=torch.long, device=flat.device)
         active = gap < 0
@@ -348,7 +370,7 @@ class CounterfactualExplainer:
                 on_sphere = a.norm(dim=1) >= self.budget * (1 - 1e-4)
                 reachable = gap[going] + self.budget * g.norm(dim=1) - (g * a).sum(dim=1)
                 active[going[on_sphere & (reachable < 0) & (stalled[going] > 0)]] = False
-        return _SearchEnd(alpha, steps, logits, (start_grad * alpha).sum(dim=1), pixels)
+        return _SearchEnd(alpha, steps, logits, (start_grad * alpha).sum(dim=1), pixels, start_grad.norm(dim=1))
 
     def _adam(self, flat, bases, faces, spaces, spec: TargetSpec, tau: float, *, steps: int,
               groups: torch.Tensor | None = None, group_weight: float = 0.0):
@@ -447,7 +469,7 @@ class CounterfactualExplainer:
         return minimal_t, hi_logits, hi_pixels
 
     def _result(self, flat, names, bases, face_of, space_of, alpha, minimal_t, steps_used, original_logits,
-                end_logits, after_logits, pixels, spec: TargetSpec) -> CounterfactualResult:
+                end_logits, after_logits, pixels, sensitivity, spec: TargetSpec) -> CounterfactualResult:
         t = torch.nan_to_num(minimal_t, nan=0.0)
         end_gap = self._gap(end_logits, spec, face_of, self._threshold_logit())
         with torch.no_grad():
@@ -468,6 +490,7 @@ class CounterfactualExplainer:
             "end_gap": end_gap.cpu().numpy(), "p_before": p_before.cpu().numpy(), "p_after": p_after.cpu().numpy(),
             "p_end": p_end.cpu().numpy(), "delta_prob": (p_end - p_before).cpu().numpy(),
             "pixel_l1": pixels[:, 0].cpu().numpy(), "pixel_l2": pixels[:, 1].cpu().numpy(),
+            "sensitivity": sensitivity.detach().cpu().numpy(),
         })
         if self.classifier.kind == "sigmoid":
             on_before = original_logits[face_of] > self._threshold_logit()
@@ -478,7 +501,7 @@ class CounterfactualExplainer:
         dims = [self.subspaces[names[s]].dim for s in space_of.tolist()]
         coefficients = [alpha[i, : dims[i]].tolist() for i in range(len(alpha))]
         settings = {"optimizer": self.optimizer, "loss": self.loss, "margin": self.margin, "beta": self.beta,
-                    "budget": self.budget, "steps": self.steps, "lr": self.lr, "patience": self.patience,
+                    "unit": self.unit, "budget": self.budget, "steps": self.steps, "lr": self.lr, "patience": self.patience,
                     "batch_size": self.batch_size, "seed": self.seed, "boundary_steps": self.boundary_steps,
                     "classifier": self.classifier.name}
         return CounterfactualResult(self.space, tuple(self.subspaces.latent_shape), flat.detach().cpu(), names, table,

@@ -33,7 +33,7 @@ class CounterfactualResult:
         table: one row per item (see :meth:`to_dataframe` for the columns).
         deltas: ``(items, D)`` latent edit at the minimal counterfactual (zero where not flipped).
         end_deltas: ``(items, D)`` latent edit where the search stopped.
-        coefficients: per item, the search's end coefficients in standard-deviation units.
+        coefficients: per item, the search's end coefficients, in the search's unit.
         target: what was asked for; settings: the search settings.
         generator: the generator searched with, for :meth:`images` (not saved: ``None`` after
             :meth:`load`).
@@ -56,7 +56,10 @@ class CounterfactualResult:
         ``min_edit_latent`` (L2 in the latent space), ``end_edit``, ``steps``, ``p_before``,
         ``p_after`` (target probability at the minimal counterfactual), ``p_end``, ``delta_prob``,
         ``pixel_l1``, ``pixel_l2`` (mean absolute / root mean square image change at the minimal
-        counterfactual, image range [-1, 1]), ``other_heads_flipped`` (sigmoid classifiers)."""
+        counterfactual, image range [-1, 1]), ``sensitivity`` (``‖∇_α gap‖`` at the face: how far
+        the decision gap moves per unit edit, to first order), ``other_heads_flipped`` (sigmoid
+        classifiers). Edits (``min_edit``, ``end_edit``) are in the search's unit
+        (``settings["unit"]``)."""
         return self.table.copy()
 
     def codes_of(self, which: str = "minimal") -> torch.Tensor:

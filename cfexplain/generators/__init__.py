@@ -1,11 +1,15 @@
 """Generators: the protocol, the StyleGAN2 network, wrappers and checkpoint readers."""
 
 from .base import Generator, NoiseMode, Seed
+from .channel_styles import ChannelStyleGenerator, ChannelStyleLayer, ChannelStyleLayout
 from .checkpoints import load_generator
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator, StyleLayer, StyleLayout
 from .wrapped import ModuleGenerator
 
 __all__ = [
+    "ChannelStyleGenerator",
+    "ChannelStyleLayer",
+    "ChannelStyleLayout",
     "Generator",
     "ModuleGenerator",
     "NoiseMode",

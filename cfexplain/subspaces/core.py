@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .._io import atomic_write, read_versioned_json
@@ -37,8 +38,11 @@ class Semantic:
         target_ratio: keep directions whose target sensitivity exceeds this fraction of the largest.
         keep_ratios: per keep criterion, eigenvalues below this fraction of its largest eigenvalue
             count as its null space (one number for all, or one per keep criterion).
-        solver: ``"projected"`` (ICE, default), ``"late"`` (project after the fact) or ``"soft"``
-            (generalized eigenproblem).
+        solver: ``"projected"`` (ICE, default), ``"late"`` (project after the fact), ``"soft"``
+            (generalized eigenproblem) or ``"contrast"`` (the most specific directions against
+            random ones); see :mod:`cfexplain.subspaces.solvers`.
+        max_directions: keep at most this many directions (``None``: as many as the thresholds
+            allow). Subspaces of equal dimension compare fairly in an audit.
     """
 
     name: str
@@ -47,6 +51,7 @@ class Semantic:
     target_ratio: float = 1e-2
     keep_ratios: float | Sequence[float] = 1e-2
     solver: str = "projected"
+    max_directions: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -64,6 +69,9 @@ class Semantic:
             if not 0 < ratio < 1:
                 raise InputError(f"semantic {self.name!r}: ratios must be in (0, 1), got {ratio}")
         self.keep_ratios = tuple(float(r) for r in ratios)
+        if self.max_directions is not None and (isinstance(self.max_directions, bool) or not isinstance(self.max_directions, int)
+                                                or self.max_directions < 1):
+            raise InputError(f"semantic {self.name!r}: max_directions must be a positive int or None, got {self.max_directions!r}")
         if self.solver not in SOLVERS:
             raise InputError(f"semantic {self.name!r}: solver must be one of {list(SOLVERS)}, got {self.solver!r}")
 
@@ -75,7 +83,8 @@ class Semantic:
     def describe(self) -> dict[str, Any]:
         """JSON-able settings, for provenance."""
         return {"name": self.name, "target": self.target.describe(), "keep": [c.describe() for c in self.keep],
-                "target_ratio": self.target_ratio, "keep_ratios": list(self.keep_ratios), "solver": self.solver}
+                "target_ratio": self.target_ratio, "keep_ratios": list(self.keep_ratios), "solver": self.solver,
+                "max_directions": self.max_directions}
 
 
 @dataclass
@@ -148,6 +157,9 @@ class SubspaceSet(Mapping[str, Subspace]):
         except KeyError:
             raise InputError(f"no subspace named {name!r}; the set has {list(self._subspaces)}") from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._subspaces
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._subspaces)
 
@@ -167,6 +179,21 @@ class SubspaceSet(Mapping[str, Subspace]):
     def latent_shape(self) -> tuple[int, ...] | None:
         """The latent shape of one code of the subspaces' space (``None`` for an empty set)."""
         return next(iter(self._subspaces.values())).latent_shape if self._subspaces else None
+
+    def specificity_table(self) -> pd.DataFrame:
+        """One row per subspace whose specificity was measured when it was learned
+        (:mod:`cfexplain.subspaces.specificity`): ``semantic, directions, specificity, low, high``
+        (the 90 % interval), ``target_gain`` and ``keep_gains`` (against random directions)."""
+        rows = []
+        for subspace in self._subspaces.values():
+            measured = subspace.provenance.get("specificity")
+            if measured:
+                rows.append({"semantic": subspace.name, "directions": subspace.dim,
+                             "specificity": measured["specificity"], "low": measured["interval"][0],
+                             "high": measured["interval"][1], "target_gain": measured["target_gain"],
+                             "keep_gains": ", ".join(f"{k} {v:.2f}" for k, v in measured["keep_gains"].items())})
+        return pd.DataFrame(rows, columns=["semantic", "directions", "specificity", "low", "high", "target_gain",
+                                           "keep_gains"])
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the set to the folder ``path`` (created; replaced atomically file by file)."""

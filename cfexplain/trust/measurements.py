@@ -1,0 +1,116 @@
+"""Face measurements that planted-shortcut classifiers are trained on.
+
+Each :class:`PlantedMeasurement` is one number per face, computed from the analyzers (a parser's
+hard region masks, landmark positions) without gradient, and names the semantic an audit should
+rank first for a classifier that decides by it. :data:`PLANTED_MEASUREMENTS` holds the six of the
+planted-shortcut suite; the landmark ones use the FaceMesh-468 topology
+(:func:`cfexplain.zoo.facemesh`). Colours are read in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+
+from ..analyzers.base import FaceParsing
+from ..errors import InputError
+
+__all__ = ["PlantedMeasurement", "PLANTED_MEASUREMENTS", "region_redness", "planted_measurement"]
+
+
+@dataclass(frozen=True)
+class PlantedMeasurement:
+    """A per-face measurement and the semantic that explains a classifier deciding by it.
+
+    Attributes:
+        name: e.g. ``"skin_luminance"``.
+        semantic: the subspace an audit should rank first (e.g. ``"face_colour"``).
+        measure: ``(images, parsing, landmarks) → (N,)``; ``landmarks`` is ``(N, P, 2)`` or ``None``.
+        needs_landmarks: whether ``measure`` reads landmark positions.
+        description: what is measured, in words.
+    """
+
+    name: str
+    semantic: str
+    measure: Callable[[torch.Tensor, FaceParsing, torch.Tensor | None], torch.Tensor]
+    needs_landmarks: bool
+    description: str
+
+
+def _unit(images: torch.Tensor) -> torch.Tensor:
+    return (images.clamp(-1, 1) + 1) / 2
+
+
+def _mean_inside(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values (N, H, W)`` over the hard mask ``(N, 1, H, W)``."""
+    weights = mask[:, 0]
+    return (values * weights).sum(dim=(1, 2)) / weights.sum(dim=(1, 2)).clamp_min(1.0)
+
+
+def region_redness(images: torch.Tensor, parsing: FaceParsing, region: str) -> torch.Tensor:
+    """Mean redness ``R − (G + B) / 2`` of ``region`` (hard mask), images in their raw ``[-1, 1]`` range."""
+    red = images[:, 0] - (images[:, 1] + images[:, 2]) / 2
+    return _mean_inside(red, parsing.mask(region, soft=False))
+
+
+def _skin_luminance(images, parsing, landmarks):
+    x = _unit(images)
+    luminance = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    return _mean_inside(luminance, parsing.mask("skin", soft=False))
+
+
+def _skin_hue(images, parsing, landmarks):
+    x, skin = _unit(images), parsing.mask("skin", soft=False)
+    r, g, b = (_mean_inside(x[:, c], skin) for c in range(3))
+    return torch.atan2(math.sqrt(3) * (g - b), 2 * r - g - b)  # the hue angle of the mean skin colour
+
+
+def _lip_redness(images, parsing, landmarks):
+    x = _unit(images)
+    return _mean_inside(x[:, 0] - (x[:, 1] + x[:, 2]) / 2, parsing.mask("lips", soft=False))
+
+
+def _distance(landmarks: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    return (landmarks[:, a] - landmarks[:, b]).norm(dim=1)
+
+
+def _eye_openness(images, parsing, landmarks):
+    right = _distance(landmarks, 159, 145) / _distance(landmarks, 33, 133)
+    left = _distance(landmarks, 386, 374) / _distance(landmarks, 362, 263)
+    return (right + left) / 2
+
+
+def _mouth_opening(images, parsing, landmarks):
+    return _distance(landmarks, 13, 14) / _distance(landmarks, 61, 291)
+
+
+def _jaw_width(images, parsing, landmarks):
+    return _distance(landmarks, 172, 397)
+
+
+PLANTED_MEASUREMENTS: Mapping[str, PlantedMeasurement] = {m.name: m for m in (
+    PlantedMeasurement("skin_luminance", "face_colour", _skin_luminance, False,
+                       "mean luminance (Rec. 601) of the skin"),
+    PlantedMeasurement("skin_hue", "face_colour", _skin_hue, False, "hue angle of the skin's mean colour"),
+    PlantedMeasurement("lip_redness", "lip_colour", _lip_redness, False, "mean redness R − (G + B)/2 of the lips"),
+    PlantedMeasurement("eye_openness", "eye_shape", _eye_openness, True,
+                       "eyelid gap over eye width, both eyes averaged (FaceMesh 159–145 / 33–133, 386–374 / 362–263)"),
+    PlantedMeasurement("mouth_opening", "mouth_shape", _mouth_opening, True,
+                       "inner-lip gap over mouth width (FaceMesh 13–14 / 61–291)"),
+    PlantedMeasurement("jaw_width", "face_boundary", _jaw_width, True,
+                       "distance between the jaw's corners (FaceMesh 172–397), pixels"),
+)}
+"""The measurements of the planted-shortcut suite, by name."""
+
+
+def planted_measurement(measurement: str | PlantedMeasurement) -> PlantedMeasurement:
+    """A measurement by name (:data:`PLANTED_MEASUREMENTS`), or one given as such."""
+    if isinstance(measurement, PlantedMeasurement):
+        return measurement
+    try:
+        return PLANTED_MEASUREMENTS[measurement]
+    except (KeyError, TypeError):
+        raise InputError(f"unknown planted measurement {measurement!r}; known: {list(PLANTED_MEASUREMENTS)}") from None
