@@ -158,10 +158,10 @@ def shortcut_recovery(seeds: int, folder: Path, planted: str = "face_colour", po
         start = time.perf_counter()
         result = planted_shortcut_check(generator, parser, subspaces, planted=planted, region=region,
                                         reference=reference, seed=seed, n=16, joint=False, attribution=False, data=data)
-        runs.append({"seed": seed, "rank": result["rank"], "ranking": result["ranking"],
-                     "val_accuracy": result["val_accuracy"], "seconds": time.perf_counter() - start})
-        print(f"  shortcut seed {seed}: {planted} ranked {result['rank']} ({', '.join(result['ranking'])}); "
-              f"classifier accuracy {result['val_accuracy']:.2f}", flush=True)
+        runs.append({"seed": seed, "rank": result.rank, "ranking": result.ranking,
+                     "val_accuracy": result.val_accuracy, "seconds": time.perf_counter() - start})
+        print(f"  shortcut seed {seed}: {planted} ranked {result.rank} ({', '.join(result.ranking)}); "
+              f"classifier accuracy {result.val_accuracy:.2f}", flush=True)
     return {"planted": planted, "region": region, "reference": reference, "seeds": seeds, "pool": pool,
             "recovery_rate": float(np.mean([r["rank"] == 1 for r in runs])), "runs": runs}
 

@@ -23,11 +23,18 @@ Cases:
   BiSeNet parser for the masks and landmarks from a random-weight FAN (one hourglass), at the
   reference's working resolutions (random weights suffice for cost).
 
+A second part, ``--specificity``, measures how specific the zoo's subspaces are against random
+directions (:func:`cfexplain.subspaces.measure_specificity`, 16 faces apart from the learning
+ones, 64 random directions) for each design that was tried: the ICE null-space solver in ``z``
+(the earlier default), the contrast solver in ``z``, and the contrast solver in the channel-style
+space ``s`` (the default), each learned from ``--specificity-samples`` faces.
+
 Usage::
 
     python benchmarks/subspaces.py [--cases zoo stylegan2-w stylegan2-s] [--samples 4 1 1] [--baseline-rows 8]
+    python benchmarks/subspaces.py --specificity [--specificity-samples 16]
 
-Prints a table and writes ``benchmarks/results/subspaces.json``.
+Prints a table and writes ``benchmarks/results/subspaces.json`` (``subspaces-specificity.json``).
 """
 
 from __future__ import annotations
@@ -207,6 +214,45 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+SPECIFICITY_DESIGNS = {  # name → (space, preset options)
+    "z, ICE null-space solver (earlier default)": ("z", {"solver": "projected", "target_ratio": 0.1, "directions": None}),
+    "z, contrast solver, 8 directions": ("z", {}),
+    "s (channel styles), contrast solver, 8 directions (default)": ("s", {}),
+}
+
+
+def specificity_comparison(samples: int) -> tuple[list[dict], str]:
+    """Specificity of every FaceMesh preset semantic for each design, on the zoo DCGAN."""
+    from cfexplain import zoo
+    from cfexplain.presets import facemesh_semantics
+    from cfexplain.subspaces import learn_subspaces, measure_specificity
+
+    generator, parser, landmarks = zoo.dcgan_faces(), zoo.facemesh_parser(), zoo.facemesh()
+    rows = []
+    for design, (space, options) in SPECIFICITY_DESIGNS.items():
+        semantics = facemesh_semantics(parser, landmarks, **options)
+        start = time.perf_counter()
+        subspaces = learn_subspaces(generator, semantics, space=space, n_samples=samples, specificity_samples=0,
+                                    progress=False)
+        seconds = time.perf_counter() - start
+        measured = measure_specificity(generator, semantics, subspaces, n_samples=16, seed=424242)
+        for name, result in measured.items():
+            rows.append({"design": design, "semantic": name, "directions": result.directions,
+                         "specificity": result.specificity, "low": result.interval[0], "high": result.interval[1],
+                         "target_gain": result.target_gain, "learn_seconds": seconds})
+        print(f"{design}: learned in {seconds:.0f} s", flush=True)
+    names = list(dict.fromkeys(r["semantic"] for r in rows))
+    lines = ["| semantic | " + " | ".join(SPECIFICITY_DESIGNS) + " |", "|---|" + "---|" * len(SPECIFICITY_DESIGNS)]
+    for name in names:
+        cells = []
+        for design in SPECIFICITY_DESIGNS:
+            found = [r for r in rows if r["design"] == design and r["semantic"] == name]
+            cells.append(f"{found[0]['specificity']:.2f} ({found[0]['low']:.2f}–{found[0]['high']:.2f}), "
+                         f"k = {found[0]['directions']}" if found else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return rows, "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=["zoo"], choices=["zoo", "stylegan2-w", "stylegan2-s"])
@@ -214,8 +260,19 @@ def main() -> None:
                         help="samples per case (one number for all cases, or one per case)")
     parser.add_argument("--baseline-rows", type=int, default=8,
                         help="reverse passes per criterion actually run by the baseline (0: all)")
+    parser.add_argument("--specificity", action="store_true", help="compare the specificity of the zoo designs instead")
+    parser.add_argument("--specificity-samples", type=int, default=16, help="learning faces for --specificity")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.specificity:
+        rows, text = specificity_comparison(args.specificity_samples)
+        print(text)
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / "subspaces-specificity.json"
+        out.write_text(json.dumps({"meta": {"torch": torch.__version__, "samples": args.specificity_samples},
+                                   "rows": rows, "table": text}, indent=1))
+        print(f"wrote {out}")
+        return
     if args.worker:
         part, name, samples, rows, folder = args.worker
         print(json.dumps(worker(part, name, int(samples), int(rows), folder)))

@@ -50,7 +50,7 @@ from .generators import (
     load_generator,
 )
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "AuditResult",

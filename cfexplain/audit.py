@@ -44,10 +44,11 @@ import pandas as pd
 import torch
 
 from ._io import atomic_write, read_versioned_json
+from ._version import software_provenance
 from ._shared import shared_analyses
 from .classifiers import Classifier
-from .counterfactual import CounterfactualExplainer, CounterfactualResult, decision_gap, resolve_target
-from .counterfactual.explainer import _attach_partial_result
+from .counterfactual import CounterfactualExplainer, CounterfactualResult, attach_partial_result
+from .counterfactual.joint import joint_counterfactuals
 from .errors import InputError
 from .generators.base import Generator, make_rng
 from .subspaces.core import Semantic, Subspace, SubspaceSet
@@ -230,92 +231,6 @@ def _side_effects(generator: Generator, result: CounterfactualResult, semantics:
     return effects
 
 
-def _joint(explainer: CounterfactualExplainer, codes: torch.Tensor, target: Any, names: list[str],
-           group_weight: float, joint_steps: int, ig_steps: int, attribution: bool) -> tuple[pd.DataFrame, dict[str, float], dict[str, float]]:
-    """Joint search over the stacked subspaces (Adam on the loss plus a group lasso), sparsity, and
-    IG attribution."""
-    classifier = explainer.classifier
-    flat = codes.reshape(codes.shape[0], -1).detach()
-    n = flat.shape[0]
-    blocks = [explainer.edit_basis(name) for name in names]
-    sizes = [b.shape[1] for b in blocks]
-    basis = torch.cat(blocks, dim=1).to(device=flat.device, dtype=flat.dtype)[None]  # (1, D, K)
-    groups = np.repeat(np.arange(len(names)), sizes)
-    with torch.no_grad():
-        original_logits = torch.cat([explainer._logits(part) for part in flat.split(explainer.batch_size)])
-    spec = resolve_target(classifier, target, original_logits)
-    tau = explainer._threshold_logit()
-    faces = torch.arange(n, device=flat.device)
-    spaces = torch.zeros(n, dtype=torch.long, device=flat.device)
-    group_index = torch.as_tensor(groups, device=flat.device)
-    found = explainer._search(flat, basis, faces, spaces, spec, tau, original_logits, groups=group_index,
-                              group_weight=group_weight, optimizer="adam", steps=joint_steps)
-    alpha, steps = found.alpha, found.steps
-    minimal_t, _, _ = explainer._boundary(flat, basis, faces, spaces, found, spec, tau, original_logits)
-    flipped = ~torch.isnan(minimal_t)
-    norms = torch.stack([alpha[:, groups == g].norm(dim=1) for g in range(len(names))], dim=1)  # (n, S)
-    shares = {name: float("nan") for name in names}
-    convergence = float("nan")
-    importance = norms  # orders the semantics for the sparsity count; IG replaces it below
-    if attribution:
-        from captum.attr import IntegratedGradients
-
-        def forward(coefficients, base_codes, modes, indices):
-            codes_ = base_codes + (basis[0] @ coefficients.T).T
-            return decision_gap(explainer._logits(codes_), modes, indices, tau)
-
-        ig = IntegratedGradients(forward)
-        attributions, delta = ig.attribute(alpha, baselines=torch.zeros_like(alpha), n_steps=ig_steps,
-                                           additional_forward_args=(flat, spec.mode, spec.index),
-                                           internal_batch_size=explainer.batch_size, return_convergence_delta=True)
-        change = attributions.sum(dim=1)
-        per_group = torch.stack([attributions[:, groups == g].sum(dim=1) for g in range(len(names))], dim=1)
-        valid = change.abs() > 1e-6
-        if valid.any():
-            fractions = per_group[valid] / change[valid, None]
-            shares = {name: float(fractions[:, g].mean()) for g, name in enumerate(names)}
-        convergence = float(delta.abs().mean() / change.abs().mean().clamp_min(1e-12))
-        importance = per_group.detach()
-    needed = _semantics_needed(explainer, flat, basis, alpha, groups, importance, flipped, spec, tau)
-    frame = pd.DataFrame({"face": np.arange(n), "flipped": flipped.cpu().numpy(),
-                          "min_edit": (alpha.norm(dim=1) * torch.nan_to_num(minimal_t)).where(flipped, torch.tensor(float("nan"))).cpu().numpy(),
-                          "end_edit": alpha.norm(dim=1).cpu().numpy(), "steps": steps.numpy(),
-                          "sparsity": needed.cpu().numpy(),
-                          "semantics_used": [", ".join(np.array(names)[order[:k].cpu().numpy()]) if k > 0 else ""
-                                             for order, k in zip(importance.argsort(dim=1, descending=True), needed.tolist())]})
-    for g, name in enumerate(names):
-        frame[f"norm:{name}"] = norms[:, g].cpu().numpy()
-    metrics = {"joint_validity": float(flipped.float().mean()),
-               "joint_sparsity": float(needed[flipped].float().mean()) if flipped.any() else float("nan"),
-               "joint_median_min_edit": float(np.nanmedian(frame["min_edit"])) if flipped.any() else float("nan"),
-               "ig_relative_convergence_delta": convergence}
-    return frame, shares, metrics
-
-
-def _semantics_needed(explainer, flat, basis, alpha, groups, importance, flipped, spec, tau) -> torch.Tensor:
-    """Per face, how many semantics the joint edit needs: keep only the m most important groups
-    (by attribution) of its coefficients, for m = 1, 2, …, and count until the decision flips
-    (0 where the full joint edit does not flip it)."""
-    n, count = alpha.shape[0], importance.shape[1]
-    order = importance.argsort(dim=1, descending=True)
-    needed = torch.zeros(n, dtype=torch.long)
-    pending = flipped.clone().cpu()
-    group_of = torch.as_tensor(groups, device=alpha.device)
-    with torch.no_grad():
-        for m in range(1, count + 1):
-            rows = pending.nonzero()[:, 0]
-            if len(rows) == 0:
-                break
-            kept = (group_of[None, :] == order[rows, :m, None].to(alpha.device)).any(dim=1)  # (rows, K)
-            codes = flat[rows] + explainer._edit(basis, torch.zeros(len(rows), dtype=torch.long), alpha[rows] * kept)
-            gap = decision_gap(explainer._logits(codes), spec.mode[rows], spec.index[rows], tau)
-            done = (gap >= 0).cpu()
-            needed[rows[done]] = m
-            pending[rows[done]] = False
-    needed[pending] = count  # flips only with every semantic (a crossing the truncations missed)
-    return needed
-
-
 def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, n: int = 32, seed: int = 0,
           target: Any = "flip", budget: float | None = None, semantics: Sequence[Semantic] | None = None, joint: bool = True,
           attribution: bool = True, random_baseline: bool = True, group_weight: float = 0.1, joint_steps: int = 100,
@@ -358,7 +273,7 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
                           semantics=semantics, joint=joint, attribution=attribution, random_baseline=random_baseline,
                           group_weight=group_weight, joint_steps=joint_steps, ig_steps=ig_steps)
     except (Exception, KeyboardInterrupt) as error:  # the per-semantic search is kept on the exception
-        _attach_partial_result(error, lambda: result)
+        attach_partial_result(error, lambda: result)
         raise
 
 
@@ -384,8 +299,9 @@ def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: 
     joint_frame, shares = pd.DataFrame(), {s: float("nan") for s in names}
     metrics: dict[str, float] = {}
     if joint:
-        joint_frame, shares, metrics = _joint(explainer, codes, target, names, group_weight, joint_steps, ig_steps,
-                                                 attribution)
+        found = joint_counterfactuals(explainer, codes, target, names, group_weight=group_weight, steps=joint_steps,
+                                      ig_steps=ig_steps, attribution=attribution)
+        joint_frame, shares, metrics = found.table, found.shares, found.metrics
     table["attribution"] = [shares[s] for s in names]
     table["rank"] = _rank(table)
     table["attribution_rank"] = table["attribution"].rank(ascending=False, method="min").astype("Int64")
@@ -400,12 +316,10 @@ def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: 
         "proximity_pixel_l1": float(flipped["pixel_l1"].mean()) if len(flipped) else float("nan"),
         "proximity_pixel_l2": float(flipped["pixel_l2"].mean()) if len(flipped) else float("nan"),
     })
-    from . import __version__
-
     settings = {"n": n, "seed": seed, "budget": budget, "joint": joint, "attribution": attribution,
                 "random_baseline": random_baseline, "group_weight": group_weight, "joint_steps": joint_steps, "ig_steps": ig_steps, **result.settings}
-    provenance = {"cfexplain": __version__, "torch": torch.__version__, "generator": dict(generator.provenance),
-                  "classifier": classifier.name, "labels": list(classifier.labels), "subspaces": dict(subspaces.provenance),
-                  "space": subspaces.space}
+    provenance = software_provenance(generator=dict(generator.provenance), classifier=classifier.name,
+                                     labels=list(classifier.labels), subspaces=dict(subspaces.provenance),
+                                     space=subspaces.space)
     return AuditResult(table, result, joint_frame, {k: (None if isinstance(v, float) and math.isnan(v) else v)
                                                       for k, v in metrics.items()}, result.target, settings, provenance)

@@ -56,14 +56,14 @@ class LatentImages:
     def __init__(self, generator: Generator, space: str, resolution: int | None = None) -> None:
         generator.check_space(space)
         if resolution is not None:
-            generator._check_resolution(resolution)
+            generator.check_resolution(resolution)
         self.generator, self.space, self.resolution = generator, space, resolution
         self.shape = generator.latent_shape(space)
         self.dim = math.prod(self.shape)
 
     def __call__(self, flat: torch.Tensor) -> torch.Tensor:
         codes = flat.reshape(flat.shape[0], *self.shape)
-        return self.generator._synthesize(codes, self.space, "const", None, self.resolution)
+        return self.generator.generate(codes, self.space, "const", None, self.resolution)
 
 
 @dataclass

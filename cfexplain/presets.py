@@ -110,7 +110,7 @@ FACEMESH_SEMANTIC_NAMES = tuple(n for n in SEMANTIC_NAMES if n != "hair_photomet
 
 
 def facemesh_semantics(parser: FaceParser, landmarks: LandmarkDetector, *, names: Sequence[str] | None = None,
-                       resolution: int = 64, directions: int = 8, solver: str = "contrast",
+                       resolution: int = 64, directions: int | None = 8, solver: str = "contrast",
                        target_ratio: float = 1e-3, keep_ratio: float = 1e-2) -> list[Semantic]:
     """Six of the seven semantics with FaceMesh landmarks and the FaceMesh polygon parser
     (:func:`cfexplain.zoo.facemesh_parser`).
@@ -135,7 +135,8 @@ def facemesh_semantics(parser: FaceParser, landmarks: LandmarkDetector, *, names
       an audit compares semantics at equal dimension as well as equal image change.
 
     Working resolutions are capped at ``resolution`` (the zoo generator makes 64² images).
-    ``solver="projected"`` with ``keep_ratio``/``target_ratio`` gives the ICE construction.
+    ``solver="projected"`` (with ``keep_ratio``, and ``target_ratio`` at least 0.1) gives the ICE
+    construction; ``directions=None`` keeps as many directions as the thresholds allow.
     """
     r = resolution
     small = min(48, r)

@@ -205,15 +205,15 @@ def test_an_interrupted_explain_saves_the_finished_batches(workspace, tmp_path, 
     from cfexplain.counterfactual import CounterfactualExplainer
 
     folder, checkpoint = workspace
-    boundary, calls = CounterfactualExplainer._boundary, []
+    search, calls = CounterfactualExplainer.search, []
 
     def interrupted_second_batch(self, *args, **kwargs):  # Ctrl-C while the second batch is searched
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return boundary(self, *args, **kwargs)
+        return search(self, *args, **kwargs)
 
-    monkeypatch.setattr(CounterfactualExplainer, "_boundary", interrupted_second_batch)
+    monkeypatch.setattr(CounterfactualExplainer, "search", interrupted_second_batch)
     out = tmp_path / "cf"
     code = main(["explain", "--generator", checkpoint, "--subspaces", str(folder / "subspaces"), "--classifier",
                  str(folder / "bright.pt"), "--labels", "dark", "bright", "--faces", "2", "--batch-size", "2",

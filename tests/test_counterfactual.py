@@ -206,8 +206,8 @@ def test_randomization_changes_the_explanation(setting):
     randomized = randomize_weights(classifier, seed=0)
     assert not torch.equal(randomized.model.linear.weight, classifier.model.linear.weight)
     check = randomization_check(generator, classifier, subspaces, n=10, seed=0, unit="latent", budget=4.0)
-    assert check["original"][0] == "left_colour"
-    assert check["changed"] and check["flip_rate_change"] > 0.2
+    assert check.original[0] == "left_colour"
+    assert check.changed and check.flip_rate_change > 0.2
 
 
 def test_stability_across_disjoint_samples(setting):
@@ -215,7 +215,8 @@ def test_stability_across_disjoint_samples(setting):
 
     generator, _, _, semantics = setting
     agreement = stability_check(generator, semantics, space="z", n_samples=3, seeds=(10, 20))
-    assert agreement["left_colour"] > 0.99 and agreement["right_colour"] > 0.99
+    assert agreement.agreement["left_colour"] > 0.99 and agreement.agreement["right_colour"] > 0.99
+    assert agreement.worst > 0.99 and agreement.seeds == (10, 20)
 
 
 def test_planted_shortcut_is_found(setting):
@@ -227,9 +228,9 @@ def test_planted_shortcut_is_found(setting):
     result = planted_shortcut_check(generator, parser, subspaces, planted="left_colour", region="left",
                                     reference="background", seed=0, n=10, data=data, unit="latent", budget=4.0, joint=False,
                                     attribution=False, train_options={"n_train": 1200, "epochs": 8})
-    assert result["val_accuracy"] > 0.75  # the CNN learned the planted rule
-    assert result["ranking"][0] == "left_colour" and result["passed"]
-    table = result["table"].set_index("semantic")
+    assert result.val_accuracy > 0.75  # the CNN learned the planted rule
+    assert result.ranking[0] == "left_colour" and result.passed and result.planted == "left_colour"
+    table = result.table.set_index("semantic")
     assert table.loc["left_colour", "flip_rate"] > table.loc["right_colour", "flip_rate"]
 
 
@@ -269,7 +270,7 @@ def test_saved_results_of_another_format_or_damaged_are_refused(setting, tmp_pat
 
 
 def test_quadratic_first_guess_of_the_boundary_search():
-    from cfexplain.counterfactual.explainer import _quadratic_root
+    from cfexplain.counterfactual.search import _quadratic_root
 
     # q(t) = 3t² + t − 1 (convex) and q(t) = −2t² + 4t − 1 (concave): one root each in (0, 1)
     value0, slope0 = torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 4.0])

@@ -164,7 +164,7 @@ def test_explainer_budget_follows_its_unit():
     assert (table["sensitivity"] > 0).all()
     flipped = table[table["flipped"]]  # the measured image change at the minimal edit is close to the edit
     assert len(flipped) and np.allclose(flipped["pixel_l2"], flipped["min_edit"], rtol=0.35)
-    assert image._with(unit="latent").budget == 3.0
+    assert image.with_options(unit="latent").budget == 3.0
     for bad in (float("nan"), float("inf"), -1.0, 0.0):
         with pytest.raises(InputError, match="budget"):
             CounterfactualExplainer(generator, classifier, subspaces, budget=bad)

@@ -47,6 +47,15 @@ def test_report_stands_alone(written):
     assert page.count('src="data:image/png;base64,') >= 9  # ≥ 1 strip of three + two traversals of five
 
 
+def test_report_shows_the_controls(written):
+    paths, result = written
+    page = paths["report"].read_text()
+    assert "How specific the subspaces are" in page and 'class="specificity"' in page
+    assert 'data-semantic="left_colour"><td class="name">left_colour</td>' in page  # its specificity row
+    assert result.summary() in page  # the verdict in words, with its random control
+    assert "random-subspace flip rate" in page and "random-subspace minimal edit" in page and "sensitivity" in page
+
+
 def test_report_in_headless_chromium(written, browser, tmp_path):
     paths, result = written
     found = probe(browser, paths["report"], tmp_path)

@@ -10,11 +10,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
+from .._version import __version__
+from ..counterfactual.settings import SearchSettings
+from ..counterfactual.units import DEFAULT_BUDGETS
 from ..errors import CfexplainError
-from .commands import EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_audit, run_demo, run_explain, run_learn, run_report
+from .commands import EXPLAIN_FACES, EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_audit, run_demo, run_explain, run_learn, run_report
 
 __all__ = ["EXIT_GATE_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+_DEFAULTS = SearchSettings()
+"""The search defaults the help text quotes (the library's own)."""
 
 _EPILOG = "Exit codes: 0 success, 1 an audit gate (--fail-if) failed, 2 bad usage or bad input, 130 interrupted."
 
@@ -39,15 +44,16 @@ def _classifier(parser: argparse.ArgumentParser) -> None:
 
 def _search(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--subspaces", help="a subspace folder written by `cfexplain learn`")
-    parser.add_argument("--faces", type=int, help="number of faces (default: explain 16, audit 32)")
-    parser.add_argument("--seed", type=int, help="seed of the faces (default: 0)")
+    parser.add_argument("--faces", type=int, help=f"number of faces (default: explain {EXPLAIN_FACES}, audit 32)")
+    parser.add_argument("--seed", type=int, help=f"seed of the faces (default: {_DEFAULTS.seed})")
     parser.add_argument("--target", help="'flip' (default), a class index or label, or 'head,on|off|flip'")
     parser.add_argument("--unit", choices=["image", "latent"],
                         help="what an edit's size measures: 'image' (RMS image change, default: semantics are "
                              "compared at equal image change) or 'latent' (standard deviations)")
-    parser.add_argument("--budget", type=float, help="largest edit, in --unit (default: 0.2 for image, 3 for latent)")
-    parser.add_argument("--batch-size", type=int, help="counterfactuals searched together (default: 64); memory "
-                                                       "grows with it, and the finished batches are kept on an error")
+    parser.add_argument("--budget", type=float, help=f"largest edit, in --unit (default: {DEFAULT_BUDGETS['image']:g} for "
+                                                     f"image, {DEFAULT_BUDGETS['latent']:g} for latent)")
+    parser.add_argument("--batch-size", type=int, help=f"counterfactuals searched together (default: {_DEFAULTS.batch_size}); "
+                                                       "memory grows with it, and the finished batches are kept on an error")
     parser.add_argument("--out", help=f"output folder (default: {default_out})")
 
 

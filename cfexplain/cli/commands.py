@@ -59,13 +59,16 @@ def _keeping_partial_results(args: argparse.Namespace, folder: Path) -> Iterator
 # ------------------------------------------------------------------ demo
 
 
+EXPLAIN_FACES = 16
+"""Faces ``cfexplain explain`` searches when ``--faces`` is not given."""
 DEMO_SEMANTICS_SAMPLES = 16
 DEMO_SPACE = "s"
 
 
 def _demo_subspaces(generator, semantics, args: argparse.Namespace):
     """The demo's subspaces, learned once and cached beside the zoo's models."""
-    from .. import __version__, zoo
+    from .. import zoo
+    from .._version import __version__
     from ..subspaces import SubspaceSet, learn_subspaces
 
     key = hashlib.sha256(json.dumps({"version": __version__, "samples": DEMO_SEMANTICS_SAMPLES, "space": DEMO_SPACE,
@@ -145,8 +148,9 @@ def run_learn(args: argparse.Namespace) -> int:
     _say(args, f"learning {len(semantics)} subspaces in space {space!r}…")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LowSpecificityWarning)
-        subspaces = learn_subspaces(generator, semantics, space=space, n_samples=int(settings.get("samples", 16)),
-                                    seed=int(settings.get("seed", 0)), resolution=settings.get("resolution"),
+        given = {key: int(settings[name]) for key, name in (("n_samples", "samples"), ("seed", "seed"))
+                 if settings.get(name) is not None}
+        subspaces = learn_subspaces(generator, semantics, space=space, **given, resolution=settings.get("resolution"),
                                     method=settings.get("method", "auto"), checkpoint_dir=settings.get("checkpoint_dir"),
                                     progress=_progress(args))
     subspaces.provenance["analyzers"] = {"stack": stack, "parser": stack_settings.get("parser"),
@@ -179,10 +183,17 @@ def _target(value: str | None) -> Any:
     return int(value) if value.isdigit() else value
 
 
-def _budget(settings: dict[str, Any]) -> float | None:
-    """The budget setting as a number (``None``: the unit's default)."""
-    value = settings.get("budget")
-    return None if value is None else float(value)
+def _search_options(settings: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The search options given in the configuration or flags; what is not given keeps the
+    library's default (:class:`~cfexplain.counterfactual.SearchSettings`), which validates them."""
+    types = {"unit": str, "budget": float, "batch_size": int, "seed": int}
+    options = {key: convert(settings[key]) for key, convert in types.items() if settings.get(key) is not None}
+    return {**options, "progress": _progress(args)}
+
+
+def _faces(settings: dict[str, Any]) -> dict[str, int]:
+    """``{"n": faces}`` where the number of faces is given (else the library's default)."""
+    return {"n": int(settings["faces"])} if settings.get("faces") is not None else {}
 
 
 def _audit_inputs(args: argparse.Namespace, section: str):
@@ -231,13 +242,10 @@ def run_explain(args: argparse.Namespace) -> int:
     from ..counterfactual import CounterfactualExplainer
 
     _, generator, classifier, subspaces, settings = _audit_inputs(args, "explain")
-    explainer = CounterfactualExplainer(generator, classifier, subspaces, unit=settings.get("unit", "image"),
-                                        budget=_budget(settings),
-                                        batch_size=int(settings.get("batch_size", 64)),
-                                        seed=int(settings.get("seed", 0)), progress=_progress(args))
+    explainer = CounterfactualExplainer(generator, classifier, subspaces, **_search_options(settings, args))
     out = Path(settings.get("out") or "counterfactuals")
     with _keeping_partial_results(args, out / "partial"):
-        result = explainer.explain(int(settings.get("faces", 16)), target=_target(settings.get("target")))
+        result = explainer.explain(_faces(settings).get("n", EXPLAIN_FACES), target=_target(settings.get("target")))
     _save_counterfactuals(result, out)
     flipped = result.table.groupby("subspace")["flipped"].mean()
     _say(args, "flip rates: " + ", ".join(f"{name} {rate:.0%}" for name, rate in flipped.items()) + f"; saved to {out}")
@@ -256,10 +264,8 @@ def run_audit(args: argparse.Namespace) -> int:
     semantics = _audit_semantics(args, config, subspaces, str(generator.device))
     out = Path(settings.get("out") or "audit")
     with _keeping_partial_results(args, out / "partial"):
-        result = audit(generator, classifier, subspaces, n=int(settings.get("faces", 32)),
-                       seed=int(settings.get("seed", 0)), target=_target(settings.get("target")),
-                       unit=settings.get("unit", "image"), budget=_budget(settings),
-                       batch_size=int(settings.get("batch_size", 64)), semantics=semantics, progress=_progress(args))
+        result = audit(generator, classifier, subspaces, **_faces(settings), target=_target(settings.get("target")),
+                       semantics=semantics, **_search_options(settings, args))
     result.save(out / "audit")
     title = f"{classifier.name}: {result.target}"
     write_report(out, generator, subspaces, [ReportSection(title, result, classifier)], title=f"cfexplain audit of {classifier.name}",

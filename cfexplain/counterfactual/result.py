@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from .._io import atomic_write, read_versioned_json
 from ..errors import CorruptCheckpointError, InputError
 from ..generators.base import Generator
 
-__all__ = ["CounterfactualResult", "RESULT_FORMAT_VERSION"]
+__all__ = ["CounterfactualResult", "RESULT_FORMAT_VERSION", "attach_partial_result"]
 
 RESULT_FORMAT_VERSION = 1
 
@@ -112,3 +113,13 @@ class CounterfactualResult:
         return cls(meta["space"], tuple(meta["latent_shape"]), tensors["codes"], meta["subspaces"],
                    pd.DataFrame(meta["items"]), tensors["deltas"], tensors["end_deltas"], meta["coefficients"],
                    meta["target"], meta["settings"])
+
+
+def attach_partial_result(error: BaseException, build: Callable[[], CounterfactualResult]) -> None:
+    """Attach the work finished before ``error`` to it as ``error.partial_result`` (the result of
+    ``build()``), without ever hiding ``error``: where the result cannot be built or attached, the
+    exception goes on without it."""
+    try:
+        error.partial_result = build()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - the original error matters more than its partial result
+        pass

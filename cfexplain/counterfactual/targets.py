@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..classifiers import Classifier
 from ..errors import InputError
 
-__all__ = ["TargetSpec", "resolve_target", "decision_gap"]
+__all__ = ["TargetSpec", "resolve_target", "decision_gap", "search_loss", "target_probability"]
 
 _CLASS, _AWAY, _HEAD_ON, _HEAD_OFF = 0, 1, 2, 3
 _MODE_NAMES = {_CLASS: "class", _AWAY: "away", _HEAD_ON: "head_on", _HEAD_OFF: "head_off"}
@@ -82,12 +82,15 @@ def decision_gap(logits: torch.Tensor, mode: torch.Tensor, index: torch.Tensor, 
     return gaps.gather(1, mode[:, None])[:, 0]
 
 
-def _target_probability(probabilities: torch.Tensor, mode: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def target_probability(probabilities: torch.Tensor, mode: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The probability of the target per item (for "leave the class" / "head off": 1 − p)."""
     p = probabilities.gather(1, index[:, None])[:, 0]
     return torch.where((mode == _AWAY) | (mode == _HEAD_OFF), 1 - p, p)
 
 
-def _loss(logits, gap, mode, index, kind: str, margin: float, threshold_logit: float) -> torch.Tensor:
+def search_loss(logits, gap, mode, index, kind: str, margin: float, threshold_logit: float) -> torch.Tensor:
+    """Per item, the loss an optimiser minimises: ``"margin"`` (hinge ``relu(margin − gap)``) or
+    ``"ce"`` (cross-entropy towards the target, or a softplus for sigmoid heads)."""
     if kind == "margin":
         return F.relu(margin - gap)
     if kind != "ce":

@@ -8,7 +8,6 @@ direction gets an automatic description, e.g. ``"mostly lip colour, little else"
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from ..criteria.base import Criterion
+from .._version import software_provenance
 from ..errors import InputError
 from ..generators.base import Generator
 from ..subspaces.core import Subspace, SubspaceSet
@@ -101,9 +101,6 @@ def discover_directions(generator: Generator, method: str = "voynov", *, n_direc
             provenance.update(description=descriptions[k].text, criterion_shares=descriptions[k].shares)
         subspaces.append(Subspace(f"{method}_{k:02d}", torch.from_numpy(directions[:, k:k + 1].copy()),
                                   torch.tensor([float(scores[k])]), space, shape, provenance))
-    from .. import __version__
-
-    provenance = {"method": method, "space": space, "n_directions": directions.shape[1], "seed": seed,
-                  "generator": dict(generator.provenance), "details": details, "cfexplain": __version__,
-                  "torch": torch.__version__, "python": platform.python_version()}
+    provenance = software_provenance(method=method, space=space, n_directions=directions.shape[1], seed=seed,
+                                     generator=dict(generator.provenance), details=details)
     return SubspaceSet(subspaces, provenance=provenance)

@@ -39,7 +39,7 @@ class Generator(nn.Module, abc.ABC):
     forward along the chain (for StyleGAN2: ``"z" → "w" → "w+" → "s"``). Every code tensor is
     batched: shape ``(N, *latent_shape(space))``.
 
-    Subclasses implement :meth:`latent_shape`, :meth:`convert` and :meth:`_synthesize`, and set
+    Subclasses implement :meth:`latent_shape`, :meth:`convert` and :meth:`generate`, and set
     :attr:`spaces` and :attr:`default_space`; sampling, validation, device handling and seeding
     live here once.
 
@@ -78,7 +78,7 @@ class Generator(nn.Module, abc.ABC):
         """
 
     @abc.abstractmethod
-    def _synthesize(
+    def generate(
         self,
         codes: torch.Tensor,
         space: str,
@@ -86,7 +86,9 @@ class Generator(nn.Module, abc.ABC):
         noise_seed: Seed | None,
         resolution: int | None,
     ) -> torch.Tensor:
-        """Synthesis without validation; ``codes`` already on the generator's device and dtype."""
+        """Synthesis without validation: the extension point subclasses implement (and the
+        Jacobian engine calls inside its transforms). ``codes`` are already checked and on the
+        generator's device and dtype; :meth:`synthesize` validates and then calls this."""
 
     # ------------------------------------------------------------------ shared behaviour
 
@@ -182,8 +184,8 @@ class Generator(nn.Module, abc.ABC):
         if noise_mode not in NOISE_MODES:
             raise InputError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if resolution is not None:
-            self._check_resolution(resolution)
-        return self._synthesize(codes, space, noise_mode, noise_seed, resolution)
+            self.check_resolution(resolution)
+        return self.generate(codes, space, noise_mode, noise_seed, resolution)
 
     def check_space(self, space: str) -> None:
         """Raise :class:`~cfexplain.errors.InputError` unless ``space`` is one of :attr:`spaces`."""
@@ -214,14 +216,18 @@ class Generator(nn.Module, abc.ABC):
             raise InputError(f"codes for space {space!r} contain NaN or infinite values")
         return codes.to(device=self.device, dtype=self.dtype)
 
-    def _check_resolution(self, resolution: int) -> None:
+    def check_resolution(self, resolution: int) -> None:
+        """Raise :class:`~cfexplain.errors.InputError` unless synthesis can stop at ``resolution``
+        (by default only the full resolution; StyleGAN2 allows every block resolution)."""
         if resolution != self.resolution:
             raise InputError(
                 f"{type(self).__name__} only synthesizes at its full resolution {self.resolution}, "
                 f"got resolution={resolution}"
             )
 
-    def _check_conversion(self, src: str, dst: str) -> None:
+    def check_conversion(self, src: str, dst: str) -> None:
+        """Raise :class:`~cfexplain.errors.InputError` unless codes can be converted from ``src`` to
+        ``dst`` (both known, ``dst`` not before ``src`` in :attr:`spaces`)."""
         self.check_space(src)
         self.check_space(dst)
         if self.spaces.index(dst) < self.spaces.index(src):

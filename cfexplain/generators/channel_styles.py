@@ -192,7 +192,7 @@ class ChannelStyleGenerator(ModuleGenerator):
 
     def convert(self, codes: torch.Tensor, src: str, dst: str, *, truncation: float = 1.0) -> torch.Tensor:
         """``"z" → "s"`` appends zero styles (the same faces); ``truncation`` ψ scales the ``z`` part."""
-        self._check_conversion(src, dst)
+        self.check_conversion(src, dst)
         z_dim = self.style_layout.z_dim
         if truncation != 1.0:
             codes = torch.cat([codes[:, :z_dim] * truncation, codes[:, z_dim:]], dim=1)
@@ -209,7 +209,7 @@ class ChannelStyleGenerator(ModuleGenerator):
         styles = directions.reshape(directions.shape[0], -1)[self.style_layout.z_dim:]
         return (spread.square() + styles.double().square().sum(dim=0).to(spread)).sqrt()
 
-    def _synthesize(self, codes: torch.Tensor, space: str, noise_mode: NoiseMode, noise_seed: Seed | None,
+    def generate(self, codes: torch.Tensor, space: str, noise_mode: NoiseMode, noise_seed: Seed | None,
                     resolution: int | None) -> torch.Tensor:
         if space == "z":
             return self._run(codes)

@@ -567,7 +567,7 @@ class StyleGAN2Generator(Generator):
         Truncation ``w_avg + ψ (w − w_avg)`` is applied when the conversion starts at ``"z"``
         and passes through ``"w"``; converting from ``"w"`` or later leaves codes as given.
         """
-        self._check_conversion(src, dst)
+        self.check_conversion(src, dst)
         if truncation != 1.0 and (src != "z" or dst == "z"):
             raise InputError(
                 f"truncation applies when mapping z to w; it cannot be applied converting {src!r} "
@@ -587,7 +587,7 @@ class StyleGAN2Generator(Generator):
         layers = self.synthesis.modulated_layers(resolution)
         return [layer.affine(ws[:, entry.ws_index]) for layer, entry in zip(layers, self.style_layout)]
 
-    def _synthesize(
+    def generate(
         self,
         codes: torch.Tensor,
         space: str,
@@ -603,7 +603,7 @@ class StyleGAN2Generator(Generator):
             styles = self.styles_from_ws(ws, resolution)
         return self.synthesis(styles, noise_mode, noise_rng, resolution)
 
-    def _check_resolution(self, resolution: int) -> None:
+    def check_resolution(self, resolution: int) -> None:
         if resolution not in self.config.block_resolutions:
             raise InputError(
                 f"resolution must be one of the block resolutions {list(self.config.block_resolutions)}, "

@@ -74,7 +74,7 @@ class ModuleGenerator(Generator):
 
     def convert(self, codes: torch.Tensor, src: str, dst: str, *, truncation: float = 1.0) -> torch.Tensor:
         """Only ``"z" → "z"``; ``truncation`` scales the codes by ψ."""
-        self._check_conversion(src, dst)
+        self.check_conversion(src, dst)
         return codes if truncation == 1.0 else codes * truncation
 
     def _run(self, codes: torch.Tensor) -> torch.Tensor:
@@ -84,7 +84,7 @@ class ModuleGenerator(Generator):
         low, high = self.output_range
         return out if (low, high) == (-1.0, 1.0) else (out - low) * (2.0 / (high - low)) - 1.0
 
-    def _synthesize(
+    def generate(
         self,
         codes: torch.Tensor,
         space: str,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import __version__
+from .._version import __version__
 from .._io import atomic_write
 from ..generators.base import Generator
 from ..subspaces.core import SubspaceSet

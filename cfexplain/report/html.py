@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..audit import AuditResult
 from ..classifiers import Classifier
 from ..counterfactual import latent_spread
@@ -31,6 +31,9 @@ table { border-collapse: collapse; margin: .8rem 0; font-size: .92rem; }
 th, td { border: 1px solid #d6dbe0; padding: .3rem .55rem; text-align: right; }
 th { background: #f3f5f7; } td.name, th.name { text-align: left; font-weight: 600; }
 tr.top td { background: #fff7e0; }
+tr.weak td { color: #8a949d; }
+.wide { overflow-x: auto; max-width: 100%; }
+.verdict { font-weight: 500; }
 .bars { margin: .5rem 0 1rem; } .bar-row { display: flex; align-items: center; margin: .2rem 0; font-size: .9rem; }
 .bar-label { width: 12rem; } .bar-track { flex: 1; background: #f0f2f4; height: .9rem; position: relative; }
 .bar-fill { background: #3b7dd8; height: 100%; } .bar-fill.negative { background: #d8803b; }
@@ -44,8 +47,10 @@ pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .8rem; b
 .note { color: #5b6670; font-size: .88rem; }
 """
 
-_COLUMNS = [("rank", "rank", "{:d}"), ("flip_rate", "flip rate", "{:.0%}"), ("median_min_edit", "median minimal edit (σ)", "{:.2f}"),
-            ("random_flip_rate", "random-subspace flip rate", "{:.0%}"),
+_COLUMNS = [("rank", "rank", "{:d}"), ("flip_rate", "flip rate", "{:.0%}"), ("median_min_edit", "median minimal edit", "{:.3f}"),
+            ("sensitivity", "sensitivity", "{:.1f}"), ("random_flip_rate", "random-subspace flip rate", "{:.0%}"),
+            ("random_median_min_edit", "random-subspace minimal edit", "{:.3f}"),
+            ("random_sensitivity", "random-subspace sensitivity", "{:.1f}"),
             ("mean_delta_prob", "mean Δ target prob.", "{:+.3f}"), ("side_effect", "side effect", "{:.2f}"),
             ("other_heads_flipped", "other heads flipped", "{:.2f}"), ("attribution", "attribution (IG)", "{:.1%}"),
             ("directions", "directions", "{:d}")]
@@ -79,8 +84,8 @@ def _summary(audit: AuditResult, anchor: str) -> str:
         css = ' class="top"' if int(row["rank"]) == 1 else ""
         rows.append(f'<tr{css} data-semantic="{html.escape(row["semantic"])}"><td class="name">'
                     f'{html.escape(row["semantic"])}</td>{cells}</tr>')
-    return (f'<table class="summary" id="{anchor}-summary"><thead><tr><th class="name">semantic</th>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+    return (f'<div class="wide"><table class="summary" id="{anchor}-summary"><thead><tr><th class="name">semantic</th>'
+            f'{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def _attribution(audit: AuditResult) -> str:
@@ -98,8 +103,32 @@ def _attribution(audit: AuditResult) -> str:
     return f'<div class="bars">{"".join(rows)}</div>'
 
 
+def _unit(audit: AuditResult) -> str:
+    """How the audit's edit sizes read: "RMS image change" or "σ"."""
+    return "σ" if audit.settings.get("unit") == "latent" else " RMS image change"
+
+
+def _specificity(subspaces: SubspaceSet) -> str:
+    """The subspaces' specificity against random directions, where it was measured."""
+    table = subspaces.specificity_table()
+    if table.empty:
+        return '<p class="note">The specificity of these subspaces was not measured when they were learned.</p>'
+    rows = []
+    for _, row in table.iterrows():
+        css = ' class="weak"' if row["low"] <= 1.0 or row["specificity"] < 1.5 else ""
+        rows.append(f'<tr{css} data-semantic="{html.escape(row["semantic"])}"><td class="name">{html.escape(row["semantic"])}'
+                    f'</td><td>{row["specificity"]:.2f}</td><td>{row["low"]:.2f}–{row["high"]:.2f}</td>'
+                    f'<td>{row["target_gain"]:.2f}</td><td>{html.escape(row["keep_gains"])}</td></tr>')
+    return ('<table class="specificity"><thead><tr><th class="name">semantic</th><th>specificity</th><th>90 % interval</th>'
+            f'<th>target ×</th><th>kept criteria ×</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            '<p class="note">Specificity: how much more the semantic\'s target moves, relative to its kept criteria, than '
+            'under random directions of the same latent space (1 = no better than random), on faces apart from the '
+            'learning ones. A ranking among semantics near 1 says little about which semantic the classifier uses.</p>')
+
+
 def _examples(generator: Generator, section: ReportSection, count: int) -> str:
     audit = section.audit
+    unit = _unit(audit)
     parts = []
     for semantic in audit.table.sort_values("rank")["semantic"]:
         rows = telling_examples(audit, semantic, count)
@@ -108,7 +137,7 @@ def _examples(generator: Generator, section: ReportSection, count: int) -> str:
         images = example_images(generator, audit, rows)
         blocks = []
         for i, (_, row) in enumerate(rows.iterrows()):
-            state = (f"minimal edit {row['min_edit']:.2f}σ" if row["flipped"]
+            state = (f"minimal edit {row['min_edit']:.3g}{unit}" if row["flipped"]
                      else f"not flipped within the budget (Δp {row['delta_prob']:+.2f})")
             after_p = row["p_after"] if row["flipped"] else row["p_end"]
             blocks.append(
@@ -173,14 +202,18 @@ def render_report(generator: Generator, subspaces: SubspaceSet, sections: Sequen
         body.append(
             f'<section class="audit" id="{anchor}"><h2>{html.escape(section.title)}</h2>'
             f'<p class="meta">target: {html.escape(audit.target)} · {settings.get("n")} faces · budget '
-            f'{settings.get("budget")}σ · seed {settings.get("seed")}</p>'
+            f'{settings.get("budget")}{_unit(audit)} · seed {settings.get("seed")}</p>'
             f'<p>The decision reacts most easily to <strong class="top-semantic">{html.escape(top)}</strong>.</p>'
+            f'<p class="verdict">{html.escape(audit.summary())}</p>'
             f'<h3>Which semantics flip the decision</h3>{_summary(audit, anchor)}'
-            '<p class="note">Flip rate: faces whose decision the semantic flips within the budget. Minimal edit: distance '
-            'to the decision boundary along the semantic, in standard deviations of the latent distribution. Random-subspace '
-            'flip rate: the same search in a random subspace of the same dimension; a semantic not above it moves the '
-            'decision no more than a generic edit does. Side effect: '
-            'how much the semantic\'s keep-invariant criteria moved, relative to a random edit of the same size.</p>'
+            '<p class="note">Semantics are compared at equal image change (unless the audit was run in latent units). '
+            'Flip rate: faces whose decision the semantic flips within the budget. Minimal edit: distance to the decision '
+            f'boundary along the semantic ({_unit(audit).strip()}). Sensitivity: how far the decision moves per unit edit '
+            'at the face (first order); it ranks the semantics when nothing flips. Random-subspace columns: the same '
+            'search in a random subspace of the same dimension; a semantic not beyond them moves the decision no more '
+            'than a generic edit does. Side effect: how much the semantic\'s keep-invariant criteria moved, relative to '
+            'a random edit of the same size.</p>'
+            f'<h3>How specific the subspaces are</h3>{_specificity(subspaces)}'
             f'<h3>Attribution (Integrated Gradients over all subspaces)</h3>{_attribution(audit)}'
             f'<h3>Most telling counterfactuals</h3>{_examples(generator, section, examples)}'
             f'<h3>Subspace traversals</h3>{_traversals(generator, subspaces, section, traversal_steps)}'

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import platform
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from .._version import software_provenance
 from ..errors import InputError
 from ..generators.base import Generator
-from ..jacobian import estimate_metrics
+from ..jacobian import MetricEstimate, estimate_metrics
 from .core import Semantic, Subspace, SubspaceSet
 from .solvers import SOLVERS
 from .specificity import SPECIFICITY_WARNING_BELOW, LowSpecificityWarning, measure_specificity
@@ -74,6 +74,26 @@ def learn_subspaces(
     if len(set(names)) != len(names):
         raise InputError(f"semantic names must be unique, got {names}")
     generator.check_space(space)
+    criteria, tolerances = _criteria_and_tolerances(semantics)
+    latents = generator.sample(n_samples, space=space, seed=seed, truncation=truncation)
+    estimate = estimate_metrics(
+        generator, criteria, latents, space=space, method=method, resolution=resolution, batch_size=batch_size,
+        tolerances=tolerances, seed=seed, checkpoint_dir=checkpoint_dir, progress=progress, **engine_options)
+    subspace_set = SubspaceSet(_solve(semantics, criteria, estimate, space, generator.latent_shape(space)))
+    if specificity_samples:
+        _measure_specificity(generator, semantics, subspace_set, specificity_samples, seed + 10007, resolution, progress)
+    subspace_set.provenance.update(software_provenance(
+        generator=dict(generator.provenance), space=space, n_samples=n_samples, seed=seed, truncation=truncation,
+        resolution=resolution, method=method, generator_passes=estimate.passes, seconds=round(estimate.seconds, 3),
+        criteria=[{"name": c.name, "method": m, "outputs": int(size)}
+                  for c, m, size in zip(criteria, estimate.methods, estimate.output_sizes)]))
+    return subspace_set
+
+
+def _criteria_and_tolerances(semantics: Sequence[Semantic]) -> tuple[list, list[float]]:
+    """The distinct criteria of the semantics (shared ones once) and the randomized method's
+    tolerance of each: 1 % of the target ratio for targets, 10 % of the keep ratio for keep
+    criteria, the smallest where a criterion serves several roles."""
     criteria: list = []
     tolerance: dict[int, float] = {}
     for semantic in semantics:
@@ -84,42 +104,32 @@ def learn_subspaces(
                 criteria.append(criterion)
                 tolerance[id(criterion)] = tol
             tolerance[id(criterion)] = min(tolerance[id(criterion)], tol)
-    latents = generator.sample(n_samples, space=space, seed=seed, truncation=truncation)
-    estimate = estimate_metrics(
-        generator, criteria, latents, space=space, method=method, resolution=resolution, batch_size=batch_size,
-        tolerances=[tolerance[id(c)] for c in criteria], seed=seed, checkpoint_dir=checkpoint_dir,
-        progress=progress, **engine_options)
+    return criteria, [tolerance[id(c)] for c in criteria]
+
+
+def _solve(semantics: Sequence[Semantic], criteria: list, estimate: MetricEstimate, space: str, shape: tuple[int, ...]) -> list[Subspace]:
+    """One subspace per semantic, from the estimated metric factors, with its solver."""
     factor_of = {id(c): f for c, f in zip(criteria, estimate.factors)}
     method_of = {id(c): m for c, m in zip(criteria, estimate.methods)}
-    shape = generator.latent_shape(space)
     subspaces = []
     for semantic in semantics:
-        solve = SOLVERS[semantic.solver]
-        result = solve(factor_of[id(semantic.target)], [factor_of[id(c)] for c in semantic.keep],
-                       target_ratio=semantic.target_ratio, keep_ratios=semantic.keep_ratios,
-                       max_directions=semantic.max_directions)
-        provenance = {**semantic.describe(),
-                      "methods": {c.name: method_of[id(c)] for c in semantic.criteria}}
+        result = SOLVERS[semantic.solver](factor_of[id(semantic.target)], [factor_of[id(c)] for c in semantic.keep],
+                                          target_ratio=semantic.target_ratio, keep_ratios=semantic.keep_ratios,
+                                          max_directions=semantic.max_directions)
+        provenance = {**semantic.describe(), "methods": {c.name: method_of[id(c)] for c in semantic.criteria}}
         subspaces.append(Subspace(semantic.name, torch.from_numpy(result.basis.copy()),
                                   torch.from_numpy(result.eigenvalues.copy()), space, shape, provenance))
-    subspace_set = SubspaceSet(subspaces)
-    if specificity_samples:
-        measured = measure_specificity(generator, semantics, subspace_set, n_samples=specificity_samples,
-                                       seed=seed + 10007, resolution=resolution, progress=progress)
-        for name, result in measured.items():
-            subspace_set[name].provenance["specificity"] = result.to_dict()
-            if result.specificity < SPECIFICITY_WARNING_BELOW or not result.better_than_random:
-                warnings.warn(f"semantic {name!r} is not clearly more specific than random directions: "
-                              f"{result.describe()}", LowSpecificityWarning, stacklevel=2)
-    from .. import __version__
+    return subspaces
 
-    provenance = {
-        "generator": dict(generator.provenance),
-        "space": space, "n_samples": n_samples, "seed": seed, "truncation": truncation, "resolution": resolution,
-        "method": method, "generator_passes": estimate.passes, "seconds": round(estimate.seconds, 3),
-        "criteria": [{"name": c.name, "method": m, "outputs": int(size)}
-                     for c, m, size in zip(criteria, estimate.methods, estimate.output_sizes)],
-        "cfexplain": __version__, "torch": torch.__version__, "python": platform.python_version(),
-    }
-    subspace_set.provenance.update(provenance)
-    return subspace_set
+
+def _measure_specificity(generator: Generator, semantics: Sequence[Semantic], subspaces: SubspaceSet, samples: int,
+                         seed: int, resolution: int | None, progress: bool) -> None:
+    """Record each subspace's specificity in its provenance; warn by name where it is low."""
+    measured = measure_specificity(generator, semantics, subspaces, n_samples=samples, seed=seed,
+                                   resolution=resolution, progress=progress)
+    for name, result in measured.items():
+        subspaces[name].provenance["specificity"] = result.to_dict()
+        if result.specificity < SPECIFICITY_WARNING_BELOW or not result.better_than_random:
+            warnings.warn(f"semantic {name!r} is not clearly more specific than random directions: "
+                          f"{result.describe()}", LowSpecificityWarning, stacklevel=3)
+

@@ -149,30 +149,33 @@ def measure_specificity(generator: Generator, semantics: Sequence[Semantic], sub
     latents = generator.sample(n_samples, space=space, seed=seed)
     changes = directional_changes(generator, criteria, latents, directions, space=space, resolution=resolution,
                                   chunk_size=chunk_size, progress=progress)
-    position = {id(c): i for i, c in enumerate(criteria)}
     bounds = np.cumsum([0] + [b.shape[1] for b in blocks])
-    random_cols = slice(int(bounds[-2]), int(bounds[-1]))
-    resamples = np.random.default_rng(seed).integers(0, n_samples, size=(bootstrap, n_samples))
-    every = np.arange(n_samples)
-    result = {}
-    for j, semantic in enumerate(measured):
-        cols = slice(int(bounds[j]), int(bounds[j + 1]))
+    return {semantic.name: _score(semantic, subspaces[semantic.name].dim, criteria, changes,
+                                  slice(int(bounds[j]), int(bounds[j + 1])), slice(int(bounds[-2]), int(bounds[-1])),
+                                  bootstrap, seed)
+            for j, semantic in enumerate(measured)}
 
-        def score(faces: np.ndarray) -> tuple[float, list[float]]:
-            target = _ratio(changes[position[id(semantic.target)]], cols, random_cols, faces)
-            keeps = [_ratio(changes[position[id(c)]], cols, random_cols, faces) for c in semantic.keep]
-            return target, keeps
 
-        target, keeps = score(every)
+def _score(semantic: Semantic, directions: int, criteria: list, changes: list[torch.Tensor], columns: slice,
+           random: slice, bootstrap: int, seed: int) -> SemanticSpecificity:
+    """A semantic's specificity from the squared changes of its criteria along its columns and the
+    random ones, with a bootstrap interval over the faces."""
+    position = {id(c): i for i, c in enumerate(criteria)}
+    faces = changes[0].shape[0]
 
-        def specificity(target: float, keeps: list[float]) -> float:
-            return math.sqrt(target / float(np.mean(keeps))) if keeps else math.sqrt(target)
+    def gains(rows: np.ndarray) -> tuple[float, list[float]]:
+        target = _ratio(changes[position[id(semantic.target)]], columns, random, rows)
+        return target, [_ratio(changes[position[id(c)]], columns, random, rows) for c in semantic.keep]
 
-        draws = [specificity(*score(faces)) for faces in resamples]
-        low, high = np.quantile(draws, [0.05, 0.95]) if draws else (math.nan, math.nan)
-        result[semantic.name] = SemanticSpecificity(
-            name=semantic.name, directions=subspaces[semantic.name].dim, target_gain=math.sqrt(target),
-            keep_gains={c.name: math.sqrt(k) for c, k in zip(semantic.keep, keeps)},
-            specificity=specificity(target, keeps), interval=(float(low), float(high)), samples=n_samples,
-            random_directions=random_directions)
-    return result
+    def specificity(target: float, keeps: list[float]) -> float:
+        return math.sqrt(target / float(np.mean(keeps))) if keeps else math.sqrt(target)
+
+    target, keeps = gains(np.arange(faces))
+    resamples = np.random.default_rng(seed).integers(0, faces, size=(bootstrap, faces))
+    draws = [specificity(*gains(rows)) for rows in resamples]
+    low, high = np.quantile(draws, [0.05, 0.95]) if draws else (math.nan, math.nan)
+    return SemanticSpecificity(name=semantic.name, directions=directions, target_gain=math.sqrt(target),
+                               keep_gains={c.name: math.sqrt(k) for c, k in zip(semantic.keep, keeps)},
+                               specificity=specificity(target, keeps), interval=(float(low), float(high)),
+                               samples=faces, random_directions=random.stop - random.start)
+

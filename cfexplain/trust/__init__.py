@@ -12,8 +12,9 @@ from .measurements import PLANTED_MEASUREMENTS, PlantedMeasurement, planted_meas
 from .planted import (ShortcutCNN, matched_sample, planted_dataset, planted_shortcut_check, planted_shortcut_classifier, planted_suite,
                       shortcut_dataset)
 from .randomization import randomization_check, randomize_weights
+from .results import PlantedCheck, RandomizationCheck, StabilityCheck
 from .stability import stability_check
 
-__all__ = ["PLANTED_MEASUREMENTS", "PlantedMeasurement", "ShortcutCNN", "matched_sample", "planted_dataset", "planted_measurement",
+__all__ = ["PLANTED_MEASUREMENTS", "PlantedCheck", "PlantedMeasurement", "RandomizationCheck", "StabilityCheck", "ShortcutCNN", "matched_sample", "planted_dataset", "planted_measurement",
            "planted_shortcut_check", "planted_shortcut_classifier", "planted_suite", "randomization_check",
            "randomize_weights", "region_redness", "shortcut_dataset", "stability_check"]

@@ -25,6 +25,7 @@ from ..classifiers import Classifier, OutputSpec, Preprocessing
 from ..errors import InputError
 from ..generators.base import Generator, make_rng
 from ..subspaces.core import SubspaceSet
+from .results import PlantedCheck
 from .measurements import PLANTED_MEASUREMENTS, PlantedMeasurement, planted_measurement, region_redness
 
 __all__ = ["ShortcutCNN", "matched_sample", "planted_dataset", "shortcut_dataset", "planted_shortcut_classifier",
@@ -222,15 +223,16 @@ def planted_shortcut_check(generator: Generator, parser: FaceParser, subspaces: 
                            measurement: str | PlantedMeasurement | None = None,
                            landmarks: LandmarkDetector | None = None, seed: int = 0, n: int = 24,
                            train_options: dict | None = None, data: tuple[torch.Tensor, torch.Tensor] | None = None,
-                           confounders: torch.Tensor | None = None, **audit_options: Any) -> dict:
+                           confounders: torch.Tensor | None = None, **audit_options: Any) -> PlantedCheck:
     """Train a shortcut classifier and audit it: ``planted`` should rank first.
 
     ``planted`` defaults to the measurement's semantic (``"lip_colour"`` for the default lips-
     redness score). The audit's faces are drawn with ``seed + 1000``.
 
     Returns:
-        ``{"rank", "ranking", "passed", "val_accuracy", "table", ...}``: the planted semantic's rank
-        (1 = first; tied semantics share a rank, and ``passed`` needs it first and alone).
+        A :class:`PlantedCheck`: the planted semantic's rank (1 = first; tied semantics share a
+        rank, and ``passed`` needs it first and alone), the ranking, the audit table, the
+        classifier's accuracy.
     """
     if planted is None:
         planted = planted_measurement(measurement).semantic if measurement is not None else "lip_colour"
@@ -243,8 +245,8 @@ def planted_shortcut_check(generator: Generator, parser: FaceParser, subspaces: 
     table = result.table.set_index("semantic")
     rank = int(table.loc[planted, "rank"])
     alone = int((table["rank"] == 1).sum()) == 1
-    return {"rank": rank, "ranking": result.ranking(), "passed": rank == 1 and alone, "table": result.table,
-            "nothing_flipped": result.nothing_flipped, **accuracy}
+    return PlantedCheck(planted=planted, rank=rank, ranking=result.ranking(), passed=rank == 1 and alone,
+                        table=result.table, nothing_flipped=result.nothing_flipped, **accuracy)
 
 
 def planted_suite(generator: Generator, parser: FaceParser, subspaces: SubspaceSet, *,
@@ -286,8 +288,8 @@ def planted_suite(generator: Generator, parser: FaceParser, subspaces: SubspaceS
                 check = planted_shortcut_check(generator, parser, subspaces, planted=m.semantic, measurement=m, seed=seed,
                                                n=n, train_options=options, data=(images, scores[m.name]),
                                                confounders=others, **audit_options)
-                rows.append({"measurement": m.name, "semantic": m.semantic, "seed": seed, "rank": check["rank"],
-                             "passed": check["passed"], "val_accuracy": check["val_accuracy"],
-                             "nothing_flipped": check["nothing_flipped"], "ranking": ", ".join(check["ranking"])})
+                rows.append({"measurement": m.name, "semantic": m.semantic, "seed": seed, "rank": check.rank,
+                             "passed": check.passed, "val_accuracy": check.val_accuracy,
+                             "nothing_flipped": check.nothing_flipped, "ranking": ", ".join(check.ranking)})
                 bar.update()
     return pd.DataFrame(rows)

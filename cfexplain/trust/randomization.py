@@ -13,6 +13,7 @@ from ..audit import audit
 from ..classifiers import Classifier
 from ..generators.base import Generator, make_rng
 from ..subspaces.core import SubspaceSet
+from .results import RandomizationCheck
 
 __all__ = ["randomize_weights", "randomization_check"]
 
@@ -33,12 +34,12 @@ def randomize_weights(classifier: Classifier, *, seed: int = 0) -> Classifier:
 
 
 def randomization_check(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, n: int = 16,
-                        seed: int = 0, **audit_options: Any) -> dict:
+                        seed: int = 0, **audit_options: Any) -> RandomizationCheck:
     """Audit the classifier and a copy with re-drawn weights; the explanation should change.
 
     Returns:
-        ``{"changed", "rank_correlation", "flip_rate_change", "original", "randomized"}``:
-        ``changed`` when the rankings differ or some semantic's flip rate moves by more than 0.2.
+        A :class:`RandomizationCheck`: ``changed`` when the rankings differ or some semantic's flip
+        rate moves by more than 0.2.
     """
     options = {"joint": False, "attribution": False, "random_baseline": False, "progress": False, **audit_options}
     original = audit(generator, classifier, subspaces, n=n, seed=seed, **options)
@@ -48,5 +49,6 @@ def randomization_check(generator: Generator, classifier: Classifier, subspaces:
     ranks_a, ranks_b = a.loc[names, "rank"].to_numpy(float), b.loc[names, "rank"].to_numpy(float)
     correlation = float(np.corrcoef(ranks_a, ranks_b)[0, 1]) if len(names) > 2 else float("nan")
     change = float(np.abs(a.loc[names, "flip_rate"].to_numpy() - b.loc[names, "flip_rate"].to_numpy()).max())
-    return {"changed": original.ranking() != randomized.ranking() or change > 0.2, "rank_correlation": correlation,
-            "flip_rate_change": change, "original": original.ranking(), "randomized": randomized.ranking()}
+    return RandomizationCheck(changed=original.ranking() != randomized.ranking() or change > 0.2,
+                              rank_correlation=correlation, flip_rate_change=change, original=original.ranking(),
+                              randomized=randomized.ranking())

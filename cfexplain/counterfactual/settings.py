@@ -1,0 +1,98 @@
+"""The settings of a counterfactual search, with their defaults, written once.
+
+:class:`SearchSettings` is what :class:`~cfexplain.counterfactual.CounterfactualExplainer` takes as
+keyword options, what :meth:`~cfexplain.counterfactual.CounterfactualExplainer.explain` overrides
+for one call, what a result records, and where the command line reads its defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InputError
+from .units import DEFAULT_BUDGETS, EDIT_UNITS
+
+__all__ = ["SearchSettings", "OPTIMIZERS", "LOSSES"]
+
+OPTIMIZERS = ("auto", "newton", "adam")
+LOSSES = ("margin", "ce")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be an int ≥ 1, got {value!r}")
+
+
+def _positive_number(name: str, value: Any, *, zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (value == 0 and not zero):
+        raise InputError(f"{name} must be a {'non-negative' if zero else 'positive'} finite number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Options of the counterfactual search (see :class:`~cfexplain.counterfactual.CounterfactualExplainer`).
+
+    ``budget`` and ``steps`` left at ``None`` resolve to the unit's and the optimiser's defaults
+    (0.2 RMS image change or 3σ; 20 Newton or 100 Adam steps); ``optimizer="auto"`` resolves to
+    Newton for the margin loss and Adam for cross-entropy. Every value is validated (finite,
+    in range) on construction.
+    """
+
+    optimizer: str = "auto"
+    loss: str = "margin"
+    margin: float = 0.5
+    beta: float = 1e-3
+    unit: str = "image"
+    budget: float | None = None
+    steps: int | None = None
+    lr: float = 0.1
+    patience: int = 3
+    batch_size: int = 64
+    boundary_steps: int = 12
+    scale_samples: int = 2000
+    image_samples: int = 16
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise InputError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.unit not in EDIT_UNITS:
+            raise InputError(f"unit must be one of {EDIT_UNITS}, got {self.unit!r}")
+        if self.optimizer == "auto":
+            object.__setattr__(self, "optimizer", "newton" if self.loss == "margin" else "adam")
+        if self.budget is None:
+            object.__setattr__(self, "budget", DEFAULT_BUDGETS[self.unit])
+        if self.steps is None:
+            object.__setattr__(self, "steps", 20 if self.optimizer == "newton" else 100)
+        for name in ("budget", "margin", "lr"):
+            _positive_number(name, getattr(self, name))
+        _positive_number("beta", self.beta, zero=True)
+        for name in ("steps", "patience", "batch_size", "boundary_steps", "scale_samples", "image_samples"):
+            _positive_int(name, getattr(self, name))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise InputError(f"seed must be an int, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved settings as a plain dict."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "SearchSettings":
+        """These settings with some changed. Unknown names are refused. Changing the optimiser or
+        the loss re-resolves the steps, changing the unit re-resolves the budget, unless given."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise InputError(f"unknown option(s) {unknown}; the options are {sorted(known)}")
+        base = self.to_dict()
+        if ("optimizer" in changes or "loss" in changes) and "steps" not in changes:
+            base["steps"], base["optimizer"] = None, changes.get("optimizer", "auto")
+        if "unit" in changes and "budget" not in changes:
+            base["budget"] = None
+        return SearchSettings(**{**base, **changes})
