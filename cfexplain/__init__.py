@@ -4,16 +4,16 @@ The public API is flat: generators (:func:`load_generator`, :class:`StyleGAN2Gen
 :class:`ModuleGenerator`), analyzers (:mod:`cfexplain.analyzers`), criteria
 (:mod:`cfexplain.criteria`) and face presets (:mod:`cfexplain.presets`), subspace learning
 (:class:`Semantic`, :func:`learn_subspaces`, :class:`SubspaceSet`), unsupervised directions
-(:func:`discover_directions`), counterfactuals and the audit (:class:`CounterfactualExplainer`,
-:func:`audit`, :mod:`cfexplain.trust`), the classifier adapter
+(:func:`discover_directions`, :class:`VoynovDiscovery`), counterfactuals and the audit (:class:`CounterfactualExplainer`,
+:class:`SearchSettings`, :func:`audit`, :mod:`cfexplain.trust`), the classifier adapter
 (:class:`Classifier`, :class:`Preprocessing`, :class:`OutputSpec`), the offline models
 (:mod:`cfexplain.zoo`) and the exceptions (:mod:`cfexplain.errors`).
 """
 
 from . import analyzers, criteria, discovery, errors, presets, trust, zoo
 from .audit import AuditResult, audit
-from .counterfactual import CounterfactualExplainer, CounterfactualResult
-from .discovery import discover_directions
+from .counterfactual import CounterfactualExplainer, CounterfactualResult, SearchSettings
+from .discovery import VoynovDiscovery, discover_directions
 from .analyzers import (
     BiSeNetParser,
     FaceMeshLandmarks,
@@ -77,6 +77,7 @@ __all__ = [
     "ModuleGenerator",
     "OutputSpec",
     "Preprocessing",
+    "SearchSettings",
     "Semantic",
     "ShapeError",
     "StyleGAN2Config",
@@ -88,6 +89,7 @@ __all__ = [
     "UnknownCheckpointFormatError",
     "UnsafeCheckpointError",
     "UnsupportedModelError",
+    "VoynovDiscovery",
     "__version__",
     "analyzers",
     "audit",

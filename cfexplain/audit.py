@@ -241,7 +241,8 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
         generator, classifier, subspaces: what to audit with; the subspaces' latent space is used.
         n, seed: the faces (drawn with ``seed``).
         target: the decision change sought (see :func:`cfexplain.counterfactual.resolve_target`).
-        budget: the largest edit, in standard deviations along the subspace.
+        budget: the largest edit, in the search's ``unit`` (default: RMS image change,
+            :data:`~cfexplain.counterfactual.DEFAULT_BUDGETS`).
         semantics: the :class:`Semantic` objects the subspaces were learned from; their keep
             criteria give the ``side_effect`` column (NaN without them).
         joint, attribution: run the joint search and the Integrated-Gradients attribution.
@@ -269,18 +270,38 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
     codes = explainer.faces(n)
     result = explainer.explain(codes, target=target, subspaces=names)
     try:
-        return _summarise(explainer, codes, result, names, n=n, seed=seed, target=target, budget=explainer.budget,
-                          semantics=semantics, joint=joint, attribution=attribution, random_baseline=random_baseline,
-                          group_weight=group_weight, joint_steps=joint_steps, ig_steps=ig_steps)
+        stages = _Stages(n=n, seed=seed, budget=explainer.budget, semantics=tuple(semantics or ()), joint=joint,
+                         attribution=attribution, random_baseline=random_baseline, group_weight=group_weight,
+                         joint_steps=joint_steps, ig_steps=ig_steps)
+        return _summarise(explainer, codes, result, names, target, stages)
     except (Exception, KeyboardInterrupt) as error:  # the per-semantic search is kept on the exception
         attach_partial_result(error, lambda: result)
         raise
 
 
+@dataclass(frozen=True)
+class _Stages:
+    """The audit's own settings: its faces and what runs after the per-semantic search."""
+
+    n: int
+    seed: int
+    budget: float
+    semantics: tuple[Semantic, ...]
+    joint: bool
+    attribution: bool
+    random_baseline: bool
+    group_weight: float
+    joint_steps: int
+    ig_steps: int
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as recorded in :attr:`AuditResult.settings` (the semantics are not)."""
+        return {name: getattr(self, name) for name in ("n", "seed", "budget", "joint", "attribution", "random_baseline",
+                                                       "group_weight", "joint_steps", "ig_steps")}
+
+
 def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: CounterfactualResult,
-               names: list[str], *, n: int, seed: int, target: Any, budget: float,
-               semantics: Sequence[Semantic] | None, joint: bool, attribution: bool, random_baseline: bool,
-               group_weight: float, joint_steps: int, ig_steps: int) -> AuditResult:
+               names: list[str], target: Any, stages: _Stages) -> AuditResult:
     """The audit's table and metrics from the per-semantic search ``result`` (the random
     baseline, side effects, joint search and attribution run here)."""
     generator, classifier, subspaces = explainer.generator, explainer.classifier, explainer.subspaces
@@ -289,18 +310,18 @@ def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: 
     table = pd.DataFrame({"semantic": names, **_semantic_summary(items, names),
                           "mean_delta_prob": [float(grouped.get_group(s)["delta_prob"].mean()) for s in names],
                           "directions": [subspaces[s].dim for s in names]})
-    randoms = _random_baseline(explainer, codes, target, names, seed) if random_baseline else {}
+    randoms = _random_baseline(explainer, codes, target, names, stages.seed) if stages.random_baseline else {}
     for column in ("random_flip_rate", "random_median_min_edit", "random_sensitivity"):
         table[column] = randoms.get(column, [float("nan")] * len(names))
-    effects = _side_effects(generator, result, semantics or [], seed, explainer.batch_size)
+    effects = _side_effects(generator, result, stages.semantics, stages.seed, explainer.batch_size)
     table["side_effect"] = [effects[s] for s in names]
     if "other_heads_flipped" in items:
         table["other_heads_flipped"] = [float(grouped.get_group(s)["other_heads_flipped"].mean()) for s in names]
     joint_frame, shares = pd.DataFrame(), {s: float("nan") for s in names}
     metrics: dict[str, float] = {}
-    if joint:
-        found = joint_counterfactuals(explainer, codes, target, names, group_weight=group_weight, steps=joint_steps,
-                                      ig_steps=ig_steps, attribution=attribution)
+    if stages.joint:
+        found = joint_counterfactuals(explainer, codes, target, names, group_weight=stages.group_weight,
+                                      steps=stages.joint_steps, ig_steps=stages.ig_steps, attribution=stages.attribution)
         joint_frame, shares, metrics = found.table, found.shares, found.metrics
     table["attribution"] = [shares[s] for s in names]
     table["rank"] = _rank(table)
@@ -316,8 +337,7 @@ def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: 
         "proximity_pixel_l1": float(flipped["pixel_l1"].mean()) if len(flipped) else float("nan"),
         "proximity_pixel_l2": float(flipped["pixel_l2"].mean()) if len(flipped) else float("nan"),
     })
-    settings = {"n": n, "seed": seed, "budget": budget, "joint": joint, "attribution": attribution,
-                "random_baseline": random_baseline, "group_weight": group_weight, "joint_steps": joint_steps, "ig_steps": ig_steps, **result.settings}
+    settings = {**stages.settings(), **result.settings}
     provenance = software_provenance(generator=dict(generator.provenance), classifier=classifier.name,
                                      labels=list(classifier.labels), subspaces=dict(subspaces.provenance),
                                      space=subspaces.space)

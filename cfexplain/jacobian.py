@@ -331,6 +331,54 @@ def _fingerprint(images_of: LatentImages, criteria: Sequence[Criterion], latents
     return digest.hexdigest()[:24]
 
 
+def _checked_tolerances(criteria: Sequence[Criterion], method: str, batch_size: int, chunk_size: int,
+                        block_size: int, tolerances: Sequence[float] | None) -> list[float]:
+    """Validate :func:`estimate_metrics`'s settings; return one tolerance per criterion."""
+    if method not in METHODS:
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    if not criteria:
+        raise InputError("no criteria to estimate")
+    if batch_size < 1 or chunk_size < 1 or block_size < 1:
+        raise InputError("batch_size, chunk_size and block_size must be positive")
+    tolerances = list(tolerances) if tolerances is not None else [1e-4] * len(criteria)
+    if len(tolerances) != len(criteria):
+        raise InputError(f"{len(tolerances)} tolerances for {len(criteria)} criteria")
+    return tolerances
+
+
+def _resume(state_path: Path | None, dim: int, n_criteria: int) -> dict[str, Any]:
+    """The saved progress at ``state_path`` if there is one, else a fresh start."""
+    if state_path is not None and state_path.is_file():
+        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        return {**saved, "rows": [r.numpy() for r in saved["rows"]]}
+    return {"done": 0, "rows": [np.zeros((0, dim)) for _ in range(n_criteria)], "methods": None,
+            "sizes": None, "passes": {"forward": 0, "jvp": 0, "vjp": 0}, "seconds": 0.0}
+
+
+def _batch_rows(batch: _Batch, methods: Sequence[str], chunk: int, tolerances: Sequence[float], block_size: int,
+                max_rank: int | None, rng: torch.Generator, passes: dict[str, int]) -> list[torch.Tensor]:
+    """Each criterion's Jacobian rows (or sketch of them) on one batch, by its chosen method.
+
+    ``passes`` is updated with the JVPs and VJPs spent.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, m in enumerate(methods):
+        groups.setdefault(m, []).append(i)
+    b, dim = batch.latents.shape
+    results: dict[int, torch.Tensor] = {}
+    if "forward" in groups:
+        results.update(zip(groups["forward"], _forward_rows(batch, groups["forward"], chunk)))
+        passes["jvp"] += dim * b
+    if "reverse" in groups:
+        results.update(zip(groups["reverse"], _reverse_rows(batch, groups["reverse"], chunk)))
+        passes["vjp"] += sum(batch.sizes[i] for i in groups["reverse"]) * b
+    if "randomized" in groups:
+        rows = _randomized_rows(batch, groups["randomized"], [tolerances[i] for i in groups["randomized"]],
+                                chunk, block_size, max_rank, rng, passes)
+        results.update(zip(groups["randomized"], rows))
+    return [results[i] for i in range(len(methods))]
+
+
 def estimate_metrics(
     generator: Generator,
     criteria: Sequence[Criterion],
@@ -372,31 +420,18 @@ def estimate_metrics(
         checkpoint_dir: save progress after every batch there and resume from it.
         progress: show a progress bar.
     """
-    if method not in METHODS:
-        raise InputError(f"method must be one of {METHODS}, got {method!r}")
-    if not criteria:
-        raise InputError("no criteria to estimate")
-    if batch_size < 1 or chunk_size < 1 or block_size < 1:
-        raise InputError("batch_size, chunk_size and block_size must be positive")
+    tolerances = _checked_tolerances(criteria, method, batch_size, chunk_size, block_size, tolerances)
     images_of = LatentImages(generator, space, resolution)
     latents = latents.reshape(latents.shape[0], -1).to(device=generator.device, dtype=generator.dtype)
     if latents.shape[1] != images_of.dim:
         raise InputError(f"latents have {latents.shape[1]} values per sample, space {space!r} needs {images_of.dim}")
-    tolerances = list(tolerances) if tolerances is not None else [1e-4] * len(criteria)
-    if len(tolerances) != len(criteria):
-        raise InputError(f"{len(tolerances)} tolerances for {len(criteria)} criteria")
     n, dim = latents.shape
     settings = {"space": space, "method": method, "resolution": resolution, "tolerances": tolerances,
                 "block": block_size, "max_rank": max_rank, "seed": seed, "batch": batch_size}
     state_path = None
-    state: dict[str, Any] = {"done": 0, "rows": [np.zeros((0, dim)) for _ in criteria], "methods": None,
-                             "sizes": None, "passes": {"forward": 0, "jvp": 0, "vjp": 0}, "seconds": 0.0}
     if checkpoint_dir is not None:
-        fingerprint = _fingerprint(images_of, criteria, latents, settings)
-        state_path = Path(checkpoint_dir) / f"metrics-{fingerprint}.pt"
-        if state_path.is_file():
-            saved = torch.load(state_path, map_location="cpu", weights_only=True)
-            state = {**saved, "rows": [r.numpy() for r in saved["rows"]]}
+        state_path = Path(checkpoint_dir) / f"metrics-{_fingerprint(images_of, criteria, latents, settings)}.pt"
+    state = _resume(state_path, dim, len(criteria))
     from tqdm.auto import tqdm
 
     start_time = time.perf_counter() - state["seconds"]
@@ -410,28 +445,12 @@ def estimate_metrics(
             if per_image is None:
                 per_image = batch.activation_bytes()
                 state["passes"]["forward"] += b
-            chunk = _chunk_within(memory_limit_mb, per_image, b, chunk_size)
             state["methods"], state["sizes"] = methods, batch.sizes
-            results: dict[int, torch.Tensor] = {}
-            groups: dict[str, list[int]] = {}
-            for i, m in enumerate(methods):
-                groups.setdefault(m, []).append(i)
-            if "forward" in groups:
-                for i, rows in zip(groups["forward"], _forward_rows(batch, groups["forward"], chunk)):
-                    results[i] = rows
-                state["passes"]["jvp"] += dim * b
-            if "reverse" in groups:
-                for i, rows in zip(groups["reverse"], _reverse_rows(batch, groups["reverse"], chunk)):
-                    results[i] = rows
-                state["passes"]["vjp"] += sum(batch.sizes[i] for i in groups["reverse"]) * b
-            if "randomized" in groups:
-                rng = torch.Generator().manual_seed(seed * 1_000_003 + start)
-                rows = _randomized_rows(batch, groups["randomized"], [tolerances[i] for i in groups["randomized"]],
-                                        chunk, block_size, max_rank, rng, state["passes"])
-                for i, r in zip(groups["randomized"], rows):
-                    results[i] = r
-            for i in range(len(criteria)):
-                new = results[i].detach().double().cpu().numpy().reshape(-1, dim)
+            rng = torch.Generator().manual_seed(seed * 1_000_003 + start)
+            rows = _batch_rows(batch, methods, _chunk_within(memory_limit_mb, per_image, b, chunk_size),
+                               tolerances, block_size, max_rank, rng, state["passes"])
+            for i, new in enumerate(rows):
+                new = new.detach().double().cpu().numpy().reshape(-1, dim)
                 state["rows"][i] = _compress(np.concatenate([state["rows"][i], new], axis=0))
             state["done"] = start + b
             state["seconds"] = time.perf_counter() - start_time

@@ -139,7 +139,7 @@ def test_image_unit_whitens_a_subspace_by_its_image_change():
     generator, classifier, subspaces, _ = planted_rule_setting()
     subspace = subspaces["left_colour"]
     scaled = edit_basis(generator, subspace, "image", image_samples=8)
-    metric = image_metric(generator, scaled, "z", samples=8)
+    metric = image_metric(generator, scaled, "z", n_samples=8)
     assert torch.allclose(metric, torch.eye(subspace.dim, dtype=metric.dtype), atol=1e-4)
     # an edit of size 0.05 in image units changes the image by about 0.05 RMS
     codes = generator.sample(8, seed=7919 + 7919)  # not the metric's faces

@@ -7,19 +7,36 @@ message on standard error).
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from .._version import __version__
+from ..audit import audit
 from ..counterfactual.settings import SearchSettings
 from ..counterfactual.units import DEFAULT_BUDGETS
 from ..errors import CfexplainError
+from ..subspaces.learn import learn_subspaces
 from .commands import EXPLAIN_FACES, EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_audit, run_demo, run_explain, run_learn, run_report
 
 __all__ = ["EXIT_GATE_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 _DEFAULTS = SearchSettings()
 """The search defaults the help text quotes (the library's own)."""
+
+
+
+class _Subcommands(Protocol):
+    """What ``ArgumentParser.add_subparsers()`` returns, as far as the subcommand builders use it."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+def _default(function: Callable, parameter: str) -> object:
+    """The library's default of ``function``'s keyword ``parameter`` (what the help text quotes)."""
+    return inspect.signature(function).parameters[parameter].default
+
 
 _EPILOG = "Exit codes: 0 success, 1 an audit gate (--fail-if) failed, 2 bad usage or bad input, 130 interrupted."
 
@@ -44,7 +61,8 @@ def _classifier(parser: argparse.ArgumentParser) -> None:
 
 def _search(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--subspaces", help="a subspace folder written by `cfexplain learn`")
-    parser.add_argument("--faces", type=int, help=f"number of faces (default: explain {EXPLAIN_FACES}, audit 32)")
+    parser.add_argument("--faces", type=int,
+                        help=f"number of faces (default: explain {EXPLAIN_FACES}, audit {_default(audit, 'n')})")
     parser.add_argument("--seed", type=int, help=f"seed of the faces (default: {_DEFAULTS.seed})")
     parser.add_argument("--target", help="'flip' (default), a class index or label, or 'head,on|off|flip'")
     parser.add_argument("--unit", choices=["image", "latent"],
@@ -57,14 +75,8 @@ def _search(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--out", help=f"output folder (default: {default_out})")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``cfexplain`` command (every subcommand has ``--help``)."""
-    parser = argparse.ArgumentParser(prog="cfexplain", epilog=_EPILOG,
-                                     description="Counterfactual explanations of image classifiers in interpretable "
-                                                 "StyleGAN2 subspaces.")
-    parser.add_argument("--version", action="version", version=f"cfexplain {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_demo(commands: _Subcommands) -> None:
+    """``cfexplain demo``: the offline audit of the zoo's models."""
     demo = commands.add_parser("demo", help="audit the zoo's classifiers with the zoo's generator (offline, CPU)",
                                description=run_demo.__doc__, epilog=_EPILOG)
     demo.add_argument("--out", default="cfexplain-demo", help="output folder (default: %(default)s)")
@@ -73,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="print nothing but errors")
     demo.set_defaults(run=run_demo)
 
+
+def _add_learn(commands: _Subcommands) -> None:
+    """``cfexplain learn``: semantic subspaces of a generator."""
     learn = commands.add_parser("learn", help="learn semantic subspaces of a generator", description=run_learn.__doc__,
                                 epilog=_EPILOG)
     _common(learn)
@@ -83,14 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--space", help="latent space: s, w+, w or z (default: s where the generator has it, "
                                        "as StyleGAN2 and zoo:dcgan do, else z)")
     learn.add_argument("--semantics", nargs="+", help="which preset semantics (default: all the stack can express)")
-    learn.add_argument("--samples", type=int, help="faces the metrics are averaged over (default: 16)")
-    learn.add_argument("--seed", type=int, help="seed of those faces (default: 0)")
+    learn.add_argument("--samples", type=int,
+                       help=f"faces the metrics are averaged over (default: {_default(learn_subspaces, 'n_samples')})")
+    learn.add_argument("--seed", type=int, help=f"seed of those faces (default: {_default(learn_subspaces, 'seed')})")
     learn.add_argument("--resolution", type=int, help="stop synthesis early at this resolution")
     learn.add_argument("--method", choices=["auto", "forward", "reverse", "randomized"], help="Jacobian method")
     learn.add_argument("--checkpoint-dir", dest="checkpoint_dir", help="save progress there and resume")
     learn.add_argument("--out", help="output folder (default: subspaces)")
     learn.set_defaults(run=run_learn)
 
+
+def _add_explain(commands: _Subcommands) -> None:
+    """``cfexplain explain``: counterfactuals of faces in every subspace."""
     explain = commands.add_parser("explain", help="counterfactuals of faces in every subspace",
                                   description=run_explain.__doc__, epilog=_EPILOG)
     _common(explain)
@@ -99,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     _search(explain, "counterfactuals")
     explain.set_defaults(run=run_explain)
 
+
+def _add_audit(commands: _Subcommands) -> None:
+    """``cfexplain audit``: which semantics flip a classifier's decisions, with gates."""
     audit = commands.add_parser("audit", help="audit a classifier: which semantics flip its decisions",
                                 description=run_audit.__doc__, epilog=_EPILOG)
     _common(audit)
@@ -113,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="exit 1 when the condition holds, e.g. 'flip_rate[hair_photometry] > 0.2' (repeatable)")
     audit.set_defaults(run=run_audit)
 
+
+def _add_report(commands: _Subcommands) -> None:
+    """``cfexplain report``: report.html from a saved audit."""
     report = commands.add_parser("report", help="render report.html from a saved audit", description=run_report.__doc__,
                                  epilog=_EPILOG)
     _common(report)
@@ -122,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--subspaces", required=True, help="the subspace folder the audit used")
     report.add_argument("--out", default="report", help="output folder (default: %(default)s)")
     report.set_defaults(run=run_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``cfexplain`` command (every subcommand has ``--help``)."""
+    parser = argparse.ArgumentParser(prog="cfexplain", epilog=_EPILOG,
+                                     description="Counterfactual explanations of image classifiers in interpretable "
+                                                 "StyleGAN2 subspaces.")
+    parser.add_argument("--version", action="version", version=f"cfexplain {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo, _add_learn, _add_explain, _add_audit, _add_report):
+        add(commands)
     return parser
 
 

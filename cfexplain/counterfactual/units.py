@@ -34,21 +34,21 @@ _METRIC_RESOLUTION = 128
 """Images are average-pooled to at most this size for the image metric (RMS changes are smooth)."""
 
 
-def latent_spread(generator: Generator, subspace: Subspace, *, samples: int = 2000, seed: int = 7919) -> torch.Tensor:
+def latent_spread(generator: Generator, subspace: Subspace, *, n_samples: int = 2000, seed: int = 7919) -> torch.Tensor:
     """σ ``(k,)``: the standard deviation of sampled codes along each basis vector of ``subspace``
     (the ``"latent"`` edit unit; see :meth:`Generator.edit_scale`)."""
-    return generator.edit_scale(subspace.space, subspace.basis, samples=samples, seed=seed).clamp_min(1e-8)
+    return generator.edit_scale(subspace.space, subspace.basis, n_samples=n_samples, seed=seed).clamp_min(1e-8)
 
 
-def image_metric(generator: Generator, directions: torch.Tensor, space: str, *, samples: int = 16,
+def image_metric(generator: Generator, directions: torch.Tensor, space: str, *, n_samples: int = 16,
                  seed: int = 7919, chunk_size: int = 16) -> torch.Tensor:
-    """``P (k, k)``: the mean over ``samples`` faces of ``(J d_a) · (J d_b) / pixels`` for the
+    """``P (k, k)``: the mean over ``n_samples`` faces of ``(J d_a) · (J d_b) / pixels`` for the
     directions ``(D, k)``: ``αᵀPα`` is the mean squared image change of the edit ``directions · α``
     (first order)."""
     if directions.ndim != 2 or directions.shape[0] != generator.latent_dim(space):
         raise InputError(f"directions must be (D, k) with D = {generator.latent_dim(space)}, got {tuple(directions.shape)}")
     shape = generator.latent_shape(space)
-    codes = generator.sample(samples, space=space, seed=seed).reshape(samples, -1)
+    codes = generator.sample(n_samples, space=space, seed=seed).reshape(n_samples, -1)
     tangents = directions.T.to(device=generator.device, dtype=generator.dtype)
 
     def images(flat: torch.Tensor) -> torch.Tensor:
@@ -65,7 +65,7 @@ def image_metric(generator: Generator, directions: torch.Tensor, space: str, *, 
             columns.append(out.reshape(part.shape[0], -1).detach().double().cpu())
         jv = torch.cat(columns)
         metric += jv @ jv.T / jv.shape[1]
-    return metric / samples
+    return metric / n_samples
 
 
 def edit_basis(generator: Generator, subspace: Subspace, unit: str, *, scale_samples: int = 2000,
@@ -77,8 +77,8 @@ def edit_basis(generator: Generator, subspace: Subspace, unit: str, *, scale_sam
     if subspace.dim == 0:
         return subspace.basis.clone()
     if unit == "latent":
-        return subspace.basis * latent_spread(generator, subspace, samples=scale_samples, seed=seed)
-    metric = image_metric(generator, subspace.basis, subspace.space, samples=image_samples, seed=seed)
+        return subspace.basis * latent_spread(generator, subspace, n_samples=scale_samples, seed=seed)
+    metric = image_metric(generator, subspace.basis, subspace.space, n_samples=image_samples, seed=seed)
     values, vectors = torch.linalg.eigh(metric)
     floor = values.max().clamp_min(1e-30) * 1e-6  # a unit never changes the image by more than 1 (first order)
     inverse_root = vectors @ torch.diag(values.clamp_min(floor).rsqrt()) @ vectors.T

@@ -136,10 +136,10 @@ class Generator(nn.Module, abc.ABC):
         with torch.no_grad():
             return self.convert(z, "z", space, truncation=truncation)
 
-    def edit_scale(self, space: str, directions: torch.Tensor, *, samples: int = 2000, seed: Seed = 7919) -> torch.Tensor:
+    def edit_scale(self, space: str, directions: torch.Tensor, *, n_samples: int = 2000, seed: Seed = 7919) -> torch.Tensor:
         """σ ``(k,)``: the unit in which edits along ``directions`` are measured.
 
-        By default the standard deviation of ``samples`` sampled codes along each direction (a
+        By default the standard deviation of ``n_samples`` sampled codes along each direction (a
         column of ``directions``, ``(D, k)`` in the flattened space): an edit of one σ moves a code
         as far as faces differ from each other along it. Generators whose spaces have coordinates
         that sampled codes do not vary (such as :class:`ChannelStyleGenerator`'s styles) add their
@@ -150,7 +150,7 @@ class Generator(nn.Module, abc.ABC):
             raise ShapeError(f"directions for space {space!r} must be (D, k) with D = {self.latent_dim(space)}, "
                              f"got {tuple(directions.shape)}")
         with torch.no_grad():
-            codes = self.sample(samples, space=space, seed=seed)
+            codes = self.sample(n_samples, space=space, seed=seed)
             projected = codes.reshape(codes.shape[0], -1).double().cpu() @ directions.detach().double().cpu()
         return projected.std(dim=0).float()
 

@@ -200,10 +200,10 @@ class ChannelStyleGenerator(ModuleGenerator):
             return codes
         return torch.cat([codes, codes.new_zeros(codes.shape[0], self.style_layout.styles)], dim=1)
 
-    def edit_scale(self, space: str, directions: torch.Tensor, *, samples: int = 2000, seed: Seed = 7919) -> torch.Tensor:
+    def edit_scale(self, space: str, directions: torch.Tensor, *, n_samples: int = 2000, seed: Seed = 7919) -> torch.Tensor:
         """σ per direction: in ``"s"`` the ``z`` part's sampled spread combined with one unit per style
         (``σ² = var(z · v_z) + ‖v_styles‖²``)."""
-        spread = super().edit_scale(space, directions, samples=samples, seed=seed)
+        spread = super().edit_scale(space, directions, n_samples=n_samples, seed=seed)
         if space != "s":
             return spread
         styles = directions.reshape(directions.shape[0], -1)[self.style_layout.z_dim:]

@@ -162,7 +162,7 @@ def _traversals(generator: Generator, subspaces: SubspaceSet, section: ReportSec
         subspace = subspaces[semantic]
         if subspace.dim == 0:
             continue
-        spread = latent_spread(generator, subspace, samples=500)
+        spread = latent_spread(generator, subspace, n_samples=500)
         pictures, probabilities = traversal(generator, subspaces, semantic, codes, section.classifier, tuple(steps), spread)
         figures = "".join(
             f'<figure><img alt="{t:+g} sigma" src="{png_data_uri(picture, size=112)}"><figcaption>{t:+g}σ'

@@ -41,109 +41,138 @@ def convert_tflite(data: bytes) -> GraphModule:
         graph = model.Subgraphs(0)
     except Exception as exc:  # the flatbuffer library raises assorted errors on bad data
         raise CorruptCheckpointError(f"not a readable TFLite model: {exc}") from exc
-    op_names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
-    tensor_types = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
-    activations = {tflite.ActivationFunctionType.NONE: None, tflite.ActivationFunctionType.RELU: "relu",
-                   tflite.ActivationFunctionType.RELU6: "relu6", tflite.ActivationFunctionType.TANH: "tanh"}
+    return _SubgraphConverter(tflite, model, graph).convert()
 
-    def name(index: int) -> str:
-        return graph.Tensors(index).Name().decode()
 
-    def shape(index: int) -> list[int]:
-        return [int(v) for v in graph.Tensors(index).ShapeAsNumpy()]
+class _SubgraphConverter:
+    """One TFLite subgraph on its way to a :class:`GraphModule`: its constants and nodes so far."""
 
-    def constant(index: int) -> np.ndarray | None:
-        tensor = graph.Tensors(index)
-        buffer = model.Buffers(tensor.Buffer())
+    def __init__(self, tflite, model, graph) -> None:
+        self.tflite, self.model, self.graph = tflite, model, graph
+        self.op_names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+        self.tensor_types = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
+        kinds = tflite.ActivationFunctionType
+        self.activations = {kinds.NONE: None, kinds.RELU: "relu", kinds.RELU6: "relu6", kinds.TANH: "tanh"}
+        self.constants: dict[str, torch.Tensor] = {}
+        self.nodes: list[GraphNode] = []
+
+    def convert(self) -> GraphModule:
+        """Convert every operator in order; unsupported ones raise :class:`UnsupportedModelError`."""
+        handlers = {"CONV_2D": self._convolution, "DEPTHWISE_CONV_2D": self._convolution, "PRELU": self._prelu,
+                    "ADD": self._elementwise, "MUL": self._elementwise, "MAX_POOL_2D": self._pool,
+                    "AVERAGE_POOL_2D": self._pool, "PAD": self._pad, "RELU": self._relu, "RELU6": self._relu}
+        for i in range(self.graph.OperatorsLength()):
+            op = self.graph.Operators(i)
+            code = self.model.OperatorCodes(op.OpcodeIndex())
+            kind = self.op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "UNKNOWN")
+            if kind not in handlers:
+                raise UnsupportedModelError(f"TFLite operator {kind} is not supported by cfexplain's converter")
+            handlers[kind](kind, op, [int(t) for t in op.InputsAsNumpy()], int(op.OutputsAsNumpy()[0]))
+        graph_inputs = [self.name(int(t)) for t in self.graph.InputsAsNumpy()]
+        graph_outputs = [self.name(int(t)) for t in self.graph.OutputsAsNumpy()]
+        return GraphModule(self.nodes, self.constants, graph_inputs, graph_outputs)
+
+    # tensors --------------------------------------------------------------------------------
+    def name(self, index: int) -> str:
+        """The TFLite name of tensor ``index``."""
+        return self.graph.Tensors(index).Name().decode()
+
+    def shape(self, index: int) -> list[int]:
+        """The static (NHWC) shape of tensor ``index``."""
+        return [int(v) for v in self.graph.Tensors(index).ShapeAsNumpy()]
+
+    def constant(self, index: int) -> np.ndarray | None:
+        """Tensor ``index``'s constant value, or ``None`` when it is computed at run time."""
+        tensor = self.graph.Tensors(index)
+        buffer = self.model.Buffers(tensor.Buffer())
         if buffer.DataLength() == 0:
             return None
-        if tensor_types.get(tensor.Type()) not in ("FLOAT32", "INT32"):
+        kind = self.tensor_types.get(tensor.Type())
+        if kind not in ("FLOAT32", "INT32"):
             raise UnsupportedModelError(
-                f"TFLite tensor {name(index)!r} has type {tensor_types.get(tensor.Type())}; only float32 models are supported"
+                f"TFLite tensor {self.name(index)!r} has type {kind}; only float32 models are supported"
             )
-        dtype = np.float32 if tensor_types[tensor.Type()] == "FLOAT32" else np.int32
-        return np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtype).reshape(shape(index)).copy()
+        dtype = np.float32 if kind == "FLOAT32" else np.int32
+        return np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtype).reshape(self.shape(index)).copy()
 
-    constants: dict[str, torch.Tensor] = {}
-    nodes: list[GraphNode] = []
-
-    def add_constant(key: str, array: np.ndarray) -> str:
-        constants[key] = torch.from_numpy(np.ascontiguousarray(array))
+    def add_constant(self, key: str, array: np.ndarray) -> str:
+        """Store ``array`` as the graph constant ``key`` and return the key."""
+        self.constants[key] = torch.from_numpy(np.ascontiguousarray(array))
         return key
 
-    def fused(output: str, code: int) -> None:
-        if code not in activations:
-            raise UnsupportedModelError(f"TFLite fused activation {code} is not supported")
-        act = activations[code]
-        if act is not None:
-            nodes[-1].output = output + ":pre_activation"
-            nodes.append(GraphNode(act, [output + ":pre_activation"], output))
+    def options(self, op, kind: type):
+        """The operator's builtin options, read as the ``tflite`` options class ``kind``."""
+        options, opt = op.BuiltinOptions(), kind()
+        opt.Init(options.Bytes, options.Pos)
+        return opt
 
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        kind = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "UNKNOWN")
-        inputs = [int(t) for t in op.InputsAsNumpy()]
-        out = int(op.OutputsAsNumpy()[0])
-        options = op.BuiltinOptions()
-        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            opt = tflite.Conv2DOptions() if kind == "CONV_2D" else tflite.DepthwiseConv2DOptions()
-            opt.Init(options.Bytes, options.Pos)
-            kernel = constant(inputs[1])
-            if kernel is None:
-                raise UnsupportedModelError(f"TFLite {kind} {name(out)!r} has a non-constant kernel")
-            stride, dilation = [opt.StrideH(), opt.StrideW()], [opt.DilationHFactor(), opt.DilationWFactor()]
-            in_shape = shape(inputs[0])
-            if kind == "CONV_2D":
-                weight, groups = kernel.transpose(0, 3, 1, 2), 1
-            else:
-                weight, groups = kernel.transpose(3, 0, 1, 2), in_shape[3]
-            pads = [0, 0, 0, 0]
-            if opt.Padding() == tflite.Padding.SAME:
-                pads = [*_same_pads(in_shape[1], weight.shape[2], stride[0], dilation[0]),
-                        *_same_pads(in_shape[2], weight.shape[3], stride[1], dilation[1])]
-            args = [name(inputs[0]), add_constant(name(inputs[1]), weight)]
-            if len(inputs) > 2 and inputs[2] >= 0:
-                args.append(add_constant(name(inputs[2]), constant(inputs[2])))
-            nodes.append(GraphNode("conv2d", args, name(out),
-                                   {"stride": stride, "pads": pads, "dilation": dilation, "groups": groups}))
-            fused(name(out), opt.FusedActivationFunction())
-        elif kind == "PRELU":
-            alpha = constant(inputs[1])
-            nodes.append(GraphNode("prelu", [name(inputs[0]), add_constant(name(inputs[1]), alpha.reshape(-1))], name(out)))
-        elif kind in ("ADD", "MUL"):
-            opt = tflite.AddOptions() if kind == "ADD" else tflite.MulOptions()
-            opt.Init(options.Bytes, options.Pos)
-            args = []
-            for t in inputs:
-                value = constant(t)
-                if value is not None:  # NHWC constant → broadcastable NCHW
-                    value = np.moveaxis(value.reshape((1,) * (4 - value.ndim) + value.shape), 3, 1)
-                    add_constant(name(t), value)
-                args.append(name(t))
-            nodes.append(GraphNode(kind.lower(), args, name(out)))
-            fused(name(out), opt.FusedActivationFunction())
-        elif kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-            opt = tflite.Pool2DOptions()
-            opt.Init(options.Bytes, options.Pos)
-            kernel, stride = [opt.FilterHeight(), opt.FilterWidth()], [opt.StrideH(), opt.StrideW()]
-            in_shape = shape(inputs[0])
-            pads = [0, 0, 0, 0]
-            if opt.Padding() == tflite.Padding.SAME:
-                pads = [*_same_pads(in_shape[1], kernel[0], stride[0]), *_same_pads(in_shape[2], kernel[1], stride[1])]
-            nodes.append(GraphNode("max_pool" if kind == "MAX_POOL_2D" else "avg_pool", [name(inputs[0])], name(out),
-                                   {"kernel": kernel, "stride": stride, "pads": pads}))
-            fused(name(out), opt.FusedActivationFunction())
-        elif kind == "PAD":
-            amounts = constant(inputs[1])  # [[n0, n1], [h0, h1], [w0, w1], [c0, c1]]
-            begin, end = amounts[:, 0], amounts[:, 1]
-            nchw = [0, 3, 1, 2]
-            nodes.append(GraphNode("pad", [name(inputs[0])], name(out),
-                                   {"pads": [int(begin[d]) for d in nchw] + [int(end[d]) for d in nchw]}))
-        elif kind in ("RELU", "RELU6"):
-            nodes.append(GraphNode(kind.lower(), [name(inputs[0])], name(out)))
+    def fused(self, output: str, code: int) -> None:
+        """Split a fused activation off the last node into its own node."""
+        if code not in self.activations:
+            raise UnsupportedModelError(f"TFLite fused activation {code} is not supported")
+        act = self.activations[code]
+        if act is not None:
+            self.nodes[-1].output = output + ":pre_activation"
+            self.nodes.append(GraphNode(act, [output + ":pre_activation"], output))
+
+    # operators ------------------------------------------------------------------------------
+    def _convolution(self, kind: str, op, inputs: list[int], out: int) -> None:
+        tflite = self.tflite
+        opt = self.options(op, tflite.Conv2DOptions if kind == "CONV_2D" else tflite.DepthwiseConv2DOptions)
+        kernel = self.constant(inputs[1])
+        if kernel is None:
+            raise UnsupportedModelError(f"TFLite {kind} {self.name(out)!r} has a non-constant kernel")
+        stride, dilation = [opt.StrideH(), opt.StrideW()], [opt.DilationHFactor(), opt.DilationWFactor()]
+        in_shape = self.shape(inputs[0])
+        if kind == "CONV_2D":
+            weight, groups = kernel.transpose(0, 3, 1, 2), 1
         else:
-            raise UnsupportedModelError(f"TFLite operator {kind} is not supported by cfexplain's converter")
-    graph_inputs = [name(int(t)) for t in graph.InputsAsNumpy()]
-    graph_outputs = [name(int(t)) for t in graph.OutputsAsNumpy()]
-    return GraphModule(nodes, constants, graph_inputs, graph_outputs)
+            weight, groups = kernel.transpose(3, 0, 1, 2), in_shape[3]
+        pads = [0, 0, 0, 0]
+        if opt.Padding() == tflite.Padding.SAME:
+            pads = [*_same_pads(in_shape[1], weight.shape[2], stride[0], dilation[0]),
+                    *_same_pads(in_shape[2], weight.shape[3], stride[1], dilation[1])]
+        args = [self.name(inputs[0]), self.add_constant(self.name(inputs[1]), weight)]
+        if len(inputs) > 2 and inputs[2] >= 0:
+            args.append(self.add_constant(self.name(inputs[2]), self.constant(inputs[2])))
+        self.nodes.append(GraphNode("conv2d", args, self.name(out),
+                                    {"stride": stride, "pads": pads, "dilation": dilation, "groups": groups}))
+        self.fused(self.name(out), opt.FusedActivationFunction())
+
+    def _prelu(self, kind: str, op, inputs: list[int], out: int) -> None:
+        alpha = self.constant(inputs[1]).reshape(-1)
+        self.nodes.append(GraphNode("prelu", [self.name(inputs[0]), self.add_constant(self.name(inputs[1]), alpha)],
+                                    self.name(out)))
+
+    def _elementwise(self, kind: str, op, inputs: list[int], out: int) -> None:
+        opt = self.options(op, self.tflite.AddOptions if kind == "ADD" else self.tflite.MulOptions)
+        args = []
+        for t in inputs:
+            value = self.constant(t)
+            if value is not None:  # NHWC constant → broadcastable NCHW
+                value = np.moveaxis(value.reshape((1,) * (4 - value.ndim) + value.shape), 3, 1)
+                self.add_constant(self.name(t), value)
+            args.append(self.name(t))
+        self.nodes.append(GraphNode(kind.lower(), args, self.name(out)))
+        self.fused(self.name(out), opt.FusedActivationFunction())
+
+    def _pool(self, kind: str, op, inputs: list[int], out: int) -> None:
+        opt = self.options(op, self.tflite.Pool2DOptions)
+        kernel, stride = [opt.FilterHeight(), opt.FilterWidth()], [opt.StrideH(), opt.StrideW()]
+        in_shape = self.shape(inputs[0])
+        pads = [0, 0, 0, 0]
+        if opt.Padding() == self.tflite.Padding.SAME:
+            pads = [*_same_pads(in_shape[1], kernel[0], stride[0]), *_same_pads(in_shape[2], kernel[1], stride[1])]
+        self.nodes.append(GraphNode("max_pool" if kind == "MAX_POOL_2D" else "avg_pool", [self.name(inputs[0])],
+                                    self.name(out), {"kernel": kernel, "stride": stride, "pads": pads}))
+        self.fused(self.name(out), opt.FusedActivationFunction())
+
+    def _pad(self, kind: str, op, inputs: list[int], out: int) -> None:
+        amounts = self.constant(inputs[1])  # [[n0, n1], [h0, h1], [w0, w1], [c0, c1]]
+        begin, end = amounts[:, 0], amounts[:, 1]
+        nchw = [0, 3, 1, 2]
+        self.nodes.append(GraphNode("pad", [self.name(inputs[0])], self.name(out),
+                                    {"pads": [int(begin[d]) for d in nchw] + [int(end[d]) for d in nchw]}))
+
+    def _relu(self, kind: str, op, inputs: list[int], out: int) -> None:
+        self.nodes.append(GraphNode(kind.lower(), [self.name(inputs[0])], self.name(out)))
