@@ -8,12 +8,16 @@ effect on the decision to the semantics with captum's Integrated Gradients, and 
 ``AuditResult.table``, one row per semantic:
 
 * ``flip_rate``: fraction of faces whose decision the semantic flips within the edit budget;
-* ``median_min_edit``: median minimal edit of the flipped faces (standard deviations of the latent
-  distribution along the subspace: the distance to the decision boundary along the semantic);
+* ``median_min_edit``: median minimal edit of the flipped faces, in the search's unit (default RMS
+  image change): the distance to the decision boundary along the semantic;
+* ``sensitivity``: median over faces of the decision gap's gradient norm per unit edit;
 * ``mean_delta_prob``: mean change of the target probability at the search's end point;
 * ``random_flip_rate``: the flip rate of a random subspace of the same dimension (same faces,
   budget and search): how fragile the decision is to *any* edit of that size. A semantic whose
   flip rate is not above it does not move the decision more than a generic edit does;
+* ``specificity``: the subspace's specificity against random directions, as ``learn_subspaces``
+  measured it (1 = random; NaN when not measured); :meth:`AuditResult.summary` says when the
+  ranked-first semantic's is below ``SPECIFICITY_WARNING_BELOW``;
 * ``side_effect``: how much the semantic's keep-invariant criteria moved in its minimal
   counterfactuals, relative to a random edit of the same latent size (0 = untouched, 1 = as much as
   a random edit), median over flipped faces (needs ``semantics``);
@@ -52,12 +56,13 @@ from .counterfactual.joint import joint_counterfactuals
 from .errors import InputError
 from .generators.base import Generator, make_rng
 from .subspaces.core import Semantic, Subspace, SubspaceSet
+from .subspaces.specificity import SPECIFICITY_WARNING_BELOW
 
 __all__ = ["AuditResult", "audit", "AUDIT_FORMAT_VERSION", "TABLE_COLUMNS"]
 
 AUDIT_FORMAT_VERSION = 1
 TABLE_COLUMNS = ("semantic", "flip_rate", "median_min_edit", "sensitivity", "mean_delta_prob", "random_flip_rate",
-                 "random_median_min_edit", "random_sensitivity", "directions", "side_effect", "other_heads_flipped",
+                 "random_median_min_edit", "random_sensitivity", "directions", "specificity", "side_effect", "other_heads_flipped",
                  "attribution", "rank", "attribution_rank")
 
 
@@ -114,7 +119,20 @@ class AuditResult:
         if "random_flip_rate" in self.table and np.isfinite(top.get("random_flip_rate", np.nan)):
             control = f"; random subspaces of the same dimension: {top['random_flip_rate']:.0%}"
         return (f"Within {size}, {lead} flips the decision most easily: {top['flip_rate']:.0%} of the faces"
-                f"{control}.")
+                f"{control}.{self._specificity_caveat(tied)}")
+
+    def _specificity_caveat(self, names: Sequence[str]) -> str:
+        """A sentence for the ranked-first semantics whose subspaces are no more specific than
+        random directions (the ``specificity`` column; nothing when it was not measured)."""
+        if "specificity" not in self.table:
+            return ""
+        rows = self.table.set_index("semantic").loc[list(names), "specificity"]
+        low = [f"{name} {value:.2f}" for name, value in rows.items()
+               if np.isfinite(value) and value < SPECIFICITY_WARNING_BELOW]
+        if not low:
+            return ""
+        return (f" But its subspace is not clearly more specific than random directions (specificity "
+                f"{', '.join(low)}; 1 = random): this is not evidence that the classifier uses that semantic.")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able content (format version :data:`AUDIT_FORMAT_VERSION`)."""
@@ -279,6 +297,12 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
         raise
 
 
+def _specificity(subspace: Subspace) -> float:
+    """The subspace's measured specificity against random directions (NaN when not measured)."""
+    measured = subspace.provenance.get("specificity")
+    return float(measured["specificity"]) if measured else float("nan")
+
+
 @dataclass(frozen=True)
 class _Stages:
     """The audit's own settings: its faces and what runs after the per-semantic search."""
@@ -309,7 +333,8 @@ def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: 
     grouped = items.groupby("subspace", sort=False)
     table = pd.DataFrame({"semantic": names, **_semantic_summary(items, names),
                           "mean_delta_prob": [float(grouped.get_group(s)["delta_prob"].mean()) for s in names],
-                          "directions": [subspaces[s].dim for s in names]})
+                          "directions": [subspaces[s].dim for s in names],
+                          "specificity": [_specificity(subspaces[s]) for s in names]})
     randoms = _random_baseline(explainer, codes, target, names, stages.seed) if stages.random_baseline else {}
     for column in ("random_flip_rate", "random_median_min_edit", "random_sensitivity"):
         table[column] = randoms.get(column, [float("nan")] * len(names))

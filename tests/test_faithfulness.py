@@ -208,3 +208,20 @@ def test_planted_measurements_and_matching():
     assert float(np.corrcoef(label.numpy(), score[chosen].numpy())[0, 1]) > 0.3
     with pytest.raises(InputError, match="confounders"):
         matched_sample(score, confounder[:10, None], 100)
+
+
+def test_summary_says_when_the_leading_subspace_is_no_better_than_random():
+    """A ranked-first semantic whose subspace is not more specific than random directions is not
+    reported as the classifier's reason without saying so."""
+    import pandas as pd
+
+    from cfexplain.audit import AuditResult
+
+    def result(specificity: float) -> AuditResult:
+        table = pd.DataFrame({"semantic": ["eye_shape", "lip_colour"], "flip_rate": [0.9, 0.5],
+                              "random_flip_rate": [0.8, 0.8], "specificity": [specificity, 3.0], "rank": [1, 2]})
+        return AuditResult(table, None, pd.DataFrame(), {}, "flip", {"unit": "image", "budget": 0.2})
+
+    assert "not evidence" in result(1.1).summary() and "eye_shape 1.10" in result(1.1).summary()
+    assert "not evidence" not in result(2.9).summary()
+    assert "not evidence" not in result(float("nan")).summary()

@@ -15,7 +15,7 @@ from ..generators.base import Generator
 from ..jacobian import MetricEstimate, estimate_metrics
 from .core import Semantic, Subspace, SubspaceSet
 from .solvers import SOLVERS
-from .specificity import SPECIFICITY_WARNING_BELOW, LowSpecificityWarning, measure_specificity
+from .specificity import LowSpecificityWarning, measure_specificity
 
 __all__ = ["learn_subspaces"]
 
@@ -129,7 +129,7 @@ def _measure_specificity(generator: Generator, semantics: Sequence[Semantic], su
                                    resolution=resolution, progress=progress)
     for name, result in measured.items():
         subspaces[name].provenance["specificity"] = result.to_dict()
-        if result.specificity < SPECIFICITY_WARNING_BELOW or not result.better_than_random:
+        if result.low:
             warnings.warn(f"semantic {name!r} is not clearly more specific than random directions: "
                           f"{result.describe()}", LowSpecificityWarning, stacklevel=3)
 

@@ -75,6 +75,12 @@ class SemanticSpecificity:
         """Whether the whole interval lies above 1."""
         return self.interval[0] > 1.0
 
+    @property
+    def low(self) -> bool:
+        """Whether the subspace is not clearly more specific than random directions: below
+        :data:`SPECIFICITY_WARNING_BELOW`, or its interval reaches 1."""
+        return self.specificity < SPECIFICITY_WARNING_BELOW or not self.better_than_random
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able fields."""
         data = asdict(self)
