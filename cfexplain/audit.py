@@ -17,7 +17,7 @@ effect on the decision to the semantics with captum's Integrated Gradients, and 
   flip rate is not above it does not move the decision more than a generic edit does;
 * ``specificity``: the subspace's specificity against random directions, as ``learn_subspaces``
   measured it (1 = random; NaN when not measured); :meth:`AuditResult.summary` says when the
-  ranked-first semantic's is below ``SPECIFICITY_WARNING_BELOW``;
+  ranked-first semantic's is low (:func:`~cfexplain.subspaces.specificity.is_low_specificity`);
 * ``side_effect``: how much the semantic's keep-invariant criteria moved in its minimal
   counterfactuals, relative to a random edit of the same latent size (0 = untouched, 1 = as much as
   a random edit), median over flipped faces (needs ``semantics``);
@@ -56,7 +56,7 @@ from .counterfactual.joint import joint_counterfactuals
 from .errors import InputError
 from .generators.base import Generator, make_rng
 from .subspaces.core import Semantic, Subspace, SubspaceSet
-from .subspaces.specificity import SPECIFICITY_WARNING_BELOW
+from .subspaces.specificity import is_low_specificity
 
 __all__ = ["AuditResult", "audit", "AUDIT_FORMAT_VERSION", "TABLE_COLUMNS"]
 
@@ -128,7 +128,7 @@ class AuditResult:
             return ""
         rows = self.table.set_index("semantic").loc[list(names), "specificity"]
         low = [f"{name} {value:.2f}" for name, value in rows.items()
-               if np.isfinite(value) and value < SPECIFICITY_WARNING_BELOW]
+               if np.isfinite(value) and is_low_specificity(value)]
         if not low:
             return ""
         return (f" But its subspace is not clearly more specific than random directions (specificity "

@@ -26,7 +26,6 @@ _DEFAULTS = SearchSettings()
 """The search defaults the help text quotes (the library's own)."""
 
 
-
 class _Subcommands(Protocol):
     """What ``ArgumentParser.add_subparsers()`` returns, as far as the subcommand builders use it."""
 

@@ -84,8 +84,7 @@ def _semantics_needed(chunk: SearchChunk, alpha: torch.Tensor, groups: torch.Ten
                 break
             kept = (groups[None, :] == order[rows, :m, None].to(alpha.device)).any(dim=1)  # (rows, K)
             where = rows.to(alpha.device)
-            gap = chunk.gap(chunk.problem.logits_of(chunk.problem.images_of(chunk.codes(alpha[where] * kept, where))),
-                            where)
+            gap = chunk.gap(chunk.logits(alpha[where] * kept, where), where)
             done = (gap >= 0).cpu()
             needed[rows[done]] = m
             pending[rows[done]] = False

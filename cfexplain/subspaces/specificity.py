@@ -36,11 +36,19 @@ from ..generators.base import Generator, make_rng
 from ..jacobian import directional_changes
 from .core import Semantic, SubspaceSet
 
-__all__ = ["SemanticSpecificity", "LowSpecificityWarning", "measure_specificity", "SPECIFICITY_WARNING_BELOW"]
+__all__ = ["SemanticSpecificity", "LowSpecificityWarning", "is_low_specificity", "measure_specificity",
+           "SPECIFICITY_WARNING_BELOW"]
 
 SPECIFICITY_WARNING_BELOW = 1.5
 """``learn_subspaces`` warns, by name, for semantics whose specificity is below this, or whose
 bootstrap interval reaches 1 (no better than random)."""
+
+
+def is_low_specificity(specificity: float, interval_low: float | None = None) -> bool:
+    """Whether a subspace is not clearly more specific than random directions: ``specificity``
+    below :data:`SPECIFICITY_WARNING_BELOW`, or (where known) its interval's lower end at or below 1.
+    The one rule behind ``learn``'s warnings and the audit summary's caveat."""
+    return specificity < SPECIFICITY_WARNING_BELOW or (interval_low is not None and interval_low <= 1.0)
 
 
 class LowSpecificityWarning(UserWarning):
@@ -79,7 +87,7 @@ class SemanticSpecificity:
     def low(self) -> bool:
         """Whether the subspace is not clearly more specific than random directions: below
         :data:`SPECIFICITY_WARNING_BELOW`, or its interval reaches 1."""
-        return self.specificity < SPECIFICITY_WARNING_BELOW or not self.better_than_random
+        return is_low_specificity(self.specificity, self.interval[0])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able fields."""
