@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ._integrity import seal, verify
 from ._io import atomic_write, read_versioned_json
 from ._version import software_provenance
 from ._shared import shared_analyses
@@ -60,7 +61,7 @@ from .subspaces.specificity import is_low_specificity
 
 __all__ = ["AuditResult", "audit", "AUDIT_FORMAT_VERSION", "TABLE_COLUMNS"]
 
-AUDIT_FORMAT_VERSION = 1
+AUDIT_FORMAT_VERSION = 2
 TABLE_COLUMNS = ("semantic", "flip_rate", "median_min_edit", "sensitivity", "mean_delta_prob", "random_flip_rate",
                  "random_median_min_edit", "random_sensitivity", "directions", "specificity", "side_effect", "other_heads_flipped",
                  "attribution", "rank", "attribution_rank")
@@ -144,8 +145,9 @@ class AuditResult:
                 "joint": records(self.joint), "items": records(self.counterfactuals.table)}
 
     def to_json(self) -> str:
-        """:meth:`to_dict` as indented JSON text."""
-        return json.dumps(self.to_dict(), indent=1)
+        """:meth:`to_dict` as indented JSON text, sealed with its integrity manifest (an edited or
+        damaged ``audit.json`` is refused on load)."""
+        return json.dumps(seal(self.to_dict(), {}), indent=1)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``audit.json``, ``table.csv`` and the counterfactuals (``counterfactuals/``) to a folder."""
@@ -162,6 +164,7 @@ class AuditResult:
         """Read an audit written by :meth:`save` (JSON and ``torch.load(weights_only=True)``: no code runs)."""
         folder = Path(path)
         data = read_versioned_json(folder / "audit.json", AUDIT_FORMAT_VERSION, "audit")
+        verify(data, {}, folder / "audit.json", "audit")
         return cls(pd.DataFrame(data["semantics"]), CounterfactualResult.load(folder / "counterfactuals"),
                    pd.DataFrame(data["joint"]), data["metrics"], data["target"], data["settings"], data["provenance"])
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .analyzers.base import check_images
-from .errors import CheckpointNotFoundError, InputError, ModelOutputError
+from .errors import CfexplainError, CheckpointNotFoundError, CorruptCheckpointError, InputError, ModelOutputError
 
 __all__ = ["Classifier", "IDENTITY", "OutputSpec", "Preprocessing"]
 
@@ -267,15 +268,27 @@ class Classifier(nn.Module):
     def from_torchscript(cls, path: str | os.PathLike, *, device: torch.device | str = "cpu", **kwargs) -> "Classifier":
         """Load a TorchScript file (``torch.jit.save``). TorchScript files are programs: load only
         files you trust."""
+        path = cls.check_torchscript_file(path)
+        try:
+            model = torch.jit.load(str(path), map_location=device)
+        except Exception as exc:  # torch raises RuntimeError, ValueError or others on damaged archives
+            raise CorruptCheckpointError(f"{path}: damaged TorchScript archive ({type(exc).__name__}: "
+                                         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+        kwargs.setdefault("name", path.stem)
+        return cls(model, **kwargs)
+
+    @staticmethod
+    def check_torchscript_file(path: str | os.PathLike) -> Path:
+        """``path``, or the error a damaged or missing TorchScript file gets (before its labels or
+        anything else are asked for): :class:`~cfexplain.errors.CheckpointNotFoundError` or
+        :class:`~cfexplain.errors.CorruptCheckpointError`, naming the file."""
         path = Path(path)
         if not path.is_file():
             raise CheckpointNotFoundError(f"no TorchScript file at {path}")
-        try:
-            model = torch.jit.load(str(path), map_location=device)
-        except RuntimeError as exc:
-            raise InputError(f"{path} is not a TorchScript archive ({str(exc).splitlines()[0]})") from exc
-        kwargs.setdefault("name", path.stem)
-        return cls(model, **kwargs)
+        if not zipfile.is_zipfile(path):
+            raise CorruptCheckpointError(f"{path} is not a TorchScript archive (torch.jit.save writes a zip file; this "
+                                         f"one is truncated, damaged or of another kind)")
+        return path
 
     @classmethod
     def from_callable(cls, spec: str, **kwargs) -> "Classifier":
@@ -333,7 +346,15 @@ class Classifier(nn.Module):
         images = check_images(images)
         device = _module_device(self)
         x = self.preprocessing(images.to(device) if device is not None else images)
-        logits = self.output.to_logits(self._run(x))
+        try:
+            raw = self._run(x)
+        except CfexplainError:
+            raise
+        except Exception as exc:  # the user's network failed: say which, on what input
+            raise ModelOutputError(f"the classifier {self.name!r} failed on a batch of {tuple(x.shape)} preprocessed "
+                                   f"images: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                                   f"(do its input size and preprocessing match?)") from exc
+        logits = self.output.to_logits(raw)
         if logits.shape[0] != images.shape[0]:
             raise ModelOutputError(f"the model returned {logits.shape[0]} rows for a batch of {images.shape[0]} images")
         if not bool(torch.isfinite(logits).all()):

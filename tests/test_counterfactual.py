@@ -129,7 +129,7 @@ def test_result_save_load_and_json(setting, tmp_path):
         loaded.images("minimal")
     assert torch.equal(loaded.images("minimal", generator=generator), result.images("minimal"))
     data = json.loads(result.to_json())
-    assert data["format_version"] == 1 and len(data["items"]) == 6 and data["target"] == "flip the decision"
+    assert data["format_version"] == 2 and set(data["integrity"]["tensors"]) == {"codes", "deltas", "end_deltas"} and len(data["items"]) == 6 and data["target"] == "flip the decision"
 
 
 def test_explainer_input_errors(setting):
@@ -260,7 +260,7 @@ def test_saved_results_of_another_format_or_damaged_are_refused(setting, tmp_pat
              (tmp_path / "subspaces" / "subspaces.json", SubspaceSet.load, tmp_path / "subspaces")]
     for file, load, saved in cases:
         original = file.read_text()
-        file.write_text(original.replace('"format_version": 1', '"format_version": 99', 1))
+        file.write_text(original.replace('"format_version": 2', '"format_version": 99', 1))
         with pytest.raises(CorruptCheckpointError, match="format 99"):
             load(saved)
         file.write_text("{ not json")

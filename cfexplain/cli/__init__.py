@@ -1,7 +1,8 @@
 """The ``cfexplain`` command line.
 
-Exit codes: 0 success, 1 an audit gate (``--fail-if``) failed, 2 bad usage or bad input (with a
-message on standard error).
+Exit codes: 0 success; 1 an audit gate (``--fail-if``) held, and nothing else; 2 bad usage, bad
+input or configuration (one line on standard error); 3 an internal error (one line; the traceback
+with ``--debug``); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -18,9 +20,9 @@ from ..counterfactual.settings import SearchSettings
 from ..counterfactual.units import DEFAULT_BUDGETS
 from ..errors import CfexplainError
 from ..subspaces.learn import learn_subspaces
-from .commands import EXPLAIN_FACES, EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_audit, run_demo, run_explain, run_learn, run_report
+from .commands import EXPLAIN_FACES, EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_audit, run_demo, run_explain, run_learn, run_report
 
-__all__ = ["EXIT_GATE_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_GATE_FAILED", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 _DEFAULTS = SearchSettings()
 """The search defaults the help text quotes (the library's own)."""
@@ -37,17 +39,25 @@ def _default(function: Callable, parameter: str) -> object:
     return inspect.signature(function).parameters[parameter].default
 
 
-_EPILOG = "Exit codes: 0 success, 1 an audit gate (--fail-if) failed, 2 bad usage or bad input, 130 interrupted."
+_EPILOG = ("Exit codes: 0 success, 1 an audit gate (--fail-if) held, 2 bad usage, input or configuration, "
+           "3 internal error (--debug shows the traceback), 130 interrupted.")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="a TOML configuration file (flags override its values)")
     parser.add_argument("--device", help="torch device for the models (default: cpu)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors and failed gates")
+    _debug(parser)
+
+
+def _debug(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="on an internal error, print the traceback")
 
 
 def _generator(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generator", help="StyleGAN2 checkpoint (NVlabs .pkl, rosinality .pt, TF .pkl) or zoo:dcgan")
+    parser.add_argument("--generator-sha256", dest="generator_sha256", metavar="HEX",
+                        help="refuse the checkpoint unless its sha256 is this (pin the file)")
 
 
 def _classifier(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +92,7 @@ def _add_demo(commands: _Subcommands) -> None:
     demo.add_argument("--faces", type=int, default=16, help="faces per audit (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the faces (default: %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _debug(demo)
     demo.set_defaults(run=run_demo)
 
 
@@ -169,9 +180,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CfexplainError as exc:
         print(f"cfexplain: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         print(f"cfexplain: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("cfexplain: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - a bug, not a verdict: never exit 1 (a held gate)
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        detail = str(exc).splitlines()[0] if str(exc) else "no message"
+        print(f"cfexplain: internal error: {type(exc).__name__}: {detail} (exit {EXIT_INTERNAL}; "
+              f"{'traceback above' if getattr(args, 'debug', False) else 'run with --debug for the traceback'}; "
+              f"please report it)", file=sys.stderr)
+        return EXIT_INTERNAL

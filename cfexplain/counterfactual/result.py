@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._integrity import load_tensors, seal, verify
 from .._io import atomic_write, read_versioned_json
-from ..errors import CorruptCheckpointError, InputError
+from ..errors import InputError
 from ..generators.base import Generator
 
 __all__ = ["CounterfactualResult", "RESULT_FORMAT_VERSION", "attach_partial_result"]
 
-RESULT_FORMAT_VERSION = 1
+RESULT_FORMAT_VERSION = 2
 
 
 @dataclass
@@ -84,18 +85,25 @@ class CounterfactualResult:
             return torch.cat([generator.synthesize(part.to(generator.device), space=self.space).cpu()
                               for part in codes.split(batch_size)])
 
-    def to_json(self) -> str:
-        """The result as JSON (format version :data:`RESULT_FORMAT_VERSION`); tensors excluded."""
+    def _document(self) -> dict[str, Any]:
         records = self.table.replace({np.nan: None}).to_dict(orient="records")
-        return json.dumps({"format_version": RESULT_FORMAT_VERSION, "space": self.space,
-                           "latent_shape": list(self.latent_shape), "target": self.target, "settings": self.settings,
-                           "subspaces": self.subspaces, "items": records, "coefficients": self.coefficients}, indent=1)
+        return {"format_version": RESULT_FORMAT_VERSION, "space": self.space, "latent_shape": list(self.latent_shape),
+                "target": self.target, "settings": self.settings, "subspaces": self.subspaces, "items": records,
+                "coefficients": self.coefficients}
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {"codes": self.codes, "deltas": self.deltas, "end_deltas": self.end_deltas}
+
+    def to_json(self) -> str:
+        """The result as JSON (format version :data:`RESULT_FORMAT_VERSION`); tensors excluded, their
+        sha256 in the ``integrity`` manifest."""
+        return json.dumps(seal(self._document(), self._tensors()), indent=1)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``result.json`` and ``tensors.pt`` (tensors only) into the folder ``path``."""
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {"codes": self.codes, "deltas": self.deltas, "end_deltas": self.end_deltas}
+        tensors = self._tensors()
         atomic_write(folder / "tensors.pt", lambda tmp: torch.save(tensors, tmp))
         text = self.to_json()
         atomic_write(folder / "result.json", lambda tmp: tmp.write_text(text))
@@ -106,10 +114,8 @@ class CounterfactualResult:
         """Read a result written by :meth:`save` (``torch.load(weights_only=True)``: no code runs)."""
         folder = Path(path)
         meta = read_versioned_json(folder / "result.json", RESULT_FORMAT_VERSION, "counterfactual result")
-        try:
-            tensors = torch.load(folder / "tensors.pt", map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError) as exc:
-            raise CorruptCheckpointError(f"{folder}: not a readable counterfactual result ({exc})") from exc
+        tensors = load_tensors(folder / "tensors.pt", "counterfactual result")
+        verify(meta, tensors, folder / "result.json", "counterfactual result")
         return cls(meta["space"], tuple(meta["latent_shape"]), tensors["codes"], meta["subspaces"],
                    pd.DataFrame(meta["items"]), tensors["deltas"], tensors["end_deltas"], meta["coefficients"],
                    meta["target"], meta["settings"])

@@ -179,7 +179,9 @@ class Generator(nn.Module, abc.ABC):
             Images ``(N, C, R, R)`` in the generator's raw range (about ``[-1, 1]``), differentiable
             with respect to ``codes``.
         """
-        space = self.default_space if space is None else space
+        if space is None:
+            space = self.default_space
+            self._check_default_space(codes)
         codes = self.check_codes(codes, space)
         if noise_mode not in NOISE_MODES:
             raise InputError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
@@ -215,6 +217,21 @@ class Generator(nn.Module, abc.ABC):
         if not bool(torch.isfinite(codes).all()):
             raise InputError(f"codes for space {space!r} contain NaN or infinite values")
         return codes.to(device=self.device, dtype=self.dtype)
+
+    def _check_default_space(self, codes: object) -> None:
+        """For :meth:`synthesize` without ``space``: codes that do not fit :attr:`default_space`
+        get an error that names the spaces they do fit and what to pass (:meth:`sample` draws in
+        ``"z"`` unless told otherwise, and some generators synthesize from another space by default)."""
+        if not isinstance(codes, torch.Tensor) or tuple(codes.shape[1:]) == self.latent_shape(self.default_space):
+            return
+        fitting = [s for s in self.spaces if tuple(codes.shape[1:]) == self.latent_shape(s)]
+        if fitting:
+            raise ShapeError(
+                f"synthesize() reads codes of space {self.default_space!r} (N, "
+                f"{', '.join(map(str, self.latent_shape(self.default_space)))}) unless told otherwise; these have "
+                f"shape {tuple(codes.shape)}, the shape of space {' or '.join(map(repr, fitting))}: pass "
+                f"space={fitting[0]!r} (sample() draws in 'z' unless given space=...)"
+            )
 
     def check_resolution(self, resolution: int) -> None:
         """Raise :class:`~cfexplain.errors.InputError` unless synthesis can stop at ``resolution``

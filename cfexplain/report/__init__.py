@@ -21,7 +21,7 @@ from .html import ReportSection, render_report
 __all__ = ["RESULTS_FORMAT_VERSION", "ReportSection", "load_results_schema", "render_report", "results_document",
            "write_report"]
 
-RESULTS_FORMAT_VERSION = 1
+RESULTS_FORMAT_VERSION = 2
 
 
 def load_results_schema() -> dict:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._integrity import load_tensors, seal, verify
 from .._io import atomic_write, read_versioned_json
 from ..criteria.base import Criterion
 from ..errors import CorruptCheckpointError, InputError, ShapeError
@@ -20,7 +21,7 @@ from .solvers import SOLVERS
 
 __all__ = ["Semantic", "Subspace", "SubspaceSet", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the saved subspace-set format."""
 
 
@@ -207,6 +208,7 @@ class SubspaceSet(Mapping[str, Subspace]):
                           for s in self._subspaces.values()],
         }
         tensors = {s.name: s.basis.contiguous() for s in self._subspaces.values()}
+        meta = seal(meta, tensors)
         atomic_write(folder / "bases.pt", lambda tmp: torch.save(tensors, tmp))
         atomic_write(folder / "subspaces.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
         return folder
@@ -221,14 +223,12 @@ class SubspaceSet(Mapping[str, Subspace]):
 
             raise CheckpointNotFoundError(f"{folder} is not a saved subspace set (needs subspaces.json and bases.pt)")
         meta = read_versioned_json(meta_path, FORMAT_VERSION, "subspace set")
-        try:
-            bases = torch.load(bases_path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, OSError) as exc:
-            raise CorruptCheckpointError(f"{folder}: damaged subspace set ({exc})") from exc
+        bases = load_tensors(bases_path, "subspace set")
+        verify(meta, bases, meta_path, "subspace set")
         try:
             subspaces = [Subspace(name=m["name"], basis=bases[m["name"]], eigenvalues=m["eigenvalues"], space=m["space"],
                                   latent_shape=tuple(m["latent_shape"]), provenance=m.get("provenance", {}))
                          for m in meta["subspaces"]]
-        except KeyError as exc:
-            raise CorruptCheckpointError(f"{folder}: damaged subspace set (missing {exc})") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptCheckpointError(f"{folder}: damaged subspace set ({type(exc).__name__}: {exc})") from exc
         return cls(subspaces, provenance=meta.get("provenance", {}))

@@ -21,10 +21,13 @@ from typing import Any
 
 import torch
 
+from ..._device import check_device
 from ..._io import sha256_file
 from ...errors import (
+    CfexplainError,
     CheckpointNotFoundError,
     CorruptCheckpointError,
+    InputError,
     UnknownCheckpointFormatError,
     UnsafeCheckpointError,
 )
@@ -71,8 +74,9 @@ def _load_torch_file(path: Path) -> Any:
         raise UnsafeCheckpointError(
             f"{path}: torch.load(weights_only=True) refused the file: {str(exc).splitlines()[0]}"
         ) from exc
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise CorruptCheckpointError(f"{path}: the torch file is truncated or damaged ({exc})") from exc
+    except Exception as exc:  # torch raises RuntimeError, EOFError, TypeError, SystemError … on damaged files
+        raise CorruptCheckpointError(f"{path}: the torch file is truncated or damaged ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
 
 
 def _read(path: Path) -> tuple[dict, Any, str]:
@@ -97,7 +101,8 @@ def _read(path: Path) -> tuple[dict, Any, str]:
     raise UnknownCheckpointFormatError(f"{path}: a pickle, but not a StyleGAN2 checkpoint (found {found}); expected {_ACCEPTED}")
 
 
-def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> StyleGAN2Generator:
+def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu",
+                   sha256: str | None = None) -> StyleGAN2Generator:
     """Load a StyleGAN2 generator from a checkpoint file of any supported format.
 
     The format and the network configuration (resolution, latent sizes, mapping depth, channels)
@@ -107,7 +112,13 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu
 
     Args:
         path: the checkpoint file.
-        device: where to put the generator.
+        device: where to put the generator (checked first: an unusable device is an
+            :class:`~cfexplain.errors.InputError`).
+        sha256: pin the file: the hex sha256 it must have (CLI ``--generator-sha256``); another
+            file is refused before anything in it is read.
+
+    Every loaded generator is checked for finite weights and a finite probe image (one face,
+    constant noise), so that a damaged file is refused by name instead of drawing NaN faces.
 
     Returns:
         A :class:`~cfexplain.generators.StyleGAN2Generator` in eval mode with frozen weights;
@@ -117,7 +128,8 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu
         CheckpointNotFoundError: the path does not exist or is not a readable file.
         UnknownCheckpointFormatError: not a supported format.
         UnsafeCheckpointError: a pickle asks for a global outside the allow-list.
-        CorruptCheckpointError: truncated or damaged file.
+        CorruptCheckpointError: truncated or damaged file, non-finite weights or probe image, or
+            a sha256 other than the pinned one.
         UnsupportedModelError: StyleGAN3, conditional or non-"skip" generators.
         ShapeError: weights whose shapes do not fit a StyleGAN2 network.
 
@@ -132,6 +144,41 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu
         raise CheckpointNotFoundError(f"the checkpoint file {path} is not readable")
     if path.stat().st_size == 0:
         raise CorruptCheckpointError(f"{path}: the file is empty")
-    state, hints, fmt = _read(path)
-    provenance = {"path": str(path), "sha256": sha256_file(path), "format": fmt}
-    return build_generator(state, hints, provenance=provenance, device=device)
+    device = check_device(device)
+    digest = sha256_file(path)
+    if sha256 is not None and digest != _pinned_digest(sha256):
+        raise CorruptCheckpointError(f"{path}: sha256 {digest} is not the pinned {sha256.strip().lower()} "
+                                     f"(another or a damaged file)")
+    try:
+        state, hints, fmt = _read(path)
+        generator = build_generator(state, hints, provenance={"path": str(path), "sha256": digest, "format": fmt},
+                                    device=device)
+    except CfexplainError as exc:
+        if str(path) in str(exc):
+            raise
+        raise type(exc)(f"{path}: {exc}") from exc  # every file-format error names the file
+    except Exception as exc:  # noqa: BLE001 - damaged content that a reader did not foresee
+        raise CorruptCheckpointError(f"{path}: the checkpoint is damaged ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+    check_finite_generator(generator, path)
+    return generator
+
+
+def _pinned_digest(sha256: str) -> str:
+    if not isinstance(sha256, str) or len(sha256.strip()) != 64 or any(c not in "0123456789abcdef"
+                                                                       for c in sha256.strip().lower()):
+        raise InputError(f"sha256 must be 64 hex digits, got {sha256!r}")
+    return sha256.strip().lower()
+
+
+def check_finite_generator(generator: StyleGAN2Generator, path: str | os.PathLike) -> None:
+    """Refuse a generator with a NaN/inf weight or buffer, or whose probe image (one face, seed 0,
+    constant noise) is not finite: :class:`~cfexplain.errors.CorruptCheckpointError` naming the
+    file and the first bad tensor."""
+    for name, tensor in [*generator.named_parameters(), *generator.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CorruptCheckpointError(f"{path}: the weight {name!r} holds NaN or infinite values (a damaged file)")
+    with torch.no_grad():
+        image = generator.synthesize(generator.sample(1, seed=0), space="z", noise_mode="const")
+    if not bool(torch.isfinite(image).all()):
+        raise CorruptCheckpointError(f"{path}: the generator draws NaN or infinite images (a damaged file)")

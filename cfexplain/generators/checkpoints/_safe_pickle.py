@@ -15,14 +15,23 @@ arguments and builds plain data:
 
 Anything else raises :class:`~cfexplain.errors.UnsafeCheckpointError` naming the global, before
 anything is called.
+
+Before any of that, the whole opcode stream is scanned once (:func:`scan_pickle`, linear in the
+file's size) against :class:`PickleLimits`: a budget of opcodes, memo entries and mark nesting, and
+every declared length must fit in the bytes that are left. A stream that is truncated, declares
+more data than it holds, or exceeds a budget is refused before unpickling starts, so that loading
+ends in bounded time and memory on any input.
 """
 
 from __future__ import annotations
 
 import collections
 import io
+import math
 import pickle
+import pickletools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
@@ -30,7 +39,64 @@ import torch
 
 from ...errors import CorruptCheckpointError, UnsafeCheckpointError
 
-__all__ = ["PersistentObject", "TFNetwork", "EasyDict", "RestrictedUnpickler", "safe_load_pickle"]
+__all__ = ["PersistentObject", "TFNetwork", "EasyDict", "PickleLimits", "RestrictedUnpickler", "safe_load_pickle",
+           "scan_pickle"]
+
+
+@dataclass(frozen=True)
+class PickleLimits:
+    """Budgets of :func:`scan_pickle`. The defaults are far above what model pickles use (the FFHQ
+    1024² NVlabs pickle has about 10⁵ opcodes, 10⁴ memo entries and a nesting depth under 30).
+
+    Attributes:
+        max_opcodes: opcodes in the whole stream.
+        max_memo: memo entries stored (``PUT``/``BINPUT``/``LONG_BINPUT``/``MEMOIZE``).
+        max_depth: open ``MARK`` opcodes at any point.
+    """
+
+    max_opcodes: int = 5_000_000
+    max_memo: int = 2_000_000
+    max_depth: int = 10_000
+
+
+# Opcodes that pop the stack down to the last MARK.
+_POP_MARK = {"APPENDS", "SETITEMS", "TUPLE", "LIST", "DICT", "OBJ", "INST", "POP_MARK", "FROZENSET", "ADDITEMS"}
+_MEMO = {"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"}
+
+
+def scan_pickle(data: bytes, limits: PickleLimits = PickleLimits()) -> None:
+    """Check a pickle's opcode stream without running it (see the module docstring).
+
+    Raises:
+        CorruptCheckpointError: truncated or malformed stream, or a budget of ``limits`` exceeded.
+    """
+    opcodes = memo = depth = 0
+    view = memoryview(data)
+    try:
+        for opcode, _arg, _position in pickletools.genops(io.BytesIO(view)):
+            opcodes += 1
+            name = opcode.name
+            if name == "MARK":
+                depth += 1
+                if depth > limits.max_depth:
+                    raise CorruptCheckpointError(f"the pickle nests deeper than {limits.max_depth} marks; refused")
+            elif name in _POP_MARK:
+                depth -= 1
+                if depth < 0:
+                    raise CorruptCheckpointError(f"the pickle's {name} has no MARK to pop to (damaged)")
+            elif name in _MEMO:
+                memo += 1
+                if memo > limits.max_memo:
+                    raise CorruptCheckpointError(f"the pickle stores more than {limits.max_memo} memo entries; refused")
+            if opcodes > limits.max_opcodes:
+                raise CorruptCheckpointError(f"the pickle has more than {limits.max_opcodes} opcodes; refused")
+            if name == "STOP":
+                return
+    except CorruptCheckpointError:
+        raise
+    except (ValueError, EOFError, IndexError, OverflowError, MemoryError, UnicodeDecodeError) as exc:
+        raise CorruptCheckpointError(f"the pickle is truncated or damaged ({type(exc).__name__}: {exc})") from exc
+    raise CorruptCheckpointError("the pickle ends without a STOP opcode (truncated)")
 
 
 class PersistentObject:
@@ -119,6 +185,15 @@ def _rebuild_tensor_v2(
     _check_no_hooks(backward_hooks)
     untyped = storage._untyped_storage if isinstance(storage, torch.TypedStorage) else storage
     dtype = storage.dtype if isinstance(storage, torch.TypedStorage) else torch.uint8
+    if any(v < 0 for v in (storage_offset, *size, *stride)) or len(size) != len(stride):
+        raise CorruptCheckpointError("a tensor in the pickle has a negative offset, size or stride, or a stride "
+                                     "per dimension missing")
+    elements = math.prod(size)
+    available = untyped.nbytes() // max(1, torch.empty((), dtype=dtype).element_size())
+    if elements > max(available, 1) and elements:
+        # a saved tensor never has more elements than its storage; zero strides over a huge size
+        # would make a tiny file claim an enormous tensor (and the network built from it)
+        raise CorruptCheckpointError(f"a tensor in the pickle claims {elements} elements on a storage of {available}")
     tensor = torch.empty((0,), dtype=dtype)
     try:
         return tensor.set_(untyped, storage_offset, tuple(size), tuple(stride))
@@ -205,17 +280,19 @@ class RestrictedUnpickler(pickle.Unpickler):
         )
 
 
-def safe_load_pickle(stream: IO[bytes]) -> Any:
-    """Unpickle ``stream`` with :class:`RestrictedUnpickler`.
+def safe_load_pickle(stream: IO[bytes], limits: PickleLimits = PickleLimits()) -> Any:
+    """Scan (:func:`scan_pickle`), then unpickle ``stream`` with :class:`RestrictedUnpickler`.
 
     Raises:
         UnsafeCheckpointError: the pickle refers to a global outside the allow-list.
-        CorruptCheckpointError: the data is truncated or malformed.
+        CorruptCheckpointError: the data is truncated or malformed, or exceeds ``limits``.
     """
+    data = stream.read()
+    scan_pickle(data, limits)
     try:
-        return RestrictedUnpickler(stream).load()
+        return RestrictedUnpickler(io.BytesIO(data)).load()
     except (UnsafeCheckpointError, CorruptCheckpointError):
         raise
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError, KeyError,
-            AttributeError, MemoryError, OverflowError, UnicodeDecodeError) as exc:
+    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError, KeyError, AttributeError,
+            MemoryError, OverflowError, UnicodeDecodeError, SystemError, RuntimeError, RecursionError) as exc:
         raise CorruptCheckpointError(f"the pickle is truncated or damaged ({type(exc).__name__}: {exc})") from exc

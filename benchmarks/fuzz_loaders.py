@@ -1,0 +1,197 @@
+"""Fuzzing the checkpoint loaders: damaged and hostile files end in bounded time, as a clean error.
+
+Mutations of the three res32 fixtures (NVlabs pickle, TensorFlow pickle, rosinality torch file):
+byte flips, truncations, insertions, zeroed spans, swapped chunks, and hand-made hostile streams
+(deep nesting, huge declared lengths, memo floods, a tensor that claims more elements than its
+storage). Each file is loaded with :func:`cfexplain.load_generator` in a forked child with a
+watchdog. Outcomes:
+
+* ``clean error``: a :class:`~cfexplain.errors.CfexplainError` whose message names the file;
+* ``unnamed error``: a ``CfexplainError`` that does not name the file;
+* ``crash``: any other exception (a raw traceback for the user);
+* ``hang``: still running at the watchdog (``--timeout`` seconds);
+* ``loaded, same images`` / ``loaded, changed images``: it loaded (finite weights and probe image,
+  as :func:`load_generator` checks) and draws the same / other faces than the original.
+
+Usage::
+
+    python benchmarks/fuzz_loaders.py [--mutations 10000] [--seed 0] [--timeout 10]
+
+Prints a table and writes ``benchmarks/results/fuzz-loaders.json``. ``tests/test_hostile_files.py``
+runs a few hundred of the same mutations in the default suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import multiprocessing
+import os
+import pickle
+import platform
+import random
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FIXTURES = Path(os.environ.get("CFEXPLAIN_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+SOURCES = ("nvlabs_res32.pkl", "tf_res32.pkl", "rosinality_res32.pt")
+OUTCOMES = ("clean error", "unnamed error", "crash", "hang", "loaded, same images", "loaded, changed images")
+
+
+def hostile_streams() -> Iterator[tuple[str, bytes]]:
+    """Hand-made pickles that target the unpickler's time and memory, by name."""
+    proto = b"\x80\x04"
+    yield "deep marks", proto + b"(" * 200_000 + b"."
+    yield "deep lists", proto + b"]" * 300_000 + b"."
+    yield "huge BINBYTES length", proto + b"B" + struct.pack("<I", 0xFFFFFFF0) + b"abc."
+    yield "huge BINUNICODE8 length", proto + b"\x8d" + struct.pack("<Q", 1 << 60) + b"."
+    yield "huge FRAME", proto + b"\x95" + struct.pack("<Q", 1 << 62) + b"N."
+    yield "memo flood", proto + b"N" + b"\x94" * 3_000_000 + b"."
+    yield "long decimal", b"\x80\x02L" + b"9" * 100_000 + b"L\n."
+    yield "pop without mark", proto + b"N" + b"0" * 5 + b"e."
+    yield "no STOP", proto + b"N" * 10
+    yield "empty", b""
+    yield "code-running global", b"\x80\x02cos\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03."
+    yield "zero-stride giant tensor", _giant_tensor_pickle()
+
+
+def _giant_tensor_pickle() -> bytes:
+    """A pickle whose one tensor claims 10¹² elements over a one-element storage (zero strides)."""
+    class Rebuild:
+        def __reduce__(self):
+            storage = torch.zeros(1).untyped_storage()
+            return (torch._utils._rebuild_tensor_v2, (torch.storage.TypedStorage(wrap_storage=storage,
+                                                                                 dtype=torch.float32, _internal=True),
+                                                      0, (1_000_000, 1_000_000), (0, 0), False,
+                                                      collections.OrderedDict()))
+    try:
+        return pickle.dumps({"G_ema": Rebuild()}, protocol=2)
+    except Exception:  # noqa: BLE001 - a torch without picklable storages: skip this stream
+        return b""
+
+
+def mutations(data: bytes, n: int, rng: random.Random) -> Iterator[tuple[str, bytes]]:
+    """``n`` mutated copies of ``data``: (kind, bytes)."""
+    kinds = ("flip", "truncate", "insert", "zero", "swap")
+    for _ in range(n):
+        kind = rng.choice(kinds)
+        buf = bytearray(data)
+        size = len(buf)
+        if kind == "flip":
+            for _ in range(rng.randint(1, 8)):
+                buf[rng.randrange(size)] ^= 1 << rng.randrange(8)
+        elif kind == "truncate":
+            buf = buf[: rng.randrange(size)]
+        elif kind == "insert":
+            at = rng.randrange(size)
+            buf[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
+        elif kind == "zero":
+            at = rng.randrange(size)
+            buf[at:at + rng.randint(1, 4096)] = b"\x00" * len(buf[at:at + rng.randint(1, 4096)])
+        else:
+            a, b = sorted(rng.sample(range(size), 2))
+            width = min(rng.randint(1, 4096), b - a, size - b)
+            buf[a:a + width], buf[b:b + width] = buf[b:b + width], buf[a:a + width]
+        yield kind, bytes(buf)
+
+
+def _probe(path: str, reference: torch.Tensor | None, connection) -> None:
+    """In the child: load ``path`` and send back the outcome."""
+    from cfexplain import load_generator
+    from cfexplain.errors import CfexplainError
+
+    torch.set_num_threads(1)
+    try:
+        generator = load_generator(path)
+        with torch.no_grad():
+            image = generator.synthesize(generator.sample(1, seed=0), space="z")
+        same = reference is not None and image.shape == reference.shape and torch.allclose(image, reference, atol=1e-6)
+        connection.send(("loaded, same images" if same else "loaded, changed images", ""))
+    except CfexplainError as exc:
+        connection.send(("clean error" if path in str(exc) else "unnamed error", f"{type(exc).__name__}: {exc}"[:300]))
+    except BaseException as exc:  # noqa: BLE001 - what the fuzzer is looking for
+        connection.send(("crash", f"{type(exc).__name__}: {exc}"[:300]))
+
+
+def load_outcome(path: Path, reference: torch.Tensor | None, timeout: float) -> tuple[str, str]:
+    """The outcome of loading ``path`` in a forked child within ``timeout`` seconds."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_probe, args=(str(path), reference, send))
+    child.start()
+    send.close()
+    ready = receive.poll(timeout)
+    if not ready:
+        child.kill()
+        child.join()
+        return "hang", f"no answer within {timeout:g} s"
+    try:
+        outcome = receive.recv()
+    except EOFError:
+        outcome = ("crash", f"the child died (exit code {child.exitcode})")
+    child.join()
+    return outcome
+
+
+def references() -> dict[str, torch.Tensor]:
+    """The probe image of each unmutated source."""
+    from cfexplain import load_generator
+
+    with torch.no_grad():
+        return {name: load_generator(FIXTURES / "stylegan2" / name).synthesize(
+            load_generator(FIXTURES / "stylegan2" / name).sample(1, seed=0), space="z") for name in SOURCES}
+
+
+def run(n_mutations: int, seed: int, timeout: float, folder: Path) -> list[dict]:
+    """Outcome rows of ``n_mutations`` mutations (spread over the sources) and the hostile streams."""
+    torch.set_num_threads(1)
+    rng, refs, rows = random.Random(seed), references(), []
+    cases: list[tuple[str, str, bytes]] = [("hostile", name, data) for name, data in hostile_streams() if data]
+    for i, source in enumerate(SOURCES):
+        data = (FIXTURES / "stylegan2" / source).read_bytes()
+        share = n_mutations // len(SOURCES) + (1 if i < n_mutations % len(SOURCES) else 0)
+        cases += [(source, kind, mutated) for kind, mutated in mutations(data, share, rng)]
+    for index, (source, kind, data) in enumerate(cases):
+        path = folder / f"case-{index}{Path(source).suffix or '.pkl'}"
+        path.write_bytes(data)
+        outcome, detail = load_outcome(path, refs.get(source), timeout)
+        rows.append({"source": source, "mutation": kind, "outcome": outcome, "detail": detail})
+        path.unlink()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mutations", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=10.0)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        rows = run(args.mutations, args.seed, args.timeout, Path(folder))
+    counts = collections.Counter(row["outcome"] for row in rows)
+    print(f"{len(rows)} files ({args.mutations} mutations + {len(rows) - args.mutations} hostile streams), "
+          f"{time.perf_counter() - start:.0f} s")
+    for outcome in OUTCOMES:
+        print(f"  {outcome:<24} {counts.get(outcome, 0):>7}")
+    for row in rows:
+        if row["outcome"] in ("crash", "hang", "unnamed error"):
+            print(f"  ! {row['source']} {row['mutation']}: {row['outcome']}: {row['detail']}", file=sys.stderr)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fuzz-loaders.json").write_text(json.dumps({
+        "files": len(rows), "mutations": args.mutations, "seed": args.seed, "timeout_s": args.timeout,
+        "counts": {o: counts.get(o, 0) for o in OUTCOMES}, "seconds": time.perf_counter() - start,
+        "problems": [r for r in rows if r["outcome"] in ("crash", "hang", "unnamed error")],
+        "machine": platform.platform(), "torch": torch.__version__}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""What a user gets on bad input: one parametrised matrix over the API and the command line.
+
+Each case asserts the exception type (API) or the exit code (CLI) and the words that name the
+problem. docs/cli.md "What you get on bad input" is the same table in prose. Exit codes: 1 only
+for a held gate, 2 for bad input or configuration, 3 for an internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from cfexplain import load_generator
+from cfexplain.cli import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, main
+from cfexplain.classifiers import Classifier, OutputSpec
+from cfexplain.counterfactual import CounterfactualExplainer, CounterfactualResult, SearchSettings
+from cfexplain.errors import (CheckpointNotFoundError, CorruptCheckpointError, InputError, ModelOutputError,
+                              ShapeError)
+from cfexplain.subspaces import Subspace, SubspaceSet
+from cfexplain._device import check_device
+
+from conftest import fixture_path
+
+CHECKPOINT = str(fixture_path("stylegan2", "nvlabs_res32.pkl"))
+
+
+class Brightness(nn.Module):
+    """'bright' when the image's mean is high."""
+
+    def forward(self, x):
+        score = 8 * x.mean(dim=(1, 2, 3))
+        return torch.stack([-score, score], dim=1)
+
+
+def _subspaces(generator, space: str = "w") -> SubspaceSet:
+    dim = generator.latent_dim(space)
+    bases = torch.linalg.qr(torch.randn(dim, 6, generator=torch.Generator().manual_seed(0)))[0]
+    return SubspaceSet([Subspace(name, bases[:, 3 * i:3 * i + 3], torch.tensor([3.0, 2.0, 1.0]), space,
+                                 generator.latent_shape(space)) for i, name in enumerate(("lip_colour", "face_colour"))])
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad-input")
+    generator = load_generator(CHECKPOINT)
+    _subspaces(generator).save(folder / "subspaces")
+    torch.jit.script(Brightness()).save(str(folder / "bright.pt"))
+    (folder / "not-a-model.pt").write_bytes(b"\x00garbage, not a TorchScript zip")
+    (folder / "a-file").write_text("I am a file")
+    (folder / "wrongsize.py").write_text("import torch\nmodel = torch.nn.Sequential(torch.nn.Flatten(), "
+                                         "torch.nn.Linear(10, 2))\n")
+    damaged = {}
+    for name, damage in (("deleted-entry", _delete_entry), ("truncated-bases", _truncate_bases),
+                         ("edited-tensor", _edit_tensor), ("edited-eigenvalue", _edit_eigenvalue)):
+        target = folder / name
+        _subspaces(generator).save(target)
+        damage(target)
+        damaged[name] = target
+    return {"folder": folder, "generator": generator, "damaged": damaged}
+
+
+def _delete_entry(folder):
+    meta = json.loads((folder / "subspaces.json").read_text())
+    meta["subspaces"] = meta["subspaces"][:1]
+    (folder / "subspaces.json").write_text(json.dumps(meta))
+
+
+def _truncate_bases(folder):
+    data = (folder / "bases.pt").read_bytes()
+    (folder / "bases.pt").write_bytes(data[: len(data) // 2])
+
+
+def _edit_tensor(folder):
+    bases = torch.load(folder / "bases.pt", weights_only=True)
+    bases["lip_colour"][0, 0] += 0.25
+    torch.save(bases, folder / "bases.pt")
+
+
+def _edit_eigenvalue(folder):
+    meta = json.loads((folder / "subspaces.json").read_text())
+    meta["subspaces"][0]["eigenvalues"][0] = 99.0
+    (folder / "subspaces.json").write_text(json.dumps(meta))
+
+
+def _audit(ws, *extra, subspaces=None, classifier=None, labels=("dark", "bright"), out=None):
+    folder = ws["folder"]
+    argv = ["audit", "--generator", CHECKPOINT, "--subspaces", str(subspaces or folder / "subspaces"),
+            "--classifier", str(classifier or folder / "bright.pt"), "--faces", "2", "--quiet",
+            "--out", str(out or folder / "out")]
+    if labels:
+        argv += ["--labels", *labels]
+    return [*argv, *extra]
+
+
+# (id, argv builder, exit code, words in standard error)
+CLI_CASES = [
+    ("device-without-cuda", lambda ws: _audit(ws, "--device", "cuda:7"), EXIT_USAGE, "no usable CUDA"),
+    ("device-not-a-device", lambda ws: _audit(ws, "--device", "banana"), EXIT_USAGE, "not a torch device"),
+    ("out-is-a-file", lambda ws: _audit(ws, out=ws["folder"] / "a-file"), EXIT_USAGE, "is an existing file"),
+    ("out-under-a-file", lambda ws: _audit(ws, out=ws["folder"] / "a-file" / "x"), EXIT_USAGE, "which is a file"),
+    ("classifier-layers-do-not-fit", lambda ws: _audit(ws, classifier="wrongsize:model"), EXIT_USAGE,
+     "failed on a batch"),
+    ("classifier-unknown-zoo", lambda ws: _audit(ws, classifier="zoo:nope", labels=()), EXIT_USAGE,
+     "unknown zoo classifier"),
+    ("classifier-damaged-torchscript", lambda ws: _audit(ws, classifier=ws["folder"] / "not-a-model.pt", labels=()),
+     EXIT_USAGE, "not a TorchScript archive"),
+    ("classifier-missing-file", lambda ws: _audit(ws, classifier=ws["folder"] / "missing.pt", labels=()),
+     EXIT_USAGE, "no classifier file"),
+    ("classifier-without-labels", lambda ws: _audit(ws, labels=()), EXIT_USAGE, "needs its labels"),
+    ("budget-nan", lambda ws: _audit(ws, "--budget", "nan"), EXIT_USAGE, "budget must be a positive finite number"),
+    ("budget-inf", lambda ws: _audit(ws, "--budget", "inf"), EXIT_USAGE, "budget must be a positive finite number"),
+    ("budget-negative", lambda ws: _audit(ws, "--budget", "-1"), EXIT_USAGE, "budget must be a positive"),
+    ("faces-zero", lambda ws: _audit(ws, "--faces", "0"), EXIT_USAGE, "faces must be positive"),
+    ("batch-size-zero", lambda ws: _audit(ws, "--batch-size", "0"), EXIT_USAGE, "batch_size must be an int ≥ 1"),
+    ("target-out-of-range", lambda ws: _audit(ws, "--target", "7"), EXIT_USAGE, "out of range"),
+    ("gate-unknown-semantic", lambda ws: _audit(ws, "--fail-if", "flip_rate[hair] > 0.1"), EXIT_USAGE,
+     "no semantic 'hair'"),
+    ("subspaces-entry-deleted", lambda ws: _audit(ws, subspaces=ws["damaged"]["deleted-entry"]), EXIT_USAGE,
+     "edited or damaged"),
+    ("subspaces-eigenvalue-edited", lambda ws: _audit(ws, subspaces=ws["damaged"]["edited-eigenvalue"]), EXIT_USAGE,
+     "edited or damaged"),
+    ("subspaces-bases-truncated", lambda ws: _audit(ws, subspaces=ws["damaged"]["truncated-bases"]), EXIT_USAGE,
+     "truncated or damaged tensor file"),
+    ("subspaces-tensor-edited", lambda ws: _audit(ws, subspaces=ws["damaged"]["edited-tensor"]), EXIT_USAGE,
+     "'lip_colour' was changed or damaged"),
+    ("subspaces-missing", lambda ws: _audit(ws, subspaces=ws["folder"] / "nowhere"), EXIT_USAGE,
+     "not a saved subspace set"),
+    ("generator-sha256-mismatch", lambda ws: _audit(ws, "--generator-sha256", "0" * 64), EXIT_USAGE,
+     "is not the pinned"),
+    ("generator-sha256-not-hex", lambda ws: _audit(ws, "--generator-sha256", "abc"), EXIT_USAGE, "64 hex digits"),
+    ("generator-missing", lambda ws: ["learn", "--generator", str(ws["folder"] / "missing.pkl"), "--quiet"],
+     EXIT_USAGE, "no checkpoint file"),
+    ("generator-unknown-zoo", lambda ws: ["learn", "--generator", "zoo:nope", "--quiet"], EXIT_USAGE,
+     "unknown zoo generator"),
+    ("config-missing", lambda ws: ["audit", "--config", str(ws["folder"] / "none.toml")], EXIT_USAGE,
+     "no configuration file"),
+]
+
+
+@pytest.mark.parametrize("argv, code, words", [case[1:] for case in CLI_CASES], ids=[case[0] for case in CLI_CASES])
+def test_cli_bad_input(workspace, monkeypatch, capsys, argv, code, words):
+    monkeypatch.syspath_prepend(str(workspace["folder"]))
+    assert main(argv(workspace)) == code
+    err = capsys.readouterr().err
+    assert words in err
+    assert err.count("\n") == 1 and "Traceback" not in err  # one clear line
+
+
+@pytest.mark.parametrize("argv", [["audit", "--unit", "parsecs"], ["audit", "--faces", "many"], ["nope"]],
+                         ids=["unit-not-a-choice", "faces-not-an-int", "unknown-command"])
+def test_cli_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == EXIT_USAGE
+    assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+def test_internal_error_exits_3_never_1(workspace, monkeypatch, capsys, debug):
+    audit_module = sys.modules["cfexplain.audit"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("an internal bug")
+
+    monkeypatch.setattr(audit_module, "audit", broken)
+    code = main(_audit(workspace, *(["--debug"] if debug else [])))
+    err = capsys.readouterr().err
+    assert code == EXIT_INTERNAL
+    assert "internal error: RuntimeError: an internal bug" in err
+    assert ("Traceback" in err) == debug
+    assert ("--debug" in err) != debug
+
+
+def _nan_checkpoint(tmp_path):
+    from cfexplain.generators.checkpoints.rosinality import read_rosinality  # noqa: F401  (format exists)
+
+    state = torch.load(fixture_path("stylegan2", "rosinality_res32.pt"), weights_only=True)
+    key = next(k for k, v in state["g_ema"].items() if v.is_floating_point() and v.ndim >= 2)
+    state["g_ema"][key].view(-1)[0] = math.nan
+    path = tmp_path / "nan.pt"
+    torch.save(state, path)
+    return path
+
+
+def _explainer(generator, classifier=None):
+    output = OutputSpec.softmax(["dark", "bright"])
+    return CounterfactualExplainer(generator, classifier or Classifier(Brightness(), output=output),
+                                   _subspaces(generator), progress=False)
+
+
+class Fails(nn.Module):
+    def forward(self, x):
+        return x @ torch.ones(10, 2)
+
+
+API_CASES = [
+    ("load-sha256-mismatch", lambda ws, tmp: load_generator(CHECKPOINT, sha256="f" * 64), CorruptCheckpointError,
+     "is not the pinned"),
+    ("load-device-without-cuda", lambda ws, tmp: load_generator(CHECKPOINT, device="cuda:7"), InputError,
+     "no usable CUDA"),
+    ("load-nan-weights", lambda ws, tmp: load_generator(_nan_checkpoint(tmp)), CorruptCheckpointError,
+     "NaN or infinite"),
+    ("load-missing", lambda ws, tmp: load_generator(tmp / "missing.pkl"), CheckpointNotFoundError, "no checkpoint file"),
+    ("load-empty", lambda ws, tmp: load_generator((tmp / "empty.pkl").write_bytes(b"") or tmp / "empty.pkl"),
+     CorruptCheckpointError, "empty"),
+    ("synthesize-z-codes-by-default", lambda ws, tmp: ws["generator"].synthesize(ws["generator"].sample(2)), ShapeError,
+     "pass space='z'"),
+    ("explain-budget-nan", lambda ws, tmp: _explainer(ws["generator"]).explain(2, budget=math.nan), InputError,
+     "budget must be a positive finite number"),
+    ("settings-steps-zero", lambda ws, tmp: SearchSettings(steps=0), InputError, "steps"),
+    ("settings-unknown-unit", lambda ws, tmp: SearchSettings(unit="parsecs"), InputError, "unit must be one of"),
+    ("classifier-fails", lambda ws, tmp: Classifier(Fails(), output=OutputSpec.softmax(["a", "b"])).logits(
+        torch.zeros(2, 3, 32, 32)), ModelOutputError, "failed on a batch of (2, 3, 32, 32)"),
+    ("subspaces-entry-deleted", lambda ws, tmp: SubspaceSet.load(ws["damaged"]["deleted-entry"]),
+     CorruptCheckpointError, "edited or damaged"),
+    ("subspaces-tensor-edited", lambda ws, tmp: SubspaceSet.load(ws["damaged"]["edited-tensor"]),
+     CorruptCheckpointError, "changed or damaged"),
+    ("device-unknown-type", lambda ws, tmp: check_device("tpu"), InputError, "not a torch device"),
+]
+
+
+@pytest.mark.parametrize("call, error, words", [case[1:] for case in API_CASES], ids=[case[0] for case in API_CASES])
+def test_api_bad_input(workspace, tmp_path, call, error, words):
+    with pytest.raises(error) as info:
+        call(workspace, tmp_path)
+    assert words in str(info.value)
+
+
+def test_a_counterfactual_result_refuses_edited_tensors(workspace, tmp_path):
+    result = _explainer(workspace["generator"]).explain(2)
+    folder = result.save(tmp_path / "cf")
+    assert len(CounterfactualResult.load(folder).table) == len(result.table)
+    tensors = torch.load(folder / "tensors.pt", weights_only=True)
+    tensors["deltas"] = torch.full_like(tensors["deltas"], 0.5)
+    torch.save(tensors, folder / "tensors.pt")
+    with pytest.raises(CorruptCheckpointError, match="'deltas' was changed or damaged"):
+        CounterfactualResult.load(folder)
+
+
+def test_same_seed_same_bytes(workspace, tmp_path):
+    """Two audits with the same seed write byte-identical table.csv and results.json, apart from
+    the declared timestamps ("created")."""
+    outputs = []
+    for run in ("first", "second"):
+        assert main(_audit(workspace, "--faces", "3", out=tmp_path / run)) == EXIT_OK
+        results = json.loads((tmp_path / run / "results.json").read_text())
+        outputs.append(((tmp_path / run / "table.csv").read_bytes(), _without_timestamps(results)))
+    assert outputs[0][0] == outputs[1][0]
+    assert outputs[0][1] == outputs[1][1]
+
+
+def _without_timestamps(value):
+    if isinstance(value, dict):
+        return {k: _without_timestamps(v) for k, v in value.items() if k not in ("created", "seconds")}
+    if isinstance(value, list):
+        return [_without_timestamps(v) for v in value]
+    return value
+
+
+
+def test_an_audit_refuses_an_edited_json(workspace, tmp_path):
+    from cfexplain.audit import AuditResult, audit
+
+    classifier = Classifier(Brightness(), output=OutputSpec.softmax(["dark", "bright"]))
+    result = audit(workspace["generator"], classifier, _subspaces(workspace["generator"]), n=2, joint=False,
+                   random_baseline=False, progress=False)
+    folder = result.save(tmp_path / "audit")
+    assert AuditResult.load(folder).table["flip_rate"].tolist() == result.table["flip_rate"].tolist()
+    document = json.loads((folder / "audit.json").read_text())
+    document["semantics"][0]["flip_rate"] = 1.0 - document["semantics"][0]["flip_rate"]
+    (folder / "audit.json").write_text(json.dumps(document))
+    with pytest.raises(CorruptCheckpointError, match="edited or damaged"):
+        AuditResult.load(folder)
