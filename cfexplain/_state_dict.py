@@ -38,7 +38,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict from a ``torch.save`` file, read with ``weights_only=True``.
 
     Accepts a bare state dict or one wrapped as ``{"state_dict": …}``, and strips a
-    ``module.`` prefix (``nn.DataParallel`` checkpoints).
+    ``module.`` prefix (``nn.DataParallel`` checkpoints). A damaged file, or one with NaN/inf
+    weights, is a :class:`~cfexplain.errors.CorruptCheckpointError` naming it.
     """
     path = Path(path)
     if not path.is_file():
@@ -47,13 +48,17 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UnsafeCheckpointError(f"{path}: torch.load(weights_only=True) refused the file: {str(exc).splitlines()[0]}") from exc
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise CorruptCheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from exc
+    except Exception as exc:  # torch raises RuntimeError, EOFError, TypeError, SystemError … on damaged files
+        raise CorruptCheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CorruptCheckpointError(f"{path}: expected a state dict of tensors, found {type(obj).__name__}")
     state = dict(obj)
+    for key, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CorruptCheckpointError(f"{path}: the weight {key!r} holds NaN or infinite values (a damaged file)")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state

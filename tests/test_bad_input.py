@@ -23,6 +23,8 @@ from cfexplain.errors import (CheckpointNotFoundError, CorruptCheckpointError, I
                               ShapeError)
 from cfexplain.subspaces import Subspace, SubspaceSet
 from cfexplain._device import check_device
+from cfexplain._state_dict import load_state_dict_file
+from cfexplain.analyzers import BiSeNetParser
 
 from conftest import fixture_path
 
@@ -117,6 +119,7 @@ CLI_CASES = [
     ("budget-negative", lambda ws: _audit(ws, "--budget", "-1"), EXIT_USAGE, "budget must be a positive"),
     ("faces-zero", lambda ws: _audit(ws, "--faces", "0"), EXIT_USAGE, "faces must be positive"),
     ("batch-size-zero", lambda ws: _audit(ws, "--batch-size", "0"), EXIT_USAGE, "batch_size must be an int ≥ 1"),
+    ("seed-out-of-range", lambda ws: _audit(ws, "--seed", str(2 ** 70)), EXIT_USAGE, "seed must lie in"),
     ("target-out-of-range", lambda ws: _audit(ws, "--target", "7"), EXIT_USAGE, "out of range"),
     ("gate-unknown-semantic", lambda ws: _audit(ws, "--fail-if", "flip_rate[hair] > 0.1"), EXIT_USAGE,
      "no semantic 'hair'"),
@@ -187,6 +190,19 @@ def _nan_checkpoint(tmp_path):
     return path
 
 
+def _truncated_torch_file(tmp_path):
+    path = tmp_path / "truncated.pth"
+    torch.save({"conv.weight": torch.ones(64, 3, 7, 7)}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    return path
+
+
+def _nan_state_dict(tmp_path):
+    path = tmp_path / "nan.pth"
+    torch.save({"conv.weight": torch.full((2, 2), math.nan)}, path)
+    return path
+
+
 def _explainer(generator, classifier=None):
     output = OutputSpec.softmax(["dark", "bright"])
     return CounterfactualExplainer(generator, classifier or Classifier(Brightness(), output=output),
@@ -220,6 +236,12 @@ API_CASES = [
      CorruptCheckpointError, "edited or damaged"),
     ("subspaces-tensor-edited", lambda ws, tmp: SubspaceSet.load(ws["damaged"]["edited-tensor"]),
      CorruptCheckpointError, "changed or damaged"),
+    ("analyzer-truncated-checkpoint", lambda ws, tmp: BiSeNetParser.from_checkpoint(_truncated_torch_file(tmp)),
+     CorruptCheckpointError, "not a readable torch checkpoint"),
+    ("analyzer-nan-weights", lambda ws, tmp: load_state_dict_file(_nan_state_dict(tmp)), CorruptCheckpointError,
+     "'conv.weight' holds NaN or infinite values"),
+    ("seed-out-of-range", lambda ws, tmp: ws["generator"].sample(1, seed=2 ** 70), InputError,
+     "seed must lie in"),
     ("device-unknown-type", lambda ws, tmp: check_device("tpu"), InputError, "not a torch device"),
 ]
 

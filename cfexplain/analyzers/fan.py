@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._state_dict import load_state_dict_file, load_state_strict
-from ..errors import CheckpointNotFoundError, ShapeError
+from ..errors import CheckpointNotFoundError, CorruptCheckpointError, ShapeError
 from .base import LandmarkDetector, resize_to_square
 
 __all__ = ["FAN", "FANLandmarks", "IBUG68_GROUPS", "local_soft_argmax"]
@@ -196,7 +196,12 @@ class FANLandmarks(LandmarkDetector):
         if not path.is_file():
             raise CheckpointNotFoundError(f"no checkpoint file at {path}")
         if _is_torchscript(path):
-            return cls(torch.jit.load(str(path), map_location="cpu")).to(device)
+            try:
+                network = torch.jit.load(str(path), map_location="cpu")
+            except Exception as exc:  # torch raises RuntimeError, ValueError … on damaged archives
+                raise CorruptCheckpointError(f"{path}: damaged TorchScript archive ({type(exc).__name__}: "
+                                             f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+            return cls(network).to(device)
         state = load_state_dict_file(path)
         modules = sum(1 for k in state if k.startswith("l") and k[1:].split(".")[0].isdigit() and k.endswith("weight"))
         network = FAN(num_modules=max(modules, 1))

@@ -28,6 +28,8 @@ def make_rng(seed: Seed) -> torch.Generator:
         return seed
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
+    if not -(2 ** 63) <= seed < 2 ** 64:
+        raise InputError(f"seed must lie in [-2**63, 2**64), got {seed}")
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
