@@ -150,8 +150,10 @@ def references() -> dict[str, torch.Tensor]:
             load_generator(FIXTURES / "stylegan2" / name).sample(1, seed=0), space="z") for name in SOURCES}
 
 
-def run(n_mutations: int, seed: int, timeout: float, folder: Path) -> list[dict]:
+def run(n_mutations: int, seed: int, timeout: float, folder: Path, progress: bool = False) -> list[dict]:
     """Outcome rows of ``n_mutations`` mutations (spread over the sources) and the hostile streams."""
+    from tqdm.auto import tqdm
+
     torch.set_num_threads(1)
     rng, refs, rows = random.Random(seed), references(), []
     cases: list[tuple[str, str, bytes]] = [("hostile", name, data) for name, data in hostile_streams() if data]
@@ -159,7 +161,8 @@ def run(n_mutations: int, seed: int, timeout: float, folder: Path) -> list[dict]
         data = (FIXTURES / "stylegan2" / source).read_bytes()
         share = n_mutations // len(SOURCES) + (1 if i < n_mutations % len(SOURCES) else 0)
         cases += [(source, kind, mutated) for kind, mutated in mutations(data, share, rng)]
-    for index, (source, kind, data) in enumerate(cases):
+    for index, (source, kind, data) in enumerate(tqdm(cases, desc="loading damaged files", unit="file",
+                                                      disable=not progress)):
         path = folder / f"case-{index}{Path(source).suffix or '.pkl'}"
         path.write_bytes(data)
         outcome, detail = load_outcome(path, refs.get(source), timeout)
@@ -176,7 +179,7 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        rows = run(args.mutations, args.seed, args.timeout, Path(folder))
+        rows = run(args.mutations, args.seed, args.timeout, Path(folder), progress=True)
     counts = collections.Counter(row["outcome"] for row in rows)
     print(f"{len(rows)} files ({args.mutations} mutations + {len(rows) - args.mutations} hostile streams), "
           f"{time.perf_counter() - start:.0f} s")
