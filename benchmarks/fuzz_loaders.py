@@ -156,13 +156,18 @@ def run(n_mutations: int, seed: int, timeout: float, folder: Path, progress: boo
 
     torch.set_num_threads(1)
     rng, refs, rows = random.Random(seed), references(), []
-    cases: list[tuple[str, str, bytes]] = [("hostile", name, data) for name, data in hostile_streams() if data]
-    for i, source in enumerate(SOURCES):
-        data = (FIXTURES / "stylegan2" / source).read_bytes()
-        share = n_mutations // len(SOURCES) + (1 if i < n_mutations % len(SOURCES) else 0)
-        cases += [(source, kind, mutated) for kind, mutated in mutations(data, share, rng)]
-    for index, (source, kind, data) in enumerate(tqdm(cases, desc="loading damaged files", unit="file",
-                                                      disable=not progress)):
+    hostile = [(name, data) for name, data in hostile_streams() if data]
+    shares = [n_mutations // len(SOURCES) + (1 if i < n_mutations % len(SOURCES) else 0) for i in range(len(SOURCES))]
+
+    def cases() -> Iterator[tuple[str, str, bytes]]:  # one mutated file in memory at a time
+        yield from (("hostile", name, data) for name, data in hostile)
+        for source, share in zip(SOURCES, shares):
+            data = (FIXTURES / "stylegan2" / source).read_bytes()
+            yield from ((source, kind, mutated) for kind, mutated in mutations(data, share, rng))
+
+    bar = tqdm(cases(), total=len(hostile) + n_mutations, desc="loading damaged files", unit="file",
+               disable=not progress)
+    for index, (source, kind, data) in enumerate(bar):
         path = folder / f"case-{index}{Path(source).suffix or '.pkl'}"
         path.write_bytes(data)
         outcome, detail = load_outcome(path, refs.get(source), timeout)
