@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .errors import CorruptCheckpointError
+from .errors import CorruptCheckpointError, describe_exception
 
 __all__ = ["seal", "verify", "load_tensors", "tensor_sha256"]
 
@@ -73,7 +73,7 @@ def load_tensors(file: Path, what: str) -> dict[str, Any]:
         data = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, EOFError, OSError, UnpicklingError … on damage
         raise CorruptCheckpointError(f"{file}: truncated or damaged tensor file of the {what} "
-                                     f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+                                     f"({describe_exception(exc)})"
                                      ) from exc
     if not isinstance(data, dict):
         raise CorruptCheckpointError(f"{file}: not the {what}'s tensors (found {type(data).__name__})")

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CheckpointNotFoundError, CorruptCheckpointError, ShapeError, UnsafeCheckpointError
+from .errors import CheckpointNotFoundError, CorruptCheckpointError, ShapeError, UnsafeCheckpointError, describe_exception
 
 __all__ = ["check_state_shapes", "load_state_dict_file", "load_state_strict"]
 
@@ -49,8 +49,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as exc:
         raise UnsafeCheckpointError(f"{path}: torch.load(weights_only=True) refused the file: {str(exc).splitlines()[0]}") from exc
     except Exception as exc:  # torch raises RuntimeError, EOFError, TypeError, SystemError … on damaged files
-        raise CorruptCheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: "
-                                     f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+        raise CorruptCheckpointError(f"{path}: not a readable torch checkpoint ({describe_exception(exc)})") from exc
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .analyzers.base import check_images
-from .errors import CfexplainError, CheckpointNotFoundError, CorruptCheckpointError, InputError, ModelOutputError
+from .errors import CfexplainError, CheckpointNotFoundError, CorruptCheckpointError, InputError, ModelOutputError, describe_exception
 
 __all__ = ["Classifier", "IDENTITY", "OutputSpec", "Preprocessing"]
 
@@ -272,8 +272,7 @@ class Classifier(nn.Module):
         try:
             model = torch.jit.load(str(path), map_location=device)
         except Exception as exc:  # torch raises RuntimeError, ValueError or others on damaged archives
-            raise CorruptCheckpointError(f"{path}: damaged TorchScript archive ({type(exc).__name__}: "
-                                         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+            raise CorruptCheckpointError(f"{path}: damaged TorchScript archive ({describe_exception(exc)})") from exc
         kwargs.setdefault("name", path.stem)
         return cls(model, **kwargs)
 
@@ -352,7 +351,7 @@ class Classifier(nn.Module):
             raise
         except Exception as exc:  # the user's network failed: say which, on what input
             raise ModelOutputError(f"the classifier {self.name!r} failed on a batch of {tuple(x.shape)} preprocessed "
-                                   f"images: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                                   f"images: {describe_exception(exc)} "
                                    f"(do its input size and preprocessing match?)") from exc
         logits = self.output.to_logits(raw)
         if logits.shape[0] != images.shape[0]:

@@ -32,6 +32,7 @@ __all__ = [
     "InputError",
     "ShapeError",
     "ModelOutputError",
+    "describe_exception",
 ]
 
 
@@ -83,3 +84,10 @@ class ShapeError(InputError):
 
 class ModelOutputError(CfexplainError, ValueError):
     """A user model returned something unusable: the wrong shape, NaN or infinite values."""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"TypeName: first line of the message"`` (``"TypeName: no detail"`` without one): how an
+    unforeseen exception from a library under cfexplain is quoted inside a cfexplain error."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text.strip() else 'no detail'}"

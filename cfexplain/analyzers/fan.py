@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._state_dict import load_state_dict_file, load_state_strict
-from ..errors import CheckpointNotFoundError, CorruptCheckpointError, ShapeError
+from ..errors import CheckpointNotFoundError, CorruptCheckpointError, ShapeError, describe_exception
 from .base import LandmarkDetector, resize_to_square
 
 __all__ = ["FAN", "FANLandmarks", "IBUG68_GROUPS", "local_soft_argmax"]
@@ -199,8 +199,7 @@ class FANLandmarks(LandmarkDetector):
             try:
                 network = torch.jit.load(str(path), map_location="cpu")
             except Exception as exc:  # torch raises RuntimeError, ValueError … on damaged archives
-                raise CorruptCheckpointError(f"{path}: damaged TorchScript archive ({type(exc).__name__}: "
-                                             f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+                raise CorruptCheckpointError(f"{path}: damaged TorchScript archive ({describe_exception(exc)})") from exc
             return cls(network).to(device)
         state = load_state_dict_file(path)
         modules = sum(1 for k in state if k.startswith("l") and k[1:].split(".")[0].isdigit() and k.endswith("weight"))

@@ -18,7 +18,7 @@ from .._version import __version__
 from ..audit import audit
 from ..counterfactual.settings import SearchSettings
 from ..counterfactual.units import DEFAULT_BUDGETS
-from ..errors import CfexplainError
+from ..errors import CfexplainError, describe_exception
 from ..subspaces.learn import learn_subspaces
 from .commands import EXPLAIN_FACES, EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_audit, run_demo, run_explain, run_learn, run_report
 
@@ -189,8 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug, not a verdict: never exit 1 (a held gate)
         if getattr(args, "debug", False):
             traceback.print_exc()
-        detail = str(exc).splitlines()[0] if str(exc) else "no message"
-        print(f"cfexplain: internal error: {type(exc).__name__}: {detail} (exit {EXIT_INTERNAL}; "
+        print(f"cfexplain: internal error: {describe_exception(exc)} (exit {EXIT_INTERNAL}; "
               f"{'traceback above' if getattr(args, 'debug', False) else 'run with --debug for the traceback'}; "
               f"please report it)", file=sys.stderr)
         return EXIT_INTERNAL

@@ -30,6 +30,7 @@ from ...errors import (
     InputError,
     UnknownCheckpointFormatError,
     UnsafeCheckpointError,
+    describe_exception,
 )
 from ..stylegan2 import StyleGAN2Generator
 from ._canonical import ConfigHints, build_generator
@@ -75,8 +76,7 @@ def _load_torch_file(path: Path) -> Any:
             f"{path}: torch.load(weights_only=True) refused the file: {str(exc).splitlines()[0]}"
         ) from exc
     except Exception as exc:  # torch raises RuntimeError, EOFError, TypeError, SystemError … on damaged files
-        raise CorruptCheckpointError(f"{path}: the torch file is truncated or damaged ({type(exc).__name__}: "
-                                     f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+        raise CorruptCheckpointError(f"{path}: the torch file is truncated or damaged ({describe_exception(exc)})") from exc
 
 
 def _read(path: Path) -> tuple[dict, Any, str]:
@@ -158,8 +158,7 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu
             raise
         raise type(exc)(f"{path}: {exc}") from exc  # every file-format error names the file
     except Exception as exc:  # noqa: BLE001 - damaged content that a reader did not foresee
-        raise CorruptCheckpointError(f"{path}: the checkpoint is damaged ({type(exc).__name__}: "
-                                     f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+        raise CorruptCheckpointError(f"{path}: the checkpoint is damaged ({describe_exception(exc)})") from exc
     check_finite_generator(generator, path)
     return generator
 
