@@ -140,6 +140,13 @@ CLI_CASES = [
      EXIT_USAGE, "no checkpoint file"),
     ("generator-unknown-zoo", lambda ws: ["learn", "--generator", "zoo:nope", "--quiet"], EXIT_USAGE,
      "unknown zoo generator"),
+    ("learn-samples-zero", lambda ws: ["learn", "--generator", CHECKPOINT, "--space", "w", "--semantics", "lip_colour",
+                                       "--samples", "0", "--out", str(ws["folder"] / "learned"), "--quiet"],
+     EXIT_USAGE, "n_samples must be an int ≥ 1"),
+    ("learn-resolution-not-a-block", lambda ws: ["learn", "--generator", CHECKPOINT, "--space", "w", "--semantics",
+                                                 "lip_colour", "--resolution", "3", "--out",
+                                                 str(ws["folder"] / "learned"), "--quiet"],
+     EXIT_USAGE, "resolution must be one of the block resolutions"),
     ("config-missing", lambda ws: ["audit", "--config", str(ws["folder"] / "none.toml")], EXIT_USAGE,
      "no configuration file"),
 ]
