@@ -145,9 +145,12 @@ def references() -> dict[str, torch.Tensor]:
     """The probe image of each unmutated source."""
     from cfexplain import load_generator
 
+    probes = {}
     with torch.no_grad():
-        return {name: load_generator(FIXTURES / "stylegan2" / name).synthesize(
-            load_generator(FIXTURES / "stylegan2" / name).sample(1, seed=0), space="z") for name in SOURCES}
+        for name in SOURCES:
+            generator = load_generator(FIXTURES / "stylegan2" / name)
+            probes[name] = generator.synthesize(generator.sample(1, seed=0), space="z")
+    return probes
 
 
 def run(n_mutations: int, seed: int, timeout: float, folder: Path, progress: bool = False) -> list[dict]:

@@ -42,6 +42,12 @@ def _output_folder(value: str | None, default: str) -> Path:
     return folder
 
 
+def _generator_settings(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
+    """The ``[generator]`` settings: the command line's flags over the config file's."""
+    return merge(config, "generator", {"checkpoint": args.generator, "device": args.device,
+                                       "sha256": args.generator_sha256})
+
+
 def _progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "quiet", False)
 
@@ -150,8 +156,7 @@ def run_learn(args: argparse.Namespace) -> int:
     from ..subspaces import learn_subspaces
 
     config = load_config(args.config)
-    gen = merge(config, "generator", {"checkpoint": args.generator, "device": args.device,
-                                          "sha256": args.generator_sha256})
+    gen = _generator_settings(args, config)
     stack_settings = merge(config, "analyzers", {"stack": args.stack, "parser": args.parser, "landmarks": args.landmarks})
     settings = merge(config, "learn", {"space": args.space, "semantics": args.semantics, "samples": args.samples,
                                        "seed": args.seed, "resolution": args.resolution, "method": args.method,
@@ -216,8 +221,7 @@ def _audit_inputs(args: argparse.Namespace, section: str):
     from ..subspaces import SubspaceSet
 
     config = load_config(args.config)
-    gen = merge(config, "generator", {"checkpoint": args.generator, "device": args.device,
-                                          "sha256": args.generator_sha256})
+    gen = _generator_settings(args, config)
     clf = merge(config, "classifier", {"model": args.classifier, "labels": args.labels, "kind": args.kind,
                                        "scores": args.scores})
     settings = merge(config, section, {"subspaces": args.subspaces, "faces": args.faces, "seed": args.seed,
@@ -300,8 +304,7 @@ def run_report(args: argparse.Namespace) -> int:
     from ..subspaces import SubspaceSet
 
     config = load_config(args.config)
-    gen = merge(config, "generator", {"checkpoint": args.generator, "device": args.device,
-                                          "sha256": args.generator_sha256})
+    gen = _generator_settings(args, config)
     out = _output_folder(args.out, "report")
     result = AuditResult.load(Path(args.audit))
     generator = make_generator(gen)

@@ -74,9 +74,9 @@ def learn_subspaces(
     if len(set(names)) != len(names):
         raise InputError(f"semantic names must be unique, got {names}")
     generator.check_space(space)
-    for name, value in (("n_samples", n_samples), ("specificity_samples", specificity_samples)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "n_samples" else 0):
-            raise InputError(f"{name} must be an int ≥ {1 if name == 'n_samples' else 0}, got {value!r}")
+    for name, value, minimum in (("n_samples", n_samples, 1), ("specificity_samples", specificity_samples, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise InputError(f"{name} must be an int ≥ {minimum}, got {value!r}")
     criteria, tolerances = _criteria_and_tolerances(semantics)
     latents = generator.sample(n_samples, space=space, seed=seed, truncation=truncation)
     estimate = estimate_metrics(

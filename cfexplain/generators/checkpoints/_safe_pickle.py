@@ -64,16 +64,21 @@ _POP_MARK = {"APPENDS", "SETITEMS", "TUPLE", "LIST", "DICT", "OBJ", "INST", "POP
 _MEMO = {"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"}
 
 
-def scan_pickle(data: bytes, limits: PickleLimits = PickleLimits()) -> None:
+def scan_pickle(data: bytes | IO[bytes], limits: PickleLimits = PickleLimits()) -> None:
     """Check a pickle's opcode stream without running it (see the module docstring).
+
+    Args:
+        data: the pickle, as bytes or as a binary stream positioned at its start; a stream is left
+            wherever the scan stopped reading.
+        limits: the budgets to enforce.
 
     Raises:
         CorruptCheckpointError: truncated or malformed stream, or a budget of ``limits`` exceeded.
     """
     opcodes = memo = depth = 0
-    view = memoryview(data)
+    stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
-        for opcode, _arg, _position in pickletools.genops(io.BytesIO(view)):
+        for opcode, _arg, _position in pickletools.genops(stream):
             opcodes += 1
             name = opcode.name
             if name == "MARK":
@@ -189,8 +194,8 @@ def _rebuild_tensor_v2(
         raise CorruptCheckpointError("a tensor in the pickle has a negative offset, size or stride, or a stride "
                                      "per dimension missing")
     elements = math.prod(size)
-    available = untyped.nbytes() // max(1, torch.empty((), dtype=dtype).element_size())
-    if elements > max(available, 1) and elements:
+    available = untyped.nbytes() // max(1, dtype.itemsize)
+    if elements > max(available, 1):
         # a saved tensor never has more elements than its storage; zero strides over a huge size
         # would make a tiny file claim an enormous tensor (and the network built from it)
         raise CorruptCheckpointError(f"a tensor in the pickle claims {elements} elements on a storage of {available}")
@@ -283,14 +288,20 @@ class RestrictedUnpickler(pickle.Unpickler):
 def safe_load_pickle(stream: IO[bytes], limits: PickleLimits = PickleLimits()) -> Any:
     """Scan (:func:`scan_pickle`), then unpickle ``stream`` with :class:`RestrictedUnpickler`.
 
+    A seekable stream is scanned in place and rewound, so the file is never held in memory twice;
+    any other stream is read into memory first.
+
     Raises:
         UnsafeCheckpointError: the pickle refers to a global outside the allow-list.
         CorruptCheckpointError: the data is truncated or malformed, or exceeds ``limits``.
     """
-    data = stream.read()
-    scan_pickle(data, limits)
+    if not stream.seekable():
+        stream = io.BytesIO(stream.read())
+    start = stream.tell()
+    scan_pickle(stream, limits)
+    stream.seek(start)
     try:
-        return RestrictedUnpickler(io.BytesIO(data)).load()
+        return RestrictedUnpickler(stream).load()
     except (UnsafeCheckpointError, CorruptCheckpointError):
         raise
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError, KeyError, AttributeError,
