@@ -1,7 +1,8 @@
 """Can the offline analyzers see face geometry? Controlled warps and pixel-local edits on zoo faces.
 
-The planted-shortcut suite labels faces by FaceMesh measurements (eye openness, mouth opening, jaw
-width), and the geometric semantics are learned from FaceMesh landmark criteria. Both are only as
+The planted-shortcut suite labels faces by landmark measurements (eye openness from the iris
+model's eyelids; mouth opening and jaw width from FaceMesh), and the geometric semantics are
+learned from landmark criteria. Both are only as
 good as FaceMesh's response to the geometry of a 64² DCGAN face. This script measures that
 response directly, with two controls:
 
@@ -41,6 +42,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # feature → (landmark group at its centre, (horizontal, vertical) stretch weights, window σ as a fraction of the image)
 WARPS = {
     "eye_openness": (("right_eye", "left_eye"), (0.0, 1.0), 0.06),
+    "eye_openness (FaceMesh, before)": (("right_eye", "left_eye"), (0.0, 1.0), 0.06),
     "mouth_opening": (("lips",), (0.0, 1.0), 0.08),
     "jaw_width": (("lips",), (1.0, 0.0), 0.22),
 }
@@ -63,9 +65,22 @@ def local_stretch(images: torch.Tensor, centres: torch.Tensor, weights: tuple[fl
     return F.grid_sample(images, grid, align_corners=True, padding_mode="border")
 
 
+def facemesh_eye_openness(images: torch.Tensor, parser, detector) -> torch.Tensor:
+    """The suite's earlier eye-openness label, from FaceMesh's eyelid points (159–145 / 33–133,
+    386–374 / 362–263): kept here as the control the iris model's measurement is compared with."""
+    p = detector.landmarks(images)
+
+    def ratio(a: int, b: int, c: int, d: int) -> torch.Tensor:
+        return (p[:, a] - p[:, b]).norm(dim=1) / (p[:, c] - p[:, d]).norm(dim=1)
+
+    return (ratio(159, 145, 33, 133) + ratio(386, 374, 362, 263)) / 2
+
+
 def measure(name: str, images: torch.Tensor, parser, detector) -> torch.Tensor:
     from cfexplain.trust import planted_measurement
 
+    if name == "eye_openness (FaceMesh, before)":
+        return facemesh_eye_openness(images, parser, detector)
     points = detector.landmarks(images)
     return planted_measurement(name).measure(images, parser.parse_landmarks(points, *images.shape[-2:]), points)
 
@@ -97,15 +112,18 @@ def warp_responses(images, parser, detector, strengths) -> list[dict]:
     return rows
 
 
-def local_specificity(images, parser, detector, edits: int = 32) -> list[dict]:
+def local_specificity(images, parser, detector, iris, edits: int = 32) -> list[dict]:
     """How selectively a landmark group moves under unit pixel noise inside its region, relative to
-    the other landmarks, against unit noise over the whole image (1 = no more selective)."""
+    the other FaceMesh landmarks, against unit noise over the whole image (1 = no more selective).
+    Rows: FaceMesh's eye and lip points, and the iris model's eyelid points (``iris``)."""
     points = detector.landmarks(images)
     parsing = parser.parse_landmarks(points, *images.shape[-2:])
+    cases = [(group, region, detector, list(detector.group(group)), group) for group, region in LOCAL_REGIONS.items()]
+    cases.append(("iris eyelids", "eyes", iris, list(iris.group("eyes")), "eyes"))
     rows = []
-    for group, region in LOCAL_REGIONS.items():
-        ids = list(detector.group(group))
-        others = [i for i in range(detector.num_points) if i not in set(ids)]
+    for label, region, target_detector, ids, facemesh_group in cases:
+        excluded = set(detector.group(facemesh_group))
+        others = [i for i in range(detector.num_points) if i not in excluded]
         mask = parsing.mask(region, soft=True)
         ratios = []
         for i in range(images.shape[0]):
@@ -113,15 +131,18 @@ def local_specificity(images, parser, detector, edits: int = 32) -> list[dict]:
             noise = torch.randn(edits, *x.shape[1:], generator=torch.Generator().manual_seed(i))
             local = noise * mask[i]
 
+            def outputs(y):
+                return target_detector.landmarks(y)[0, ids], detector.landmarks(y)[0, others]
+
             def moved(tangents):
                 tangents = tangents / tangents.flatten(1).norm(dim=1)[:, None, None, None]
-                out = vmap(lambda t: jvp(lambda y: detector.landmarks(y)[0], (x,), (t[None],))[1])(tangents)
-                return out[:, ids].square().sum(dim=(1, 2)).mean(), out[:, others].square().sum(dim=(1, 2)).mean()
+                target, keep = vmap(lambda t: jvp(outputs, (x,), (t[None],))[1])(tangents)
+                return target.square().sum(dim=(1, 2)).mean(), keep.square().sum(dim=(1, 2)).mean()
 
             (tl, kl), (tg, kg) = moved(local), moved(noise)
             ratios.append(float(((tl / tg) / (kl / kg)).sqrt()))
         ratios_t = torch.tensor(ratios)
-        rows.append({"landmarks": group, "region": region, "median_specificity": float(ratios_t.median()),
+        rows.append({"landmarks": label, "region": region, "median_specificity": float(ratios_t.median()),
                      "max_specificity": float(ratios_t.max()), "faces": len(ratios)})
     return rows
 
@@ -141,15 +162,16 @@ def main() -> None:
     start = time.perf_counter()
     warps = warp_responses(images, face_parser, detector, args.strengths)
     torch.set_grad_enabled(True)
-    local = local_specificity(images, face_parser, detector)
+    local = local_specificity(images, face_parser, detector, zoo.iris(facemesh_detector=detector))
     print(f"Controlled warps, {args.faces} zoo faces (relative change of the planted measurement):")
-    print(f"{'measurement':<26} {'edit':<28} {'median change':>13} {'faces > 10 %':>12}")
+    print(f"{'measurement':<32} {'edit':<28} {'median change':>13} {'faces > 10 %':>12}")
     for row in warps:
-        print(f"{row['measurement']:<26} {row['edit']:<28} {row['median_relative_change']:>13.1%} "
+        print(f"{row['measurement']:<32} {row['edit']:<28} {row['median_relative_change']:>13.1%} "
               f"{row['faces_changed_over_10pct']:>12.0%}")
-    print("\nFaceMesh landmarks under pixel noise inside the feature's region vs anywhere (1 = no more selective):")
+    print("\nLandmarks under pixel noise inside the feature's region vs anywhere, against the other FaceMesh "
+          "landmarks (1 = no more selective):")
     for row in local:
-        print(f"{row['landmarks']:<8} median {row['median_specificity']:.2f}  max {row['max_specificity']:.2f}")
+        print(f"{row['landmarks']:<14} median {row['median_specificity']:.2f}  max {row['max_specificity']:.2f}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "analyzer-sensitivity.json").write_text(json.dumps({
         "faces": args.faces, "seed": args.seed, "warps": warps, "pixel_local": local,

@@ -27,7 +27,10 @@ from collections.abc import Sequence
 
 from functools import partial
 
+import torch
+
 from .analyzers.base import FaceParser, LandmarkDetector
+from .analyzers.facemesh import FaceMeshLandmarks
 from .criteria import BlendedPixels, ColorResidual, Criterion, LandmarkShape, RegionColor, RegionPixels
 from .errors import InputError
 from .subspaces.core import Semantic
@@ -109,11 +112,30 @@ def bisenet_fan_semantics(parser: FaceParser, landmarks: LandmarkDetector, *,
 FACEMESH_SEMANTIC_NAMES = tuple(n for n in SEMANTIC_NAMES if n != "hair_photometry")
 
 
+def _eye_detector(landmarks: LandmarkDetector, eyes: LandmarkDetector | None) -> LandmarkDetector:
+    """eye_shape's target detector for :func:`facemesh_semantics` (see there)."""
+    if eyes is not None:
+        return eyes
+    if isinstance(landmarks, FaceMeshLandmarks):
+        from .zoo import iris
+
+        device = next(iter(landmarks.buffers()), torch.empty(0)).device
+        return iris(device=device, facemesh_detector=landmarks)
+    return landmarks
+
+
 def facemesh_semantics(parser: FaceParser, landmarks: LandmarkDetector, *, names: Sequence[str] | None = None,
                        resolution: int = 64, directions: int | None = 8, solver: str = "contrast",
-                       target_ratio: float = 1e-3, keep_ratio: float = 1e-2) -> list[Semantic]:
+                       target_ratio: float = 1e-3, keep_ratio: float = 1e-2,
+                       eyes: LandmarkDetector | None = None) -> list[Semantic]:
     """Six of the seven semantics with FaceMesh landmarks and the FaceMesh polygon parser
     (:func:`cfexplain.zoo.facemesh_parser`).
+
+    ``eyes`` is the detector of eye_shape's target, the eyelid outlines (group ``"eyes"``). By
+    default, when ``landmarks`` is FaceMesh, the MediaPipe iris model on it
+    (:func:`cfexplain.zoo.iris`, from the same wheel): FaceMesh's own eyelid points barely move
+    when a small face's eyes open (docs/benchmarks.md), the iris model's do. Otherwise
+    ``landmarks`` itself.
 
     **Not expressible:** ``hair_photometry``. Face landmarks outline the face, not the hair, so no
     region of this stack is the hair (the outside of the face oval mixes hair, neck and
@@ -124,8 +146,9 @@ def facemesh_semantics(parser: FaceParser, landmarks: LandmarkDetector, *, names
     * the face is the inside of the FaceMesh face oval (BiSeNet's non-background classes also
       include hair, neck and clothes), so face_boundary's blended pixels cover the face only;
     * skin is the face oval minus the features (forehead and cheeks; no ears or neck);
-    * landmark groups: jaw = the lower face-oval contour from ear to ear; eyes, lips = the FaceMesh
-      eye and lip contours;
+    * landmark groups: jaw = the lower face-oval contour from ear to ear; lips = the FaceMesh lip
+      contours; eye_shape's target = the iris model's eyelids (above), its kept landmarks the
+      FaceMesh points off the eyes;
     * face_colour also keeps the pixels outside the skin and the lips' mean colour (the residual
       alone leaves the lips, eyes and background free, and on the zoo DCGAN a "skin colour" edit
       then recolours the lips nearly as much as the skin);
@@ -142,11 +165,12 @@ def facemesh_semantics(parser: FaceParser, landmarks: LandmarkDetector, *, names
     small = min(48, r)
     ratio = target_ratio if solver == "contrast" else max(target_ratio, 0.1)
     semantic = partial(Semantic, target_ratio=ratio, keep_ratios=keep_ratio, solver=solver, max_directions=directions)
+    eye_detector = _eye_detector(landmarks, eyes) if names is None or "eye_shape" in names else landmarks
     semantics = [
         semantic("face_boundary", LandmarkShape(landmarks, "jaw"),
                  [LandmarkShape(landmarks, "jaw", complement=True),
                   BlendedPixels(landmarks, parser=parser, regions="face", erosion=0.05, resolution=r)]),
-        semantic("eye_shape", LandmarkShape(landmarks, "eyes"),
+        semantic("eye_shape", LandmarkShape(eye_detector, "eyes", name=None if eye_detector is landmarks else "eyelids"),
                  [LandmarkShape(landmarks, "eyes", complement=True),
                   RegionPixels(parser, ("skin", "brows", "nose", "mouth", "lips"), erosion=0.05, resolution=r)]),
         semantic("eye_photometry", RegionPixels(parser, "eyes", dilation=0.1, resolution=small),

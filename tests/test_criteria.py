@@ -16,7 +16,7 @@ from cfexplain.criteria import (
     RegionColor,
     RegionPixels,
 )
-from cfexplain.criteria.landmarks import bilinear_sample
+from cfexplain.imaging import bilinear_sample
 from cfexplain.errors import InputError
 from synthetic import SIZE, FixedRegionParser, RegionCentroids, region_masks
 

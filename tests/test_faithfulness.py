@@ -20,6 +20,7 @@ from cfexplain.generators import ChannelStyleGenerator
 from cfexplain.subspaces import (LowSpecificityWarning, Semantic, Subspace, SubspaceSet, learn_subspaces,
                                  measure_specificity, solve_contrast)
 from cfexplain.trust import PLANTED_MEASUREMENTS, matched_sample, planted_measurement
+from cfexplain.trust.measurements import eyelid_gap
 from synthetic import FixedRegionParser, planted_rule_setting, region_generator
 
 
@@ -208,6 +209,16 @@ def test_planted_measurements_and_matching():
     assert float(np.corrcoef(label.numpy(), score[chosen].numpy())[0, 1]) > 0.3
     with pytest.raises(InputError, match="confounders"):
         matched_sample(score, confounder[:10, None], 100)
+
+
+def test_eyelid_gap_is_the_lid_distance_over_the_eye_width():
+    corners = [(0.0, 0.0)] + [(float(x), 1.5) for x in range(1, 8)] + [(8.0, 0.0)]  # 0, lower lid 1–7, 8
+    upper = [(float(x), -0.5) for x in range(7, 0, -1)]  # 9–15
+    eye = torch.tensor([corners + upper])
+    assert torch.allclose(eyelid_gap(eye), torch.tensor([2.0 / 8.0]))
+    wider = eye * torch.tensor([1.0, 2.0])  # the eye opened twice as wide, same width
+    assert torch.allclose(eyelid_gap(wider), 2 * eyelid_gap(eye))
+    assert torch.allclose(eyelid_gap(eye * 3 + 5), eyelid_gap(eye))  # no scale or position
 
 
 def test_summary_says_when_the_leading_subspace_is_no_better_than_random():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cfexplain import zoo
-from cfexplain.analyzers import BiSeNet, BiSeNetParser, FAN, FANLandmarks
+from cfexplain.analyzers import BiSeNet, BiSeNetParser, FAN, FANLandmarks, IrisLandmarks
 from cfexplain.errors import InputError
 from cfexplain.presets import SEMANTIC_NAMES, bisenet_fan_semantics, facemesh_semantics
 from cfexplain.subspaces import learn_subspaces
@@ -36,6 +36,16 @@ def test_facemesh_presets_refuse_hair(zoo_stack):
         facemesh_semantics(parser, landmarks, names=["hair_photometry"])
     with pytest.raises(InputError, match="unknown semantics"):
         facemesh_semantics(parser, landmarks, names=["nose_size"])
+
+
+def test_facemesh_eye_shape_reads_the_eyelids_of_the_iris_model(zoo_stack):
+    _, parser, landmarks = zoo_stack
+    eye_shape = facemesh_semantics(parser, landmarks, names=["eye_shape"])[0]
+    assert isinstance(eye_shape.target.detector, IrisLandmarks) and eye_shape.target.detector.facemesh is landmarks
+    assert eye_shape.target.indices == tuple(range(16)) + tuple(range(76, 92))  # both eyes' eyelid outlines
+    assert eye_shape.keep[0].detector is landmarks  # the other FaceMesh points stay
+    chosen = FANLandmarks(FAN(num_modules=1))
+    assert facemesh_semantics(parser, landmarks, names=["eye_shape"], eyes=chosen)[0].target.detector is chosen
 
 
 def test_learned_lip_colour_changes_the_lips(zoo_stack):

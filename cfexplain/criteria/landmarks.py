@@ -11,10 +11,11 @@ from scipy.spatial import Delaunay
 from ..analyzers.base import FaceParser, LandmarkDetector
 from ..errors import InputError
 from .._shared import shared
+from ..imaging import bilinear_sample
 from .base import Context, Criterion, resize_images
 from .regions import region_mask
 
-__all__ = ["LandmarkShape", "BlendedPixels", "bilinear_sample"]
+__all__ = ["LandmarkShape", "BlendedPixels"]
 
 
 def shared_landmarks(detector: LandmarkDetector, images: torch.Tensor) -> torch.Tensor:
@@ -70,7 +71,7 @@ class BlendedPixels(Criterion):
     At the sample, the landmarks plus the four image corners are triangulated (Delaunay, scipy)
     and every pixel of the (optional) region gets its triangle and barycentric weights, fixed from
     then on. For an edited image, the pixels' positions follow their triangles' current landmarks
-    and the colours are read there (bilinear, :func:`bilinear_sample`). Kept invariant, this allows only
+    and the colours are read there (bilinear, :func:`cfexplain.imaging.bilinear_sample`). Kept invariant, this allows only
     edits that warp the image the way the landmarks move: no change of colour or texture.
 
     Args:
@@ -140,27 +141,3 @@ class BlendedPixels(Criterion):
         positions = (context["weights"][..., None] * corners).sum(dim=2)  # (N, K, 2)
         colours = bilinear_sample(resize_images(images, r), positions)  # (N, 3, K)
         return (colours * context["valid"][:, None, :]).flatten(1)
-
-
-def bilinear_sample(images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Colours ``(N, C, K)`` of ``images (N, C, H, W)`` at pixel positions ``(N, K, 2)`` (x, y),
-    bilinear, positions clamped to the border.
-
-    Equivalent to ``grid_sample(..., align_corners=True, padding_mode="border")`` but written with
-    ``gather``, so that it supports forward-mode differentiation (``torch.func.jvp``), which
-    ``grid_sample`` does not."""
-    n, c, h, w = images.shape
-    x = positions[..., 0].clamp(0, w - 1)
-    y = positions[..., 1].clamp(0, h - 1)
-    x0 = x.detach().floor().clamp(max=w - 2).long() if w > 1 else torch.zeros_like(x, dtype=torch.long)
-    y0 = y.detach().floor().clamp(max=h - 2).long() if h > 1 else torch.zeros_like(y, dtype=torch.long)
-    wx, wy = (x - x0)[:, None], (y - y0)[:, None]
-    flat = images.reshape(n, c, h * w)
-
-    def at(dy: int, dx: int) -> torch.Tensor:
-        index = ((y0 + dy).clamp(max=h - 1) * w + (x0 + dx).clamp(max=w - 1))[:, None, :].expand(-1, c, -1)
-        return flat.gather(2, index)
-
-    top = at(0, 0) * (1 - wx) + at(0, 1) * wx
-    bottom = at(1, 0) * (1 - wx) + at(1, 1) * wx
-    return top * (1 - wy) + bottom * wy

