@@ -149,6 +149,8 @@ def test_iris_detector_outlines_each_eye_between_its_corners(faces):
     with torch.no_grad():
         points, corners = detector.landmarks(faces), mesh.landmarks(faces)
     assert points.shape == (6, 152, 2) and torch.isfinite(points).all()
+    with torch.no_grad():  # FaceMesh points the caller has already place the same crops
+        assert torch.allclose(detector.landmarks(faces, facemesh_points=corners), points)
     for eye, (first, last) in (("right", (33, 133)), ("left", (263, 362))):
         lids = points[:, list(detector.group(f"{eye}_eye"))]
         low = torch.minimum(corners[:, first, 0], corners[:, last, 0]) - 2

@@ -73,12 +73,13 @@ class IrisLandmarks(LandmarkDetector):
         self.crop_scale = crop_scale
         self.input_size = input_size
 
-    def crop_windows(self, images: torch.Tensor) -> torch.Tensor:
+    def crop_windows(self, images: torch.Tensor, facemesh_points: torch.Tensor | None = None) -> torch.Tensor:
         """``(N, 2, 5)``: per eye (right, left), the crop's centre x, y, its side, and the unit
         vector x, y along the eye (from the first corner of :data:`IRIS_EYE_CORNERS` to the
-        second), in image pixels. Computed without gradient."""
+        second), in image pixels. Computed without gradient, from ``facemesh_points``
+        ``(N, 468, 2)`` where the caller has them already (else FaceMesh runs on ``images``)."""
         with torch.no_grad():  # detach too: no_grad does not stop forward-mode tangents (torch.func.jvp)
-            mesh = self.facemesh.landmarks(images).detach()
+            mesh = (self.facemesh.landmarks(images) if facemesh_points is None else facemesh_points).detach()
             windows = []
             for first, second in IRIS_EYE_CORNERS.values():
                 a, b = mesh[:, first], mesh[:, second]
@@ -108,13 +109,14 @@ class IrisLandmarks(LandmarkDetector):
         colours = bilinear_sample((images + 1) / 2, positions.reshape(n, 2 * s * s, 2))
         return colours.reshape(n, 3, 2, s, s).transpose(1, 2)
 
-    def landmarks_3d(self, images: torch.Tensor) -> torch.Tensor:
-        """``(N, 152, 3)``: x, y in image pixels and the network's relative depth in the same units."""
+    def landmarks_3d(self, images: torch.Tensor, facemesh_points: torch.Tensor | None = None) -> torch.Tensor:
+        """``(N, 152, 3)``: x, y in image pixels and the network's relative depth in the same units
+        (``facemesh_points``: see :meth:`crop_windows`)."""
         images = self.check_images(images)
         if images.shape[-1] != images.shape[-2]:
             raise ShapeError(f"the iris detector needs square images, got {images.shape[-2]}×{images.shape[-1]}")
         n = images.shape[0]
-        windows = self.crop_windows(images)
+        windows = self.crop_windows(images, facemesh_points)
         contours, iris = self.network(self.eye_crops(images, windows).flatten(0, 1))
         points = torch.cat([contours.reshape(-1, _CONTOUR, 3), iris.reshape(-1, _IRIS, 3)], dim=1)
         unit = points.reshape(n, 2, _PER_EYE, 3) / self.input_size - 0.5  # crop-centred, in crop sides
@@ -123,5 +125,6 @@ class IrisLandmarks(LandmarkDetector):
         z = unit[..., 2:3] * windows[..., None, 2:3]
         return torch.cat([xy, z], dim=-1).reshape(n, self.num_points, 3)
 
-    def landmarks(self, images: torch.Tensor) -> torch.Tensor:
-        return self.landmarks_3d(images)[..., :2]
+    def landmarks(self, images: torch.Tensor, facemesh_points: torch.Tensor | None = None) -> torch.Tensor:
+        """``(N, 152, 2)`` point positions (``facemesh_points``: see :meth:`crop_windows`)."""
+        return self.landmarks_3d(images, facemesh_points)[..., :2]

@@ -96,7 +96,7 @@ def eyelid_gap(eye_points: torch.Tensor) -> torch.Tensor:
 
 def _eye_openness(images, parsing, landmarks):
     detector = _iris_detector(str(images.device))
-    points = detector.landmarks(images)
+    points = detector.landmarks(images, facemesh_points=landmarks)  # FaceMesh's points place the eye crops
     right, left = (eyelid_gap(points[:, list(detector.group(f"{eye}_eye"))]) for eye in ("right", "left"))
     return (right + left) / 2
 
@@ -114,7 +114,7 @@ PLANTED_MEASUREMENTS: Mapping[str, PlantedMeasurement] = {m.name: m for m in (
                        "mean luminance (Rec. 601) of the skin"),
     PlantedMeasurement("skin_hue", "face_colour", _skin_hue, False, "hue angle of the skin's mean colour"),
     PlantedMeasurement("lip_redness", "lip_colour", _lip_redness, False, "mean redness R − (G + B)/2 of the lips"),
-    PlantedMeasurement("eye_openness", "eye_shape", _eye_openness, False,
+    PlantedMeasurement("eye_openness", "eye_shape", _eye_openness, True,
                        "eyelid gap over eye width, both eyes averaged (the MediaPipe iris model's eyelid "
                        "outlines, cfexplain.zoo.iris)"),
     PlantedMeasurement("mouth_opening", "mouth_shape", _mouth_opening, True,
