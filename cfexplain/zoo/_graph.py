@@ -89,6 +89,7 @@ OPS: Mapping[str, Callable[..., torch.Tensor]] = {
     "flatten": lambda x, axis=1: x.flatten(axis),
     "reshape": lambda x, shape: x.reshape(shape),
     "permute": lambda x, dims: x.permute(dims),
+    "concat": lambda *xs, axis: torch.cat(xs, dim=axis),
     "gemm": _gemm,
     "softmax": lambda x, axis=1: x.softmax(dim=axis),
 }

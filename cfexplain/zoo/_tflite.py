@@ -4,9 +4,10 @@ The flatbuffer is parsed with the ``tflite`` package. TFLite tensors are NHWC; t
 runs NCHW: convolution kernels are transposed (``OHWI → OIHW``, depthwise ``1HWO → O1HW``), PReLU
 slopes and PAD amounts are re-ordered, and TensorFlow's ``SAME`` padding becomes explicit
 (possibly asymmetric) padding from the static shapes. Supported operators: CONV_2D,
-DEPTHWISE_CONV_2D, PRELU, ADD, MUL, MAX_POOL_2D, AVERAGE_POOL_2D, PAD, RELU, RELU6, RESHAPE (in
-TFLite's NHWC element order, to its output's static shape with the batch kept), and the fused
-activations NONE, RELU, RELU6, TANH. Anything else raises a clear error.
+DEPTHWISE_CONV_2D, PRELU, ADD, MUL, MAX_POOL_2D, AVERAGE_POOL_2D, PAD, RELU, RELU6, CONCATENATION,
+DEQUANTIZE (of float16 weights, folded into float32 constants), RESHAPE (in TFLite's NHWC element
+order, to its output's static shape with the batch kept), and the fused activations NONE, RELU,
+RELU6, TANH. Anything else raises a clear error.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class _SubgraphConverter:
         kinds = tflite.ActivationFunctionType
         self.activations = {kinds.NONE: None, kinds.RELU: "relu", kinds.RELU6: "relu6", kinds.TANH: "tanh"}
         self.constants: dict[str, torch.Tensor] = {}
+        self.dequantized: dict[int, np.ndarray] = {}
         self.nodes: list[GraphNode] = []
 
     def convert(self) -> GraphModule:
@@ -62,7 +64,7 @@ class _SubgraphConverter:
         handlers = {"CONV_2D": self._convolution, "DEPTHWISE_CONV_2D": self._convolution, "PRELU": self._prelu,
                     "ADD": self._elementwise, "MUL": self._elementwise, "MAX_POOL_2D": self._pool,
                     "AVERAGE_POOL_2D": self._pool, "PAD": self._pad, "RELU": self._relu, "RELU6": self._relu,
-                    "RESHAPE": self._reshape}
+                    "RESHAPE": self._reshape, "DEQUANTIZE": self._dequantize, "CONCATENATION": self._concatenation}
         for i in range(self.graph.OperatorsLength()):
             op = self.graph.Operators(i)
             code = self.model.OperatorCodes(op.OpcodeIndex())
@@ -85,17 +87,20 @@ class _SubgraphConverter:
 
     def constant(self, index: int) -> np.ndarray | None:
         """Tensor ``index``'s constant value, or ``None`` when it is computed at run time."""
+        if index in self.dequantized:
+            return self.dequantized[index]
         tensor = self.graph.Tensors(index)
         buffer = self.model.Buffers(tensor.Buffer())
         if buffer.DataLength() == 0:
             return None
         kind = self.tensor_types.get(tensor.Type())
-        if kind not in ("FLOAT32", "INT32"):
+        dtypes = {"FLOAT32": np.float32, "INT32": np.int32, "FLOAT16": np.float16}
+        if kind not in dtypes:
             raise UnsupportedModelError(
-                f"TFLite tensor {self.name(index)!r} has type {kind}; only float32 models are supported"
+                f"TFLite tensor {self.name(index)!r} has type {kind}; only float32 models (float16 weights "
+                f"allowed) are supported"
             )
-        dtype = np.float32 if kind == "FLOAT32" else np.int32
-        return np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtype).reshape(self.shape(index)).copy()
+        return np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtypes[kind]).reshape(self.shape(index)).copy()
 
     def add_constant(self, key: str, array: np.ndarray) -> str:
         """Store ``array`` as the graph constant ``key`` and return the key."""
@@ -175,6 +180,25 @@ class _SubgraphConverter:
         nchw = [0, 3, 1, 2]
         self.nodes.append(GraphNode("pad", [self.name(inputs[0])], self.name(out),
                                     {"pads": [int(begin[d]) for d in nchw] + [int(end[d]) for d in nchw]}))
+
+    def _dequantize(self, kind: str, op, inputs: list[int], out: int) -> None:
+        """float16 weights stored for size: folded into float32 constants at conversion."""
+        value = self.constant(inputs[0])
+        if value is None or value.dtype != np.float16:
+            raise UnsupportedModelError(f"TFLite DEQUANTIZE {self.name(out)!r} is not of a float16 constant "
+                                        f"(quantized models are not supported)")
+        self.dequantized[out] = value.astype(np.float32)
+
+    def _concatenation(self, kind: str, op, inputs: list[int], out: int) -> None:
+        opt = self.options(op, self.tflite.ConcatenationOptions)
+        rank = len(self.shape(out))
+        axis = opt.Axis() % rank
+        if rank == 4:  # NHWC axis → NCHW axis
+            axis = [0, 2, 3, 1][axis]
+        if any(self.constant(t) is not None for t in inputs):
+            raise UnsupportedModelError(f"TFLite CONCATENATION {self.name(out)!r} of constants is not supported")
+        self.nodes.append(GraphNode("concat", [self.name(t) for t in inputs], self.name(out), {"axis": axis}))
+        self.fused(self.name(out), opt.FusedActivationFunction())
 
     def _relu(self, kind: str, op, inputs: list[int], out: int) -> None:
         self.nodes.append(GraphNode(kind.lower(), [self.name(inputs[0])], self.name(out)))
