@@ -35,10 +35,12 @@ largest attribution, for m = 1, 2, …, flips the decision from which m on).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import types
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ from ._version import software_provenance
 from ._shared import shared_analyses
 from .classifiers import Classifier
 from .counterfactual import CounterfactualExplainer, CounterfactualResult, attach_partial_result
+from .counterfactual.baseline import BASELINE_NAME
 from .counterfactual.joint import joint_counterfactuals
 from .errors import InputError
 from .generators.base import Generator, make_rng
@@ -79,6 +82,10 @@ class AuditResult:
         metrics: validity, proximity and sparsity (module docstring).
         target: the target, in words; settings: the audit settings; provenance: versions, generator,
             classifier, subspaces.
+        baseline: the unconstrained control (one row, ``semantic`` = ``"latent_gradient"``, the
+            table's columns where they apply; empty when not run): each face's search along its own
+            latent gradient in the whole space (:mod:`cfexplain.counterfactual.baseline`), with
+            ``side_effect`` over the keep criteria of all semantics together. Not ranked.
     """
 
     table: pd.DataFrame
@@ -88,6 +95,7 @@ class AuditResult:
     target: str
     settings: dict[str, Any]
     provenance: dict[str, Any] = field(default_factory=dict)
+    baseline: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_dataframe(self) -> pd.DataFrame:
         """The per-semantic table."""
@@ -112,15 +120,26 @@ class AuditResult:
         if self.nothing_flipped:
             return (f"Nothing flipped the decision within the budget ({size}) for any semantic: the ranking follows "
                     "the decision's movement per unit edit (the sensitivity column), a first-order measure; "
-                    "raise the budget to see flips.")
+                    f"raise the budget to see flips.{self._photo_note()}")
         top = self.table.sort_values("rank", kind="stable").iloc[0]
         tied = list(self.table.loc[self.table["rank"] == top["rank"], "semantic"])
         lead = f"{', '.join(tied)} (tied)" if len(tied) > 1 else str(top["semantic"])
         control = ""
         if "random_flip_rate" in self.table and np.isfinite(top.get("random_flip_rate", np.nan)):
             control = f"; random subspaces of the same dimension: {top['random_flip_rate']:.0%}"
+        if len(self.baseline):
+            control += f"; the unconstrained latent gradient: {float(self.baseline['flip_rate'].iloc[0]):.0%}"
         return (f"Within {size}, {lead} flips the decision most easily: {top['flip_rate']:.0%} of the faces"
-                f"{control}.{self._specificity_caveat(tied)}")
+                f"{control}.{self._specificity_caveat(tied)}{self._photo_note()}")
+
+    def _photo_note(self) -> str:
+        """For photo audits: how many photos passed the faithfulness gate, and which the table uses."""
+        photos = getattr(self.counterfactuals, "photos", None)
+        if photos is None:
+            return ""
+        used = "all of them, unfaithful ones included" if self.settings.get("include_unfaithful") else \
+            "the faithful ones only"
+        return f" Photos: {photos.summary()}; the table uses {used}."
 
     def _specificity_caveat(self, names: Sequence[str]) -> str:
         """A sentence for the ranked-first semantics whose subspaces are no more specific than
@@ -142,7 +161,8 @@ class AuditResult:
 
         return {"format_version": AUDIT_FORMAT_VERSION, "target": self.target, "settings": self.settings,
                 "provenance": self.provenance, "metrics": self.metrics, "semantics": records(self.table),
-                "joint": records(self.joint), "items": records(self.counterfactuals.table)}
+                "joint": records(self.joint), "items": records(self.counterfactuals.table),
+                "baseline": records(self.baseline)}
 
     def to_json(self) -> str:
         """:meth:`to_dict` as indented JSON text, sealed with its integrity manifest (an edited or
@@ -166,7 +186,8 @@ class AuditResult:
         data = read_versioned_json(folder / "audit.json", AUDIT_FORMAT_VERSION, "audit")
         verify(data, {}, folder / "audit.json", "audit")
         return cls(pd.DataFrame(data["semantics"]), CounterfactualResult.load(folder / "counterfactuals"),
-                   pd.DataFrame(data["joint"]), data["metrics"], data["target"], data["settings"], data["provenance"])
+                   pd.DataFrame(data["joint"]), data["metrics"], data["target"], data["settings"], data["provenance"],
+                   pd.DataFrame(data.get("baseline", [])))
 
 
 def _rank(table: pd.DataFrame) -> pd.Series:
@@ -255,7 +276,8 @@ def _side_effects(generator: Generator, result: CounterfactualResult, semantics:
 def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, n: int = 32, seed: int = 0,
           target: Any = "flip", budget: float | None = None, semantics: Sequence[Semantic] | None = None, joint: bool = True,
           attribution: bool = True, random_baseline: bool = True, group_weight: float = 0.1, joint_steps: int = 100,
-          ig_steps: int = 32, **explainer_options: Any) -> AuditResult:
+          ig_steps: int = 32, images: Any = None, photo_options: Mapping[str, Any] | None = None,
+          include_unfaithful: bool = False, baseline: bool = True, **explainer_options: Any) -> AuditResult:
     """Audit ``classifier``: for ``n`` faces and every subspace, how easily does the semantic flip its decision?
 
     Args:
@@ -272,6 +294,15 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
         group_weight: weight of the group-lasso penalty of the joint search.
         joint_steps: the most Adam steps of the joint search.
         ig_steps: Integrated-Gradients steps.
+        baseline: also run the unconstrained latent-gradient control (``AuditResult.baseline``).
+        images: audit photos instead of ``n`` generated faces: a tensor ``(N, 3, H, W)`` in
+            ``[-1, 1]``, an image file, a folder, a list of files, or an
+            :class:`~cfexplain.photos.InversionResult`. They are aligned and inverted
+            (``photo_options``: see :func:`~cfexplain.photos.photo_codes`), and each is gated: a
+            photo whose reconstruction the classifier decides differently on is *unfaithful*.
+            Every photo's counterfactuals are kept in ``counterfactuals`` (the ``faithful`` column
+            flags them), but the table, the metrics, the random baseline and the joint search
+            use the faithful photos only, unless ``include_unfaithful``.
         explainer_options: options of :class:`~cfexplain.counterfactual.CounterfactualExplainer`
             (``steps``, ``lr``, ``margin``, ``loss``, ``batch_size``, ``progress`` …).
 
@@ -288,13 +319,23 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
     if not names:
         raise InputError("every subspace of the set has 0 directions: nothing to audit")
     explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=budget, seed=seed, **explainer_options)
-    codes = explainer.faces(n)
-    result = explainer.explain(codes, target=target, subspaces=names)
+    codes, photos = explainer.faces_or_photos(n if images is None else None, images, photo_options)
+    included = torch.arange(len(codes))
+    if photos is not None and not include_unfaithful:
+        included = photos.faithful.nonzero()[:, 0]
+        if len(included) == 0:
+            raise InputError(f"no photo keeps its decision on its reconstruction ({photos.summary()}): nothing "
+                             f"faithful to audit; pass include_unfaithful=True to audit them anyway")
+    result = explainer.explain(codes, target=target, subspaces=names, baseline=baseline)
+    if photos is not None:
+        result = dataclasses.replace(result, photos=photos)
     try:
-        stages = _Stages(n=n, seed=seed, budget=explainer.budget, semantics=tuple(semantics or ()), joint=joint,
-                         attribution=attribution, random_baseline=random_baseline, group_weight=group_weight,
-                         joint_steps=joint_steps, ig_steps=ig_steps)
-        return _summarise(explainer, codes, result, names, target, stages)
+        stages = _Stages(n=len(included), seed=seed, budget=explainer.budget, semantics=tuple(semantics or ()),
+                         joint=joint, attribution=attribution, random_baseline=random_baseline,
+                         group_weight=group_weight, joint_steps=joint_steps, ig_steps=ig_steps,
+                         photos=photos is not None, include_unfaithful=include_unfaithful, baseline=baseline)
+        summarised = result if len(included) == len(codes) else result.faces(included)
+        return _summarise(explainer, codes[included.to(codes.device)], summarised, names, target, stages, shown=result)
     except (Exception, KeyboardInterrupt) as error:  # the per-semantic search is kept on the exception
         attach_partial_result(error, lambda: result)
         raise
@@ -320,19 +361,26 @@ class _Stages:
     group_weight: float
     joint_steps: int
     ig_steps: int
+    photos: bool = False
+    include_unfaithful: bool = False
+    baseline: bool = False
 
     def settings(self) -> dict[str, Any]:
         """The settings as recorded in :attr:`AuditResult.settings` (the semantics are not)."""
-        return {name: getattr(self, name) for name in ("n", "seed", "budget", "joint", "attribution", "random_baseline",
-                                                       "group_weight", "joint_steps", "ig_steps")}
+        names = ["n", "seed", "budget", "joint", "attribution", "random_baseline", "group_weight", "joint_steps",
+                 "ig_steps", "baseline"] + (["photos", "include_unfaithful"] if self.photos else [])
+        return {name: getattr(self, name) for name in names}
 
 
 def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: CounterfactualResult,
-               names: list[str], target: Any, stages: _Stages) -> AuditResult:
+               names: list[str], target: Any, stages: _Stages, shown: CounterfactualResult | None = None) -> AuditResult:
     """The audit's table and metrics from the per-semantic search ``result`` (the random
-    baseline, side effects, joint search and attribution run here)."""
+    baseline, side effects, joint search and attribution run here) over the faces ``codes``;
+    ``shown`` (default ``result``) is the search kept in the result, which may hold more faces
+    (unfaithful photos, flagged)."""
     generator, classifier, subspaces = explainer.generator, explainer.classifier, explainer.subspaces
-    items = result.table
+    everything = result.table
+    items = everything[everything["subspace"] != BASELINE_NAME]
     grouped = items.groupby("subspace", sort=False)
     table = pd.DataFrame({"semantic": names, **_semantic_summary(items, names),
                           "mean_delta_prob": [float(grouped.get_group(s)["delta_prob"].mean()) for s in names],
@@ -369,5 +417,26 @@ def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: 
     provenance = software_provenance(generator=dict(generator.provenance), classifier=classifier.name,
                                      labels=list(classifier.labels), subspaces=dict(subspaces.provenance),
                                      space=subspaces.space)
-    return AuditResult(table, result, joint_frame, {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                                                      for k, v in metrics.items()}, result.target, settings, provenance)
+    control = _baseline_row(generator, result, stages) if stages.baseline else pd.DataFrame()
+    return AuditResult(table, shown if shown is not None else result, joint_frame,
+                       {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()},
+                       result.target, settings, provenance, control)
+
+
+def _baseline_row(generator: Generator, result: CounterfactualResult, stages: _Stages) -> pd.DataFrame:
+    """The latent-gradient control's row: the table's search columns, and its side effect on the
+    keep criteria of every semantic together."""
+    items = result.table[result.table["subspace"] == BASELINE_NAME]
+    row: dict[str, Any] = {"semantic": BASELINE_NAME, **{k: v[0] for k, v in _semantic_summary(items, [BASELINE_NAME]).items()},
+                           "mean_delta_prob": float(items["delta_prob"].mean()), "directions": 1}
+    keep = []
+    for semantic in stages.semantics:
+        keep += [c for c in semantic.keep if all(c is not k for k in keep)]
+    if keep:
+        union = types.SimpleNamespace(name=BASELINE_NAME, keep=keep)
+        row["side_effect"] = _side_effects(generator, result, [union], stages.seed, 16)[BASELINE_NAME]
+    else:
+        row["side_effect"] = float("nan")
+    flipped = items[items["flipped"]]
+    row["median_pixel_l2"] = float(flipped["pixel_l2"].median()) if len(flipped) else float("nan")
+    return pd.DataFrame([row])

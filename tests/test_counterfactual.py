@@ -167,12 +167,20 @@ def test_audit_finds_the_planted_rule(setting, tmp_path):
     assert math.isnan(by_name.loc["right_colour", "side_effect"])  # nothing flipped: nothing to measure
     assert result.metrics["joint_validity"] >= 0.5 and result.metrics["joint_sparsity"] == 1.0
     assert 0 < result.metrics["validity"] <= 1
-    flipped = result.counterfactuals.table["flipped"].to_numpy()
+    items = result.counterfactuals.table
+    semantic_items = (items["subspace"] != "latent_gradient").to_numpy()  # the metrics are the subspaces'
+    flipped = items["flipped"].to_numpy() & semantic_items
     latent = result.counterfactuals.deltas[torch.tensor(flipped)]
     assert math.isclose(result.metrics["proximity_latent_l1"], float(latent.abs().sum(dim=1).mean()), rel_tol=1e-5)
     assert math.isclose(result.metrics["proximity_latent_l2"], float(latent.norm(dim=1).mean()), rel_tol=1e-4)
+    # the unconstrained control: one search per face along its own latent gradient, not ranked
+    assert (~semantic_items).sum() == 12 and list(result.baseline["semantic"]) == ["latent_gradient"]
+    control = result.baseline.iloc[0]
+    assert control["flip_rate"] == items.loc[~semantic_items, "flipped"].mean()
+    assert 0 <= control["side_effect"] and "latent_gradient" not in result.ranking()
     loaded = AuditResult.load(result.save(tmp_path / "audit"))
     assert loaded.ranking() == result.ranking()
+    assert math.isclose(loaded.baseline["flip_rate"].iloc[0], control["flip_rate"], rel_tol=1e-9)
     assert (tmp_path / "audit" / "table.csv").read_text().startswith("semantic,")
 
 
@@ -339,7 +347,7 @@ def test_an_audit_that_fails_after_the_search_keeps_it(setting):
         audit(generator, classifier, subspaces, n=4, unit="latent", budget=4.0, semantics=broken, random_baseline=False,
               progress=False)
     partial = caught.value.partial_result
-    assert isinstance(partial, CounterfactualResult) and len(partial.table) == 4 * len(subspaces)
+    assert isinstance(partial, CounterfactualResult) and len(partial.table) == 4 * (len(subspaces) + 1)  # + the baseline
 
 
 def test_options_for_one_call(setting):

@@ -6,7 +6,7 @@ described in the package's docstring and in ``docs/counterfactuals.md``."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,9 @@ import torch
 from ..classifiers import Classifier
 from ..errors import InputError
 from ..generators.base import Generator
+from ..photos.faithfulness import PhotoFaces
 from ..subspaces.core import SubspaceSet
+from .baseline import BASELINE_NAME, with_latent_gradient
 from .result import CounterfactualResult, attach_partial_result
 from .search import SearchChunk, SearchProblem, adam_search, minimal_edit, newton_search
 from .settings import SearchSettings
@@ -163,6 +165,20 @@ class CounterfactualExplainer:
             raise InputError("codes_or_seeds must be codes, a number of faces or a list of int seeds")
         return torch.cat([self.generator.sample(1, space=self.space, seed=s) for s in seeds])
 
+    def faces_or_photos(self, codes_or_seeds: torch.Tensor | int | Sequence[int] | None, images: Any,
+                        photo_options: Mapping[str, Any] | None = None) -> tuple[torch.Tensor, PhotoFaces | None]:
+        """Codes of the faces (:meth:`faces`), or of the photos ``images`` with their
+        faithfulness record (:func:`~cfexplain.photos.photo_codes`); exactly one must be given."""
+        if (codes_or_seeds is None) == (images is None):
+            raise InputError("give the faces (codes, a number of faces or seeds) or images=, one of the two")
+        if images is None:
+            return self.faces(codes_or_seeds), None
+        from ..photos.pipeline import photo_codes
+
+        options = {"progress": self.progress, **dict(photo_options or {})}
+        codes, photos, _ = photo_codes(self.generator, self.classifier, self.space, images, **options)
+        return codes, photos
+
     def images(self, flat: torch.Tensor) -> torch.Tensor:
         """Images of flattened codes ``(N, D)`` of the search space."""
         return self.generator.synthesize(flat.reshape(-1, *self.subspaces.latent_shape), space=self.space)
@@ -201,13 +217,24 @@ class CounterfactualExplainer:
             return newton_search(chunk, budget=s.budget, margin=s.margin, steps=s.steps, patience=s.patience)
         return adam_search(chunk, budget=s.budget, margin=s.margin, loss=s.loss, beta=s.beta, lr=s.lr, steps=s.steps)
 
-    def explain(self, codes_or_seeds: torch.Tensor | int | Sequence[int], *, target: Any = "flip",
-                subspaces: Sequence[str] | None = None, budget: float | None = None,
+    def explain(self, codes_or_seeds: torch.Tensor | int | Sequence[int] | None = None, *, images: Any = None,
+                target: Any = "flip", subspaces: Sequence[str] | None = None, budget: float | None = None,
+                photo_options: Mapping[str, Any] | None = None, baseline: bool = False,
                 **options: Any) -> CounterfactualResult:
         """Counterfactuals of every face in every subspace.
 
         Args:
             codes_or_seeds: codes in the subspaces' space, a number of faces, or a list of seeds.
+            images: instead of faces, photos: a tensor ``(N, 3, H, W)`` in ``[-1, 1]``, an image
+                file, a folder, a list of files, or an :class:`~cfexplain.photos.InversionResult`.
+                They are aligned and inverted (:func:`~cfexplain.photos.photo_codes`), and the
+                result carries the photos and the faithfulness gate (``result.photos``, the
+                table's ``faithful`` column).
+            photo_options: for ``images``: ``align``, ``alignment`` and ``inversion`` options of
+                :func:`~cfexplain.photos.photo_codes`.
+            baseline: also search each face along its own latent gradient in the whole space
+                (:mod:`cfexplain.counterfactual.baseline`; items named ``"latent_gradient"``), the
+                unconstrained control for the subspaces.
             target: see :func:`resolve_target` (default: flip each face's decision).
             subspaces: names to search in (default: all).
             budget, options: settings of the constructor (``unit``, ``budget``, ``steps``,
@@ -222,14 +249,22 @@ class CounterfactualExplainer:
         :class:`CounterfactualResult` (absent when no batch had finished).
         """
         if budget is not None or options:
-            return self.with_options(budget=budget, **options).explain(codes_or_seeds, target=target,
-                                                                       subspaces=subspaces)
+            return self.with_options(budget=budget, **options).explain(codes_or_seeds, images=images, target=target,
+                                                                       subspaces=subspaces, photo_options=photo_options,
+                                                                       baseline=baseline)
         names = list(subspaces) if subspaces is not None else list(self.subspaces)
         for name in names:
             self.subspaces[name]  # raises for unknown names
         if max(self.subspaces[name].dim for name in names) == 0:
             raise InputError("all requested subspaces are empty (0 directions)")
-        problem = self.problem(self.faces(codes_or_seeds), target, [self.edit_basis(name) for name in names])
+        codes, photos = self.faces_or_photos(codes_or_seeds, images, photo_options)
+        problem = self.problem(codes, target, [self.edit_basis(name) for name in names])
+        basis_names, basis_dims = list(names), [self.subspaces[name].dim for name in names]
+        if baseline:
+            problem = with_latent_gradient(problem, self.generator, self.space, self.unit, batch_size=self.batch_size,
+                                           scale_samples=self.scale_samples)
+            basis_names += [BASELINE_NAME] * len(codes)
+            basis_dims += [1] * len(codes)
         records = _Records.empty(problem)
         from tqdm.auto import tqdm
 
@@ -243,9 +278,10 @@ class CounterfactualExplainer:
                     bar.update(len(rows))
         except (Exception, KeyboardInterrupt) as error:  # keep the finished batches on the exception
             if finished:
-                attach_partial_result(error, lambda: self._result(problem, names, records.head(finished), finished))
+                attach_partial_result(error, lambda: self._result(problem, basis_names, basis_dims,
+                                                                  records.head(finished), finished, photos))
             raise
-        return self._result(problem, names, records, problem.items)
+        return self._result(problem, basis_names, basis_dims, records, problem.items, photos)
 
     def _search_chunk(self, chunk: SearchChunk, records: _Records) -> None:
         """Search one chunk and its minimal edits into ``records``."""
@@ -258,8 +294,9 @@ class CounterfactualExplainer:
                                                                                         crossing.pixels)
         records.sensitivity[rows] = end.sensitivity
 
-    def _result(self, problem: SearchProblem, names: list[str], records: _Records, count: int) -> CounterfactualResult:
-        """The result of the first ``count`` items."""
+    def _result(self, problem: SearchProblem, names: list[str], dims: list[int], records: _Records, count: int,
+                photos: PhotoFaces | None = None) -> CounterfactualResult:
+        """The result of the first ``count`` items; ``names`` and ``dims``: per basis of the problem."""
         face_of, subspace_of = problem.face_of[:count], problem.subspace_of[:count]
         alpha, minimal_t = records.alpha, records.minimal_t
         t = torch.nan_to_num(minimal_t, nan=0.0)
@@ -289,10 +326,11 @@ class CounterfactualExplainer:
             changed = on_before != (records.minimal_logits > self.threshold_logit)
             changed[torch.arange(len(index), device=changed.device), index] = False
             table["other_heads_flipped"] = column(changed.sum(dim=1))
-        dims = [self.subspaces[names[s]].dim for s in subspace_of.tolist()]
-        coefficients = [alpha[i, : dims[i]].tolist() for i in range(len(alpha))]
+        item_dims = [dims[s] for s in subspace_of.tolist()]
+        coefficients = [alpha[i, : item_dims[i]].tolist() for i in range(len(alpha))]
         settings = {**{k: v for k, v in self.options.items() if k not in ("progress", "scale_samples", "image_samples")},
                     "classifier": self.classifier.name}
-        return CounterfactualResult(self.space, tuple(self.subspaces.latent_shape), problem.codes.detach().cpu(), names,
+        return CounterfactualResult(self.space, tuple(self.subspaces.latent_shape), problem.codes.detach().cpu(),
+                                    list(dict.fromkeys(names)),
                                     table, deltas.detach().cpu(), end_deltas.detach().cpu(), coefficients,
-                                    problem.target.description, settings, generator=self.generator)
+                                    problem.target.description, settings, generator=self.generator, photos=photos)

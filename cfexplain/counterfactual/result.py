@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from .._integrity import load_tensors, seal, verify
 from .._io import atomic_write, read_versioned_json
 from ..errors import InputError
 from ..generators.base import Generator
+from ..photos.faithfulness import PhotoFaces
 
 __all__ = ["CounterfactualResult", "RESULT_FORMAT_VERSION", "attach_partial_result"]
 
@@ -39,6 +40,9 @@ class CounterfactualResult:
         target: what was asked for; settings: the search settings.
         generator: the generator searched with, for :meth:`images` (not saved: ``None`` after
             :meth:`load`).
+        photos: when the faces are photos (:mod:`cfexplain.photos`): the photos, their
+            reconstructions and the faithfulness gate's verdict, one per face; the table then has
+            a ``faithful`` column. ``None`` for generated faces.
     """
 
     space: str
@@ -52,6 +56,29 @@ class CounterfactualResult:
     target: str
     settings: dict[str, Any]
     generator: Generator | None = field(default=None, repr=False, compare=False)
+    photos: PhotoFaces | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.photos is not None:
+            if len(self.photos) != len(self.codes):
+                raise InputError(f"{len(self.photos)} photos for {len(self.codes)} faces")
+            if "faithful" not in self.table:
+                self.table["faithful"] = self.photos.faithful.numpy()[self.table["face"].to_numpy()].astype(bool)
+
+    def faces(self, faces: Sequence[int] | torch.Tensor) -> "CounterfactualResult":
+        """The result restricted to the faces at indices ``faces`` (renumbered 0, 1, … in that order)."""
+        faces = [int(f) for f in torch.as_tensor(faces, dtype=torch.long).tolist()]
+        position = {face: i for i, face in enumerate(faces)}
+        rows = [i for i, face in enumerate(self.table["face"].tolist()) if face in position]
+        rows.sort(key=lambda i: (position[int(self.table["face"].iloc[i])], i))
+        table = self.table.iloc[rows].reset_index(drop=True)
+        table["face"] = [position[int(f)] for f in table["face"]]
+        index = torch.tensor(rows, dtype=torch.long)
+        return CounterfactualResult(self.space, self.latent_shape, self.codes[torch.tensor(faces, dtype=torch.long)],
+                                    list(self.subspaces), table, self.deltas[index], self.end_deltas[index],
+                                    [self.coefficients[i] for i in rows], self.target, dict(self.settings),
+                                    generator=self.generator,
+                                    photos=None if self.photos is None else self.photos.subset(torch.tensor(faces)))
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per item: ``face, subspace, flipped, min_edit`` (standard deviations),
@@ -71,11 +98,16 @@ class CounterfactualResult:
         return (self.codes[faces] + deltas).reshape(-1, *self.latent_shape)
 
     def images(self, which: str = "minimal", *, generator: Generator | None = None, batch_size: int = 32) -> torch.Tensor:
-        """Images ``(items, 3, H, W)`` of every item, on the CPU: the ``"original"`` faces, the
-        counterfactuals at the ``"minimal"`` edit, or at the search's ``"end"``; synthesised in
-        batches with the generator searched with (give ``generator`` for a loaded result)."""
+        """Images ``(items, 3, H, W)`` of every item, on the CPU: the ``"original"`` faces (for
+        photos: their reconstructions), the counterfactuals at the ``"minimal"`` edit, or at the
+        search's ``"end"``; synthesised in batches with the generator searched with (give
+        ``generator`` for a loaded result). ``"photo"``: the aligned photo of each item's face."""
+        if which == "photo":
+            if self.photos is None:
+                raise InputError("this result's faces are generated, not photos: there is no 'photo' image")
+            return self.photos.photos[torch.tensor(self.table["face"].to_numpy(), dtype=torch.long)]
         if which not in ("original", "minimal", "end"):
-            raise InputError(f"which must be 'original', 'minimal' or 'end', got {which!r}")
+            raise InputError(f"which must be 'original', 'minimal', 'end' or 'photo', got {which!r}")
         generator = generator if generator is not None else self.generator
         if generator is None:
             raise InputError("this result has no generator (it was loaded from disk): pass generator=, the one searched with")
@@ -89,10 +121,12 @@ class CounterfactualResult:
         records = self.table.replace({np.nan: None}).to_dict(orient="records")
         return {"format_version": RESULT_FORMAT_VERSION, "space": self.space, "latent_shape": list(self.latent_shape),
                 "target": self.target, "settings": self.settings, "subspaces": self.subspaces, "items": records,
-                "coefficients": self.coefficients}
+                "coefficients": self.coefficients,
+                "photos": None if self.photos is None else self.photos.to_document()}
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        return {"codes": self.codes, "deltas": self.deltas, "end_deltas": self.end_deltas}
+        photos = {} if self.photos is None else self.photos.tensors()
+        return {"codes": self.codes, "deltas": self.deltas, "end_deltas": self.end_deltas, **photos}
 
     def to_json(self) -> str:
         """The result as JSON (format version :data:`RESULT_FORMAT_VERSION`); tensors excluded, their
@@ -116,9 +150,10 @@ class CounterfactualResult:
         meta = read_versioned_json(folder / "result.json", RESULT_FORMAT_VERSION, "counterfactual result")
         tensors = load_tensors(folder / "tensors.pt", "counterfactual result")
         verify(meta, tensors, folder / "result.json", "counterfactual result")
+        photos = PhotoFaces.from_saved(meta["photos"], tensors) if meta.get("photos") else None
         return cls(meta["space"], tuple(meta["latent_shape"]), tensors["codes"], meta["subspaces"],
                    pd.DataFrame(meta["items"]), tensors["deltas"], tensors["end_deltas"], meta["coefficients"],
-                   meta["target"], meta["settings"])
+                   meta["target"], meta["settings"], photos=photos)
 
 
 def attach_partial_result(error: BaseException, build: Callable[[], CounterfactualResult]) -> None:
