@@ -6,12 +6,14 @@ The public API is flat: generators (:func:`load_generator`, :class:`StyleGAN2Gen
 (:class:`Semantic`, :func:`learn_subspaces`, :class:`SubspaceSet`), unsupervised directions
 (:func:`discover_directions`, :class:`VoynovDiscovery`), counterfactuals and the audit (:class:`CounterfactualExplainer`,
 :class:`SearchSettings`, :func:`audit`, :mod:`cfexplain.trust`), the classifier adapter
-(:class:`Classifier`, :class:`Preprocessing`, :class:`OutputSpec`), the offline models
+(:class:`Classifier`, :class:`Preprocessing`, :class:`OutputSpec`), real photos (:func:`align_faces`,
+:func:`invert`, :func:`check_faithfulness`, :mod:`cfexplain.photos`), the offline models
 (:mod:`cfexplain.zoo`) and the exceptions (:mod:`cfexplain.errors`).
 """
 
-from . import analyzers, criteria, discovery, errors, presets, trust, zoo
+from . import analyzers, criteria, discovery, errors, photos, presets, trust, zoo
 from .audit import AuditResult, audit
+from .photos import InversionResult, PhotoFaces, align_faces, check_faithfulness, invert
 from .counterfactual import CounterfactualExplainer, CounterfactualResult, SearchSettings
 from .discovery import VoynovDiscovery, discover_directions
 from .analyzers import (
@@ -32,6 +34,7 @@ from .errors import (
     InputError,
     ModelFetchError,
     ModelOutputError,
+    PhotoError,
     ShapeError,
     UnknownCheckpointFormatError,
     UnsafeCheckpointError,
@@ -69,6 +72,7 @@ __all__ = [
     "FaceParsing",
     "Generator",
     "InputError",
+    "InversionResult",
     "LandmarkDetector",
     "LandmarkRegionParser",
     "LowSpecificityWarning",
@@ -76,6 +80,8 @@ __all__ = [
     "ModelOutputError",
     "ModuleGenerator",
     "OutputSpec",
+    "PhotoError",
+    "PhotoFaces",
     "Preprocessing",
     "SearchSettings",
     "Semantic",
@@ -91,15 +97,19 @@ __all__ = [
     "UnsupportedModelError",
     "VoynovDiscovery",
     "__version__",
+    "align_faces",
     "analyzers",
     "audit",
+    "check_faithfulness",
     "criteria",
     "discover_directions",
     "discovery",
     "errors",
+    "invert",
     "learn_subspaces",
     "load_generator",
     "measure_specificity",
+    "photos",
     "presets",
     "subspace_agreement",
     "trust",

@@ -11,6 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from cfexplain import zoo
@@ -19,6 +20,7 @@ from cfexplain.counterfactual import CounterfactualResult
 from cfexplain.cli import EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from cfexplain.cli.gates import parse_gate
 from cfexplain.errors import InputError, ModelFetchError
+from cfexplain.imaging import to_pil
 from cfexplain.report import load_results_schema
 from cfexplain.subspaces import SubspaceSet
 from conftest import fixture_path
@@ -46,6 +48,31 @@ def test_demo_runs_a_real_audit(tmp_path, capsys):
                  str(tmp_path / "subspaces"), "--faces", "2", "--out", str(out_dir)]) == EXIT_OK
     printed = capsys.readouterr().out
     assert "no analyzer stack known" not in printed and "side_effect" in printed
+    assert "unconstrained control" in printed and "latent_gradient" in printed
+
+    # photos instead of generated faces: a folder with one usable photo and one without a face
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    to_pil(zoo.example_photos(["astronaut"])[0].pixels[None])[0].save(photos / "astronaut.png")
+    Image.new("RGB", (96, 96), (120, 120, 120)).save(photos / "wall.png")
+    photo_audit = ["audit", "--generator", "zoo:dcgan", "--classifier", "zoo:gender", "--subspaces",
+                   str(tmp_path / "subspaces"), "--images", str(photos), "--inversion-steps", "20",
+                   "--out", str(tmp_path / "photo-audit")]
+    assert main(photo_audit) == EXIT_USAGE  # the wall has no face: named, nothing half-done
+    assert "wall.png: no face" in capsys.readouterr().err
+    assert main(photo_audit + ["--skip-unusable"]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "photos keep their decision" in printed and "1 photos skipped" in printed
+    page = (tmp_path / "photo-audit" / "report.html").read_text()
+    assert "<h3>Photos</h3>" in page and 'data-photo="' in page and "astronaut.png" in page
+    saved = AuditResult.load(tmp_path / "photo-audit" / "audit")
+    assert saved.counterfactuals.photos.names == [str(photos / "astronaut.png")]
+    assert saved.counterfactuals.photos.skipped == [(str(photos / "wall.png"), "no face")]
+    assert main(["explain", "--generator", "zoo:dcgan", "--classifier", "zoo:gender", "--subspaces",
+                 str(tmp_path / "subspaces"), "--images", str(photos / "astronaut.png"), "--inversion-steps", "20",
+                 "--out", str(tmp_path / "photo-explain")]) == EXIT_OK
+    assert (tmp_path / "photo-explain" / "photos.csv").read_text().startswith("photo,psnr,")
+    assert "latent_gradient" in capsys.readouterr().out
 
 
 def test_model_fetch_failure_exits_2_with_a_message(tmp_path, monkeypatch, capsys):

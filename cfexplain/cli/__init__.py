@@ -19,6 +19,7 @@ from ..audit import audit
 from ..counterfactual.settings import SearchSettings
 from ..counterfactual.units import DEFAULT_BUDGETS
 from ..errors import CfexplainError, describe_exception
+from ..photos.inversion import invert
 from ..subspaces.learn import learn_subspaces
 from .commands import EXPLAIN_FACES, EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_audit, run_demo, run_explain, run_learn, run_report
 
@@ -82,6 +83,17 @@ def _search(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--batch-size", type=int, help=f"counterfactuals searched together (default: {_DEFAULTS.batch_size}); "
                                                        "memory grows with it, and the finished batches are kept on an error")
     parser.add_argument("--out", help=f"output folder (default: {default_out})")
+    photos = parser.add_argument_group("photos (instead of generated faces)")
+    photos.add_argument("--images", metavar="PATH", help="a photo, or a folder of photos: their faces are aligned to "
+                                                         "the generator's framing, inverted, gated and explained")
+    photos.add_argument("--multiple-faces", choices=["error", "largest", "all"],
+                        help="a photo with several faces: stop with an error (default), take the largest, or all")
+    photos.add_argument("--skip-unusable", action="store_true", default=None,
+                        help="leave out photos without a usable face (listed) instead of stopping")
+    photos.add_argument("--inversion-steps", type=int,
+                        help=f"optimisation steps per photo (default: {_default(invert, 'steps')})")
+    photos.add_argument("--include-unfaithful", action="store_true", default=None,
+                        help="audit: count photos whose decision changes on their reconstruction in the table too")
 
 
 def _add_demo(commands: _Subcommands) -> None:

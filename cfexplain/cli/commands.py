@@ -56,6 +56,8 @@ def _save_counterfactuals(result, folder: Path) -> None:
     """A counterfactual result and its ``table.csv``, written to ``folder``."""
     result.save(folder)
     result.to_dataframe().to_csv(folder / "table.csv", index=False)
+    if result.photos is not None:
+        result.photos.table().to_csv(folder / "photos.csv", index=False)
 
 
 @contextmanager
@@ -227,6 +229,9 @@ def _audit_inputs(args: argparse.Namespace, section: str):
     settings = merge(config, section, {"subspaces": args.subspaces, "faces": args.faces, "seed": args.seed,
                                        "target": args.target, "unit": args.unit, "budget": args.budget,
                                        "batch_size": args.batch_size,
+                                       "images": args.images, "multiple_faces": args.multiple_faces,
+                                       "skip_unusable": args.skip_unusable, "inversion_steps": args.inversion_steps,
+                                       "include_unfaithful": args.include_unfaithful,
                                        "out": args.out})
     if not settings.get("subspaces"):
         raise InputError("no subspaces: give --subspaces FOLDER (from `cfexplain learn`)")
@@ -257,16 +262,37 @@ def _audit_semantics(args: argparse.Namespace, config: dict, subspaces, device: 
         return None
 
 
+def _photos(settings: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``images`` and ``photo_options`` for the explainer or the audit when photos are given (``{}`` otherwise)."""
+    if not settings.get("images"):
+        return {}
+    path = Path(settings["images"])
+    if not path.exists():
+        raise InputError(f"--images {path}: no such file or folder")
+    alignment = {"multiple": settings.get("multiple_faces") or "error",
+                 "skip_unusable": bool(settings.get("skip_unusable"))}
+    inversion = {"steps": int(settings["inversion_steps"])} if settings.get("inversion_steps") is not None else {}
+    return {"images": path, "photo_options": {"alignment": alignment, "inversion": inversion}}
+
+
 def run_explain(args: argparse.Namespace) -> int:
-    """Counterfactuals of faces in every subspace; saved with their table."""
+    """Counterfactuals of faces (generated, or the photos of --images) in every subspace and along
+    the unconstrained latent gradient; saved with their table."""
     from ..counterfactual import CounterfactualExplainer
 
     _, generator, classifier, subspaces, settings, out = _audit_inputs(args, "explain")
     explainer = CounterfactualExplainer(generator, classifier, subspaces, **_search_options(settings, args))
+    photos = _photos(settings, args)
+    faces = None if photos else _faces(settings).get("n", EXPLAIN_FACES)
     with _keeping_partial_results(args, out / "partial"):
-        result = explainer.explain(_faces(settings).get("n", EXPLAIN_FACES), target=_target(settings.get("target")))
+        result = explainer.explain(faces, target=_target(settings.get("target")), baseline=True, **photos)
     _save_counterfactuals(result, out)
-    flipped = result.table.groupby("subspace")["flipped"].mean()
+    if result.photos is not None:
+        _say(args, result.photos.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        for name, reason in result.photos.skipped:
+            _say(args, f"skipped {name}: {reason}")
+        _say(args, result.photos.summary() + "; counterfactuals of unfaithful photos are flagged (faithful = False)")
+    flipped = result.table.groupby("subspace", sort=False)["flipped"].mean()
     _say(args, "flip rates: " + ", ".join(f"{name} {rate:.0%}" for name, rate in flipped.items()) + f"; saved to {out}")
     return EXIT_OK
 
@@ -282,13 +308,21 @@ def run_audit(args: argparse.Namespace) -> int:
     check_gates(gates, list(subspaces))
     semantics = _audit_semantics(args, config, subspaces, str(generator.device))
     with _keeping_partial_results(args, out / "partial"):
-        result = audit(generator, classifier, subspaces, **_faces(settings), target=_target(settings.get("target")),
-                       semantics=semantics, **_search_options(settings, args))
+        photos = _photos(settings, args)
+        faces = {} if photos else _faces(settings)
+        result = audit(generator, classifier, subspaces, **faces, target=_target(settings.get("target")),
+                       semantics=semantics, include_unfaithful=bool(settings.get("include_unfaithful")), **photos,
+                       **_search_options(settings, args))
     result.save(out / "audit")
     title = f"{classifier.name}: {result.target}"
     write_report(out, generator, subspaces, [ReportSection(title, result, classifier)], title=f"cfexplain audit of {classifier.name}",
                  config=config)
     _say(args, result.table.to_string(index=False))
+    if len(result.baseline):
+        _say(args, "unconstrained control (each face along its own latent gradient, not ranked):")
+        _say(args, result.baseline.to_string(index=False))
+    if result.counterfactuals.photos is not None:
+        _say(args, result.counterfactuals.photos.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     _say(args, result.summary())
     _say(args, f"wrote {out / 'report.html'}, {out / 'results.json'}, {out / 'table.csv'}")
     failures = failed_gates(gates, result)

@@ -143,6 +143,7 @@ class AlignedFaces:
         outside: the fraction of each aligned image that lay outside its photo (filled by
             replicating the photo's border).
         framing: how the windows were chosen, in words.
+        skipped: with ``skip_unusable``: ``(photo, reason)`` of each photo left out.
     """
 
     images: torch.Tensor
@@ -151,6 +152,7 @@ class AlignedFaces:
     windows: torch.Tensor
     outside: torch.Tensor
     framing: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -167,7 +169,7 @@ def _outside_fraction(shape: tuple[int, int], centre: torch.Tensor, x_axis: torc
 
 def align_faces(photos: PhotoSource | Sequence[Photo], generator: Generator, *, detector: BlazeFaceDetector | None = None,
                 facemesh=None, framing: Framing | None = None, multiple: Literal["error", "largest", "all"] = "error",
-                min_face_size: float | None = None, progress: bool = False) -> AlignedFaces:
+                min_face_size: float | None = None, skip_unusable: bool = False, progress: bool = False) -> AlignedFaces:
     """Detect, landmark and align the face of each photo to ``generator``'s framing.
 
     Args:
@@ -182,11 +184,14 @@ def align_faces(photos: PhotoSource | Sequence[Photo], generator: Generator, *, 
             (``"largest"``), or all of them (``"all"``, named ``photo#1``, ``photo#2`` …).
         min_face_size: the smallest detection box side, in photo pixels (default: a quarter of
             the generator's resolution): smaller faces would be blown up past what the photo holds.
+        skip_unusable: leave out photos without a usable face (listed in ``skipped`` with the
+            reason) instead of raising; at least one must remain.
         progress: show a progress bar.
 
     Raises:
         PhotoError: naming the photo, when it cannot be read, has no face, several faces (with
-            ``multiple="error"``) or only faces smaller than ``min_face_size``.
+            ``multiple="error"``) or only faces smaller than ``min_face_size`` (without
+            ``skip_unusable``; with it, when no photo remains).
     """
     from .. import zoo
 
@@ -199,22 +204,15 @@ def align_faces(photos: PhotoSource | Sequence[Photo], generator: Generator, *, 
     framing = framing if framing is not None else default_framing(generator, facemesh)
     resolution = generator.resolution
     smallest = resolution / 4 if min_face_size is None else float(min_face_size)
-    images, names, detections, windows, outside = [], [], [], [], []
+    images, names, detections, windows, outside, skipped = [], [], [], [], [], []
     for photo in tqdm(items, desc="aligning", unit="photo", disable=not progress):
-        faces = detector.detect(photo.pixels)
-        if not faces:
-            raise PhotoError(photo.name, "no face", f"the detector found no face (min score {detector.min_score})")
-        large = [face for face in faces if face.size >= smallest]
-        if not large:
-            raise PhotoError(photo.name, "face too small",
-                             f"the largest face is {max(f.size for f in faces):.0f} px, below min_face_size "
-                             f"{smallest:.0f} px for a {resolution}² generator")
-        if len(large) > 1 and multiple == "error":
-            raise PhotoError(photo.name, "several faces",
-                             f"{len(large)} faces of at least {smallest:.0f} px; crop the photo, or pass "
-                             f"multiple='largest' or 'all'")
-        if multiple == "largest":
-            large = [max(large, key=lambda f: f.size)]
+        try:
+            large = _usable_faces(detector, photo, smallest, resolution, multiple)
+        except PhotoError as error:
+            if not skip_unusable:
+                raise
+            skipped.append((photo.name, error.reason))
+            continue
         for k, face in enumerate(large):
             points = photo_landmarks(facemesh, photo.pixels, face)
             centre, x_axis = framing.window(points)
@@ -223,5 +221,26 @@ def align_faces(photos: PhotoSource | Sequence[Photo], generator: Generator, *, 
             detections.append(face)
             windows.append(torch.stack([centre, x_axis]))
             outside.append(_outside_fraction(tuple(photo.pixels.shape[-2:]), centre, x_axis))
+    if not images:
+        raise PhotoError(items[0].name if len(items) == 1 else f"all {len(items)} photos", "no face",
+                         "no photo has a usable face: " + "; ".join(f"{n}: {r}" for n, r in skipped[:5]))
     return AlignedFaces(torch.stack(images), names, detections, torch.stack(windows), torch.tensor(outside),
-                        framing.describe())
+                        framing.describe(), skipped)
+
+
+def _usable_faces(detector: BlazeFaceDetector, photo: Photo, smallest: float, resolution: int,
+                  multiple: str) -> list[FaceDetection]:
+    """The faces of ``photo`` to align, or a :class:`PhotoError` saying why there are none."""
+    faces = detector.detect(photo.pixels)
+    if not faces:
+        raise PhotoError(photo.name, "no face", f"the detector found no face (min score {detector.min_score})")
+    large = [face for face in faces if face.size >= smallest]
+    if not large:
+        raise PhotoError(photo.name, "face too small",
+                         f"the largest face is {max(f.size for f in faces):.0f} px, below min_face_size "
+                         f"{smallest:.0f} px for a {resolution}² generator")
+    if len(large) > 1 and multiple == "error":
+        raise PhotoError(photo.name, "several faces",
+                         f"{len(large)} faces of at least {smallest:.0f} px; crop the photo, or pass "
+                         f"multiple='largest' or 'all'")
+    return [max(large, key=lambda f: f.size)] if multiple == "largest" else large

