@@ -300,3 +300,31 @@ def test_a_photo_folder_goes_through_the_whole_path(tmp_path, generator, example
                                            inversion={"steps": 20, "starts": 4})
     assert codes.shape == (1, generator.latent_dim("s")) and photos.names == [str(folder / "astronaut.png")]
     assert photos.photos.shape == (1, 3, 64, 64) and inversion.psnr.shape == (1,)
+
+
+def test_stylegan2_inverts_in_w_plus_with_regularised_noise_maps():
+    import cfexplain
+    from cfexplain.photos.inversion import _noise_penalty
+
+    config = cfexplain.StyleGAN2Config.from_channel_base(16, channel_base=64, channel_max=16, z_dim=8, w_dim=8,
+                                                         mapping_layers=2)
+    generator = cfexplain.StyleGAN2Generator(config, seed=0)
+    layers = [m for m in generator.modules() if hasattr(m, "noise_override")]
+    for layer in layers:
+        layer.noise_strength.data.fill_(0.3)
+    with torch.no_grad():
+        targets = generator.synthesize(generator.sample(2, space="w+", seed=3), space="w+")
+    result = invert(generator, targets, space="s", steps=40, starts=4, optimize_noise=True)
+    assert result.settings["optimize_space"] == "w+" and result.codes.shape == (2, generator.latent_dim("s"))
+    assert len(result.noise) == len(layers) and result.noise[0].shape == (2, 1, *layers[0].noise_const.shape)
+    assert torch.allclose(result.noise[-1].mean(dim=(2, 3)), torch.zeros(2, 1), atol=1e-4)  # renormalised each step
+    assert all(layer.noise_override is None for layer in layers)  # nothing left behind
+    with torch.no_grad():  # reconstructions are the explainer's rendering: the generator's own noise
+        assert torch.allclose(generator.synthesize(result.codes, space="s"), result.reconstructions, atol=1e-4)
+    assert "noise" in result.losses and torch.isfinite(result.psnr).all()
+    plain = invert(generator, targets, space="s", steps=150, starts=4)  # w+ alone finds the faces
+    assert plain.noise is None and (plain.psnr > 22).all(), plain.psnr
+    white = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    smooth = torch.nn.functional.interpolate(torch.randn(1, 1, 8, 8), size=32, mode="bilinear")
+    smooth = (smooth - smooth.mean()) / smooth.std()
+    assert _noise_penalty([white]) < 0.01 * _noise_penalty([smooth])  # the regulariser punishes structure

@@ -92,8 +92,6 @@ def _search(parser: argparse.ArgumentParser, default_out: str) -> None:
                         help="leave out photos without a usable face (listed) instead of stopping")
     photos.add_argument("--inversion-steps", type=int,
                         help=f"optimisation steps per photo (default: {_default(invert, 'steps')})")
-    photos.add_argument("--include-unfaithful", action="store_true", default=None,
-                        help="audit: count photos whose decision changes on their reconstruction in the table too")
 
 
 def _add_demo(commands: _Subcommands) -> None:
@@ -153,6 +151,8 @@ def _add_audit(commands: _Subcommands) -> None:
     stack.add_argument("--stack", choices=["facemesh", "bisenet_fan"], help="analyzer stack the subspaces were learned with")
     stack.add_argument("--parser", help="BiSeNet checkpoint for the bisenet_fan stack")
     stack.add_argument("--landmarks", help="FAN checkpoint for the bisenet_fan stack")
+    audit.add_argument("--include-unfaithful", action="store_true", default=None,
+                       help="with --images: count photos whose decision changes on their reconstruction in the table too")
     audit.add_argument("--fail-if", dest="fail_if", action="append", metavar="CONDITION",
                        help="exit 1 when the condition holds, e.g. 'flip_rate[hair_photometry] > 0.2' (repeatable)")
     audit.set_defaults(run=run_audit)

@@ -231,7 +231,7 @@ def _audit_inputs(args: argparse.Namespace, section: str):
                                        "batch_size": args.batch_size,
                                        "images": args.images, "multiple_faces": args.multiple_faces,
                                        "skip_unusable": args.skip_unusable, "inversion_steps": args.inversion_steps,
-                                       "include_unfaithful": args.include_unfaithful,
+                                       "include_unfaithful": getattr(args, "include_unfaithful", None),
                                        "out": args.out})
     if not settings.get("subspaces"):
         raise InputError("no subspaces: give --subspaces FOLDER (from `cfexplain learn`)")

@@ -27,13 +27,15 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["load_config", "merge", "make_generator", "make_analyzers", "make_classifier", "make_semantics"]
 
+_PHOTO_KEYS = ("images", "multiple_faces", "skip_unusable", "inversion_steps")
 KEYS = {
     "generator": ("checkpoint", "device", "sha256"),
     "analyzers": ("stack", "parser", "landmarks"),
     "learn": ("space", "semantics", "samples", "seed", "resolution", "method", "checkpoint_dir", "out"),
     "classifier": ("model", "labels", "kind", "scores", "threshold", "preprocessing"),
-    "explain": ("subspaces", "faces", "seed", "target", "unit", "budget", "batch_size", "out"),
-    "audit": ("subspaces", "faces", "seed", "target", "unit", "budget", "batch_size", "out", "fail_if"),
+    "explain": ("subspaces", "faces", "seed", "target", "unit", "budget", "batch_size", "out", *_PHOTO_KEYS),
+    "audit": ("subspaces", "faces", "seed", "target", "unit", "budget", "batch_size", "out", "fail_if", *_PHOTO_KEYS,
+              "include_unfaithful"),
 }
 PREPROCESSING_KEYS = ("size", "crop", "value_range", "mean", "std", "channel_order", "interpolation", "antialias")
 SECTIONS = tuple(KEYS)

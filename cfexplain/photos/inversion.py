@@ -326,9 +326,9 @@ def _invert_batch(generator: Generator, objective: _Objective, targets: torch.Te
     delta = torch.zeros_like(start, requires_grad=True)
     params = [delta]
     noise = None
-    if noise_layers:
-        noise = [torch.stack([torch.randn(1, *m.noise_const.shape, generator=make_rng(s)) for s in seeds])
-                 .to(start).requires_grad_(True) for m in noise_layers]
+    if noise_layers:  # start from the generator's own noise, the one counterfactuals are rendered with
+        noise = [m.noise_const.detach()[None, None].expand(len(targets), 1, -1, -1).clone().to(start).requires_grad_(True)
+                 for m in noise_layers]
         params += noise
     streams = [make_rng(s + 1) for s in seeds]
     optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
