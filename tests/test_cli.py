@@ -115,7 +115,9 @@ def test_explain(workspace):
     code = main(["explain", "--generator", checkpoint, "--subspaces", str(folder / "subspaces"), "--classifier",
                  str(folder / "bright.pt"), "--labels", "dark", "bright", "--faces", "3", "--out", str(out), "--quiet"])
     assert code == EXIT_OK
-    assert len(list(csv.DictReader(open(out / "table.csv")))) == 6
+    rows = list(csv.DictReader(open(out / "table.csv")))
+    assert len(rows) == 3 * 3  # 3 faces × (2 subspaces + the latent-gradient control)
+    assert sum(row["subspace"] == "latent_gradient" for row in rows) == 3
 
 
 def test_audit_gates_and_report(workspace, capsys):
@@ -225,7 +227,7 @@ def test_classifier_as_module_callable_from_the_working_directory(workspace, tmp
                  "--faces", "2", "--out", str(tmp_path / "cf"), "--quiet"])
     assert code == EXIT_OK
     rows = list(csv.DictReader(open(tmp_path / "cf" / "table.csv")))
-    assert len(rows) == 4 and "other_heads_flipped" in rows[0]
+    assert len(rows) == 6 and "other_heads_flipped" in rows[0]  # 2 faces × (2 subspaces + the latent-gradient control)
 
 
 def test_an_interrupted_explain_saves_the_finished_batches(workspace, tmp_path, monkeypatch, capsys):

@@ -160,7 +160,7 @@ def test_inversion_reconstructs_faces_the_generator_can_make(generator, in_domai
         starts = generator.synthesize(generator.sample(8, space="s", seed=0), space="s")
     best_start = torch.stack([((starts - f).square().mean(dim=(1, 2, 3))).min() for f in faces])
     assert (10 * torch.log10(4 / best_start) + 3 < result.psnr).all()  # optimisation gains > 3 dB on it
-    assert set(result.losses) == {"pixel"}  # the terms with a weight: the default is the pixel loss alone
+    assert set(result.losses) == {"pixel", "prior"}  # the terms with a weight (the default's)
     with torch.no_grad():  # the codes make the reconstructions
         assert torch.allclose(generator.synthesize(result.codes, space="s"), result.reconstructions, atol=1e-5)
     assert "PSNR median" in result.summary()

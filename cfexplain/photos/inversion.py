@@ -62,15 +62,16 @@ def psnr(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 class InversionLoss:
     """Weights of the inversion's loss terms (module docstring); 0 turns a term off.
 
-    The default is the pixel term alone (and the noise regulariser when StyleGAN2 noise maps are
-    optimised): on real photos the other terms bought no reconstruction quality and no surviving
-    decisions (docs/benchmarks.md, "Inversion of real photos"); ``landmarks`` also costs 5× the time.
+    The default is the pixel term with a small prior (and the noise regulariser when StyleGAN2
+    noise maps are optimised): on real photos the multiscale and landmark terms bought no
+    reconstruction quality and no surviving decisions, and the landmark term costs 5× the time
+    (docs/benchmarks.md, "Inversion of real photos").
     """
 
     pixel: float = 1.0
     multiscale: float = 0.0
     landmarks: float = 0.0
-    prior: float = 0.0
+    prior: float = 1e-3
     noise: float = 1e5
 
     def __post_init__(self) -> None:
