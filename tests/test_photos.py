@@ -206,6 +206,8 @@ def test_inversion_checks_its_input(generator, in_domain, tmp_path):
         invert(generator, torch.zeros(1, 3, 32, 32))
     with pytest.raises(InputError, match="steps"):
         invert(generator, faces, steps=0)
+    with pytest.raises(InputError, match="no images"):
+        invert(generator, faces[:0])
     with pytest.raises(InputError, match="loss weight prior"):
         InversionLoss(prior=-1)
     with pytest.raises(InputError, match="optimize_noise"):

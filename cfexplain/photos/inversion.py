@@ -260,6 +260,8 @@ def invert(generator: Generator, images: torch.Tensor, *, space: str | None = No
     if images.ndim != 4 or images.shape[-1] != generator.resolution or images.shape[-2] != generator.resolution:
         raise ShapeError(f"images must be (N, C, {generator.resolution}, {generator.resolution}) (the generator's "
                          f"resolution; align_faces makes them), got {tuple(images.shape)}")
+    if len(images) == 0:
+        raise InputError("no images to invert")
     for name, value, least in (("steps", steps, 1), ("starts", starts, 1), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise InputError(f"{name} must be an int ≥ {least}, got {value!r}")
