@@ -6,7 +6,14 @@ import torch
 
 from .errors import InputError
 
-__all__ = ["check_device"]
+__all__ = ["check_device", "module_device"]
+
+
+def module_device(module: torch.nn.Module) -> torch.device | None:
+    """The device of a module's first parameter or buffer (``None`` for a module without tensors)."""
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        return tensor.device
+    return None
 
 
 def check_device(device: torch.device | str | None) -> torch.device:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._device import module_device
 from .analyzers.base import check_images
 from .errors import CfexplainError, CheckpointNotFoundError, CorruptCheckpointError, InputError, ModelOutputError, describe_exception
 
@@ -343,7 +344,7 @@ class Classifier(nn.Module):
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, K)`` logits of generator images ``(N, 3, H, W)`` (softmax scores or log-odds)."""
         images = check_images(images)
-        device = _module_device(self)
+        device = module_device(self)
         x = self.preprocessing(images.to(device) if device is not None else images)
         try:
             raw = self._run(x)
@@ -424,9 +425,3 @@ def _takes_no_required_arguments(func: Callable) -> bool:
         return False
     return all(p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
                for p in signature.parameters.values())
-
-
-def _module_device(module: nn.Module) -> torch.device | None:
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        return tensor.device
-    return None

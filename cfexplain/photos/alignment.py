@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
+from .._device import module_device
 from ..analyzers.facemesh import FACEMESH_OUTLINES
 from ..errors import InputError, PhotoError
 from ..generators.base import Generator
@@ -94,7 +95,7 @@ class TemplateFraming(Framing):
             codes = generator.sample(n_samples, seed=seed)
             for part in codes.split(batch_size):
                 images = generator.synthesize(part).float()
-                points.append(facemesh.landmarks(images.to(_device(facemesh))).cpu())
+                points.append(facemesh.landmarks(images.to(module_device(facemesh) or images.device)).cpu())
         mean = torch.cat(points).double().mean(0)
         return cls(((mean + 0.5) / generator.resolution).float(), n_samples)
 
@@ -115,10 +116,6 @@ class TemplateFraming(Framing):
 
     def describe(self) -> str:
         return f"template of the generator's FaceMesh points ({self.samples} faces)"
-
-
-def _device(module) -> torch.device:
-    return next(iter(module.buffers()), torch.empty(0)).device
 
 
 def default_framing(generator: Generator, facemesh) -> Framing:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._device import module_device
 from ..errors import ShapeError
 from ..imaging import bilinear_sample
 
@@ -199,7 +200,7 @@ def photo_landmarks(facemesh, image: torch.Tensor, face: FaceDetection, *, scale
     size = facemesh.input_size
     crop = square_crop(image.cpu(), centre, x_axis, size)
     network = facemesh.network
-    device = next(iter(network.buffers()), torch.empty(0)).device
+    device = module_device(network) or torch.device("cpu")
     points = network((crop[None].to(device) + 1) / 2)[0].reshape(facemesh.num_points, 3)[:, :2].cpu().double()
     unit = points / size - 0.5  # window-centred, in window sides (network units are edge-based)
     along = x_axis.double()

@@ -27,9 +27,8 @@ __all__ = ["PhotoFaces", "check_faithfulness"]
 
 def _decisions(classifier: Classifier, images: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities ``(N, K)`` and decisions: class indices ``(N,)`` (softmax) or head booleans ``(N, K)``."""
-    device = next(iter(classifier.parameters()), torch.empty(0)).device
-    with torch.no_grad():
-        probabilities = torch.cat([classifier.probabilities(part.to(device)).cpu() for part in images.split(batch_size)])
+    with torch.no_grad():  # the classifier moves each batch to its own device
+        probabilities = torch.cat([classifier.probabilities(part).cpu() for part in images.split(batch_size)])
     if classifier.kind == "softmax":
         return probabilities, probabilities.argmax(dim=1)
     return probabilities, probabilities > classifier.output.threshold
