@@ -76,7 +76,7 @@ def test_newton_steps_flip_faster_than_adam(setting):
 def test_targets_by_class_and_label(setting):
     generator, classifier, subspaces, _ = setting
     explainer = CounterfactualExplainer(generator, classifier, subspaces, progress=False)
-    red = explainer.explain(6, target="red", subspaces=["left_colour"]).to_dataframe()
+    red = explainer.explain(8, target="red", subspaces=["left_colour"]).to_dataframe()
     assert red.flipped.sum() >= 3 and (red[red.flipped].p_end > 0.5).all()
     already_red = red.p_before > 0.5
     assert (red[already_red].min_edit == 0).all() and red[already_red].flipped.all()
@@ -101,9 +101,9 @@ def test_sigmoid_heads_on_and_off(setting):
 
     classifier = Classifier(TwoHeads(), output=OutputSpec.sigmoid(["red_left", "bright"]))
     explainer = CounterfactualExplainer(generator, classifier, subspaces, progress=False)
-    on = explainer.explain(6, target=("red_left", "on"), subspaces=["left_colour"]).to_dataframe()
+    on = explainer.explain(8, target=("red_left", "on"), subspaces=["left_colour"]).to_dataframe()
     assert on.flipped.sum() >= 3 and (on[on.flipped].p_end > 0.5).all() and "other_heads_flipped" in on
-    off = explainer.explain(6, target=("red_left", "off"), subspaces=["left_colour"]).to_dataframe()
+    off = explainer.explain(8, target=("red_left", "off"), subspaces=["left_colour"]).to_dataframe()
     assert off.flipped.sum() >= 3 and (off[off.flipped].p_end > 0.5).all()  # the target probability is P(head off)
     with pytest.raises(InputError, match="needs one named"):
         explainer.explain(2, target="flip")
@@ -114,7 +114,7 @@ def test_sigmoid_heads_on_and_off(setting):
 
     single = Classifier(RedLeft(), output=OutputSpec.sigmoid(["red_left"]))
     flipped = CounterfactualExplainer(generator, single, subspaces, progress=False).explain(
-        6, target="flip", subspaces=["left_colour"]).to_dataframe()  # one head: "flip" flips it
+        8, target="flip", subspaces=["left_colour"]).to_dataframe()  # one head: "flip" flips it
     assert flipped.flipped.sum() >= 3 and (flipped[flipped.flipped].p_end > 0.5).all()
 
 

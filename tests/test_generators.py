@@ -237,3 +237,17 @@ def test_returned_codes_are_writable(g32):
     ws = g32.sample(2, space="w+", seed=0)
     ws[:, 3] += 1.0  # an expanded view would make this write several slots at once
     assert not torch.equal(ws[:, 3], ws[:, 2])
+
+
+def test_sampling_is_prefix_stable():
+    """Face i depends only on (seed, i): the first k codes are the same for every n ≥ k, in any shape."""
+    from cfexplain.generators.base import standard_normal
+
+    for shape in ((100,), (12,), (512,), (7, 3)):
+        many = standard_normal(97, shape, 5)
+        for k in (1, 2, 3, 5, 8, 15, 16, 17, 40, 96):
+            assert torch.equal(standard_normal(k, shape, 5), many[:k]), (shape, k)
+    # where n · dim is a multiple of 16 the values are torch.randn's, so such draws keep their faces
+    assert torch.equal(standard_normal(16, (100,), 0), torch.randn((16, 100), generator=torch.Generator().manual_seed(0)))
+    generator = ModuleGenerator(nn.Sequential(nn.Linear(12, 3 * 4 * 4), nn.Unflatten(1, (3, 4, 4))), 12)
+    assert torch.equal(generator.sample(3, seed=9), generator.sample(10, seed=9)[:3])  # 36 values, then 120

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..errors import InputError, ShapeError
 
-__all__ = ["Generator", "NoiseMode", "Seed", "make_rng"]
+__all__ = ["Generator", "NoiseMode", "Seed", "make_rng", "standard_normal"]
 
 NoiseMode = Literal["const", "random", "none"]
 """How per-layer noise is fed: the stored buffers, fresh Gaussian noise, or no noise at all."""
@@ -20,6 +20,20 @@ Seed = Union[int, torch.Generator]
 """A random seed, or a ready ``torch.Generator`` (on the CPU) to draw from."""
 
 NOISE_MODES: tuple[str, ...] = ("const", "random", "none")
+
+
+_NORMAL_BLOCK = 16
+"""torch's CPU normal sampler fills whole blocks of 16 values alike whatever the tensor's size, but
+draws a ragged tail (and any tensor of fewer than 16 values) differently."""
+
+
+def standard_normal(n: int, shape: tuple[int, ...], seed: Seed) -> torch.Tensor:
+    """``(n, *shape)`` standard-normal values from ``seed``, prefix-stable: the first ``k`` rows are
+    the same for every ``n ≥ k``. A whole number of 16-value blocks is drawn and cut to size, so
+    the values are those of ``torch.randn`` wherever ``n · prod(shape)`` is a multiple of 16."""
+    count = n * math.prod(shape)
+    blocks = -(-max(count, 1) // _NORMAL_BLOCK)
+    return torch.randn(blocks * _NORMAL_BLOCK, generator=make_rng(seed))[:count].reshape(n, *shape)
 
 
 def make_rng(seed: Seed) -> torch.Generator:
@@ -119,7 +133,8 @@ class Generator(nn.Module, abc.ABC):
         """Draw ``n`` codes in ``space``.
 
         ``z`` is drawn from a standard normal with ``seed`` (on the CPU, so a seed gives the same
-        codes on every device) and converted to ``space``.
+        codes on every device; :func:`standard_normal`, so the first ``k`` codes are the same for
+        every ``n ≥ k``: face ``i`` depends only on the seed and ``i``) and converted to ``space``.
 
         Args:
             n: number of codes, ≥ 1.
@@ -133,8 +148,7 @@ class Generator(nn.Module, abc.ABC):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InputError(f"n must be a positive int, got {n!r}")
         self.check_space(space)
-        z = torch.randn((n, *self.latent_shape("z")), generator=make_rng(seed))
-        z = z.to(device=self.device, dtype=self.dtype)
+        z = standard_normal(n, self.latent_shape("z"), seed).to(device=self.device, dtype=self.dtype)
         with torch.no_grad():
             return self.convert(z, "z", space, truncation=truncation)
 
