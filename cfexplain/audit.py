@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import types
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from .classifiers import Classifier
 from .counterfactual import CounterfactualExplainer, CounterfactualResult, attach_partial_result
 from .counterfactual.baseline import BASELINE_NAME
 from .counterfactual.joint import joint_counterfactuals
+from .criteria.base import Criterion
 from .errors import InputError
 from .generators.base import Generator, make_rng
 from .subspaces.core import Semantic, Subspace, SubspaceSet
@@ -233,17 +233,18 @@ def _random_baseline(explainer: CounterfactualExplainer, codes: torch.Tensor, ta
     return {column: [values[position[subspaces[name].dim]] for name in names] for column, values in columns.items()}
 
 
-def _side_effects(generator: Generator, result: CounterfactualResult, semantics: Sequence[Semantic],
+def _side_effects(generator: Generator, result: CounterfactualResult, keep_criteria: Mapping[str, Sequence[Criterion]],
                   seed: int, batch_size: int) -> dict[str, float]:
-    """Median over flipped faces of mean_k ‖Δkeep_k(minimal)‖ / ‖Δkeep_k(random edit of the same size)‖."""
+    """Per subspace of ``result``: median over flipped faces of
+    mean_k ‖Δkeep_k(minimal)‖ / ‖Δkeep_k(random edit of the same size)‖, over the subspace's
+    ``keep_criteria`` (NaN without any, or without flips)."""
     table = result.table
-    by_name = {s.name: s for s in semantics}
     rng = make_rng(seed + 104729)
     effects: dict[str, float] = {}
     for name in result.subspaces:
-        semantic = by_name.get(name)
+        keep = list(keep_criteria.get(name, ()))
         rows = table.index[(table["subspace"] == name) & table["flipped"]].to_numpy()
-        if semantic is None or not semantic.keep or len(rows) == 0:
+        if not keep or len(rows) == 0:
             effects[name] = float("nan")
             continue
         ratios = []
@@ -262,8 +263,8 @@ def _side_effects(generator: Generator, result: CounterfactualResult, semantics:
                 xr = generator.synthesize((base + random).reshape(shape).to(device), space=result.space)
                 per_criterion = []
                 with shared_analyses():
-                    contexts = [c.prepare(x0) for c in semantic.keep]
-                for criterion, context in zip(semantic.keep, contexts):
+                    contexts = [c.prepare(x0) for c in keep]
+                for criterion, context in zip(keep, contexts):
                     c0 = criterion.outputs(x0, context)
                     moved = (criterion.outputs(x1, context) - c0).norm(dim=1)
                     baseline = (criterion.outputs(xr, context) - c0).norm(dim=1).clamp_min(1e-12)
@@ -389,7 +390,8 @@ def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: 
     randoms = _random_baseline(explainer, codes, target, names, stages.seed) if stages.random_baseline else {}
     for column in ("random_flip_rate", "random_median_min_edit", "random_sensitivity"):
         table[column] = randoms.get(column, [float("nan")] * len(names))
-    effects = _side_effects(generator, result, stages.semantics, stages.seed, explainer.batch_size)
+    effects = _side_effects(generator, result, {s.name: s.keep for s in stages.semantics}, stages.seed,
+                            explainer.batch_size)
     table["side_effect"] = [effects[s] for s in names]
     if "other_heads_flipped" in items:
         table["other_heads_flipped"] = [float(grouped.get_group(s)["other_heads_flipped"].mean()) for s in names]
@@ -432,11 +434,7 @@ def _baseline_row(generator: Generator, result: CounterfactualResult, stages: _S
     keep = []
     for semantic in stages.semantics:
         keep += [c for c in semantic.keep if all(c is not k for k in keep)]
-    if keep:
-        union = types.SimpleNamespace(name=BASELINE_NAME, keep=keep)
-        row["side_effect"] = _side_effects(generator, result, [union], stages.seed, 16)[BASELINE_NAME]
-    else:
-        row["side_effect"] = float("nan")
+    row["side_effect"] = _side_effects(generator, result, {BASELINE_NAME: keep}, stages.seed, 16)[BASELINE_NAME]
     flipped = items[items["flipped"]]
     row["median_pixel_l2"] = float(flipped["pixel_l2"].median()) if len(flipped) else float("nan")
     return pd.DataFrame([row])

@@ -10,7 +10,7 @@ from PIL import Image
 
 from .errors import ShapeError
 
-__all__ = ["to_uint8", "to_pil", "image_grid", "bilinear_sample"]
+__all__ = ["to_uint8", "to_pil", "image_grid", "bilinear_sample", "window_positions", "window_points"]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -61,3 +61,18 @@ def bilinear_sample(images: torch.Tensor, positions: torch.Tensor) -> torch.Tens
     top = at(0, 0) * (1 - wx) + at(0, 1) * wx
     bottom = at(1, 0) * (1 - wx) + at(1, 1) * wx
     return top * (1 - wy) + bottom * wy
+
+
+def window_positions(centre: torch.Tensor, x_axis: torch.Tensor, y_axis: torch.Tensor, size: int) -> torch.Tensor:
+    """Pixel positions ``(..., size, size, 2)`` (x, y) of the pixel centres of a square window:
+    centred at ``centre (..., 2)``, its rows along ``x_axis`` and its columns along ``y_axis``
+    (``(..., 2)`` vectors whose lengths are the window's side), row-major from the top left."""
+    steps = (torch.arange(size, dtype=centre.dtype, device=centre.device) + 0.5) / size - 0.5
+    return (centre[..., None, None, :] + steps[None, :, None] * x_axis[..., None, None, :]
+            + steps[:, None, None] * y_axis[..., None, None, :])
+
+
+def window_points(centre: torch.Tensor, x_axis: torch.Tensor, y_axis: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
+    """Image positions ``(..., K, 2)`` of points ``unit (..., K, 2)`` given in window coordinates
+    (window-centred, in window sides) of the windows of :func:`window_positions`."""
+    return centre[..., None, :] + unit[..., 0:1] * x_axis[..., None, :] + unit[..., 1:2] * y_axis[..., None, :]

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ShapeError
-from ..imaging import bilinear_sample
+from ..imaging import bilinear_sample, window_points, window_positions
 from .base import LandmarkDetector
 from .facemesh import FaceMeshLandmarks
 
@@ -98,11 +98,8 @@ class IrisLandmarks(LandmarkDetector):
     def eye_crops(self, images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
         """``(N, 2, 3, S, S)`` crops in ``[0, 1]`` (right eye, then the mirrored left eye), aligned
         with the line through the eye's corners."""
-        steps = (torch.arange(self.input_size, dtype=images.dtype, device=images.device) + 0.5) / self.input_size - 0.5
         x_axis, y_axis = self._axes(windows)
-        centre = windows[..., None, None, 0:2]
-        positions = (centre + steps[None, :, None] * x_axis[..., None, None, :]
-                     + steps[:, None, None] * y_axis[..., None, None, :])  # (N, 2, S, S, 2) image pixels
+        positions = window_positions(windows[..., 0:2], x_axis, y_axis, self.input_size)  # (N, 2, S, S, 2) pixels
         n, s = images.shape[0], self.input_size
         # bilinear reads at fixed (detached) positions: linear in the image, and forward-mode
         # differentiable, which grid_sample is not
@@ -121,7 +118,7 @@ class IrisLandmarks(LandmarkDetector):
         points = torch.cat([contours.reshape(-1, _CONTOUR, 3), iris.reshape(-1, _IRIS, 3)], dim=1)
         unit = points.reshape(n, 2, _PER_EYE, 3) / self.input_size - 0.5  # crop-centred, in crop sides
         x_axis, y_axis = self._axes(windows)
-        xy = windows[..., None, 0:2] + unit[..., 0:1] * x_axis[:, :, None] + unit[..., 1:2] * y_axis[:, :, None]
+        xy = window_points(windows[..., 0:2], x_axis, y_axis, unit[..., 0:2])
         z = unit[..., 2:3] * windows[..., None, 2:3]
         return torch.cat([xy, z], dim=-1).reshape(n, self.num_points, 3)
 

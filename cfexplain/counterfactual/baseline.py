@@ -15,19 +15,16 @@ The direction's unit: for ``"image"``, ``d_i`` is scaled by the RMS image change
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch.func import jvp
 
 from ..generators.base import Generator
 from .search import SearchProblem
+from .units import metric_view
 
 __all__ = ["BASELINE_NAME", "with_latent_gradient"]
 
 BASELINE_NAME = "latent_gradient"
 """The baseline's name in results' ``subspace`` column."""
-
-_METRIC_RESOLUTION = 128
-
 
 def _gradients(problem: SearchProblem, batch_size: int) -> torch.Tensor:
     """``(faces, D)`` unit gradients of each face's decision gap with respect to its code."""
@@ -45,8 +42,7 @@ def _gradients(problem: SearchProblem, batch_size: int) -> torch.Tensor:
 def _image_rms(problem: SearchProblem, directions: torch.Tensor) -> torch.Tensor:
     """``(faces,)`` RMS image change per unit step along each face's direction (first order)."""
     def images(flat: torch.Tensor) -> torch.Tensor:
-        x = problem.images_of(flat)
-        return F.adaptive_avg_pool2d(x, _METRIC_RESOLUTION) if x.shape[-1] > _METRIC_RESOLUTION else x
+        return metric_view(problem.images_of(flat))
 
     values = []
     for code, direction in zip(problem.codes, directions):

@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..generators.base import Generator
 from ..subspaces.core import Subspace
 
-__all__ = ["EDIT_UNITS", "DEFAULT_BUDGETS", "latent_spread", "image_metric", "edit_basis"]
+__all__ = ["EDIT_UNITS", "DEFAULT_BUDGETS", "latent_spread", "image_metric", "edit_basis", "metric_view"]
 
 EDIT_UNITS = ("image", "latent")
 DEFAULT_BUDGETS = {"image": 0.2, "latent": 3.0}
@@ -32,6 +32,11 @@ the zoo DCGAN's ``z`` does; two different faces differ by about 0.5), or 3 stand
 
 _METRIC_RESOLUTION = 128
 """Images are average-pooled to at most this size for the image metric (RMS changes are smooth)."""
+
+
+def metric_view(images: torch.Tensor) -> torch.Tensor:
+    """Images as the image metric measures them: average-pooled to at most 128² (RMS changes are smooth)."""
+    return F.adaptive_avg_pool2d(images, _METRIC_RESOLUTION) if images.shape[-1] > _METRIC_RESOLUTION else images
 
 
 def latent_spread(generator: Generator, subspace: Subspace, *, n_samples: int = 2000, seed: int = 7919) -> torch.Tensor:
@@ -52,10 +57,7 @@ def image_metric(generator: Generator, directions: torch.Tensor, space: str, *, 
     tangents = directions.T.to(device=generator.device, dtype=generator.dtype)
 
     def images(flat: torch.Tensor) -> torch.Tensor:
-        x = generator.synthesize(flat.reshape(-1, *shape), space=space)
-        if x.shape[-1] > _METRIC_RESOLUTION:
-            x = F.adaptive_avg_pool2d(x, _METRIC_RESOLUTION)
-        return x
+        return metric_view(generator.synthesize(flat.reshape(-1, *shape), space=space))
 
     metric = torch.zeros(directions.shape[1], directions.shape[1], dtype=torch.float64)
     for code in codes:

@@ -13,12 +13,12 @@ from .alignment import AlignedFaces, FFHQFraming, Framing, TemplateFraming, alig
 from .detection import BLAZEFACE_KEYPOINTS, BlazeFaceDetector, FaceDetection, photo_landmarks, square_crop
 from .faithfulness import PhotoFaces, check_faithfulness
 from .inversion import InversionLoss, InversionResult, invert, psnr
-from .io import PHOTO_SUFFIXES, Photo, load_photos
+from .io import PHOTO_SUFFIXES, Photo, load_photos, pixels_of
 from .pipeline import photo_codes
 
 __all__ = [
     "AlignedFaces", "BLAZEFACE_KEYPOINTS", "BlazeFaceDetector", "FFHQFraming", "FaceDetection", "Framing",
     "InversionLoss", "InversionResult", "PHOTO_SUFFIXES", "Photo", "PhotoFaces", "TemplateFraming", "align_faces",
-    "check_faithfulness", "default_framing", "invert", "load_photos", "photo_codes", "photo_landmarks", "psnr",
+    "check_faithfulness", "default_framing", "invert", "load_photos", "photo_codes", "photo_landmarks", "pixels_of", "psnr",
     "square_crop",
 ]

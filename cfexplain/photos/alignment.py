@@ -19,7 +19,6 @@ has no face, several faces, or a face too small for the generator's resolution.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,6 +29,7 @@ from .._device import module_device
 from ..analyzers.facemesh import FACEMESH_OUTLINES
 from ..errors import InputError, PhotoError
 from ..generators.base import Generator
+from ..imaging import window_positions
 from .detection import BlazeFaceDetector, FaceDetection, photo_landmarks, square_crop
 from .io import Photo, PhotoSource, load_photos
 
@@ -156,15 +156,14 @@ class AlignedFaces:
 
 
 def _outside_fraction(shape: tuple[int, int], centre: torch.Tensor, x_axis: torch.Tensor, samples: int = 32) -> float:
-    steps = (torch.arange(samples, dtype=torch.float64) + 0.5) / samples - 0.5
-    along, across = x_axis.double(), torch.stack([-x_axis[1], x_axis[0]]).double()
-    points = centre.double() + steps[None, :, None] * along + steps[:, None, None] * across
+    along = x_axis.double()
+    points = window_positions(centre.double(), along, torch.stack([-along[1], along[0]]), samples)
     h, w = shape
     inside = (points[..., 0] >= -0.5) & (points[..., 0] <= w - 0.5) & (points[..., 1] >= -0.5) & (points[..., 1] <= h - 0.5)
     return float(1 - inside.double().mean())
 
 
-def align_faces(photos: PhotoSource | Sequence[Photo], generator: Generator, *, detector: BlazeFaceDetector | None = None,
+def align_faces(photos: PhotoSource, generator: Generator, *, detector: BlazeFaceDetector | None = None,
                 facemesh=None, framing: Framing | None = None, multiple: Literal["error", "largest", "all"] = "error",
                 min_face_size: float | None = None, skip_unusable: bool = False, progress: bool = False) -> AlignedFaces:
     """Detect, landmark and align the face of each photo to ``generator``'s framing.
@@ -194,8 +193,7 @@ def align_faces(photos: PhotoSource | Sequence[Photo], generator: Generator, *, 
 
     if multiple not in ("error", "largest", "all"):
         raise InputError(f"multiple must be 'error', 'largest' or 'all', got {multiple!r}")
-    items = list(photos) if isinstance(photos, Sequence) and photos and all(isinstance(p, Photo) for p in photos) \
-        else load_photos(photos)
+    items = load_photos(photos)
     detector = detector if detector is not None else zoo.blazeface()
     facemesh = facemesh if facemesh is not None else zoo.facemesh()
     framing = framing if framing is not None else default_framing(generator, facemesh)

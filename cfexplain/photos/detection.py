@@ -24,7 +24,7 @@ from torch import nn
 
 from .._device import module_device
 from ..errors import ShapeError
-from ..imaging import bilinear_sample
+from ..imaging import bilinear_sample, window_points, window_positions
 
 __all__ = ["BlazeFaceDetector", "FaceDetection", "BLAZEFACE_KEYPOINTS", "photo_landmarks", "square_crop"]
 
@@ -135,9 +135,13 @@ class BlazeFaceDetector(nn.Module):
         score = torch.sigmoid(scores[0, :, 0].clamp(-_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT))
         keep = (score > self.min_score) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         boxes, points, score = boxes[keep], points[keep], score[keep]
+        offsets = torch.tensor([left, top], dtype=boxes.dtype, device=boxes.device)
+
+        def to_photo(v: torch.Tensor) -> torch.Tensor:  # input units → photo pixels
+            return (v * self.input_size - offsets) / scale
+
         faces = []
-        order = score.argsort(descending=True)
-        remaining = order
+        remaining = score.argsort(descending=True)
         while remaining.numel():
             best = remaining[0]
             close = _iou(boxes[best], boxes[remaining]) > self.iou_threshold
@@ -145,12 +149,8 @@ class BlazeFaceDetector(nn.Module):
             weights = score[group] / score[group].sum()
             box = (boxes[group] * weights[:, None]).sum(0)
             keypoints = (points[group] * weights[:, None, None]).sum(0)
-            # input units → photo pixels
-            to_photo = lambda v, offsets: (v * self.input_size - offsets) / scale  # noqa: E731
-            offsets = torch.tensor([left, top], dtype=box.dtype, device=box.device)
-            box_pixels = to_photo(box.reshape(2, 2), offsets).reshape(4)
-            faces.append(FaceDetection(tuple(float(v) for v in box_pixels), to_photo(keypoints, offsets).cpu(),
-                                       float(score[best])))
+            faces.append(FaceDetection(tuple(float(v) for v in to_photo(box.reshape(2, 2)).reshape(4)),
+                                       to_photo(keypoints).cpu(), float(score[best])))
         return faces
 
 
@@ -171,12 +171,14 @@ def square_crop(image: torch.Tensor, centre: torch.Tensor, x_axis: torch.Tensor,
         ratio = torch.tensor([shrunk[1] / w, shrunk[0] / h])
         centre = (centre + 0.5) * ratio - 0.5
         x_axis = x_axis.float() * ratio
-    along = x_axis.float()
-    across = torch.stack([-along[1], along[0]])
-    steps = (torch.arange(size, dtype=torch.float32) + 0.5) / size - 0.5
-    positions = centre + steps[None, :, None] * along + steps[:, None, None] * across  # (size, size, 2)
-    colours = bilinear_sample(source.to(positions.device), positions.reshape(1, -1, 2).to(source.device))
-    return colours.reshape(image.shape[0], size, size)
+    along = x_axis.float().to(source.device)
+    positions = window_positions(centre.to(source.device), along, _clockwise(along), size)
+    return bilinear_sample(source, positions.reshape(1, -1, 2)).reshape(image.shape[0], size, size)
+
+
+def _clockwise(vector: torch.Tensor) -> torch.Tensor:
+    """``vector`` turned 90° clockwise on screen (y points down)."""
+    return torch.stack([-vector[..., 1], vector[..., 0]], dim=-1)
 
 
 @torch.no_grad()
@@ -204,5 +206,4 @@ def photo_landmarks(facemesh, image: torch.Tensor, face: FaceDetection, *, scale
     points = network((crop[None].to(device) + 1) / 2)[0].reshape(facemesh.num_points, 3)[:, :2].cpu().double()
     unit = points / size - 0.5  # window-centred, in window sides (network units are edge-based)
     along = x_axis.double()
-    across = torch.stack([-along[1], along[0]])
-    return (centre.double() + unit[:, :1] * along + unit[:, 1:] * across).float()
+    return window_points(centre.double(), along, _clockwise(along), unit).float()

@@ -12,12 +12,12 @@ import torch
 
 from ..errors import InputError, PhotoError, ShapeError
 
-__all__ = ["Photo", "load_photos", "PHOTO_SUFFIXES"]
+__all__ = ["Photo", "load_photos", "pixels_of", "PHOTO_SUFFIXES"]
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 """File suffixes a folder is searched for (case-insensitive)."""
 
-PhotoSource = str | os.PathLike | torch.Tensor | Sequence[str | os.PathLike]
+PhotoSource = str | os.PathLike | torch.Tensor | Sequence[str | os.PathLike] | Sequence["Photo"]
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,23 @@ class Photo:
     pixels: torch.Tensor
 
 
+def pixels_of(image) -> torch.Tensor:
+    """A PIL image as ``(3, H, W)`` float pixels in ``[-1, 1]`` (grey and RGBA images converted to RGB)."""
+    rgb = np.asarray(image.convert("RGB"))
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
+
+
 def _read(path: Path) -> Photo:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
+            pixels = pixels_of(image)
     except FileNotFoundError:
         raise PhotoError(str(path), "unreadable", "no such file") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise PhotoError(str(path), "unreadable", f"not an image PIL can read ({exc})") from exc
-    return Photo(str(path), torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 127.5 - 1.0)
+    return Photo(str(path), pixels)
 
 
 def _from_tensor(images: torch.Tensor) -> list[Photo]:
@@ -56,7 +62,8 @@ def _from_tensor(images: torch.Tensor) -> list[Photo]:
 
 def load_photos(source: PhotoSource) -> list[Photo]:
     """The photos of ``source``: an ``(N, 3, H, W)`` tensor in ``[-1, 1]``, an image file, a folder
-    (its image files, :data:`PHOTO_SUFFIXES`, sorted by name, not recursive), or a list of files.
+    (its image files, :data:`PHOTO_SUFFIXES`, sorted by name, not recursive), a list of files, or
+    a list of :class:`Photo` objects (returned as they are).
 
     Raises:
         PhotoError: a file cannot be read (named); InputError: a folder without images, or an empty list.
@@ -74,6 +81,8 @@ def load_photos(source: PhotoSource) -> list[Photo]:
     paths = list(source)
     if not paths:
         raise InputError("no photos given")
+    if all(isinstance(p, Photo) for p in paths):
+        return paths
     if not all(isinstance(p, (str, os.PathLike)) for p in paths):
         raise InputError("photos must be a tensor, a file, a folder, or a list of files")
     return [_read(Path(p)) for p in paths]

