@@ -251,3 +251,21 @@ def test_sampling_is_prefix_stable():
     assert torch.equal(standard_normal(16, (100,), 0), torch.randn((16, 100), generator=torch.Generator().manual_seed(0)))
     generator = ModuleGenerator(nn.Sequential(nn.Linear(12, 3 * 4 * 4), nn.Unflatten(1, (3, 4, 4))), 12)
     assert torch.equal(generator.sample(3, seed=9), generator.sample(10, seed=9)[:3])  # 36 values, then 120
+
+
+def test_sampling_shards_from_any_start(monkeypatch):
+    """sample(n, start=a) is faces a … a+n−1 of the full draw, whatever the block boundaries, also
+    when the skipped rows are drawn in several chunks."""
+    import cfexplain.generators.base as base
+
+    for shape in ((100,), (7, 3), (512,)):
+        many = base.standard_normal(60, shape, 11)
+        for start, count in ((0, 5), (1, 1), (3, 17), (16, 20), (29, 31), (59, 1)):
+            assert torch.equal(base.standard_normal(count, shape, 11, start=start), many[start:start + count])
+    monkeypatch.setattr(base, "_SKIP_CHUNK_BLOCKS", 3)  # skip in chunks of 48 values
+    many = base.standard_normal(40, (13,), 2)
+    assert torch.equal(base.standard_normal(9, (13,), 2, start=31), many[31:])
+    generator = ModuleGenerator(nn.Sequential(nn.Linear(12, 3 * 4 * 4), nn.Unflatten(1, (3, 4, 4))), 12)
+    assert torch.equal(generator.sample(4, seed=9, start=6), generator.sample(10, seed=9)[6:])
+    with pytest.raises(InputError, match="start"):
+        generator.sample(2, start=-1)

@@ -26,14 +26,31 @@ _NORMAL_BLOCK = 16
 """torch's CPU normal sampler fills whole blocks of 16 values alike whatever the tensor's size, but
 draws a ragged tail (and any tensor of fewer than 16 values) differently."""
 
+_SKIP_CHUNK_BLOCKS = 1 << 16
+"""Blocks drawn at a time when :func:`standard_normal` skips rows (bounds its memory); consecutive
+draws of whole blocks continue one stream exactly."""
 
-def standard_normal(n: int, shape: tuple[int, ...], seed: Seed) -> torch.Tensor:
-    """``(n, *shape)`` standard-normal values from ``seed``, prefix-stable: the first ``k`` rows are
-    the same for every ``n ≥ k``. A whole number of 16-value blocks is drawn and cut to size, so
-    the values are those of ``torch.randn`` wherever ``n · prod(shape)`` is a multiple of 16."""
-    count = n * math.prod(shape)
+
+def standard_normal(n: int, shape: tuple[int, ...], seed: Seed, *, start: int = 0) -> torch.Tensor:
+    """Rows ``start … start + n − 1`` of the standard-normal stream of ``seed`` (each row of shape
+    ``shape``), prefix-stable: row ``i`` is the same whatever ``n`` and ``start``, so a shard of
+    the rows can be drawn on its own. Whole 16-value blocks are drawn and cut to size, so the values
+    are those of ``torch.randn`` wherever ``n · prod(shape)`` is a multiple of 16 (and ``start`` is 0).
+    The rows before ``start`` are drawn and dropped, a bounded chunk at a time."""
+    if start < 0:
+        raise InputError(f"start must be ≥ 0, got {start}")
+    row = math.prod(shape)
+    rng = make_rng(seed)
+    skip = start * row
+    skipped_blocks = skip // _NORMAL_BLOCK
+    while skipped_blocks:
+        blocks = min(skipped_blocks, _SKIP_CHUNK_BLOCKS)
+        torch.randn(blocks * _NORMAL_BLOCK, generator=rng)
+        skipped_blocks -= blocks
+    offset = skip - (skip // _NORMAL_BLOCK) * _NORMAL_BLOCK
+    count = offset + n * row
     blocks = -(-max(count, 1) // _NORMAL_BLOCK)
-    return torch.randn(blocks * _NORMAL_BLOCK, generator=make_rng(seed))[:count].reshape(n, *shape)
+    return torch.randn(blocks * _NORMAL_BLOCK, generator=rng)[offset:count].reshape(n, *shape)
 
 
 def make_rng(seed: Seed) -> torch.Generator:
@@ -128,27 +145,31 @@ class Generator(nn.Module, abc.ABC):
         return math.prod(self.latent_shape(space))
 
     def sample(
-        self, n: int, *, space: str = "z", seed: Seed = 0, truncation: float = 1.0
+        self, n: int, *, space: str = "z", seed: Seed = 0, truncation: float = 1.0, start: int = 0
     ) -> torch.Tensor:
-        """Draw ``n`` codes in ``space``.
+        """Draw ``n`` codes in ``space``: faces ``start … start + n − 1`` of ``seed``.
 
         ``z`` is drawn from a standard normal with ``seed`` (on the CPU, so a seed gives the same
-        codes on every device; :func:`standard_normal`, so the first ``k`` codes are the same for
-        every ``n ≥ k``: face ``i`` depends only on the seed and ``i``) and converted to ``space``.
+        codes on every device) by :func:`standard_normal`, which is prefix-stable: face ``i``
+        depends only on the seed and ``i``, so ``sample(n, seed=s)[a:b]`` equals
+        ``sample(b - a, seed=s, start=a)``, the way a process draws its shard of an audit's faces.
 
         Args:
             n: number of codes, ≥ 1.
             space: one of :attr:`spaces`.
-            seed: an int or a CPU ``torch.Generator``.
+            seed: an int or a CPU ``torch.Generator`` (drawn from as it stands).
             truncation: ψ of the truncation trick (see :meth:`convert`); 1.0 leaves codes as drawn.
+            start: the index of the first face drawn, ≥ 0.
 
         Returns:
             ``(n, *latent_shape(space))`` on the generator's device and dtype.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InputError(f"n must be a positive int, got {n!r}")
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise InputError(f"start must be an int ≥ 0, got {start!r}")
         self.check_space(space)
-        z = standard_normal(n, self.latent_shape("z"), seed).to(device=self.device, dtype=self.dtype)
+        z = standard_normal(n, self.latent_shape("z"), seed, start=start).to(device=self.device, dtype=self.dtype)
         with torch.no_grad():
             return self.convert(z, "z", space, truncation=truncation)
 
