@@ -48,6 +48,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ._checkpoint import Checkpoint
+from ._fingerprint import fingerprint
 from ._integrity import seal, verify
 from ._io import atomic_write, read_versioned_json
 from ._version import software_provenance
@@ -55,7 +57,9 @@ from ._shared import shared_analyses
 from .classifiers import Classifier
 from .counterfactual import CounterfactualExplainer, CounterfactualResult, attach_partial_result
 from .counterfactual.baseline import BASELINE_NAME
-from .counterfactual.joint import joint_counterfactuals
+from .counterfactual.joint import joint_counterfactuals, summarise_joint
+from .counterfactual.result import merge_item_tables
+from .distributed import Ranks, ranks_for
 from .criteria.base import Criterion
 from .errors import InputError
 from .generators.base import Generator, make_rng
@@ -215,70 +219,100 @@ def _semantic_summary(items: pd.DataFrame, names: Sequence[str], prefix: str = "
     return columns
 
 
-def _random_baseline(explainer: CounterfactualExplainer, codes: torch.Tensor, target: Any, names: list[str],
-                     seed: int) -> dict[str, list[float]]:
-    """The same search in a random orthonormal subspace of each semantic's dimension (one random
-    subspace per distinct dimension, shared by the semantics of that dimension), measured in the
-    same unit: ``random_flip_rate``, ``random_median_min_edit``, ``random_sensitivity``."""
+def _random_subspaces(explainer: CounterfactualExplainer, names: list[str], seed: int) -> SubspaceSet:
+    """One random orthonormal subspace per distinct dimension of the semantics ``names`` (shared
+    by the semantics of that dimension), drawn from ``seed`` alike in every process."""
     subspaces = explainer.subspaces
     rng = make_rng(seed + 15485863)
     dim = int(np.prod(subspaces.latent_shape))
     dims = sorted({subspaces[name].dim for name in names})
-    random = SubspaceSet([Subspace(f"random-{k}", torch.linalg.qr(torch.randn(dim, k, generator=rng, dtype=torch.float64))[0]
-                                   .to(subspaces[names[0]].basis.dtype), torch.ones(k), subspaces.space,
-                                   tuple(subspaces.latent_shape)) for k in dims])
-    control = CounterfactualExplainer(explainer.generator, explainer.classifier, random, **explainer.options)
-    columns = _semantic_summary(control.explain(codes, target=target).table, list(random), prefix="random_")
-    position = {k: i for i, k in enumerate(dims)}
+    return SubspaceSet([Subspace(f"random-{k}", torch.linalg.qr(torch.randn(dim, k, generator=rng, dtype=torch.float64))[0]
+                                 .to(subspaces[names[0]].basis.dtype), torch.ones(k), subspaces.space,
+                                 tuple(subspaces.latent_shape)) for k in dims])
+
+
+def _random_baseline(explainer: CounterfactualExplainer, items: pd.DataFrame, names: list[str],
+                     seed: int) -> dict[str, list[float]]:
+    """``random_flip_rate``, ``random_median_min_edit``, ``random_sensitivity`` per semantic of
+    ``names``, from the items of the same search in the random subspaces (:func:`_random_subspaces`)."""
+    subspaces = explainer.subspaces
+    random = _random_subspaces(explainer, names, seed)
+    columns = _semantic_summary(items, list(random), prefix="random_")
+    position = {int(name.split("-")[1]): i for i, name in enumerate(random)}
     return {column: [values[position[subspaces[name].dim]] for name in names] for column, values in columns.items()}
 
 
-def _side_effects(generator: Generator, result: CounterfactualResult, keep_criteria: Mapping[str, Sequence[Criterion]],
-                  seed: int, batch_size: int) -> dict[str, float]:
-    """Per subspace of ``result``: median over flipped faces of
-    mean_k ‖Δkeep_k(minimal)‖ / ‖Δkeep_k(random edit of the same size)‖, over the subspace's
-    ``keep_criteria`` (NaN without any, or without flips)."""
-    table = result.table
+def _side_effect_ratios(generator: Generator, result: CounterfactualResult, global_rows: np.ndarray,
+                        items: pd.DataFrame, keep_criteria: Mapping[str, Sequence[Criterion]], seed: int,
+                        chunk: int) -> dict[str, tuple[list[int], list[float]]]:
+    """Per subspace of ``result`` and flipped item: mean_k ‖Δkeep_k(minimal)‖ / ‖Δkeep_k(random
+    edit of the same size)‖ over the subspace's ``keep_criteria``, as (item rows, ratios).
+
+    ``items`` are the items of every process's search, in the order of one search over all the
+    faces, and ``global_rows[j]`` is the row there of ``result``'s item ``j``. The random edits are
+    drawn from ``seed`` for every flipped item, ``chunk`` items at a time in that order, as a single
+    process draws them; this process measures its own items."""
     rng = make_rng(seed + 104729)
-    effects: dict[str, float] = {}
+    local_of = {int(g): j for j, g in enumerate(global_rows)}
+    ratios: dict[str, tuple[list[int], list[float]]] = {}
     for name in result.subspaces:
         keep = list(keep_criteria.get(name, ()))
-        rows = table.index[(table["subspace"] == name) & table["flipped"]].to_numpy()
-        if not keep or len(rows) == 0:
-            effects[name] = float("nan")
+        flipped = items.index[(items["subspace"] == name) & items["flipped"]].to_numpy()
+        ratios[name] = ([], [])
+        if not keep or len(flipped) == 0:
             continue
-        ratios = []
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
-            faces = torch.tensor(table["face"].to_numpy()[chunk], dtype=torch.long)
-            base = result.codes[faces]
-            delta = result.deltas[torch.tensor(chunk, dtype=torch.long)]
-            random = torch.randn(delta.shape, generator=rng, dtype=delta.dtype)
-            random = random / random.norm(dim=1, keepdim=True) * delta.norm(dim=1, keepdim=True)
-            shape = (-1, *result.latent_shape)
-            with torch.no_grad():
-                device = generator.device
-                x0 = generator.synthesize(base.reshape(shape).to(device), space=result.space)
-                x1 = generator.synthesize((base + delta).reshape(shape).to(device), space=result.space)
-                xr = generator.synthesize((base + random).reshape(shape).to(device), space=result.space)
-                per_criterion = []
-                with shared_analyses():
-                    contexts = [c.prepare(x0) for c in keep]
-                for criterion, context in zip(keep, contexts):
-                    c0 = criterion.outputs(x0, context)
-                    moved = (criterion.outputs(x1, context) - c0).norm(dim=1)
-                    baseline = (criterion.outputs(xr, context) - c0).norm(dim=1).clamp_min(1e-12)
-                    per_criterion.append(moved / baseline)
-            ratios.append(torch.stack(per_criterion).mean(dim=0))
-        effects[name] = float(torch.cat(ratios).median())
-    return effects
+        mine, directions = [], []
+        for start in range(0, len(flipped), chunk):
+            block = flipped[start:start + chunk]
+            random = torch.randn((len(block), result.deltas.shape[1]), generator=rng, dtype=result.deltas.dtype)
+            for row, direction in zip(block, random):
+                if int(row) in local_of:
+                    mine.append(int(row))
+                    directions.append(direction)
+        for start in range(0, len(mine), chunk):
+            rows = torch.tensor([local_of[g] for g in mine[start:start + chunk]], dtype=torch.long)
+            random = torch.stack(directions[start:start + chunk])
+            measured = _keep_ratios(generator, result, rows, random, keep)
+            ratios[name][0].extend(mine[start:start + chunk])
+            ratios[name][1].extend(measured.tolist())
+    return ratios
+
+
+def _keep_ratios(generator: Generator, result: CounterfactualResult, rows: torch.Tensor, random: torch.Tensor,
+                 keep: Sequence[Criterion]) -> torch.Tensor:
+    """For the items ``rows`` of ``result``: mean over ``keep`` of how far the criterion moved at
+    the minimal counterfactual over how far it moves under ``random`` (rows rescaled to each
+    item's latent edit length)."""
+    faces = torch.tensor(result.table["face"].to_numpy()[rows.numpy()], dtype=torch.long)
+    base, delta = result.codes[faces], result.deltas[rows]
+    random = random / random.norm(dim=1, keepdim=True) * delta.norm(dim=1, keepdim=True)
+    shape, device = (-1, *result.latent_shape), generator.device
+    with torch.no_grad():
+        x0 = generator.synthesize(base.reshape(shape).to(device), space=result.space)
+        x1 = generator.synthesize((base + delta).reshape(shape).to(device), space=result.space)
+        xr = generator.synthesize((base + random).reshape(shape).to(device), space=result.space)
+        with shared_analyses():
+            contexts = [c.prepare(x0) for c in keep]
+        per_criterion = []
+        for criterion, context in zip(keep, contexts):
+            c0 = criterion.outputs(x0, context)
+            moved = (criterion.outputs(x1, context) - c0).norm(dim=1)
+            baseline = (criterion.outputs(xr, context) - c0).norm(dim=1).clamp_min(1e-12)
+            per_criterion.append(moved / baseline)
+    return torch.stack(per_criterion).mean(dim=0).cpu()
+
+
+def _median_ratio(values: Sequence[float]) -> float:
+    """The median side-effect ratio (torch's: the lower middle value), NaN without any."""
+    return float(torch.tensor(values).median()) if len(values) else float("nan")
 
 
 def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, n: int = 32, seed: int = 0,
           target: Any = "flip", budget: float | None = None, semantics: Sequence[Semantic] | None = None, joint: bool = True,
           attribution: bool = True, random_baseline: bool = True, group_weight: float = 0.1, joint_steps: int = 100,
           ig_steps: int = 32, images: Any = None, photo_options: Mapping[str, Any] | None = None,
-          include_unfaithful: bool = False, baseline: bool = True, **explainer_options: Any) -> AuditResult:
+          include_unfaithful: bool = False, baseline: bool = True, distributed: bool = False,
+          checkpoint_dir: str | os.PathLike | None = None, **explainer_options: Any) -> AuditResult | None:
     """Audit ``classifier``: for ``n`` faces and every subspace, how easily does the semantic flip its decision?
 
     Args:
@@ -304,39 +338,67 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
             Every photo's counterfactuals are kept in ``counterfactuals`` (the ``faithful`` column
             flags them), but the table, the metrics, the random baseline and the joint search
             use the faithful photos only, unless ``include_unfaithful``.
+        distributed: share the faces among the processes of the initialized ``torch.distributed``
+            process group (:mod:`cfexplain.distributed`; generated faces only): each process
+            searches its block of faces and rank 0 gathers the result, equal to a single-process
+            audit's within floating-point tolerance. Every rank must call ``audit`` alike; rank 0
+            returns the :class:`AuditResult`, the others ``None``.
+        checkpoint_dir: save each process's finished work there (the searches after every batch,
+            then each later stage) and resume from it: a rerun of the same audit redoes only
+            what was not finished, each rank its own share.
         explainer_options: options of :class:`~cfexplain.counterfactual.CounterfactualExplainer`
             (``steps``, ``lr``, ``margin``, ``loss``, ``batch_size``, ``progress`` …).
 
     Returns:
-        An :class:`AuditResult`. ``table`` is sorted by rank.
+        An :class:`AuditResult` (``None`` on the ranks other than 0 of a distributed audit).
+        ``table`` is sorted by rank.
 
     If the audit stops with an exception, the counterfactuals found so far ride on it as
     ``error.partial_result`` (a :class:`~cfexplain.counterfactual.CounterfactualResult`: the
-    per-semantic search's finished batches, or all of it when a later stage failed).
+    per-semantic search's finished batches, or all of it when a later stage failed; in a
+    distributed audit, this process's faces).
     """
     if len(subspaces) == 0:
         raise InputError("the subspace set is empty: nothing to audit")
     names = [name for name in subspaces if subspaces[name].dim > 0]
     if not names:
         raise InputError("every subspace of the set has 0 directions: nothing to audit")
+    ranks = ranks_for(distributed)
+    if ranks.world_size > 1:
+        if images is not None:
+            raise InputError("a distributed audit audits generated faces; audit photos in one process (or invert "
+                             "them first, with cfexplain.invert, and audit the InversionResult in one process)")
+        explainer_options["progress"] = explainer_options.get("progress", True) and ranks.is_main
     explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=budget, seed=seed, **explainer_options)
-    codes, photos = explainer.faces_or_photos(n if images is None else None, images, photo_options)
+    if ranks.world_size > 1:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InputError(f"the number of faces must be a positive int, got {n!r}")
+        ranks.check_shareable(n, "faces")
+        mine = ranks.span(n)
+        codes, photos = generator.sample(len(mine), space=explainer.space, seed=seed, start=mine.start), None
+    else:
+        codes, photos = explainer.faces_or_photos(n if images is None else None, images, photo_options)
     included = torch.arange(len(codes))
     if photos is not None and not include_unfaithful:
         included = photos.faithful.nonzero()[:, 0]
         if len(included) == 0:
             raise InputError(f"no photo keeps its decision on its reconstruction ({photos.summary()}): nothing "
                              f"faithful to audit; pass include_unfaithful=True to audit them anyway")
-    result = explainer.explain(codes, target=target, subspaces=names, baseline=baseline)
+    result = explainer.explain(codes, target=target, subspaces=names, baseline=baseline, checkpoint_dir=checkpoint_dir)
     if photos is not None:
         result = dataclasses.replace(result, photos=photos)
     try:
-        stages = _Stages(n=len(included), seed=seed, budget=explainer.budget, semantics=tuple(semantics or ()),
-                         joint=joint, attribution=attribution, random_baseline=random_baseline,
-                         group_weight=group_weight, joint_steps=joint_steps, ig_steps=ig_steps,
-                         photos=photos is not None, include_unfaithful=include_unfaithful, baseline=baseline)
+        stages = _Stages(n=len(included) if ranks.world_size == 1 else n, seed=seed, budget=explainer.budget,
+                         semantics=tuple(semantics or ()), joint=joint, attribution=attribution,
+                         random_baseline=random_baseline, group_weight=group_weight, joint_steps=joint_steps,
+                         ig_steps=ig_steps, photos=photos is not None, include_unfaithful=include_unfaithful,
+                         baseline=baseline)
         summarised = result if len(included) == len(codes) else result.faces(included)
-        return _summarise(explainer, codes[included.to(codes.device)], summarised, names, target, stages, shown=result)
+        work = _ShardWork(explainer, names, target, stages, ranks, checkpoint_dir)
+        parts = ranks.gather(work.run(codes[included.to(codes.device)], summarised))
+        if parts is None:
+            return None
+        return _summarise(explainer, parts, names, stages, shown=result if ranks.world_size == 1 else None)
     except (Exception, KeyboardInterrupt) as error:  # the per-semantic search is kept on the exception
         attach_partial_result(error, lambda: result)
         raise
@@ -372,14 +434,123 @@ class _Stages:
                  "ig_steps", "baseline"] + (["photos", "include_unfaithful"] if self.photos else [])
         return {name: getattr(self, name) for name in names}
 
+    def keep_criteria(self) -> dict[str, list[Criterion]]:
+        """The keep criteria of each semantic, and of all of them together for the baseline (each once)."""
+        keep: dict[str, list[Criterion]] = {s.name: list(s.keep) for s in self.semantics}
+        together: list[Criterion] = []
+        for semantic in self.semantics:
+            together += [c for c in semantic.keep if all(c is not k for k in together)]
+        keep[BASELINE_NAME] = together
+        return keep
 
-def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: CounterfactualResult,
-               names: list[str], target: Any, stages: _Stages, shown: CounterfactualResult | None = None) -> AuditResult:
-    """The audit's table and metrics from the per-semantic search ``result`` (the random
-    baseline, side effects, joint search and attribution run here) over the faces ``codes``;
-    ``shown`` (default ``result``) is the search kept in the result, which may hold more faces
-    (unfaithful photos, flagged)."""
+
+@dataclass
+class _Shard:
+    """One process's audit work on its faces (all of them in a single process): the per-semantic
+    search, the random control's items, the side-effect ratios by item row (rows of the items of
+    every process, in single-process order), and the joint search's per-face table."""
+
+    faces: int
+    result: CounterfactualResult
+    random: pd.DataFrame | None
+    effects: dict[str, tuple[list[int], list[float]]]
+    baseline_effects: tuple[list[int], list[float]]
+    joint: pd.DataFrame | None
+
+
+class _ShardWork:
+    """Runs a process's audit stages after its per-semantic search, each saved to the process's
+    checkpoint (when there is a ``checkpoint_dir``) as it finishes."""
+
+    def __init__(self, explainer: CounterfactualExplainer, names: list[str], target: Any, stages: _Stages,
+                 ranks: Ranks, checkpoint_dir: str | os.PathLike | None) -> None:
+        self.explainer, self.names, self.target, self.stages = explainer, names, target, stages
+        self.ranks, self.checkpoint_dir = ranks, checkpoint_dir
+
+    def run(self, codes: torch.Tensor, result: CounterfactualResult) -> _Shard:
+        """The shard of the faces ``codes`` whose per-semantic search is ``result``."""
+        explainer, stages = self.explainer, self.stages
+        checkpoint, state = self._checkpoint(codes), {}
+        if checkpoint is not None:
+            state = checkpoint.load() or {}
+
+        def stage(name: str, compute):
+            if name not in state:
+                state[name] = compute()
+                if checkpoint is not None:
+                    checkpoint.save(state)
+            return state[name]
+
+        random = stage("random", lambda: _frame_state(self._random_items(codes))) if stages.random_baseline else None
+        global_rows, items = self._all_items(result)
+        keep = stages.keep_criteria()
+        effects = stage("side_effects", lambda: _side_effect_ratios(
+            explainer.generator, result, global_rows, items, {s: keep[s] for s in self.names if s in keep},
+            stages.seed, explainer.batch_size))
+        baseline_effects = ([], [])
+        if stages.baseline:  # chunks of 16, the baseline's own draws
+            baseline_effects = stage("baseline_side_effects", lambda: _side_effect_ratios(
+                explainer.generator, result, global_rows, items, {BASELINE_NAME: keep[BASELINE_NAME]}, stages.seed,
+                16)[BASELINE_NAME])
+        joint_table = None
+        if stages.joint:
+            joint_table = stage("joint", lambda: _frame_state(joint_counterfactuals(
+                explainer, codes, self.target, self.names, group_weight=stages.group_weight, steps=stages.joint_steps,
+                ig_steps=stages.ig_steps, attribution=stages.attribution).table))
+        shipped = result if self.ranks.world_size == 1 else dataclasses.replace(result, generator=None)
+        return _Shard(len(codes), shipped, None if random is None else _frame(random), effects,
+                      tuple(baseline_effects), None if joint_table is None else _frame(joint_table))
+
+    def _checkpoint(self, codes: torch.Tensor) -> Checkpoint | None:
+        if self.checkpoint_dir is None:
+            return None
+        explainer, stages = self.explainer, self.stages
+        key = fingerprint(codes, str(self.target) if not isinstance(self.target, torch.Tensor) else self.target,
+                          self.names, [explainer.subspaces[s].basis for s in self.names],
+                          {k: v for k, v in explainer.options.items() if k != "progress"}, stages.settings(),
+                          {s.name: s.describe() for s in stages.semantics}, self.ranks.rank, self.ranks.world_size,
+                          explainer.classifier, explainer.generator)
+        return Checkpoint(Path(self.checkpoint_dir) / f"audit-{key}.pt", "audit")
+
+    def _random_items(self, codes: torch.Tensor) -> pd.DataFrame:
+        """The same search over ``codes`` in the random subspaces (:func:`_random_subspaces`)."""
+        explainer = self.explainer
+        random = _random_subspaces(explainer, self.names, self.stages.seed)
+        control = CounterfactualExplainer(explainer.generator, explainer.classifier, random, **explainer.options)
+        return control.explain(codes, target=self.target, checkpoint_dir=self.checkpoint_dir).table
+
+    def _all_items(self, result: CounterfactualResult) -> tuple[np.ndarray, pd.DataFrame]:
+        """Every process's items (face, subspace, flipped) in single-process order, and the row
+        there of each of this process's items."""
+        gathered = self.ranks.all_gather((len(result.codes), result.table[["face", "subspace", "flipped"]]))
+        items, order = merge_item_tables([table for _, table in gathered], [faces for faces, _ in gathered])
+        before = sum(len(table) for _, table in gathered[:self.ranks.rank])
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order))
+        return position[before:before + len(result.table)], items
+
+
+def _frame_state(frame: pd.DataFrame) -> dict[str, Any]:
+    """A table as plain lists (for a checkpoint read with ``weights_only``)."""
+    return {"columns": list(frame.columns), "data": frame.to_dict(orient="list")}
+
+
+def _frame(state: dict[str, Any]) -> pd.DataFrame:
+    """The table of :func:`_frame_state`."""
+    return pd.DataFrame(state["data"], columns=state["columns"])
+
+
+def _summarise(explainer: CounterfactualExplainer, parts: Sequence[_Shard], names: list[str], stages: _Stages,
+               shown: CounterfactualResult | None = None) -> AuditResult:
+    """The audit's table and metrics from the processes' shards (one, in a single process); ``shown``
+    (default: the shards' per-semantic searches) is the search kept in the result, which may hold
+    more faces (unfaithful photos, flagged)."""
     generator, classifier, subspaces = explainer.generator, explainer.classifier, explainer.subspaces
+    if len(parts) == 1:
+        result = parts[0].result
+    else:
+        result = dataclasses.replace(CounterfactualResult.concatenate([part.result for part in parts]),
+                                     generator=generator)
     everything = result.table
     items = everything[everything["subspace"] != BASELINE_NAME]
     grouped = items.groupby("subspace", sort=False)
@@ -387,20 +558,23 @@ def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: 
                           "mean_delta_prob": [float(grouped.get_group(s)["delta_prob"].mean()) for s in names],
                           "directions": [subspaces[s].dim for s in names],
                           "specificity": [_specificity(subspaces[s]) for s in names]})
-    randoms = _random_baseline(explainer, codes, target, names, stages.seed) if stages.random_baseline else {}
+    randoms = {}
+    if stages.random_baseline:
+        randoms = _random_baseline(explainer, pd.concat([part.random for part in parts], ignore_index=True), names,
+                                   stages.seed)
     for column in ("random_flip_rate", "random_median_min_edit", "random_sensitivity"):
         table[column] = randoms.get(column, [float("nan")] * len(names))
-    effects = _side_effects(generator, result, {s.name: s.keep for s in stages.semantics}, stages.seed,
-                            explainer.batch_size)
-    table["side_effect"] = [effects[s] for s in names]
+    table["side_effect"] = [_median_ratio([r for part in parts for r in part.effects.get(s, ([], []))[1]])
+                            for s in names]
     if "other_heads_flipped" in items:
         table["other_heads_flipped"] = [float(grouped.get_group(s)["other_heads_flipped"].mean()) for s in names]
     joint_frame, shares = pd.DataFrame(), {s: float("nan") for s in names}
     metrics: dict[str, float] = {}
     if stages.joint:
-        found = joint_counterfactuals(explainer, codes, target, names, group_weight=stages.group_weight,
-                                      steps=stages.joint_steps, ig_steps=stages.ig_steps, attribution=stages.attribution)
-        joint_frame, shares, metrics = found.table, found.shares, found.metrics
+        offsets = np.cumsum([0] + [part.faces for part in parts])
+        frames = [part.joint.assign(face=part.joint["face"].to_numpy() + offset) for part, offset in zip(parts, offsets)]
+        joint_frame = pd.concat(frames, ignore_index=True)
+        shares, metrics = summarise_joint(joint_frame, names)
     table["attribution"] = [shares[s] for s in names]
     table["rank"] = _rank(table)
     table["attribution_rank"] = table["attribution"].rank(ascending=False, method="min").astype("Int64")
@@ -419,22 +593,21 @@ def _summarise(explainer: CounterfactualExplainer, codes: torch.Tensor, result: 
     provenance = software_provenance(generator=dict(generator.provenance), classifier=classifier.name,
                                      labels=list(classifier.labels), subspaces=dict(subspaces.provenance),
                                      space=subspaces.space)
-    control = _baseline_row(generator, result, stages) if stages.baseline else pd.DataFrame()
+    control = pd.DataFrame()
+    if stages.baseline:
+        control = _baseline_row(result, [r for part in parts for r in part.baseline_effects[1]])
     return AuditResult(table, shown if shown is not None else result, joint_frame,
                        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()},
                        result.target, settings, provenance, control)
 
 
-def _baseline_row(generator: Generator, result: CounterfactualResult, stages: _Stages) -> pd.DataFrame:
-    """The latent-gradient control's row: the table's search columns, and its side effect on the
-    keep criteria of every semantic together."""
+def _baseline_row(result: CounterfactualResult, side_effects: Sequence[float]) -> pd.DataFrame:
+    """The latent-gradient control's row: the table's search columns, and its side effect (the
+    ratios on the keep criteria of every semantic together)."""
     items = result.table[result.table["subspace"] == BASELINE_NAME]
     row: dict[str, Any] = {"semantic": BASELINE_NAME, **{k: v[0] for k, v in _semantic_summary(items, [BASELINE_NAME]).items()},
                            "mean_delta_prob": float(items["delta_prob"].mean()), "directions": 1}
-    keep = []
-    for semantic in stages.semantics:
-        keep += [c for c in semantic.keep if all(c is not k for k in keep)]
-    row["side_effect"] = _side_effects(generator, result, {BASELINE_NAME: keep}, stages.seed, 16)[BASELINE_NAME]
+    row["side_effect"] = _median_ratio(side_effects)
     flipped = items[items["flipped"]]
     row["median_pixel_l2"] = float(flipped["pixel_l2"].median()) if len(flipped) else float("nan")
     return pd.DataFrame([row])

@@ -39,13 +39,15 @@ import numpy as np
 import torch
 from torch.func import jvp, vjp, vmap
 
+from ._fingerprint import update_with_module
 from ._io import atomic_write
 from ._shared import shared_analyses
 from .criteria.base import Context, Criterion
 from .errors import InputError
 from .generators.base import Generator
 
-__all__ = ["METHODS", "MetricEstimate", "directional_changes", "estimate_metrics", "LatentImages"]
+__all__ = ["METHODS", "MetricEstimate", "combine_estimates", "directional_changes", "estimate_metrics",
+           "LatentImages"]
 
 METHODS = ("auto", "forward", "reverse", "randomized")
 
@@ -319,12 +321,7 @@ def _chunk_within(memory_limit_mb: float, per_image: int, images: int, requested
 
 def _fingerprint(images_of: LatentImages, criteria: Sequence[Criterion], latents: torch.Tensor, settings: Mapping[str, Any]) -> str:
     digest = hashlib.sha256()
-    provenance = images_of.generator.provenance
-    if provenance.get("sha256"):
-        digest.update(provenance["sha256"].encode())
-    else:
-        for tensor in images_of.generator.state_dict().values():
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    update_with_module(digest, images_of.generator)
     digest.update(json.dumps([c.describe() for c in criteria], sort_keys=True, default=str).encode())
     digest.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
     digest.update(latents.detach().cpu().double().numpy().tobytes())
@@ -396,6 +393,7 @@ def estimate_metrics(
     seed: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    sample_offset: int = 0,
 ) -> MetricEstimate:
     """Metric factors ``F_c`` (``M_c = F_cᵀF_c = mean_i J_iᵀJ_i``) of ``criteria`` at ``latents``.
 
@@ -419,6 +417,10 @@ def estimate_metrics(
         seed: seed of the random sketches.
         checkpoint_dir: save progress after every batch there and resume from it.
         progress: show a progress bar.
+        sample_offset: the index of ``latents[0]`` among all the samples of a run that is shared
+            out in batch-aligned blocks (:mod:`cfexplain.distributed`): a batch's random sketches
+            are seeded by its first sample's index there, so the blocks' estimates, merged with
+            :func:`combine_estimates`, equal one estimate over all the samples.
     """
     tolerances = _checked_tolerances(criteria, method, batch_size, chunk_size, block_size, tolerances)
     images_of = LatentImages(generator, space, resolution)
@@ -427,7 +429,8 @@ def estimate_metrics(
         raise InputError(f"latents have {latents.shape[1]} values per sample, space {space!r} needs {images_of.dim}")
     n, dim = latents.shape
     settings = {"space": space, "method": method, "resolution": resolution, "tolerances": tolerances,
-                "block": block_size, "max_rank": max_rank, "seed": seed, "batch": batch_size}
+                "block": block_size, "max_rank": max_rank, "seed": seed, "batch": batch_size,
+                **({"offset": sample_offset} if sample_offset else {})}
     state_path = None
     if checkpoint_dir is not None:
         state_path = Path(checkpoint_dir) / f"metrics-{_fingerprint(images_of, criteria, latents, settings)}.pt"
@@ -446,7 +449,7 @@ def estimate_metrics(
                 per_image = batch.activation_bytes()
                 state["passes"]["forward"] += b
             state["methods"], state["sizes"] = methods, batch.sizes
-            rng = torch.Generator().manual_seed(seed * 1_000_003 + start)
+            rng = torch.Generator().manual_seed(seed * 1_000_003 + sample_offset + start)
             rows = _batch_rows(batch, methods, _chunk_within(memory_limit_mb, per_image, b, chunk_size),
                                tolerances, block_size, max_rank, rng, state["passes"])
             for i, new in enumerate(rows):
@@ -461,3 +464,20 @@ def estimate_metrics(
     factors = [rows / math.sqrt(n) for rows in state["rows"]]
     return MetricEstimate(factors=factors, methods=state["methods"], output_sizes=state["sizes"], samples=n,
                           passes=dict(state["passes"]), seconds=time.perf_counter() - start_time)
+
+
+def combine_estimates(parts: Sequence[MetricEstimate]) -> MetricEstimate:
+    """One estimate over the samples of several (of disjoint samples, in sample order, such as the
+    ranks' blocks of a distributed run): the metrics are sample-weighted means, ``passes`` add up,
+    ``methods`` and ``output_sizes`` are the last part's (as for the last batch of one run) and
+    ``seconds`` is the longest part's (the parts run side by side)."""
+    if not parts:
+        raise InputError("no estimates to combine")
+    if len(parts) == 1:
+        return parts[0]
+    total = sum(part.samples for part in parts)
+    factors = [_compress(np.concatenate([part.factors[i] * math.sqrt(part.samples) for part in parts], axis=0))
+               / math.sqrt(total) for i in range(len(parts[0].factors))]
+    passes = {kind: sum(part.passes.get(kind, 0) for part in parts) for kind in parts[0].passes}
+    return MetricEstimate(factors=factors, methods=parts[-1].methods, output_sizes=parts[-1].output_sizes,
+                          samples=total, passes=passes, seconds=max(part.seconds for part in parts))

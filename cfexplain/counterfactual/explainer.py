@@ -6,13 +6,17 @@ described in the package's docstring and in ``docs/counterfactuals.md``."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
+from .._checkpoint import Checkpoint
+from .._fingerprint import fingerprint
 from ..classifiers import Classifier
 from ..errors import InputError
 from ..generators.base import Generator
@@ -54,6 +58,19 @@ class _Records:
     def head(self, count: int) -> "_Records":
         """The first ``count`` items."""
         return _Records(*(getattr(self, f)[:count] for f in self.__dataclass_fields__))
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """The records as CPU tensors, by field (for a checkpoint)."""
+        return {f: getattr(self, f).detach().cpu() for f in self.__dataclass_fields__}
+
+    def load(self, saved: Mapping[str, torch.Tensor]) -> None:
+        """Fill these records from :meth:`to_tensors` of records of the same problem."""
+        for f in self.__dataclass_fields__:
+            mine = getattr(self, f)
+            if tuple(saved[f].shape) != tuple(mine.shape):
+                raise InputError(f"checkpoint records {f} have shape {tuple(saved[f].shape)}, the search has "
+                                 f"{tuple(mine.shape)}")
+            mine.copy_(saved[f].to(mine.device))
 
 
 class CounterfactualExplainer:
@@ -220,7 +237,7 @@ class CounterfactualExplainer:
     def explain(self, codes_or_seeds: torch.Tensor | int | Sequence[int] | None = None, *, images: Any = None,
                 target: Any = "flip", subspaces: Sequence[str] | None = None, budget: float | None = None,
                 photo_options: Mapping[str, Any] | None = None, baseline: bool = False,
-                **options: Any) -> CounterfactualResult:
+                checkpoint_dir: str | os.PathLike | None = None, **options: Any) -> CounterfactualResult:
         """Counterfactuals of every face in every subspace.
 
         Args:
@@ -239,6 +256,9 @@ class CounterfactualExplainer:
             subspaces: names to search in (default: all).
             budget, options: settings of the constructor (``unit``, ``budget``, ``steps``,
                 ``margin``, ``loss``, ``optimizer``, ``batch_size`` …) for this call only.
+            checkpoint_dir: save the finished batches there after each batch, and resume from
+                them: a rerun of the same search (same faces, target, subspaces, settings and
+                models; the file is named by their fingerprint) skips the batches already done.
 
         Returns:
             A :class:`CounterfactualResult`.
@@ -251,7 +271,7 @@ class CounterfactualExplainer:
         if budget is not None or options:
             return self.with_options(budget=budget, **options).explain(codes_or_seeds, images=images, target=target,
                                                                        subspaces=subspaces, photo_options=photo_options,
-                                                                       baseline=baseline)
+                                                                       baseline=baseline, checkpoint_dir=checkpoint_dir)
         names = list(subspaces) if subspaces is not None else list(self.subspaces)
         for name in names:
             self.subspaces[name]  # raises for unknown names
@@ -266,15 +286,29 @@ class CounterfactualExplainer:
             basis_names += [BASELINE_NAME] * len(codes)
             basis_dims += [1] * len(codes)
         records = _Records.empty(problem)
+        checkpoint = None
+        if checkpoint_dir is not None:
+            key = fingerprint(problem.codes, str(target) if not isinstance(target, torch.Tensor) else target, names,
+                              [self.subspaces[name].basis for name in names], baseline, self.space,
+                              {k: v for k, v in self.options.items() if k != "progress"}, self.classifier,
+                              self.generator)
+            checkpoint = Checkpoint(Path(checkpoint_dir) / f"counterfactuals-{key}.pt", "counterfactual search")
+        saved = checkpoint.load() if checkpoint is not None else None
+        finished = 0
+        if saved is not None:
+            records.load(saved["records"])
+            finished = int(saved["finished"])
         from tqdm.auto import tqdm
 
-        finished = 0
         try:
-            with tqdm(total=problem.items, desc="counterfactuals", unit="item", disable=not self.progress) as bar:
-                for start in range(0, problem.items, self.batch_size):
+            with tqdm(total=problem.items, initial=finished, desc="counterfactuals", unit="item",
+                      disable=not self.progress) as bar:
+                for start in range(finished, problem.items, self.batch_size):
                     rows = torch.arange(start, min(start + self.batch_size, problem.items), device=problem.codes.device)
                     self._search_chunk(problem.chunk(rows), records)
                     finished = start + len(rows)
+                    if checkpoint is not None:
+                        checkpoint.save({"records": records.to_tensors(), "finished": finished})
                     bar.update(len(rows))
         except (Exception, KeyboardInterrupt) as error:  # keep the finished batches on the exception
             if finished:

@@ -22,7 +22,7 @@ from .explainer import CounterfactualExplainer
 from .search import SearchChunk, adam_search, minimal_edit
 from .targets import decision_gap
 
-__all__ = ["JointResult", "joint_counterfactuals"]
+__all__ = ["JointResult", "joint_counterfactuals", "summarise_joint"]
 
 
 @dataclass
@@ -31,8 +31,10 @@ class JointResult:
 
     Attributes:
         table: one row per face: ``face, flipped, min_edit, end_edit, steps, sparsity`` (the number
-            of semantics the edit needs), ``semantics_used``, and ``norm:<semantic>`` (the
-            coefficient norm per semantic).
+            of semantics the edit needs), ``semantics_used``, ``norm:<semantic>`` (the
+            coefficient norm per semantic) and, with attribution, ``gap_change`` (the change of
+            the decision gap Integrated Gradients attributes), ``attribution:<semantic>`` (its
+            part per semantic) and ``ig_delta`` (IG's convergence delta).
         shares: per semantic, the mean share of the decision change that Integrated Gradients gives
             it (NaN without attribution).
         metrics: ``joint_validity``, ``joint_sparsity``, ``joint_median_min_edit``,
@@ -45,9 +47,10 @@ class JointResult:
 
 
 def _attribute(chunk: SearchChunk, alpha: torch.Tensor, groups: torch.Tensor, count: int, ig_steps: int,
-               batch_size: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Integrated Gradients of the decision gap over the stacked coefficients: the change per
-    face, the attribution per face and semantic ``(n, count)``, the relative convergence error."""
+               batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Integrated Gradients of the decision gap over the stacked coefficients, per face: the
+    change it attributes, the attribution per semantic ``(n, count)``, and the convergence delta
+    (the true change of the gap minus the attributed one)."""
     from captum.attr import IntegratedGradients
 
     problem = chunk.problem
@@ -64,8 +67,7 @@ def _attribute(chunk: SearchChunk, alpha: torch.Tensor, groups: torch.Tensor, co
                                        internal_batch_size=batch_size, return_convergence_delta=True)
     change = attributions.sum(dim=1)
     per_group = torch.stack([attributions[:, groups == g].sum(dim=1) for g in range(count)], dim=1)
-    convergence = float(delta.abs().mean() / change.abs().mean().clamp_min(1e-12))
-    return change, per_group, convergence
+    return change, per_group, delta
 
 
 def _semantics_needed(chunk: SearchChunk, alpha: torch.Tensor, groups: torch.Tensor, importance: torch.Tensor,
@@ -110,15 +112,13 @@ def joint_counterfactuals(explainer: CounterfactualExplainer, codes: torch.Tenso
     crossing = minimal_edit(chunk, end, margin=s.margin, iterations=s.boundary_steps, batch_size=s.batch_size)
     alpha, flipped = end.alpha, ~torch.isnan(crossing.t)
     norms = torch.stack([alpha[:, groups == g].norm(dim=1) for g in range(len(names))], dim=1)  # (n, S)
-    shares = {name: float("nan") for name in names}
-    convergence, importance = float("nan"), norms  # norms order the sparsity count without attribution
+    importance = norms  # norms order the sparsity count without attribution
+    columns: dict[str, Any] = {}
     if attribution:
-        change, importance, convergence = _attribute(chunk, alpha, groups, len(names), ig_steps, s.batch_size)
+        change, importance, delta = _attribute(chunk, alpha, groups, len(names), ig_steps, s.batch_size)
         importance = importance.detach()
-        valid = change.abs() > 1e-6
-        if valid.any():
-            fractions = importance[valid] / change[valid, None]
-            shares = {name: float(fractions[:, g].mean()) for g, name in enumerate(names)}
+        columns = {"gap_change": change.detach().cpu().numpy(), "ig_delta": delta.detach().cpu().numpy(),
+                   **{f"attribution:{name}": importance[:, g].cpu().numpy() for g, name in enumerate(names)}}
     needed = _semantics_needed(chunk, alpha, groups, importance, flipped)
     min_edit = (alpha.norm(dim=1) * torch.nan_to_num(crossing.t)).where(flipped, torch.tensor(float("nan")))
     used = [", ".join(np.array(names)[order[:k].cpu().numpy()]) if k > 0 else ""
@@ -128,8 +128,26 @@ def joint_counterfactuals(explainer: CounterfactualExplainer, codes: torch.Tenso
                           "steps": end.steps.numpy(), "sparsity": needed.cpu().numpy(), "semantics_used": used})
     for g, name in enumerate(names):
         table[f"norm:{name}"] = norms[:, g].cpu().numpy()
-    metrics = {"joint_validity": float(flipped.float().mean()),
-               "joint_sparsity": float(needed[flipped.cpu()].float().mean()) if flipped.any() else float("nan"),
+    for column, values in columns.items():
+        table[column] = values
+    return JointResult(table, *summarise_joint(table, names))
+
+
+def summarise_joint(table: pd.DataFrame, names: Sequence[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """The shares and metrics of :class:`JointResult` from its per-face ``table`` (of one search,
+    or of several over disjoint faces, concatenated)."""
+    flipped = table["flipped"].to_numpy(dtype=bool)
+    shares = {name: float("nan") for name in names}
+    convergence = float("nan")
+    if "gap_change" in table:
+        change = table["gap_change"].to_numpy()
+        valid = np.abs(change) > 1e-6
+        if valid.any():
+            shares = {name: float(np.mean(table[f"attribution:{name}"].to_numpy()[valid] / change[valid]))
+                      for name in names}
+        convergence = float(np.abs(table["ig_delta"].to_numpy()).mean() / max(np.abs(change).mean(), 1e-12))
+    metrics = {"joint_validity": float(flipped.mean()),
+               "joint_sparsity": float(table["sparsity"].to_numpy()[flipped].mean()) if flipped.any() else float("nan"),
                "joint_median_min_edit": float(np.nanmedian(table["min_edit"])) if flipped.any() else float("nan"),
                "ig_relative_convergence_delta": convergence}
-    return JointResult(table, shares, metrics)
+    return shares, metrics

@@ -19,8 +19,9 @@ from .._io import atomic_write, read_versioned_json
 from ..errors import InputError
 from ..generators.base import Generator
 from ..photos.faithfulness import PhotoFaces
+from .baseline import BASELINE_NAME
 
-__all__ = ["CounterfactualResult", "RESULT_FORMAT_VERSION", "attach_partial_result"]
+__all__ = ["CounterfactualResult", "RESULT_FORMAT_VERSION", "attach_partial_result", "merge_item_tables"]
 
 RESULT_FORMAT_VERSION = 2
 
@@ -79,6 +80,29 @@ class CounterfactualResult:
                                     [self.coefficients[i] for i in rows], self.target, dict(self.settings),
                                     generator=self.generator,
                                     photos=None if self.photos is None else self.photos.subset(torch.tensor(faces)))
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["CounterfactualResult"]) -> "CounterfactualResult":
+        """One result from the results of consecutive blocks of faces searched alike (the ranks'
+        shares of a distributed audit): the faces are renumbered in order and the items ordered
+        as one search over all the faces orders them (face by face, every subspace; then the
+        latent-gradient items, face by face). Results of photos are not concatenated."""
+        if not parts:
+            raise InputError("no results to concatenate")
+        first = parts[0]
+        for part in parts[1:]:
+            if (part.space, tuple(part.latent_shape), part.subspaces, part.target, part.settings) != \
+                    (first.space, tuple(first.latent_shape), first.subspaces, first.target, first.settings):
+                raise InputError("only results of the same search (space, subspaces, target, settings) concatenate")
+        if any(part.photos is not None for part in parts):
+            raise InputError("results of photos do not concatenate")
+        table, order = merge_item_tables([part.table for part in parts], [len(part.codes) for part in parts])
+        index = torch.as_tensor(order, dtype=torch.long)
+        coefficients = [c for part in parts for c in part.coefficients]
+        return cls(first.space, first.latent_shape, torch.cat([part.codes for part in parts]), list(first.subspaces),
+                   table, torch.cat([part.deltas for part in parts])[index],
+                   torch.cat([part.end_deltas for part in parts])[index], [coefficients[i] for i in order],
+                   first.target, dict(first.settings), generator=first.generator)
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per item: ``face, subspace, flipped, min_edit`` (standard deviations),
@@ -154,6 +178,18 @@ class CounterfactualResult:
         return cls(meta["space"], tuple(meta["latent_shape"]), tensors["codes"], meta["subspaces"],
                    pd.DataFrame(meta["items"]), tensors["deltas"], tensors["end_deltas"], meta["coefficients"],
                    meta["target"], meta["settings"], photos=photos)
+
+
+def merge_item_tables(tables: Sequence[pd.DataFrame], faces: Sequence[int]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The item tables of searches over consecutive blocks of ``faces[k]`` faces as one table, in
+    the order one search over all the faces has (face by face, every subspace; then the
+    latent-gradient items, face by face), with the faces renumbered; and ``order``, the position
+    of each merged row among the tables' rows concatenated."""
+    offsets = np.cumsum([0, *faces])
+    shifted = [table.assign(face=table["face"].to_numpy() + offset) for table, offset in zip(tables, offsets)]
+    table = pd.concat(shifted, ignore_index=True)
+    order = np.lexsort((np.arange(len(table)), table["face"].to_numpy(), (table["subspace"] == BASELINE_NAME).to_numpy()))
+    return table.iloc[order].reset_index(drop=True), order
 
 
 def attach_partial_result(error: BaseException, build: Callable[[], CounterfactualResult]) -> None:

@@ -12,7 +12,8 @@ import torch
 from .._version import software_provenance
 from ..errors import InputError
 from ..generators.base import Generator
-from ..jacobian import MetricEstimate, estimate_metrics
+from ..distributed import ranks_for
+from ..jacobian import MetricEstimate, combine_estimates, estimate_metrics
 from .core import Semantic, Subspace, SubspaceSet
 from .solvers import SOLVERS
 from .specificity import LowSpecificityWarning, measure_specificity
@@ -34,6 +35,7 @@ def learn_subspaces(
     checkpoint_dir: str | os.PathLike | None = None,
     specificity_samples: int = 8,
     progress: bool = True,
+    distributed: bool = False,
     **engine_options: Any,
 ) -> SubspaceSet:
     """Learn one subspace per semantic.
@@ -61,6 +63,11 @@ def learn_subspaces(
             (:meth:`SubspaceSet.specificity_table`), and a :class:`LowSpecificityWarning` names
             every semantic that is not clearly more specific than random directions.
         progress: show progress bars.
+        distributed: share the work among the processes of the initialized ``torch.distributed``
+            process group (:mod:`cfexplain.distributed`): each estimates the metrics on its block
+            of whole batches of the samples (and measures specificity on its share of those
+            faces), and every rank returns the same set, equal to a single-process run's within
+            floating-point tolerance. With ``checkpoint_dir``, each rank checkpoints its own block.
         engine_options: further options of :func:`~cfexplain.jacobian.estimate_metrics`
             (``chunk_size``, ``block_size``, ``max_rank``, ``memory_limit_mb``).
 
@@ -78,13 +85,20 @@ def learn_subspaces(
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise InputError(f"{name} must be an int ≥ {minimum}, got {value!r}")
     criteria, tolerances = _criteria_and_tolerances(semantics)
-    latents = generator.sample(n_samples, space=space, seed=seed, truncation=truncation)
-    estimate = estimate_metrics(
-        generator, criteria, latents, space=space, method=method, resolution=resolution, batch_size=batch_size,
-        tolerances=tolerances, seed=seed, checkpoint_dir=checkpoint_dir, progress=progress, **engine_options)
+    ranks = ranks_for(distributed)
+    mine = ranks.span(n_samples, block=batch_size)
+    shard = None
+    if mine:  # a rank beyond the last batch has nothing to estimate
+        latents = generator.sample(len(mine), space=space, seed=seed, truncation=truncation, start=mine.start)
+        shard = estimate_metrics(
+            generator, criteria, latents, space=space, method=method, resolution=resolution, batch_size=batch_size,
+            tolerances=tolerances, seed=seed, checkpoint_dir=checkpoint_dir, progress=progress and ranks.is_main,
+            sample_offset=mine.start, **engine_options)
+    estimate = combine_estimates([part for part in ranks.all_gather(shard) if part is not None])
     subspace_set = SubspaceSet(_solve(semantics, criteria, estimate, space, generator.latent_shape(space)))
     if specificity_samples:
-        _measure_specificity(generator, semantics, subspace_set, specificity_samples, seed + 10007, resolution, progress)
+        _measure_specificity(generator, semantics, subspace_set, specificity_samples, seed + 10007, resolution,
+                             progress and ranks.is_main, distributed)
     subspace_set.provenance.update(software_provenance(
         generator=dict(generator.provenance), space=space, n_samples=n_samples, seed=seed, truncation=truncation,
         resolution=resolution, method=method, generator_passes=estimate.passes, seconds=round(estimate.seconds, 3),
@@ -126,10 +140,10 @@ def _solve(semantics: Sequence[Semantic], criteria: list, estimate: MetricEstima
 
 
 def _measure_specificity(generator: Generator, semantics: Sequence[Semantic], subspaces: SubspaceSet, samples: int,
-                         seed: int, resolution: int | None, progress: bool) -> None:
+                         seed: int, resolution: int | None, progress: bool, distributed: bool) -> None:
     """Record each subspace's specificity in its provenance; warn by name where it is low."""
     measured = measure_specificity(generator, semantics, subspaces, n_samples=samples, seed=seed,
-                                   resolution=resolution, progress=progress)
+                                   resolution=resolution, progress=progress, distributed=distributed)
     for name, result in measured.items():
         subspaces[name].provenance["specificity"] = result.to_dict()
         if result.low:

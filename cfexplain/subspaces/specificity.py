@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..distributed import ranks_for
 from ..errors import InputError
 from ..generators.base import Generator, make_rng
 from ..jacobian import directional_changes
@@ -129,7 +130,7 @@ def _ratio(changes: torch.Tensor, columns: slice, random: slice, faces: np.ndarr
 def measure_specificity(generator: Generator, semantics: Sequence[Semantic], subspaces: SubspaceSet, *,
                         n_samples: int = 8, seed: int = 10007, random_directions: int = 64,
                         resolution: int | None = None, bootstrap: int = 400, chunk_size: int = 16,
-                        progress: bool = False) -> dict[str, SemanticSpecificity]:
+                        progress: bool = False, distributed: bool = False) -> dict[str, SemanticSpecificity]:
     """The specificity of every subspace learned for ``semantics`` (see the module docstring).
 
     Args:
@@ -142,6 +143,8 @@ def measure_specificity(generator: Generator, semantics: Sequence[Semantic], sub
         resolution: stop synthesis early (as when learning).
         bootstrap: bootstrap resamples of the faces for the interval.
         chunk_size: directions per vmapped pass.
+        distributed: share the faces among the processes of the initialized process group
+            (:mod:`cfexplain.distributed`); every rank returns the same result.
 
     Returns:
         ``{semantic name: SemanticSpecificity}``.
@@ -160,9 +163,15 @@ def measure_specificity(generator: Generator, semantics: Sequence[Semantic], sub
     scales = [generator.edit_scale(space, block, seed=seed + 1) for block in blocks]
     directions = torch.cat([block * scale for block, scale in zip(blocks, scales)], dim=1)
     criteria = _distinct_criteria(measured)
-    latents = generator.sample(n_samples, space=space, seed=seed)
-    changes = directional_changes(generator, criteria, latents, directions, space=space, resolution=resolution,
-                                  chunk_size=chunk_size, progress=progress)
+    ranks = ranks_for(distributed)
+    mine = ranks.span(n_samples)
+    shard = None
+    if mine:  # a rank beyond the last face has nothing to measure
+        latents = generator.sample(len(mine), space=space, seed=seed, start=mine.start)
+        shard = directional_changes(generator, criteria, latents, directions, space=space, resolution=resolution,
+                                    chunk_size=chunk_size, progress=progress)
+    gathered = [part for part in ranks.all_gather(shard) if part is not None]
+    changes = [torch.cat(parts) for parts in zip(*gathered)]
     bounds = np.cumsum([0] + [b.shape[1] for b in blocks])
     return {semantic.name: _score(semantic, subspaces[semantic.name].dim, criteria, changes,
                                   slice(int(bounds[j]), int(bounds[j + 1])), slice(int(bounds[-2]), int(bounds[-1])),

@@ -1,0 +1,161 @@
+"""Distributed learn and audit: two gloo processes on the CPU give what one process gives, and a
+killed rank's rerun redoes only its own unfinished work."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from cfexplain.audit import AuditResult, audit
+from cfexplain.distributed import SINGLE_PROCESS, Ranks
+from cfexplain.errors import InputError
+from cfexplain.subspaces import learn_subspaces
+from synthetic import planted_rule_setting
+
+AUDIT = dict(n=11, seed=1, unit="latent", budget=4.0, batch_size=5, progress=False)
+LEARN = dict(space="z", n_samples=6, batch_size=2, method="randomized", seed=3, progress=False)
+
+
+def _worker(rank: int, folder: str, job: str) -> None:
+    """One rank of a 2-process gloo run: does ``job`` and pickles what it returned to ``folder``."""
+    import sys
+
+    import torch.distributed as dist
+
+    from cfexplain.classifiers import Classifier
+
+    audit_module = sys.modules["cfexplain.audit"]  # the package's ``audit`` attribute is the function
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store-{job}", rank=rank, world_size=2)
+    generator, classifier, subspaces, semantics = planted_rule_setting()
+    calls = {"logits": 0}
+    logits = Classifier.logits
+
+    def counted(self, images):
+        calls["logits"] += 1
+        return logits(self, images)
+
+    Classifier.logits = counted
+    out: dict = {}
+    if job == "learn+audit":
+        learned = learn_subspaces(generator, semantics, distributed=True, **LEARN)
+        out["learned"] = {name: (learned[name].basis, learned[name].eigenvalues,
+                                 learned[name].provenance["specificity"]) for name in learned}
+        result = audit(generator, classifier, subspaces, semantics=semantics, distributed=True, **AUDIT)
+        out["audit"] = None if result is None else _content(result)
+    else:  # "fail" (rank 1 dies in its joint search) or "resume", both with checkpoints
+        if job == "fail" and rank == 1:
+            def killed(*args, **kwargs):  # once rank 0 has saved its last stage, as a kill could fall
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and not any(
+                        "joint" in torch.load(f, weights_only=True) for f in Path(folder, "checkpoints").glob("audit-*")):
+                    time.sleep(0.1)
+                raise RuntimeError("rank 1 killed")
+            audit_module.joint_counterfactuals = killed
+        result = audit(generator, classifier, subspaces, semantics=semantics, distributed=True,
+                       checkpoint_dir=f"{folder}/checkpoints", **AUDIT)
+        out["audit"] = None if result is None else _content(result)
+    out["logits_calls"] = calls["logits"]
+    Path(folder, f"{job}-{rank}.pkl").write_bytes(pickle.dumps(out))
+    dist.destroy_process_group()
+
+
+def _content(result: AuditResult) -> dict:
+    return {"table": result.table, "baseline": result.baseline, "joint": result.joint, "metrics": result.metrics,
+            "items": result.counterfactuals.table, "deltas": result.counterfactuals.deltas,
+            "codes": result.counterfactuals.codes}
+
+
+def _run(folder: Path, job: str) -> list[dict]:
+    mp.spawn(_worker, args=(str(folder), job), nprocs=2, join=True)
+    return [pickle.loads((folder / f"{job}-{rank}.pkl").read_bytes()) for rank in range(2)]
+
+
+def _assert_same_audit(found: dict, expected: AuditResult) -> None:
+    reference = _content(expected)
+    for key in ("table", "baseline", "items"):
+        pd.testing.assert_frame_equal(found[key], reference[key], rtol=1e-4, atol=1e-6)
+    # The joint search's Adam steps along directions the classifier ignores (zero gradient but for
+    # rounding) grow the rounding of other batch sizes into coefficients of up to ~1 % of the
+    # budget; its decisions, attributions and edits where the gradient is real agree to rounding.
+    loose = [c for c in reference["joint"].columns if c.startswith("norm:") or c == "end_edit"]
+    columns = [c for c in reference["joint"].columns if c != "semantics_used" and c not in loose]
+    pd.testing.assert_frame_equal(found["joint"][columns], reference["joint"][columns], rtol=1e-3, atol=1e-5,
+                                  check_dtype=False)
+    pd.testing.assert_frame_equal(found["joint"][loose], reference["joint"][loose], atol=0.01 * AUDIT["budget"],
+                                  check_dtype=False)
+    assert list(found["joint"]["semantics_used"]) == list(reference["joint"]["semantics_used"])
+    assert torch.equal(found["codes"], reference["codes"])  # face i is the same face in every process
+    assert torch.allclose(found["deltas"], reference["deltas"], atol=1e-4)
+    for key, value in reference["metrics"].items():
+        assert value is None and found["metrics"][key] is None or np.isclose(found["metrics"][key], value, rtol=1e-4,
+                                                                              atol=1e-7), key
+
+
+@pytest.fixture(scope="module")
+def setting():
+    return planted_rule_setting()
+
+
+@pytest.fixture(scope="module")
+def single_audit(setting):
+    generator, classifier, subspaces, semantics = setting
+    return audit(generator, classifier, subspaces, semantics=semantics, **AUDIT)
+
+
+def test_two_processes_learn_and_audit_as_one(setting, single_audit, tmp_path):
+    generator, _, _, semantics = setting
+    ranks = _run(tmp_path, "learn+audit")
+    learned = learn_subspaces(generator, semantics, **LEARN)
+    for rank in ranks:  # every rank holds the same set, equal to one process's
+        for name, (basis, eigenvalues, specificity) in rank["learned"].items():
+            reference = learned[name].basis.double()
+            assert basis.shape == reference.shape
+            assert torch.allclose(basis.double() @ basis.double().T, reference @ reference.T, atol=1e-5)
+            assert torch.allclose(eigenvalues.double(), learned[name].eigenvalues.double(), rtol=1e-4, atol=1e-8)
+            measured = learned[name].provenance["specificity"]  # its keep gains are ~0 here, so compare the gains
+            assert np.isclose(specificity["target_gain"], measured["target_gain"], rtol=1e-4)
+            assert np.allclose(list(specificity["keep_gains"].values()), list(measured["keep_gains"].values()),
+                               atol=1e-5)
+            assert specificity["samples"] == 8
+    assert ranks[1]["audit"] is None  # rank 0 holds the gathered audit
+    _assert_same_audit(ranks[0]["audit"], single_audit)
+
+
+def test_a_killed_rank_resumes_without_redoing_the_others(single_audit, tmp_path):
+    with pytest.raises(Exception):  # rank 1's error, or rank 0's lost connection, whichever is seen first
+        _run(tmp_path, "fail")
+    first = [pickle.loads((tmp_path / f"fail-{rank}.pkl").read_bytes()) if (tmp_path / f"fail-{rank}.pkl").exists()
+             else None for rank in range(2)]
+    assert first == [None, None]  # neither finished
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "checkpoints").iterdir()) == \
+        ["audit", "audit", "counterfactuals", "counterfactuals", "counterfactuals", "counterfactuals"]
+    resumed = _run(tmp_path, "resume")
+    _assert_same_audit(resumed[0]["audit"], single_audit)
+    (tmp_path / "fresh").mkdir()
+    fresh = _run(tmp_path / "fresh", "resume")
+    _assert_same_audit(fresh[0]["audit"], single_audit)
+    # rank 0 had finished its share: its rerun only rebuilds the search problems (4 classifier calls of 220)
+    assert resumed[0]["logits_calls"] < fresh[0]["logits_calls"] / 4
+
+
+def test_faces_are_shared_in_contiguous_blocks():
+    for count, block, world in ((11, 1, 2), (6, 2, 2), (7, 2, 3), (3, 4, 2), (100, 16, 8)):
+        spans = Ranks(0, world).spans(count, block=block)
+        assert [i for span in spans for i in span] == list(range(count))
+        assert all(span.start % block == 0 for span in spans if span)
+        blocks = [-(-len(span) // block) for span in spans]
+        assert max(blocks) - min(blocks) <= 1
+    assert SINGLE_PROCESS.span(5) == range(5) and SINGLE_PROCESS.all_gather("x") == ["x"]
+    with pytest.raises(InputError, match="cannot be shared by 4 processes"):
+        Ranks(0, 4).check_shareable(3, "faces")
+    with pytest.raises(InputError, match="torchrun"):
+        Ranks.current()
