@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import jsonschema
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -137,6 +138,23 @@ def test_audit_gates_and_report(workspace, capsys):
     assert main(["report", "--generator", checkpoint, "--audit", str(out / "audit"), "--subspaces",
                  str(folder / "subspaces"), "--out", str(folder / "rendered"), "--quiet"]) == EXIT_OK
     assert "data:image/png;base64," in (folder / "rendered" / "report.html").read_text()
+
+
+def test_audit_under_torchrun_equals_one_process(workspace, tmp_path):
+    """``torchrun --nproc-per-node 2 -m cfexplain audit`` writes the audit one process writes."""
+    folder, checkpoint = workspace
+    common = ["audit", "--generator", checkpoint, "--subspaces", str(folder / "subspaces"), "--classifier",
+              str(folder / "bright.pt"), "--labels", "dark", "bright", "--faces", "5", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "one")]) == EXIT_OK
+    launched = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                               "-m", "cfexplain", *common, "--out", str(tmp_path / "two"), "--checkpoint-dir",
+                               str(tmp_path / "checkpoints")], capture_output=True, text=True, timeout=600)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    one, two = AuditResult.load(tmp_path / "one" / "audit"), AuditResult.load(tmp_path / "two" / "audit")
+    pd.testing.assert_frame_equal(two.table, one.table, rtol=1e-4, atol=1e-6)
+    pd.testing.assert_frame_equal(two.counterfactuals.table, one.counterfactuals.table, rtol=1e-4, atol=1e-6)
+    assert (tmp_path / "two" / "report.html").is_file()
+    assert len(list((tmp_path / "checkpoints").glob("audit-*.pt"))) == 2  # one per rank
 
 
 def test_config_file_with_flags_overriding(workspace, tmp_path):

@@ -153,6 +153,8 @@ def _add_audit(commands: _Subcommands) -> None:
     stack.add_argument("--landmarks", help="FAN checkpoint for the bisenet_fan stack")
     audit.add_argument("--include-unfaithful", action="store_true", default=None,
                        help="with --images: count photos whose decision changes on their reconstruction in the table too")
+    audit.add_argument("--checkpoint-dir", dest="checkpoint_dir",
+                       help="save each process's finished work there and resume from it (rerun the same command)")
     audit.add_argument("--fail-if", dest="fail_if", action="append", metavar="CONDITION",
                        help="exit 1 when the condition holds, e.g. 'flip_rate[hair_photometry] > 0.2' (repeatable)")
     audit.set_defaults(run=run_audit)
@@ -205,3 +207,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{'traceback above' if getattr(args, 'debug', False) else 'run with --debug for the traceback'}; "
               f"please report it)", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, leave the process group the command joined (it cannot be left open)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .._device import check_device
+from ..distributed import SINGLE_PROCESS, Ranks, initialize, launched_by_torchrun
 from ..errors import CfexplainError, InputError
 from ..subspaces.specificity import LowSpecificityWarning
 from .config import load_config, make_analyzers, make_classifier, make_generator, make_semantics, merge
@@ -46,6 +48,20 @@ def _generator_settings(args: argparse.Namespace, config: dict[str, Any]) -> dic
     """The ``[generator]`` settings: the command line's flags over the config file's."""
     return merge(config, "generator", {"checkpoint": args.generator, "device": args.device,
                                        "sha256": args.generator_sha256})
+
+
+def _join_ranks(args: argparse.Namespace, generator_settings: dict[str, Any]) -> Ranks:
+    """Under ``torchrun``, join its process group (gloo on the CPU, NCCL on CUDA) and give this
+    process its own GPU of ``--device cuda``; ranks other than 0 print nothing. A plain run is
+    :data:`~cfexplain.distributed.SINGLE_PROCESS`."""
+    if not launched_by_torchrun():
+        return SINGLE_PROCESS
+    device = generator_settings.get("device") or "cpu"
+    ranks = initialize(device=check_device(device))
+    generator_settings["device"] = str(ranks.device(device))
+    if not ranks.is_main:
+        args.quiet = True
+    return ranks
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -164,6 +180,7 @@ def run_learn(args: argparse.Namespace) -> int:
                                        "seed": args.seed, "resolution": args.resolution, "method": args.method,
                                        "checkpoint_dir": args.checkpoint_dir, "out": args.out})
     out = _output_folder(settings.get("out"), "subspaces")
+    ranks = _join_ranks(args, gen)
     generator = make_generator(gen)
     stack, parser, landmarks = make_analyzers(stack_settings, gen.get("device", "cpu"))
     semantics = make_semantics(stack, parser, landmarks, settings.get("semantics"))
@@ -175,7 +192,9 @@ def run_learn(args: argparse.Namespace) -> int:
                  if settings.get(name) is not None}
         subspaces = learn_subspaces(generator, semantics, space=space, **given, resolution=settings.get("resolution"),
                                     method=settings.get("method", "auto"), checkpoint_dir=settings.get("checkpoint_dir"),
-                                    progress=_progress(args))
+                                    progress=_progress(args), distributed=ranks.world_size > 1)
+    if not ranks.is_main:  # every rank holds the set; rank 0 saves it
+        return EXIT_OK
     subspaces.provenance["analyzers"] = {"stack": stack, "parser": stack_settings.get("parser"),
                                          "landmarks": stack_settings.get("landmarks")}
     subspaces.save(out)
@@ -232,14 +251,17 @@ def _audit_inputs(args: argparse.Namespace, section: str):
                                        "images": args.images, "multiple_faces": args.multiple_faces,
                                        "skip_unusable": args.skip_unusable, "inversion_steps": args.inversion_steps,
                                        "include_unfaithful": getattr(args, "include_unfaithful", None),
-                                       "out": args.out})
+                                       "checkpoint_dir": getattr(args, "checkpoint_dir", None), "out": args.out})
     if not settings.get("subspaces"):
         raise InputError("no subspaces: give --subspaces FOLDER (from `cfexplain learn`)")
     out = _output_folder(settings.get("out"), "counterfactuals" if section == "explain" else "audit")
+    if section == "explain" and launched_by_torchrun():
+        raise InputError("`cfexplain explain` runs in one process; under torchrun, run `cfexplain audit` or `learn`")
+    ranks = _join_ranks(args, gen)
     subspaces = SubspaceSet.load(settings["subspaces"])
     generator = make_generator(gen)
     classifier = make_classifier(clf, gen.get("device", "cpu"))
-    return config, generator, classifier, subspaces, settings, out
+    return config, generator, classifier, subspaces, settings, out, ranks
 
 
 def _audit_semantics(args: argparse.Namespace, config: dict, subspaces, device: str):
@@ -280,7 +302,7 @@ def run_explain(args: argparse.Namespace) -> int:
     the unconstrained latent gradient; saved with their table."""
     from ..counterfactual import CounterfactualExplainer
 
-    _, generator, classifier, subspaces, settings, out = _audit_inputs(args, "explain")
+    _, generator, classifier, subspaces, settings, out, _ = _audit_inputs(args, "explain")
     explainer = CounterfactualExplainer(generator, classifier, subspaces, **_search_options(settings, args))
     photos = _photos(settings, args)
     faces = None if photos else _faces(settings).get("n", EXPLAIN_FACES)
@@ -303,7 +325,7 @@ def run_audit(args: argparse.Namespace) -> int:
     from ..report import ReportSection, write_report
 
     gates = [parse_gate(text) for text in (args.fail_if or [])]
-    config, generator, classifier, subspaces, settings, out = _audit_inputs(args, "audit")
+    config, generator, classifier, subspaces, settings, out, ranks = _audit_inputs(args, "audit")
     gates += [parse_gate(text) for text in settings.get("fail_if", [])]
     check_gates(gates, list(subspaces))
     semantics = _audit_semantics(args, config, subspaces, str(generator.device))
@@ -312,7 +334,10 @@ def run_audit(args: argparse.Namespace) -> int:
         faces = {} if photos else _faces(settings)
         result = audit(generator, classifier, subspaces, **faces, target=_target(settings.get("target")),
                        semantics=semantics, include_unfaithful=bool(settings.get("include_unfaithful")), **photos,
+                       distributed=ranks.world_size > 1, checkpoint_dir=settings.get("checkpoint_dir"),
                        **_search_options(settings, args))
+    if result is None:  # a rank other than 0: rank 0 holds the gathered audit and writes it
+        return EXIT_OK
     result.save(out / "audit")
     title = f"{classifier.name}: {result.target}"
     write_report(out, generator, subspaces, [ReportSection(title, result, classifier)], title=f"cfexplain audit of {classifier.name}",

@@ -35,7 +35,7 @@ KEYS = {
     "classifier": ("model", "labels", "kind", "scores", "threshold", "preprocessing"),
     "explain": ("subspaces", "faces", "seed", "target", "unit", "budget", "batch_size", "out", *_PHOTO_KEYS),
     "audit": ("subspaces", "faces", "seed", "target", "unit", "budget", "batch_size", "out", "fail_if", *_PHOTO_KEYS,
-              "include_unfaithful"),
+              "include_unfaithful", "checkpoint_dir"),
 }
 PREPROCESSING_KEYS = ("size", "crop", "value_range", "mean", "std", "channel_order", "interpolation", "antialias")
 SECTIONS = tuple(KEYS)
