@@ -201,16 +201,21 @@ def directional_changes(generator: Generator, criteria: Sequence[Criterion], lat
     tangents = directions.T.to(device=generator.device, dtype=generator.dtype)
     from tqdm.auto import tqdm
 
-    changes = [torch.zeros(latents.shape[0], tangents.shape[0], dtype=torch.float64) for _ in criteria]
+    rows: list[list[torch.Tensor]] = [[] for _ in criteria]  # per criterion, per sample: (K,) on the device
+    precise = torch.float32 if tangents.device.type == "mps" else torch.float64  # MPS has no float64
     for i in tqdm(range(latents.shape[0]), desc="directional changes", unit="sample", disable=not progress):
         batch = _Batch(images_of, criteria, latents[i:i + 1])
         fn = batch.function(range(len(criteria)))
+        parts: list[list[torch.Tensor]] = [[] for _ in criteria]
         for start in range(0, tangents.shape[0], chunk_size):
             part = tangents[start:start + chunk_size][:, None, :]
             outs = vmap(lambda t: jvp(fn, (batch.latents,), (t,))[1])(part)  # per criterion (k, 1, m)
-            for store, out in zip(changes, outs):
-                store[i, start:start + part.shape[0]] = out.detach().double().square().sum(dim=(1, 2)).cpu()
-    return changes
+            for store, out in zip(parts, outs):
+                store.append(out.detach().to(precise).square().sum(dim=(1, 2)))
+        for store, part in zip(rows, parts):
+            store.append(torch.cat(part))
+    return [torch.stack(store).double().cpu() if store else torch.zeros(0, tangents.shape[0], dtype=torch.float64)
+            for store in rows]
 
 
 def _orthonormalize(block: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:

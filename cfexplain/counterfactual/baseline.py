@@ -39,16 +39,17 @@ def _gradients(problem: SearchProblem, batch_size: int) -> torch.Tensor:
     return gradients / gradients.norm(dim=1, keepdim=True).clamp_min(1e-30)
 
 
-def _image_rms(problem: SearchProblem, directions: torch.Tensor) -> torch.Tensor:
-    """``(faces,)`` RMS image change per unit step along each face's direction (first order)."""
+def _image_rms(problem: SearchProblem, directions: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``(faces,)`` RMS image change per unit step along each face's direction (first order; one
+    batched JVP per ``batch_size`` faces: each face's image depends on its own code only)."""
     def images(flat: torch.Tensor) -> torch.Tensor:
         return metric_view(problem.images_of(flat))
 
     values = []
-    for code, direction in zip(problem.codes, directions):
-        change = jvp(images, (code[None],), (direction[None],))[1]
-        values.append(change.square().mean().sqrt())
-    return torch.stack(values).detach()
+    for codes, tangents in zip(problem.codes.split(batch_size), directions.split(batch_size)):
+        change = jvp(images, (codes,), (tangents,))[1]
+        values.append(change.flatten(1).square().mean(dim=1).sqrt())
+    return torch.cat(values).detach()
 
 
 def with_latent_gradient(problem: SearchProblem, generator: Generator, space: str, unit: str, *,
@@ -59,7 +60,7 @@ def with_latent_gradient(problem: SearchProblem, generator: Generator, space: st
     faces = len(problem.codes)
     directions = _gradients(problem, batch_size)
     if unit == "image":
-        scale = 1.0 / _image_rms(problem, directions).clamp_min(1e-12)
+        scale = 1.0 / _image_rms(problem, directions, batch_size).clamp_min(1e-12)
     else:
         scale = generator.edit_scale(space, directions.T.detach().cpu(), n_samples=scale_samples, seed=seed)
         scale = scale.to(directions).clamp_min(1e-8)

@@ -177,7 +177,7 @@ def newton_search(chunk: SearchChunk, *, budget: float, margin: float, steps: in
     n, k = len(chunk), chunk.problem.bases.shape[2]
     like = chunk.problem.codes
     alpha = torch.zeros(n, k, device=like.device, dtype=like.dtype)
-    steps_taken = torch.zeros(n, dtype=torch.long)
+    steps_taken = torch.zeros(n, dtype=torch.long, device=like.device)
     logits = chunk.problem.original_logits[chunk.faces].clone()
     pixels = torch.zeros(n, 2, device=like.device, dtype=like.dtype)
     gap = chunk.gap(logits)
@@ -192,7 +192,7 @@ def newton_search(chunk: SearchChunk, *, budget: float, margin: float, steps: in
         g = grad[idx]
         delta = g * ((2 * margin - gap[idx]) / g.square().sum(dim=1).clamp_min(1e-20))[:, None]
         alpha[idx] = _onto_ball(alpha[idx] + _onto_ball(delta, budget), budget)
-        steps_taken[idx.cpu()] = step
+        steps_taken[idx] = step
         logits[idx], pixels[idx] = chunk.probe(alpha[idx], idx)
         gap[idx] = chunk.gap(logits[idx], idx)
         improved = gap[idx] > best[idx] + 0.01 * margin
@@ -210,7 +210,7 @@ def newton_search(chunk: SearchChunk, *, budget: float, margin: float, steps: in
             on_sphere = a.norm(dim=1) >= budget * (1 - 1e-4)
             reachable = gap[going] + budget * g.norm(dim=1) - (g * a).sum(dim=1)
             active[going[on_sphere & (reachable < 0) & (stalled[going] > 0)]] = False
-    return SearchEnd(alpha, steps_taken, logits, (start_grad * alpha).sum(dim=1), pixels, start_grad.norm(dim=1))
+    return SearchEnd(alpha, steps_taken.cpu(), logits, (start_grad * alpha).sum(dim=1), pixels, start_grad.norm(dim=1))
 
 
 def adam_search(chunk: SearchChunk, *, budget: float, margin: float, loss: str, beta: float, lr: float, steps: int,
@@ -226,7 +226,7 @@ def adam_search(chunk: SearchChunk, *, budget: float, margin: float, loss: str, 
     alpha = torch.zeros(n, k, device=like.device, dtype=like.dtype)
     m, v = torch.zeros_like(alpha), torch.zeros_like(alpha)
     active = torch.ones(n, dtype=torch.bool, device=like.device)
-    steps_taken = torch.zeros(n, dtype=torch.long)
+    steps_taken = torch.zeros(n, dtype=torch.long, device=like.device)
     target, tau = chunk.problem.target, chunk.problem.threshold_logit
     b1, b2, eps = 0.9, 0.999, 1e-8
     for step in range(1, steps + 1):
@@ -249,11 +249,11 @@ def adam_search(chunk: SearchChunk, *, budget: float, margin: float, loss: str, 
         v[idx] = b2 * v[idx] + (1 - b2) * grad.square()
         update = lr * (m[idx] / (1 - b1**step)) / ((v[idx] / (1 - b2**step)).sqrt() + eps)
         alpha[idx] = _onto_ball(torch.where(done[:, None], a.detach(), a.detach() - update), budget)
-        steps_taken[idx.cpu()] = step
+        steps_taken[idx] = step
         active[idx[done]] = False
     end_logits, pixels = chunk.probe(alpha)
     start_grad = chunk.start_gradient()
-    return SearchEnd(alpha, steps_taken, end_logits, (start_grad * alpha).sum(dim=1), pixels, start_grad.norm(dim=1))
+    return SearchEnd(alpha, steps_taken.cpu(), end_logits, (start_grad * alpha).sum(dim=1), pixels, start_grad.norm(dim=1))
 
 
 def _quadratic_root(value0: torch.Tensor, slope0: torch.Tensor, value1: torch.Tensor) -> torch.Tensor:
