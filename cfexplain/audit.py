@@ -369,7 +369,8 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
             raise InputError("a distributed audit audits generated faces; audit photos in one process (or invert "
                              "them first, with cfexplain.invert, and audit the InversionResult in one process)")
         explainer_options["progress"] = explainer_options.get("progress", True) and ranks.is_main
-    explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=budget, seed=seed, **explainer_options)
+    explainer = CounterfactualExplainer(generator, classifier, subspaces, budget=budget, seed=seed, ranks=ranks,
+                                        **explainer_options)
     if ranks.world_size > 1:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InputError(f"the number of faces must be a positive int, got {n!r}")
@@ -481,7 +482,11 @@ class _ShardWork:
                     checkpoint.save(state)
             return state[name]
 
-        random = stage("random", lambda: _frame_state(self._random_items(codes))) if stages.random_baseline else None
+        random = None
+        if stages.random_baseline:
+            control = self._random_control()
+            random = stage("random", lambda: _frame_state(control.explain(codes, target=self.target,
+                                                                          checkpoint_dir=self.checkpoint_dir).table))
         global_rows, items = self._all_items(result)
         keep = stages.keep_criteria()
         effects = stage("side_effects", lambda: _side_effect_ratios(
@@ -512,12 +517,17 @@ class _ShardWork:
                           explainer.classifier, explainer.generator)
         return Checkpoint(Path(self.checkpoint_dir) / f"audit-{key}.pt", "audit")
 
-    def _random_items(self, codes: torch.Tensor) -> pd.DataFrame:
-        """The same search over ``codes`` in the random subspaces (:func:`_random_subspaces`)."""
+    def _random_control(self) -> CounterfactualExplainer:
+        """The explainer of the same search in the random subspaces (:func:`_random_subspaces`),
+        its edit bases built now: every process builds them (they share the work), whether or
+        not its own checkpoint holds the stage."""
         explainer = self.explainer
         random = _random_subspaces(explainer, self.names, self.stages.seed)
-        control = CounterfactualExplainer(explainer.generator, explainer.classifier, random, **explainer.options)
-        return control.explain(codes, target=self.target, checkpoint_dir=self.checkpoint_dir).table
+        control = CounterfactualExplainer(explainer.generator, explainer.classifier, random, ranks=explainer.ranks,
+                                          **explainer.options)
+        for name in random:
+            control.edit_basis(name)
+        return control
 
     def _all_items(self, result: CounterfactualResult) -> tuple[np.ndarray, pd.DataFrame]:
         """Every process's items (face, subspace, flipped) in single-process order, and the row

@@ -103,6 +103,17 @@ class Ranks:
         dist.gather_object(value, gathered, dst=0)
         return gathered
 
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        """The sum over the ranks of a CPU tensor, on every rank (added in rank order, so that
+        every rank gets the same bits)."""
+        if self.world_size == 1:
+            return value
+        parts = self.all_gather(value)
+        total = parts[0].clone()
+        for part in parts[1:]:
+            total += part
+        return total
+
     def broadcast(self, value: T) -> T:
         """Rank 0's ``value``, on every rank."""
         if self.world_size == 1:

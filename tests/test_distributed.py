@@ -25,25 +25,24 @@ LEARN = dict(space="z", n_samples=6, batch_size=2, method="randomized", seed=3, 
 
 def _worker(rank: int, folder: str, job: str) -> None:
     """One rank of a 2-process gloo run: does ``job`` and pickles what it returned to ``folder``."""
-    import sys
-
     import torch.distributed as dist
 
-    from cfexplain.classifiers import Classifier
-
-    audit_module = sys.modules["cfexplain.audit"]  # the package's ``audit`` attribute is the function
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{folder}/store-{job}", rank=rank, world_size=2)
     generator, classifier, subspaces, semantics = planted_rule_setting()
-    calls = {"logits": 0}
-    logits = Classifier.logits
+    from cfexplain.counterfactual.explainer import CounterfactualExplainer
 
-    def counted(self, images):
-        calls["logits"] += 1
-        return logits(self, images)
+    calls = {"chunks": 0}
+    search_chunk = CounterfactualExplainer._search_chunk
 
-    Classifier.logits = counted
+    def counted(self, chunk, records):
+        calls["chunks"] += 1
+        if job == "fail" and rank == 1 and calls["chunks"] == 2:
+            _kill_once_rank_0_is_done_searching(folder)
+        return search_chunk(self, chunk, records)
+
+    CounterfactualExplainer._search_chunk = counted
     out: dict = {}
     if job == "learn+audit":
         learned = learn_subspaces(generator, semantics, distributed=True, **LEARN)
@@ -51,21 +50,23 @@ def _worker(rank: int, folder: str, job: str) -> None:
                                  learned[name].provenance["specificity"]) for name in learned}
         result = audit(generator, classifier, subspaces, semantics=semantics, distributed=True, **AUDIT)
         out["audit"] = None if result is None else _content(result)
-    else:  # "fail" (rank 1 dies in its joint search) or "resume", both with checkpoints
-        if job == "fail" and rank == 1:
-            def killed(*args, **kwargs):  # once rank 0 has saved its last stage, as a kill could fall
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline and not any(
-                        "joint" in torch.load(f, weights_only=True) for f in Path(folder, "checkpoints").glob("audit-*")):
-                    time.sleep(0.1)
-                raise RuntimeError("rank 1 killed")
-            audit_module.joint_counterfactuals = killed
+    else:  # "fail" (rank 1 dies in its second search batch) or "resume", both with checkpoints
         result = audit(generator, classifier, subspaces, semantics=semantics, distributed=True,
                        checkpoint_dir=f"{folder}/checkpoints", **AUDIT)
         out["audit"] = None if result is None else _content(result)
-    out["logits_calls"] = calls["logits"]
+    out["search_batches"] = calls["chunks"]
     Path(folder, f"{job}-{rank}.pkl").write_bytes(pickle.dumps(out))
     dist.destroy_process_group()
+
+
+def _kill_once_rank_0_is_done_searching(folder: str) -> None:
+    """Raise, once rank 0 has saved its last search (the random control): a kill can fall while
+    the other rank is further on (rank 0 then waits for rank 1's items)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+            "random" in torch.load(f, weights_only=True) for f in Path(folder, "checkpoints").glob("audit-*")):
+        time.sleep(0.1)
+    raise RuntimeError("rank 1 killed")
 
 
 def _content(result: AuditResult) -> dict:
@@ -136,15 +137,17 @@ def test_a_killed_rank_resumes_without_redoing_the_others(single_audit, tmp_path
     first = [pickle.loads((tmp_path / f"fail-{rank}.pkl").read_bytes()) if (tmp_path / f"fail-{rank}.pkl").exists()
              else None for rank in range(2)]
     assert first == [None, None]  # neither finished
+    # rank 0: its search, its random control's, its audit stages; rank 1: its first search batch
     assert sorted(p.name.split("-")[0] for p in (tmp_path / "checkpoints").iterdir()) == \
-        ["audit", "audit", "counterfactuals", "counterfactuals", "counterfactuals", "counterfactuals"]
+        ["audit", "counterfactuals", "counterfactuals", "counterfactuals"]
     resumed = _run(tmp_path, "resume")
     _assert_same_audit(resumed[0]["audit"], single_audit)
     (tmp_path / "fresh").mkdir()
     fresh = _run(tmp_path / "fresh", "resume")
     _assert_same_audit(fresh[0]["audit"], single_audit)
-    # rank 0 had finished its share: its rerun only rebuilds the search problems (4 classifier calls of 220)
-    assert resumed[0]["logits_calls"] < fresh[0]["logits_calls"] / 4
+    # rank 0 had finished its searches: its rerun redoes none; rank 1 redoes all but its first batch
+    assert resumed[0]["search_batches"] == 0 < fresh[0]["search_batches"]
+    assert resumed[1]["search_batches"] == fresh[1]["search_batches"] - 1
 
 
 def test_faces_are_shared_in_contiguous_blocks():

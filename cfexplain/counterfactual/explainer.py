@@ -18,6 +18,7 @@ import torch
 from .._checkpoint import Checkpoint
 from .._fingerprint import fingerprint
 from ..classifiers import Classifier
+from ..distributed import SINGLE_PROCESS, Ranks
 from ..errors import InputError
 from ..generators.base import Generator
 from ..photos.faithfulness import PhotoFaces
@@ -109,9 +110,13 @@ class CounterfactualExplainer:
         image_samples: faces the image metric is averaged over (``"image"``).
         seed: seed of face sampling and of the edit-unit estimates.
         progress: show progress.
+        ranks: the processes of a distributed run (:mod:`cfexplain.distributed`), which then
+            share the faces of the edit-unit estimates: every rank must build its edit bases in
+            the same order (as a distributed :func:`~cfexplain.audit` does). Default: one process.
     """
 
-    def __init__(self, generator: Generator, classifier: Classifier, subspaces: SubspaceSet, **options: Any) -> None:
+    def __init__(self, generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *,
+                 ranks: Ranks = SINGLE_PROCESS, **options: Any) -> None:
         if not isinstance(subspaces, SubspaceSet) or len(subspaces) == 0:
             raise InputError("the explainer needs a non-empty SubspaceSet")
         if not isinstance(classifier, Classifier):
@@ -120,7 +125,7 @@ class CounterfactualExplainer:
         if tuple(generator.latent_shape(subspaces.space)) != tuple(subspaces.latent_shape):
             raise InputError(f"the subspaces are for latent shape {subspaces.latent_shape} in space {subspaces.space!r}, "
                              f"the generator has {generator.latent_shape(subspaces.space)} there")
-        self.generator, self.classifier, self.subspaces = generator, classifier, subspaces
+        self.generator, self.classifier, self.subspaces, self.ranks = generator, classifier, subspaces, ranks
         self.settings = SearchSettings().replace(**options) if options else SearchSettings()
         self._edit_bases: dict[str, torch.Tensor] = {}
 
@@ -151,7 +156,7 @@ class CounterfactualExplainer:
         """A copy of this explainer with some options changed (``None`` values are ignored); the
         scaled bases are shared where they stay valid."""
         changes = {key: value for key, value in changes.items() if value is not None}
-        other = CounterfactualExplainer(self.generator, self.classifier, self.subspaces)
+        other = CounterfactualExplainer(self.generator, self.classifier, self.subspaces, ranks=self.ranks)
         other.settings = self.settings.replace(**changes)
         unit_of = lambda s: (s.unit, s.scale_samples, s.image_samples, s.seed)  # noqa: E731
         if unit_of(other.settings) == unit_of(self.settings):
@@ -165,7 +170,7 @@ class CounterfactualExplainer:
             s = self.settings
             self._edit_bases[name] = edit_basis(self.generator, self.subspaces[name], s.unit,
                                                 scale_samples=s.scale_samples, image_samples=s.image_samples,
-                                                seed=s.seed + 7919)
+                                                seed=s.seed + 7919, ranks=self.ranks)
         return self._edit_bases[name]
 
     def faces(self, codes_or_seeds: torch.Tensor | int | Sequence[int]) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import jvp, vmap
 
+from ..distributed import SINGLE_PROCESS, Ranks
 from ..errors import InputError
 from ..generators.base import Generator
 from ..subspaces.core import Subspace
@@ -46,41 +47,44 @@ def latent_spread(generator: Generator, subspace: Subspace, *, n_samples: int = 
 
 
 def image_metric(generator: Generator, directions: torch.Tensor, space: str, *, n_samples: int = 16,
-                 seed: int = 7919, chunk_size: int = 16) -> torch.Tensor:
+                 seed: int = 7919, chunk_size: int = 16, ranks: Ranks = SINGLE_PROCESS) -> torch.Tensor:
     """``P (k, k)``: the mean over ``n_samples`` faces of ``(J d_a) · (J d_b) / pixels`` for the
     directions ``(D, k)``: ``αᵀPα`` is the mean squared image change of the edit ``directions · α``
-    (first order)."""
+    (first order). With ``ranks`` of a distributed run, each process measures its share of the
+    faces and every process gets the whole sum."""
     if directions.ndim != 2 or directions.shape[0] != generator.latent_dim(space):
         raise InputError(f"directions must be (D, k) with D = {generator.latent_dim(space)}, got {tuple(directions.shape)}")
     shape = generator.latent_shape(space)
-    codes = generator.sample(n_samples, space=space, seed=seed).reshape(n_samples, -1)
     tangents = directions.T.to(device=generator.device, dtype=generator.dtype)
+    precise = torch.float32 if tangents.device.type == "mps" else torch.float64  # MPS has no float64
 
     def images(flat: torch.Tensor) -> torch.Tensor:
         return metric_view(generator.synthesize(flat.reshape(-1, *shape), space=space))
 
-    metric = torch.zeros(directions.shape[1], directions.shape[1], dtype=torch.float64)
-    for code in codes:
-        columns = []
-        for part in tangents.split(chunk_size):
-            out = vmap(lambda t: jvp(images, (code[None],), (t[None],))[1])(part)
-            columns.append(out.reshape(part.shape[0], -1).detach().double().cpu())
-        jv = torch.cat(columns)
-        metric += jv @ jv.T / jv.shape[1]
-    return metric / n_samples
+    metric = torch.zeros(directions.shape[1], directions.shape[1], dtype=precise, device=tangents.device)
+    mine = ranks.span(n_samples)
+    if mine:
+        codes = generator.sample(len(mine), space=space, seed=seed, start=mine.start).reshape(len(mine), -1)
+        for code in codes:
+            jv = torch.cat([vmap(lambda t: jvp(images, (code[None],), (t[None],))[1])(part).reshape(part.shape[0], -1)
+                            for part in tangents.split(chunk_size)]).detach().to(precise)
+            metric += jv @ jv.T / jv.shape[1]
+    return ranks.sum(metric.double().cpu()) / n_samples
 
 
 def edit_basis(generator: Generator, subspace: Subspace, unit: str, *, scale_samples: int = 2000,
-               image_samples: int = 16, seed: int = 7919) -> torch.Tensor:
+               image_samples: int = 16, seed: int = 7919, ranks: Ranks = SINGLE_PROCESS) -> torch.Tensor:
     """The subspace's basis scaled to ``unit`` (:data:`EDIT_UNITS`): ``(D, k)`` columns whose
-    coefficient ``α`` is measured in that unit (the edit is ``basis_scaled · α``)."""
+    coefficient ``α`` is measured in that unit (the edit is ``basis_scaled · α``); ``ranks``: the
+    processes of a distributed run, which share the image metric's faces."""
     if unit not in EDIT_UNITS:
         raise InputError(f"unit must be one of {EDIT_UNITS}, got {unit!r}")
     if subspace.dim == 0:
         return subspace.basis.clone()
     if unit == "latent":
         return subspace.basis * latent_spread(generator, subspace, n_samples=scale_samples, seed=seed)
-    metric = image_metric(generator, subspace.basis, subspace.space, n_samples=image_samples, seed=seed)
+    metric = image_metric(generator, subspace.basis, subspace.space, n_samples=image_samples, seed=seed,
+                          ranks=ranks)
     values, vectors = torch.linalg.eigh(metric)
     floor = values.max().clamp_min(1e-30) * 1e-6  # a unit never changes the image by more than 1 (first order)
     inverse_root = vectors @ torch.diag(values.clamp_min(floor).rsqrt()) @ vectors.T

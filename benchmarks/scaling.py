@@ -1,0 +1,148 @@
+"""Scaling out: the same audit in 1 and in 2 processes (``torchrun``, gloo), one thread each.
+
+The audit is the demo's gender audit (zoo DCGAN, the demo's FaceMesh subspaces in ``"s"``, the
+zoo gender classifier, audit defaults but ``ig_steps=16``) over ``--faces`` faces. Each run is a
+fresh launch; inside it, the ``audit(...)`` call is timed between two barriers (model loading and
+torch's start-up are reported apart). Parallel efficiency = T₁ / (P · T_P) for the audit call; the
+gathered 2-process table is checked against the 1-process one.
+
+The per-face costs measured here also feed the cost model in docs/benchmarks.md: the audit's
+time is a fixed part every process repeats (edit units, random subspaces) plus a part per face.
+With ``--faces`` at two sizes the two parts are separated (least squares over the 1-process runs).
+
+Usage::
+
+    python benchmarks/scaling.py [--faces 32] [--small 8]
+
+Prints a table and writes ``benchmarks/results/scaling.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _models():
+    import argparse as _argparse
+
+    from cfexplain import zoo
+    from cfexplain.cli.commands import _demo_subspaces
+    from cfexplain.presets import facemesh_semantics
+
+    generator, classifier = zoo.dcgan_faces(), zoo.gender_classifier()
+    semantics = facemesh_semantics(zoo.facemesh_parser(), zoo.facemesh())
+    subspaces = _demo_subspaces(generator, semantics, _argparse.Namespace(quiet=True))
+    return generator, classifier, subspaces, semantics
+
+
+def worker(faces: int, out: Path) -> None:
+    """One process of a run (under torchrun, or alone): time ``audit`` between barriers."""
+    import torch
+
+    torch.set_num_threads(1)
+    from cfexplain import audit, distributed
+
+    started = time.perf_counter()
+    ranks = distributed.initialize()
+    generator, classifier, subspaces, semantics = _models()
+    loaded = time.perf_counter() - started
+    barrier = (lambda: torch.distributed.barrier()) if ranks.world_size > 1 else (lambda: None)
+    barrier()
+    start = time.perf_counter()
+    result = audit(generator, classifier, subspaces, n=faces, semantics=semantics, ig_steps=16, progress=False,
+                   distributed=ranks.world_size > 1)
+    mine = time.perf_counter() - start
+    barrier()
+    seconds = time.perf_counter() - start
+    times = ranks.gather(mine)
+    if ranks.is_main:
+        out.write_text(json.dumps({"processes": ranks.world_size, "faces": faces, "audit_seconds": seconds,
+                                   "rank_seconds": times, "load_seconds": loaded,
+                                   "table": json.loads(result.table.to_json(orient="records"))}))
+
+
+def launch(processes: int, faces: int, folder: Path) -> dict:
+    """A fresh run with ``processes`` processes of one thread each; its measurements."""
+    out = folder / f"run-{processes}-{faces}.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    script = [str(Path(__file__).resolve()), "--worker", "--faces", str(faces), "--out", str(out)]
+    command = [sys.executable, *script] if processes == 1 else \
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes), *script]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"run with {processes} processes failed:\n{done.stderr[-4000:]}")
+    return {**json.loads(out.read_text()), "wall_seconds": time.perf_counter() - start}
+
+
+def _same_tables(a: list[dict], b: list[dict]) -> bool:
+    import math
+
+    for row_a, row_b in zip(a, b):
+        for key, value in row_a.items():
+            other = row_b.get(key)
+            if isinstance(value, float) or isinstance(other, float):
+                if value is None or other is None:
+                    if value is not other:
+                        return False
+                elif not math.isclose(value, other, rel_tol=1e-3, abs_tol=1e-5):
+                    return False
+            elif value != other:
+                return False
+    return len(a) == len(b)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faces", type=int, default=32)
+    parser.add_argument("--small", type=int, default=8, help="a second, smaller audit for the cost model")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.faces, args.out)
+        return
+    _models()  # fill the caches (zoo wheels, the demo's subspaces) before anything is timed
+    with tempfile.TemporaryDirectory() as folder:
+        runs = []
+        for processes, faces in ((1, args.faces), (2, args.faces), (1, args.small)):
+            runs.append(launch(processes, faces, Path(folder)))
+            run = runs[-1]
+            print(f"{processes} process(es), {faces} faces: audit {run['audit_seconds']:.1f} s "
+                  f"(ranks {', '.join(f'{t:.1f}' for t in run['rank_seconds'])}), load {run['load_seconds']:.1f} s, "
+                  f"launch {run['wall_seconds']:.1f} s", flush=True)
+    one, two, small = runs
+    speedup = one["audit_seconds"] / two["audit_seconds"]
+    efficiency = speedup / 2
+    per_face = (one["audit_seconds"] - small["audit_seconds"]) / (args.faces - args.small)
+    fixed = one["audit_seconds"] - per_face * args.faces
+    same = _same_tables(one["table"], two["table"])
+    print()
+    print("| processes | faces | audit s | speed-up | efficiency | whole launch s |")
+    print("|---|---|---|---|---|---|")
+    print(f"| 1 | {args.faces} | {one['audit_seconds']:.1f} | 1.00 | 1.00 | {one['wall_seconds']:.1f} |")
+    print(f"| 2 | {args.faces} | {two['audit_seconds']:.1f} | {speedup:.2f} | {efficiency:.2f} | {two['wall_seconds']:.1f} |")
+    print(f"\nparallel efficiency {efficiency:.2f} (target ≥ 0.9: {'met' if efficiency >= 0.9 else 'NOT met'}); "
+          f"2-process table equals the 1-process one: {same}")
+    print(f"cost model (1 process, 1 thread): {fixed:.1f} s fixed + {per_face:.2f} s per face")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scaling.json").write_text(json.dumps({
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "faces": args.faces, "runs": runs, "speedup": speedup, "efficiency": efficiency, "tables_equal": same,
+        "cost_model": {"fixed_seconds": fixed, "seconds_per_face": per_face, "small_faces": args.small},
+    }, indent=1))
+    print(f"wrote {RESULTS / 'scaling.json'}")
+
+
+if __name__ == "__main__":
+    main()
