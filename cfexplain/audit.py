@@ -57,7 +57,7 @@ from ._shared import shared_analyses
 from .classifiers import Classifier
 from .counterfactual import CounterfactualExplainer, CounterfactualResult, attach_partial_result
 from .counterfactual.baseline import BASELINE_NAME
-from .counterfactual.joint import joint_counterfactuals, summarise_joint
+from .counterfactual.joint import JOINT_BATCH_FACES, joint_counterfactuals, summarise_joint
 from .counterfactual.result import merge_item_tables
 from .distributed import Ranks, ranks_for
 from .criteria.base import Criterion
@@ -340,8 +340,10 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
             use the faithful photos only, unless ``include_unfaithful``.
         distributed: share the faces among the processes of the initialized ``torch.distributed``
             process group (:mod:`cfexplain.distributed`; generated faces only): each process
-            searches its block of faces and rank 0 gathers the result, equal to a single-process
-            audit's within floating-point tolerance. Every rank must call ``audit`` alike; rank 0
+            searches its block of faces (whole blocks of
+            :data:`~cfexplain.counterfactual.joint.JOINT_BATCH_FACES`, so ``n`` must give each
+            process one) and rank 0 gathers the result, equal to a single-process audit's within
+            floating-point tolerance. Every rank must call ``audit`` alike; rank 0
             returns the :class:`AuditResult`, the others ``None``.
         checkpoint_dir: save each process's finished work there (the searches after every batch,
             then each later stage) and resume from it: a rerun of the same audit redoes only
@@ -374,8 +376,8 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
     if ranks.world_size > 1:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InputError(f"the number of faces must be a positive int, got {n!r}")
-        ranks.check_shareable(n, "faces")
-        mine = ranks.span(n)
+        ranks.check_shareable(n, "faces", block=JOINT_BATCH_FACES)
+        mine = ranks.span(n, block=JOINT_BATCH_FACES)  # whole joint-search batches: each face as in one process
         codes, photos = generator.sample(len(mine), space=explainer.space, seed=seed, start=mine.start), None
     else:
         codes, photos = explainer.faces_or_photos(n if images is None else None, images, photo_options)

@@ -73,11 +73,12 @@ class Ranks:
         last = first + base + (1 if self.rank < extra else 0)
         return range(min(first * block, count), min(last * block, count))
 
-    def check_shareable(self, count: int, what: str) -> None:
-        """:class:`InputError` unless every rank gets at least one of ``count`` items."""
-        if count < self.world_size:
-            raise InputError(f"{count} {what} cannot be shared by {self.world_size} processes: each needs at least "
-                             f"one; use fewer processes or more {what}")
+    def check_shareable(self, count: int, what: str, *, block: int = 1) -> None:
+        """:class:`InputError` unless every rank gets at least one block of ``block`` of ``count`` items."""
+        if -(-count // block) < self.world_size:
+            unit = f" (in blocks of {block})" if block > 1 else ""
+            raise InputError(f"{count} {what}{unit} cannot be shared by {self.world_size} processes: each needs at "
+                             f"least one{' block' if block > 1 else ''}; use fewer processes or more {what}")
 
     def spans(self, count: int, *, block: int = 1) -> list[range]:
         """Every rank's :meth:`span`, by rank."""

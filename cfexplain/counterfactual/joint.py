@@ -22,7 +22,7 @@ from .explainer import CounterfactualExplainer
 from .search import SearchChunk, adam_search, minimal_edit
 from .targets import decision_gap
 
-__all__ = ["JointResult", "joint_counterfactuals", "summarise_joint"]
+__all__ = ["JOINT_BATCH_FACES", "JointResult", "joint_counterfactuals", "summarise_joint"]
 
 
 @dataclass
@@ -62,8 +62,9 @@ def _attribute(chunk: SearchChunk, alpha: torch.Tensor, groups: torch.Tensor, co
 
     ig = IntegratedGradients(forward)
     attributions, delta = ig.attribute(alpha, baselines=torch.zeros_like(alpha), n_steps=ig_steps,
-                                       additional_forward_args=(problem.codes, problem.target.mode,
-                                                                problem.target.index),
+                                       additional_forward_args=(problem.codes[chunk.faces],
+                                                                problem.target.mode[chunk.faces],
+                                                                problem.target.index[chunk.faces]),
                                        internal_batch_size=batch_size, return_convergence_delta=True)
     change = attributions.sum(dim=1)
     per_group = torch.stack([attributions[:, groups == g].sum(dim=1) for g in range(count)], dim=1)
@@ -94,18 +95,34 @@ def _semantics_needed(chunk: SearchChunk, alpha: torch.Tensor, groups: torch.Ten
     return needed
 
 
+JOINT_BATCH_FACES = 8
+"""Faces the joint search and its attribution take together. Each batch is searched on its own, so
+a face's result depends on its batch only: a distributed audit, whose shares of the faces are whole
+batches, computes every face exactly as one process does (Integrated Gradients through ReLU
+networks turns rounding differences of other batch compositions into visible ones)."""
+
+
 def joint_counterfactuals(explainer: CounterfactualExplainer, codes: torch.Tensor, target: Any, names: Sequence[str],
                           *, group_weight: float = 0.1, steps: int = 100, ig_steps: int = 32,
                           attribution: bool = True) -> JointResult:
     """The joint search over the stacked subspaces ``names`` of ``explainer`` for every face of
     ``codes``, its sparsity and (with ``attribution``) its Integrated-Gradients attribution (module
-    docstring). Edits are in the explainer's unit and budget."""
+    docstring), :data:`JOINT_BATCH_FACES` faces at a time. Edits are in the explainer's unit and budget."""
     names = list(names)
     blocks = [explainer.edit_basis(name) for name in names]
     problem = explainer.problem(codes, target, [torch.cat(blocks, dim=1)], every_pair=False)
     like = problem.codes
     groups = torch.as_tensor(np.repeat(np.arange(len(names)), [b.shape[1] for b in blocks]), device=like.device)
-    chunk = problem.chunk(torch.arange(problem.items, device=like.device), with_images=False)
+    faces = torch.arange(problem.items, device=like.device)
+    table = pd.concat([_joint_batch(explainer, problem.chunk(rows, with_images=False), names, groups, group_weight,
+                                    steps, ig_steps, attribution) for rows in faces.split(JOINT_BATCH_FACES)],
+                      ignore_index=True)
+    return JointResult(table, *summarise_joint(table, names))
+
+
+def _joint_batch(explainer: CounterfactualExplainer, chunk: SearchChunk, names: list[str], groups: torch.Tensor,
+                 group_weight: float, steps: int, ig_steps: int, attribution: bool) -> pd.DataFrame:
+    """The joint table's rows of one batch of faces (``chunk``, one item per face)."""
     s = explainer.settings
     end = adam_search(chunk, budget=s.budget, margin=s.margin, loss=s.loss, beta=s.beta, lr=s.lr, steps=steps,
                       groups=groups, group_weight=group_weight)
@@ -120,17 +137,17 @@ def joint_counterfactuals(explainer: CounterfactualExplainer, codes: torch.Tenso
         columns = {"gap_change": change.detach().cpu().numpy(), "ig_delta": delta.detach().cpu().numpy(),
                    **{f"attribution:{name}": importance[:, g].cpu().numpy() for g, name in enumerate(names)}}
     needed = _semantics_needed(chunk, alpha, groups, importance, flipped)
-    min_edit = (alpha.norm(dim=1) * torch.nan_to_num(crossing.t)).where(flipped, torch.tensor(float("nan")))
+    min_edit = (alpha.norm(dim=1) * torch.nan_to_num(crossing.t)).where(flipped, torch.full_like(crossing.t, float("nan")))
     used = [", ".join(np.array(names)[order[:k].cpu().numpy()]) if k > 0 else ""
             for order, k in zip(importance.argsort(dim=1, descending=True), needed.tolist())]
-    table = pd.DataFrame({"face": np.arange(problem.items), "flipped": flipped.cpu().numpy(),
+    table = pd.DataFrame({"face": chunk.faces.cpu().numpy(), "flipped": flipped.cpu().numpy(),
                           "min_edit": min_edit.cpu().numpy(), "end_edit": alpha.norm(dim=1).cpu().numpy(),
                           "steps": end.steps.numpy(), "sparsity": needed.cpu().numpy(), "semantics_used": used})
     for g, name in enumerate(names):
         table[f"norm:{name}"] = norms[:, g].cpu().numpy()
     for column, values in columns.items():
         table[column] = values
-    return JointResult(table, *summarise_joint(table, names))
+    return table
 
 
 def summarise_joint(table: pd.DataFrame, names: Sequence[str]) -> tuple[dict[str, float], dict[str, float]]:
