@@ -4,7 +4,9 @@ The audit is the demo's gender audit (zoo DCGAN, the demo's FaceMesh subspaces i
 zoo gender classifier, audit defaults but ``ig_steps=16``) over ``--faces`` faces. Each run is a
 fresh launch; inside it, the ``audit(...)`` call is timed between two barriers (model loading and
 torch's start-up are reported apart). Parallel efficiency = T₁ / (P · T_P) for the audit call; the
-gathered 2-process table is checked against the 1-process one.
+gathered 2-process table is checked against the 1-process one. The control: two independent
+one-process audits of half the faces each, started together, show how much two busy processes slow
+each other on this machine (shared caches and memory bandwidth), the ceiling for any parallel run.
 
 The per-face costs measured here also feed the cost model in docs/benchmarks.md: the audit's
 time is a fixed part every process repeats (edit units, random subspaces) plus a part per face.
@@ -85,6 +87,21 @@ def launch(processes: int, faces: int, folder: Path) -> dict:
     return {**json.loads(out.read_text()), "wall_seconds": time.perf_counter() - start}
 
 
+def launch_side_by_side(processes: int, faces: int, folder: Path) -> list[dict]:
+    """The hardware's ceiling: ``processes`` independent one-process audits of ``faces`` faces
+    each, started together (no communication): how much slower each runs beside the others."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    outs = [folder / f"alone-{i}-{faces}.json" for i in range(processes)]
+    running = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", "--faces", str(faces),
+                                 "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True) for out in outs]
+    for process in running:
+        _, errors = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"a side-by-side run failed:\n{errors[-4000:]}")
+    return [json.loads(out.read_text()) for out in outs]
+
+
 def _same_tables(a: list[dict], b: list[dict]) -> bool:
     import math
 
@@ -115,13 +132,19 @@ def main() -> None:
     _models()  # fill the caches (zoo wheels, the demo's subspaces) before anything is timed
     with tempfile.TemporaryDirectory() as folder:
         runs = []
-        for processes, faces in ((1, args.faces), (2, args.faces), (1, args.small)):
+        for processes, faces in ((1, args.faces), (2, args.faces), (1, args.small), (1, args.faces // 2)):
             runs.append(launch(processes, faces, Path(folder)))
             run = runs[-1]
             print(f"{processes} process(es), {faces} faces: audit {run['audit_seconds']:.1f} s "
                   f"(ranks {', '.join(f'{t:.1f}' for t in run['rank_seconds'])}), load {run['load_seconds']:.1f} s, "
                   f"launch {run['wall_seconds']:.1f} s", flush=True)
-    one, two, small = runs
+        beside = launch_side_by_side(2, args.faces // 2, Path(folder))
+    one, two, small, half = runs
+    contention = max(run["audit_seconds"] for run in beside) / half["audit_seconds"]
+    alone = ", ".join(f"{run['audit_seconds']:.1f}" for run in beside)
+    print(f"two independent {args.faces // 2}-face audits side by side: {alone} s, against "
+          f"{half['audit_seconds']:.1f} s alone "
+          f"(the machine slows each by {contention:.2f}×)", flush=True)
     speedup = one["audit_seconds"] / two["audit_seconds"]
     efficiency = speedup / 2
     per_face = (one["audit_seconds"] - small["audit_seconds"]) / (args.faces - args.small)
@@ -134,11 +157,14 @@ def main() -> None:
     print(f"| 2 | {args.faces} | {two['audit_seconds']:.1f} | {speedup:.2f} | {efficiency:.2f} | {two['wall_seconds']:.1f} |")
     print(f"\nparallel efficiency {efficiency:.2f} (target ≥ 0.9: {'met' if efficiency >= 0.9 else 'NOT met'}); "
           f"2-process table equals the 1-process one: {same}")
+    print(f"control: two independent processes side by side each ran {contention:.2f}× slower than alone, with no "
+          f"communication at all (the two cores share caches and memory bandwidth)")
     print(f"cost model (1 process, 1 thread): {fixed:.1f} s fixed + {per_face:.2f} s per face")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "scaling.json").write_text(json.dumps({
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "faces": args.faces, "runs": runs, "speedup": speedup, "efficiency": efficiency, "tables_equal": same,
+        "side_by_side": beside, "side_by_side_slowdown": contention,
         "cost_model": {"fixed_seconds": fixed, "seconds_per_face": per_face, "small_faces": args.small},
     }, indent=1))
     print(f"wrote {RESULTS / 'scaling.json'}")
