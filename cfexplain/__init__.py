@@ -11,7 +11,7 @@ The public API is flat: generators (:func:`load_generator`, :class:`StyleGAN2Gen
 (:mod:`cfexplain.zoo`) and the exceptions (:mod:`cfexplain.errors`).
 """
 
-from . import analyzers, criteria, discovery, errors, photos, presets, trust, zoo
+from . import analyzers, criteria, discovery, distributed, errors, photos, presets, trust, zoo
 from .audit import AuditResult, audit
 from .photos import InversionResult, PhotoFaces, align_faces, check_faithfulness, invert
 from .counterfactual import CounterfactualExplainer, CounterfactualResult, SearchSettings
@@ -104,6 +104,7 @@ __all__ = [
     "criteria",
     "discover_directions",
     "discovery",
+    "distributed",
     "errors",
     "invert",
     "learn_subspaces",

@@ -32,7 +32,7 @@ import torch
 
 from .errors import InputError
 
-__all__ = ["Ranks", "SINGLE_PROCESS", "initialize", "ranks_for"]
+__all__ = ["Ranks", "SINGLE_PROCESS", "initialize", "launched_by_torchrun", "ranks_for"]
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 MODULES = (
     "cfexplain.generators", "cfexplain.analyzers", "cfexplain.zoo", "cfexplain.classifiers", "cfexplain.criteria",
     "cfexplain.presets", "cfexplain.subspaces", "cfexplain.jacobian", "cfexplain.discovery", "cfexplain.counterfactual",
-    "cfexplain.audit", "cfexplain.photos", "cfexplain.trust", "cfexplain.report", "cfexplain.cli", "cfexplain.errors",
+    "cfexplain.audit", "cfexplain.distributed", "cfexplain.photos", "cfexplain.trust", "cfexplain.report", "cfexplain.cli", "cfexplain.errors",
 )
 
 
