@@ -144,7 +144,7 @@ def test_audit_under_torchrun_equals_one_process(workspace, tmp_path):
     """``torchrun --nproc-per-node 2 -m cfexplain audit`` writes the audit one process writes."""
     folder, checkpoint = workspace
     common = ["audit", "--generator", checkpoint, "--subspaces", str(folder / "subspaces"), "--classifier",
-              str(folder / "bright.pt"), "--labels", "dark", "bright", "--faces", "5", "--quiet"]
+              str(folder / "bright.pt"), "--labels", "dark", "bright", "--faces", "9", "--quiet"]  # 8 + 1
     assert main([*common, "--out", str(tmp_path / "one")]) == EXIT_OK
     launched = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                                "-m", "cfexplain", *common, "--out", str(tmp_path / "two"), "--checkpoint-dir",
