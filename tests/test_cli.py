@@ -157,6 +157,14 @@ def test_audit_under_torchrun_equals_one_process(workspace, tmp_path):
     assert len(list((tmp_path / "checkpoints").glob("audit-*.pt"))) == 2  # one per rank
 
 
+def test_one_process_commands_refuse_torchrun(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for command in (["demo", "--out", str(tmp_path)], ["report", "--audit", "a", "--subspaces", "s"]):
+        assert main(command) == EXIT_USAGE
+        assert "runs in one process; under torchrun, run `cfexplain learn` or `cfexplain audit`" in capsys.readouterr().err
+
+
 def test_config_file_with_flags_overriding(workspace, tmp_path):
     folder, checkpoint = workspace
     config = tmp_path / "cfexplain.toml"

@@ -18,12 +18,16 @@ from .._version import __version__
 from ..audit import audit
 from ..counterfactual.settings import SearchSettings
 from ..counterfactual.units import DEFAULT_BUDGETS
-from ..errors import CfexplainError, describe_exception
+from ..distributed import launched_by_torchrun
+from ..errors import CfexplainError, InputError, describe_exception
 from ..photos.inversion import invert
 from ..subspaces.learn import learn_subspaces
 from .commands import EXPLAIN_FACES, EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_audit, run_demo, run_explain, run_learn, run_report
 
 __all__ = ["EXIT_GATE_FAILED", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+DISTRIBUTED_COMMANDS = ("learn", "audit")
+"""The subcommands that run under ``torchrun``, sharing their work among the processes."""
 
 _DEFAULTS = SearchSettings()
 """The search defaults the help text quotes (the library's own)."""
@@ -190,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if launched_by_torchrun() and args.command not in DISTRIBUTED_COMMANDS:
+            raise InputError(f"`cfexplain {args.command}` runs in one process; under torchrun, run "
+                             f"{' or '.join(f'`cfexplain {c}`' for c in DISTRIBUTED_COMMANDS)}")
         return args.run(args)
     except CfexplainError as exc:
         print(f"cfexplain: error: {exc}", file=sys.stderr)

@@ -255,8 +255,6 @@ def _audit_inputs(args: argparse.Namespace, section: str):
     if not settings.get("subspaces"):
         raise InputError("no subspaces: give --subspaces FOLDER (from `cfexplain learn`)")
     out = _output_folder(settings.get("out"), "counterfactuals" if section == "explain" else "audit")
-    if section == "explain" and launched_by_torchrun():
-        raise InputError("`cfexplain explain` runs in one process; under torchrun, run `cfexplain audit` or `learn`")
     ranks = _join_ranks(args, gen)
     subspaces = SubspaceSet.load(settings["subspaces"])
     generator = make_generator(gen)
