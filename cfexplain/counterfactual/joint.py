@@ -4,8 +4,12 @@ For every face, one search over the stacked (scaled) bases of all subspaces: Ada
 loss plus a group lasso ``group_weight · Σ_s ‖α_s‖`` that keeps the edit to few semantics
 (:func:`~cfexplain.counterfactual.search.adam_search`), then the minimal edit along the found
 path. Integrated Gradients (captum) over the stacked coefficients, baseline no edit, attributes
-each face's change of the decision gap to the semantics; the sparsity count keeps only the most
-important semantics' coefficients, one more at a time, until the edit flips the decision.
+each face's change of the decision gap up to its counterfactual (the minimal edit where the face
+flips; the search's end where it does not) to the semantics. The end point would not do: a search
+can overshoot along a path whose gap rises past the boundary and falls again, and IG along such a
+path gives large attributions that cancel (one such face moved the shares of 32 by 0.5 between
+two thread counts). The sparsity count keeps only the most important semantics' coefficients,
+one more at a time, until the edit flips the decision.
 """
 
 from __future__ import annotations
@@ -35,8 +39,11 @@ class JointResult:
             coefficient norm per semantic) and, with attribution, ``gap_change`` (the change of
             the decision gap Integrated Gradients attributes), ``attribution:<semantic>`` (its
             part per semantic) and ``ig_delta`` (IG's convergence delta).
-        shares: per semantic, the mean share of the decision change that Integrated Gradients gives
-            it (NaN without attribution).
+        shares: per semantic, the share of the decision change that Integrated Gradients gives
+            it, over the faces the joint search flips: each face's shares (its attributions over its
+            change, summing to 1) averaged with the face's absolute change as weight, so that a
+            face whose edit barely moves the decision cannot swamp the mean (NaN without
+            attribution, or when nothing flipped).
         metrics: ``joint_validity``, ``joint_sparsity``, ``joint_median_min_edit``,
             ``ig_relative_convergence_delta``.
     """
@@ -131,8 +138,9 @@ def _joint_batch(explainer: CounterfactualExplainer, chunk: SearchChunk, names: 
     norms = torch.stack([alpha[:, groups == g].norm(dim=1) for g in range(len(names))], dim=1)  # (n, S)
     importance = norms  # norms order the sparsity count without attribution
     columns: dict[str, Any] = {}
-    if attribution:
-        change, importance, delta = _attribute(chunk, alpha, groups, len(names), ig_steps, s.batch_size)
+    if attribution:  # of the counterfactual: the minimal edit where it flipped, else the search's end
+        counterfactual = alpha * torch.nan_to_num(crossing.t, nan=1.0)[:, None]
+        change, importance, delta = _attribute(chunk, counterfactual, groups, len(names), ig_steps, s.batch_size)
         importance = importance.detach()
         columns = {"gap_change": change.detach().cpu().numpy(), "ig_delta": delta.detach().cpu().numpy(),
                    **{f"attribution:{name}": importance[:, g].cpu().numpy() for g, name in enumerate(names)}}
@@ -158,9 +166,9 @@ def summarise_joint(table: pd.DataFrame, names: Sequence[str]) -> tuple[dict[str
     convergence = float("nan")
     if "gap_change" in table:
         change = table["gap_change"].to_numpy()
-        valid = np.abs(change) > 1e-6
-        if valid.any():
-            shares = {name: float(np.mean(table[f"attribution:{name}"].to_numpy()[valid] / change[valid]))
+        weight = np.abs(change[flipped]).sum()  # only counterfactuals: a failed edit's attributions mean nothing
+        if weight > 1e-12:  # each face's shares weighted by its decision change: Σ_f sign(c_f) a_fs / Σ_f |c_f|
+            shares = {name: float((np.sign(change) * table[f"attribution:{name}"].to_numpy())[flipped].sum() / weight)
                       for name in names}
         convergence = float(np.abs(table["ig_delta"].to_numpy()).mean() / max(np.abs(change).mean(), 1e-12))
     metrics = {"joint_validity": float(flipped.mean()),
