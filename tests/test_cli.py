@@ -163,6 +163,9 @@ def test_one_process_commands_refuse_torchrun(monkeypatch, capsys, tmp_path):
     for command in (["demo", "--out", str(tmp_path)], ["report", "--audit", "a", "--subspaces", "s"]):
         assert main(command) == EXIT_USAGE
         assert "runs in one process; under torchrun, run `cfexplain learn` or `cfexplain audit`" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "1")  # the other ranks say which they are
+    assert main(["demo", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert capsys.readouterr().err.startswith("cfexplain (rank 1): error: `cfexplain demo` runs in one process")
 
 
 def test_config_file_with_flags_overriding(workspace, tmp_path):

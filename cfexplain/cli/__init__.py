@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -193,29 +194,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    me = _speaker()
     try:
         if launched_by_torchrun() and args.command not in DISTRIBUTED_COMMANDS:
             raise InputError(f"`cfexplain {args.command}` runs in one process; under torchrun, run "
                              f"{' or '.join(f'`cfexplain {c}`' for c in DISTRIBUTED_COMMANDS)}")
         return args.run(args)
     except CfexplainError as exc:
-        print(f"cfexplain: error: {exc}", file=sys.stderr)
+        print(f"{me}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        print(f"cfexplain: error: {exc}", file=sys.stderr)
+        print(f"{me}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("cfexplain: interrupted", file=sys.stderr)
+        print(f"{me}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - a bug, not a verdict: never exit 1 (a held gate)
         if getattr(args, "debug", False):
             traceback.print_exc()
-        print(f"cfexplain: internal error: {describe_exception(exc)} (exit {EXIT_INTERNAL}; "
+        print(f"{me}: internal error: {describe_exception(exc)} (exit {EXIT_INTERNAL}; "
               f"{'traceback above' if getattr(args, 'debug', False) else 'run with --debug for the traceback'}; "
               f"please report it)", file=sys.stderr)
         return EXIT_INTERNAL
     finally:
         _leave_process_group()
+
+
+def _speaker() -> str:
+    """Who an error line comes from: ``cfexplain``, and under torchrun the process's rank beside it
+    for ranks other than 0 (each rank reports its own errors)."""
+    rank = int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
+    return f"cfexplain (rank {rank})" if rank else "cfexplain"
 
 
 def _leave_process_group() -> None:
