@@ -115,16 +115,6 @@ class Ranks:
             total += part
         return total
 
-    def broadcast(self, value: T) -> T:
-        """Rank 0's ``value``, on every rank."""
-        if self.world_size == 1:
-            return value
-        import torch.distributed as dist
-
-        box = [value if self.is_main else None]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
     def device(self, device: torch.device | str | None) -> torch.device:
         """The device this rank should use for ``device``: a CUDA device without an index becomes
         this process's own (``LOCAL_RANK`` set by torchrun); anything else is returned as given."""
