@@ -166,6 +166,14 @@ def test_audit_finds_the_planted_rule(setting, tmp_path):
     assert by_name.loc["left_colour", "side_effect"] < 0.2  # its keep criterion (outside the left) barely moved
     assert math.isnan(by_name.loc["right_colour", "side_effect"])  # nothing flipped: nothing to measure
     assert result.metrics["joint_validity"] >= 0.5 and result.metrics["joint_sparsity"] == 1.0
+    # IG attributes the change up to the counterfactual (on the boundary), not up to the search's
+    # end (a margin past it): the true change is the face's distance to the boundary
+    joint = result.joint[result.joint["flipped"]]
+    searched = result.counterfactuals.table
+    p_before = searched[searched["subspace"] == "left_colour"].set_index("face")["p_before"]
+    gap_before = np.log(p_before / (1 - p_before)).loc[joint["face"]].to_numpy()
+    gap_at_counterfactual = (joint["gap_change"] - joint["ig_delta"]).to_numpy() + gap_before
+    assert len(joint) and (np.abs(gap_at_counterfactual) < 0.1).all()  # margin 0.5: the end lies ≥ 0.5 past
     assert 0 < result.metrics["validity"] <= 1
     items = result.counterfactuals.table
     semantic_items = (items["subspace"] != "latent_gradient").to_numpy()  # the metrics are the subspaces'
