@@ -40,7 +40,7 @@ import torch
 from torch.func import jvp, vjp, vmap
 
 from ._fingerprint import update_with_module
-from ._io import atomic_write
+from ._checkpoint import Checkpoint
 from ._shared import shared_analyses
 from .criteria.base import Context, Criterion
 from .errors import InputError
@@ -348,10 +348,10 @@ def _checked_tolerances(criteria: Sequence[Criterion], method: str, batch_size: 
     return tolerances
 
 
-def _resume(state_path: Path | None, dim: int, n_criteria: int) -> dict[str, Any]:
-    """The saved progress at ``state_path`` if there is one, else a fresh start."""
-    if state_path is not None and state_path.is_file():
-        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+def _resume(checkpoint: Checkpoint | None, dim: int, n_criteria: int) -> dict[str, Any]:
+    """The progress saved in ``checkpoint`` if there is any, else a fresh start."""
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
         return {**saved, "rows": [r.numpy() for r in saved["rows"]]}
     return {"done": 0, "rows": [np.zeros((0, dim)) for _ in range(n_criteria)], "methods": None,
             "sizes": None, "passes": {"forward": 0, "jvp": 0, "vjp": 0}, "seconds": 0.0}
@@ -436,10 +436,11 @@ def estimate_metrics(
     settings = {"space": space, "method": method, "resolution": resolution, "tolerances": tolerances,
                 "block": block_size, "max_rank": max_rank, "seed": seed, "batch": batch_size,
                 **({"offset": sample_offset} if sample_offset else {})}
-    state_path = None
+    checkpoint = None
     if checkpoint_dir is not None:
-        state_path = Path(checkpoint_dir) / f"metrics-{_fingerprint(images_of, criteria, latents, settings)}.pt"
-    state = _resume(state_path, dim, len(criteria))
+        checkpoint = Checkpoint(Path(checkpoint_dir) / f"metrics-{_fingerprint(images_of, criteria, latents, settings)}.pt",
+                                "criterion metrics")
+    state = _resume(checkpoint, dim, len(criteria))
     from tqdm.auto import tqdm
 
     start_time = time.perf_counter() - state["seconds"]
@@ -462,9 +463,8 @@ def estimate_metrics(
                 state["rows"][i] = _compress(np.concatenate([state["rows"][i], new], axis=0))
             state["done"] = start + b
             state["seconds"] = time.perf_counter() - start_time
-            if state_path is not None:
-                saved = {**state, "rows": [torch.from_numpy(r) for r in state["rows"]]}
-                atomic_write(state_path, lambda tmp: torch.save(saved, tmp))
+            if checkpoint is not None:
+                checkpoint.save({**state, "rows": [torch.from_numpy(r) for r in state["rows"]]})
             bar.update(b)
     factors = [rows / math.sqrt(n) for rows in state["rows"]]
     return MetricEstimate(factors=factors, methods=state["methods"], output_sizes=state["sizes"], samples=n,

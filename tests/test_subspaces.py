@@ -8,7 +8,7 @@ import torch
 
 import cfexplain
 from cfexplain.criteria import FunctionCriterion, LandmarkShape, RegionPixels
-from cfexplain.errors import CheckpointNotFoundError, InputError, ShapeError
+from cfexplain.errors import CheckpointNotFoundError, CorruptCheckpointError, InputError, ShapeError
 from cfexplain.jacobian import estimate_metrics
 from cfexplain.subspaces import (
     Semantic,
@@ -210,6 +210,17 @@ def test_resume_after_interruption(synthetic, tmp_path, monkeypatch):
     for a, b in zip(full.factors, resumed.factors):
         assert np.allclose(a.T @ a, b.T @ b, rtol=1e-9, atol=1e-12)
 
+
+
+def test_a_damaged_metrics_checkpoint_is_refused_by_name(synthetic, tmp_path):
+    generator, _, criteria = synthetic
+    latents = generator.sample(2, seed=1)
+    run = dict(space="z", method="forward", batch_size=2, progress=False, checkpoint_dir=tmp_path)
+    estimate_metrics(generator, [criteria["left_in"]], latents, **run)
+    (saved,) = tmp_path.glob("metrics-*.pt")
+    saved.write_bytes(saved.read_bytes()[:100])
+    with pytest.raises(CorruptCheckpointError, match=saved.name):
+        estimate_metrics(generator, [criteria["left_in"]], latents, **run)
 
 # ------------------------------------------------------------------ results
 
