@@ -6,7 +6,7 @@ import torch
 
 from .errors import InputError
 
-__all__ = ["check_device", "module_device"]
+__all__ = ["accumulation_dtype", "check_device", "module_device"]
 
 
 def module_device(module: torch.nn.Module) -> torch.device | None:
@@ -14,6 +14,12 @@ def module_device(module: torch.nn.Module) -> torch.device | None:
     for tensor in list(module.parameters()) + list(module.buffers()):
         return tensor.device
     return None
+
+
+def accumulation_dtype(device: torch.device) -> torch.dtype:
+    """The dtype sums of many small terms are accumulated in on ``device``: float64, except on
+    MPS, which has none (float32 there)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def check_device(device: torch.device | str | None) -> torch.device:

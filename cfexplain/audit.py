@@ -238,7 +238,7 @@ def _random_baseline(explainer: CounterfactualExplainer, items: pd.DataFrame, na
     subspaces = explainer.subspaces
     random = _random_subspaces(explainer, names, seed)
     columns = _semantic_summary(items, list(random), prefix="random_")
-    position = {int(name.split("-")[1]): i for i, name in enumerate(random)}
+    position = {random[name].dim: i for i, name in enumerate(random)}
     return {column: [values[position[subspaces[name].dim]] for name in names] for column, values in columns.items()}
 
 
@@ -512,8 +512,7 @@ class _ShardWork:
         if self.checkpoint_dir is None:
             return None
         explainer, stages = self.explainer, self.stages
-        key = fingerprint(codes, str(self.target) if not isinstance(self.target, torch.Tensor) else self.target,
-                          self.names, [explainer.subspaces[s].basis for s in self.names],
+        key = fingerprint(codes, self.target, self.names, [explainer.subspaces[s].basis for s in self.names],
                           {k: v for k, v in explainer.options.items() if k != "progress"}, stages.settings(),
                           {s.name: s.describe() for s in stages.semantics}, self.ranks.rank, self.ranks.world_size,
                           explainer.classifier, explainer.generator)

@@ -41,6 +41,7 @@ from torch.func import jvp, vjp, vmap
 
 from ._fingerprint import update_with_module
 from ._checkpoint import Checkpoint
+from ._device import accumulation_dtype
 from ._shared import shared_analyses
 from .criteria.base import Context, Criterion
 from .errors import InputError
@@ -202,7 +203,7 @@ def directional_changes(generator: Generator, criteria: Sequence[Criterion], lat
     from tqdm.auto import tqdm
 
     rows: list[list[torch.Tensor]] = [[] for _ in criteria]  # per criterion, per sample: (K,) on the device
-    precise = torch.float32 if tangents.device.type == "mps" else torch.float64  # MPS has no float64
+    precise = accumulation_dtype(tangents.device)
     for i in tqdm(range(latents.shape[0]), desc="directional changes", unit="sample", disable=not progress):
         batch = _Batch(images_of, criteria, latents[i:i + 1])
         fn = batch.function(range(len(criteria)))

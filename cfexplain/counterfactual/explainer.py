@@ -293,8 +293,8 @@ class CounterfactualExplainer:
         records = _Records.empty(problem)
         checkpoint = None
         if checkpoint_dir is not None:
-            key = fingerprint(problem.codes, str(target) if not isinstance(target, torch.Tensor) else target, names,
-                              [self.subspaces[name].basis for name in names], baseline, self.space,
+            key = fingerprint(problem.codes, target, names, [self.subspaces[name].basis for name in names], baseline,
+                              self.space,
                               {k: v for k, v in self.options.items() if k != "progress"}, self.classifier,
                               self.generator)
             checkpoint = Checkpoint(Path(checkpoint_dir) / f"counterfactuals-{key}.pt", "counterfactual search")

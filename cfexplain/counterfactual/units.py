@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import jvp, vmap
 
+from .._device import accumulation_dtype
 from ..distributed import SINGLE_PROCESS, Ranks
 from ..errors import InputError
 from ..generators.base import Generator
@@ -56,7 +57,7 @@ def image_metric(generator: Generator, directions: torch.Tensor, space: str, *, 
         raise InputError(f"directions must be (D, k) with D = {generator.latent_dim(space)}, got {tuple(directions.shape)}")
     shape = generator.latent_shape(space)
     tangents = directions.T.to(device=generator.device, dtype=generator.dtype)
-    precise = torch.float32 if tangents.device.type == "mps" else torch.float64  # MPS has no float64
+    precise = accumulation_dtype(tangents.device)
 
     def images(flat: torch.Tensor) -> torch.Tensor:
         return metric_view(generator.synthesize(flat.reshape(-1, *shape), space=space))
