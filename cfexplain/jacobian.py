@@ -174,7 +174,8 @@ def _reverse_rows(batch: _Batch, indices: Sequence[int], chunk: int) -> list[tor
     for start in range(0, total, chunk):
         count = min(chunk, total - start)
         cotangents = torch.zeros(count, u.shape[0], total, dtype=u.dtype, device=u.device)
-        cotangents[torch.arange(count), :, start + torch.arange(count)] = 1.0
+        index = torch.arange(count, device=u.device)
+        cotangents[index, :, start + index] = 1.0
         rows.append(vmap(lambda c: pullback(c)[0])(cotangents))  # (k, B, D)
     jacobian = torch.cat(rows, dim=0).permute(1, 0, 2)  # (B, total, D)
     return list(torch.split(jacobian, sizes, dim=1))

@@ -99,14 +99,34 @@ def test_voynov_training_lowers_the_loss_and_beats_random_directions():
     assert learned > random, (learned, random)
 
 
-def test_voynov_resumes_from_its_checkpoint(tmp_path):
+def test_voynov_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """A run killed after step 13 of 20 resumes from its step-10 checkpoint and ends where an
+    uninterrupted run ends, with the same history."""
+    from cfexplain.discovery import voynov
+
     generator, _ = region_generator(dim=12, seed=0)
-    options = dict(batch_size=8, reconstructor_width=4, reconstructor_size=16, seed=3, progress=False, eval_batches=2,
-                   checkpoint_dir=tmp_path, checkpoint_every=10)
-    straight = VoynovDiscovery(4, steps=20, **{**options, "checkpoint_dir": None}).fit(generator)
-    VoynovDiscovery(4, steps=10, **options).fit(generator)  # stops at step 10, checkpointed
-    resumed = VoynovDiscovery(4, steps=20, **options).fit(generator)
+    options = dict(steps=20, batch_size=8, reconstructor_width=4, reconstructor_size=16, seed=3, progress=False,
+                   eval_batches=2, checkpoint_every=10)
+    straight = VoynovDiscovery(4, **options).fit(generator)
+
+    real_step, taken = voynov._step, []
+
+    def dies_after_13(*args, **kwargs):
+        if len(taken) == 13:
+            raise KeyboardInterrupt
+        taken.append(1)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(voynov, "_step", dies_after_13)
+    with pytest.raises(KeyboardInterrupt):
+        VoynovDiscovery(4, checkpoint_dir=tmp_path, **options).fit(generator)
+    taken.clear()
+    monkeypatch.setattr(voynov, "_step", lambda *a, **k: taken.append(1) or real_step(*a, **k))
+    resumed = VoynovDiscovery(4, checkpoint_dir=tmp_path, **options).fit(generator)
+    assert len(taken) == 10  # steps 11–20 only
     assert len(resumed.history_["loss"]) == 20
+    assert all(type(value) is float for value in resumed.history_["loss"] + resumed.history_["accuracy"])
+    assert np.allclose(resumed.history_["loss"], straight.history_["loss"], atol=1e-5)
     assert torch.allclose(resumed.directions_, straight.directions_, atol=1e-5)
 
 

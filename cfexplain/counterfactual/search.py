@@ -229,6 +229,8 @@ def adam_search(chunk: SearchChunk, *, budget: float, margin: float, loss: str, 
     steps_taken = torch.zeros(n, dtype=torch.long, device=like.device)
     target, tau = chunk.problem.target, chunk.problem.threshold_logit
     b1, b2, eps = 0.9, 0.999, 1e-8
+    grouped = groups is not None and group_weight > 0
+    group_count = int(groups.max()) + 1 if grouped else 0  # read once, not once per step
     for step in range(1, steps + 1):
         idx = active.nonzero()[:, 0]
         if len(idx) == 0:
@@ -239,8 +241,8 @@ def adam_search(chunk: SearchChunk, *, budget: float, margin: float, loss: str, 
         gap = decision_gap(logits, mode, index, tau)
         done = gap.detach() >= margin
         objective = search_loss(logits, gap, mode, index, loss, margin, tau) + beta * a.square().sum(dim=1)
-        if groups is not None and group_weight > 0:
-            group_squares = torch.zeros(len(idx), int(groups.max()) + 1, dtype=a.dtype, device=a.device)
+        if grouped:
+            group_squares = torch.zeros(len(idx), group_count, dtype=a.dtype, device=a.device)
             group_squares = group_squares.index_add(1, groups, a.square())
             objective = objective + group_weight * (group_squares + 1e-12).sqrt().sum(dim=1)
         (grad,) = torch.autograd.grad(objective.sum(), a)

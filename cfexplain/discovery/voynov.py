@@ -143,7 +143,9 @@ def _sample_batch(generator: Generator, settings: _Settings, rng: torch.Generato
     return codes, index.to(device), shift.to(device=device, dtype=codes.dtype)
 
 
-def _step(generator, deformator, reconstructor, settings, rng, optimizers) -> tuple[float, float]:
+def _step(generator, deformator, reconstructor, settings, rng, optimizers) -> torch.Tensor:
+    """One training step; ``(2,)`` on the generator's device: the loss and the accuracy at telling
+    the directions apart (left there, so that a step never waits for the device)."""
     codes, index, shift = _sample_batch(generator, settings, rng, deformator.directions().shape[1])
     with torch.no_grad():
         before = generator.synthesize(codes, space=settings.space)
@@ -155,7 +157,7 @@ def _step(generator, deformator, reconstructor, settings, rng, optimizers) -> tu
     loss.backward()
     for optimizer in optimizers:
         optimizer.step()
-    return loss.item(), (logits.argmax(dim=1) == index).float().mean().item()
+    return torch.stack([loss.detach(), (logits.argmax(dim=1) == index).float().mean().to(loss.dtype)])
 
 
 def _train(generator, deformator, reconstructor, settings: _Settings, *, train_directions: bool,
@@ -181,19 +183,24 @@ def _train(generator, deformator, reconstructor, settings: _Settings, *, train_d
             for optimizer, saved in zip(optimizers, state["optimizers"]):
                 optimizer.load_state_dict(saved)
             rng.set_state(state["rng"])
-            step, history = int(state["step"]), {k: list(v) for k, v in state["history"].items()}
+            step, history = int(state["step"]), {k: v.tolist() for k, v in state["history"].items()}
     generator.requires_grad_(False)
     reconstructor.train()
     with tqdm(total=settings.steps, initial=step, desc=desc, unit="step", disable=not progress) as bar:
+        pending: list[torch.Tensor] = []  # the steps' (loss, accuracy) not yet read back from the device
         while step < settings.steps:
-            loss, accuracy = _step(generator, deformator, reconstructor, settings, rng, optimizers)
-            history["loss"].append(loss)
-            history["accuracy"].append(accuracy)
+            pending.append(_step(generator, deformator, reconstructor, settings, rng, optimizers))
             step += 1
             bar.update(1)
+            saving = path is not None and (step % checkpoint_every == 0 or step == settings.steps)
+            if step % 50 == 0 or saving or step == settings.steps:
+                for loss, accuracy in torch.stack(pending).tolist():
+                    history["loss"].append(loss)
+                    history["accuracy"].append(accuracy)
+                pending.clear()
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{np.mean(history['loss'][-50:]):.3f}", accuracy=f"{np.mean(history['accuracy'][-50:]):.2f}")
-            if path is not None and (step % checkpoint_every == 0 or step == settings.steps):
+            if saving:
                 state = {"deformator": deformator.state_dict(), "reconstructor": reconstructor.state_dict(),
                          "optimizers": [o.state_dict() for o in optimizers], "rng": rng.get_state(), "step": step,
                          "history": {k: torch.tensor(v) for k, v in history.items()}}
