@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -372,3 +374,59 @@ def test_options_for_one_call(setting):
     assert adam.settings["optimizer"] == "adam" and adam.settings["steps"] == 100  # Adam's own default
     with pytest.raises(InputError, match="unknown option"):
         explainer.explain(2, bugdet=1.0)
+
+
+def test_explain_resumes_from_its_checkpoint(setting, tmp_path, monkeypatch):
+    """Killed in its third batch, a search resumes from its checkpoint: only the batches not yet
+    finished are searched again, and the result equals an uninterrupted search."""
+    generator, classifier, subspaces, _ = setting
+    explainer = CounterfactualExplainer(generator, classifier, subspaces, batch_size=2, unit="latent", budget=4.0,
+                                        progress=False)
+    codes = generator.sample(3, space="z", seed=5)  # 6 items, 3 batches
+    clean = explainer.explain(codes)
+    real, searched = CounterfactualExplainer._search_chunk, []
+
+    def dies_in_the_third_batch(self, chunk, records):
+        if len(searched) == 2:
+            raise KeyboardInterrupt
+        searched.append(chunk.rows.tolist())
+        return real(self, chunk, records)
+
+    monkeypatch.setattr(CounterfactualExplainer, "_search_chunk", dies_in_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        explainer.explain(codes, checkpoint_dir=tmp_path)
+    searched.clear()
+    monkeypatch.setattr(CounterfactualExplainer, "_search_chunk",
+                        lambda self, chunk, records: searched.append(chunk.rows.tolist()) or real(self, chunk, records))
+    resumed = explainer.explain(codes, checkpoint_dir=tmp_path)
+    assert searched == [[4, 5]]
+    pd.testing.assert_frame_equal(resumed.to_dataframe(), clean.to_dataframe())
+    assert torch.equal(resumed.deltas, clean.deltas)
+    searched.clear()
+    explainer.explain(codes, target="red", checkpoint_dir=tmp_path)  # another target: a search of its own
+    assert len(searched) == 3
+
+
+def test_audit_resumes_its_finished_stages(setting, tmp_path, monkeypatch):
+    """An audit killed in its joint search resumes with every search before it done: no item of
+    the main, random-control or baseline searches is searched again."""
+    audit_module = importlib.import_module("cfexplain.audit")  # the package's `audit` is the function
+
+    generator, classifier, subspaces, semantics = setting
+    options = dict(n=8, seed=1, unit="latent", budget=4.0, semantics=semantics, progress=False)
+    clean = audit(generator, classifier, subspaces, **options)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audit_module, "joint_counterfactuals", killed)
+    with pytest.raises(KeyboardInterrupt):
+        audit(generator, classifier, subspaces, checkpoint_dir=tmp_path, **options)
+    monkeypatch.undo()
+    real, searched = CounterfactualExplainer._search_chunk, []
+    monkeypatch.setattr(CounterfactualExplainer, "_search_chunk",
+                        lambda self, chunk, records: searched.append(len(chunk.rows)) or real(self, chunk, records))
+    resumed = audit(generator, classifier, subspaces, checkpoint_dir=tmp_path, **options)
+    assert searched == []
+    pd.testing.assert_frame_equal(resumed.to_dataframe(), clean.to_dataframe())
+    pd.testing.assert_frame_equal(resumed.joint, clean.joint)
