@@ -3,7 +3,7 @@
 The audit is the demo's gender audit (zoo DCGAN, the demo's FaceMesh subspaces in ``"s"``, the
 zoo gender classifier, audit defaults but ``ig_steps=16``) over ``--faces`` faces. Each run is a
 fresh launch; inside it, the ``audit(...)`` call is timed between two barriers (model loading and
-torch's start-up are reported apart). Parallel efficiency = T₁ / (P · T_P) for the audit call; the
+torch's start-up, including the imports of its first forward-mode product, are reported apart). Parallel efficiency = T₁ / (P · T_P) for the audit call; the
 gathered 2-process table is checked against the 1-process one. The control: two independent
 one-process audits of half the faces each, started together, show how much two busy processes slow
 each other on this machine (shared caches and memory bandwidth): 1 / that slowdown is the ceiling
@@ -12,8 +12,9 @@ it. The 1-process, 2-process and control runs are repeated in interleaved rounds
 the fastest run of each counts, as the one the shared machine disturbed least.
 
 The per-face costs measured here also feed the cost model in docs/benchmarks.md: the audit's
-time is a fixed part every process repeats (edit units, random subspaces) plus a part per face.
-With ``--faces`` at two sizes the two parts are separated (least squares over the 1-process runs).
+time is a fixed part (mostly the ``"image"`` edit unit's metric faces, which the processes share
+out) plus a part per face. The fastest 1-process run at ``--faces`` and one at ``--small`` faces
+separate the two.
 
 Usage::
 
@@ -60,6 +61,9 @@ def worker(faces: int, out: Path) -> None:
     started = time.perf_counter()
     ranks = distributed.initialize()
     generator, classifier, subspaces, semantics = _models()
+    # torch's own start-up, paid on the first forward-mode product of any process: it imports
+    # torch._dynamo and sympy (about 800 modules, 1.4 s here), counted with the loading
+    torch.func.jvp(lambda x: x * 2.0, (torch.zeros(1),), (torch.ones(1),))
     loaded = time.perf_counter() - started
     barrier = (lambda: torch.distributed.barrier()) if ranks.world_size > 1 else (lambda: None)
     barrier()

@@ -387,17 +387,17 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
         if len(included) == 0:
             raise InputError(f"no photo keeps its decision on its reconstruction ({photos.summary()}): nothing "
                              f"faithful to audit; pass include_unfaithful=True to audit them anyway")
+    stages = _Stages(n=len(included) if ranks.world_size == 1 else n, seed=seed, budget=explainer.budget,
+                     semantics=tuple(semantics or ()), joint=joint, attribution=attribution,
+                     random_baseline=random_baseline, group_weight=group_weight, joint_steps=joint_steps,
+                     ig_steps=ig_steps, photos=photos is not None, include_unfaithful=include_unfaithful,
+                     baseline=baseline)
+    work = _ShardWork(explainer, names, target, stages, ranks, checkpoint_dir)
     result = explainer.explain(codes, target=target, subspaces=names, baseline=baseline, checkpoint_dir=checkpoint_dir)
     if photos is not None:
         result = dataclasses.replace(result, photos=photos)
     try:
-        stages = _Stages(n=len(included) if ranks.world_size == 1 else n, seed=seed, budget=explainer.budget,
-                         semantics=tuple(semantics or ()), joint=joint, attribution=attribution,
-                         random_baseline=random_baseline, group_weight=group_weight, joint_steps=joint_steps,
-                         ig_steps=ig_steps, photos=photos is not None, include_unfaithful=include_unfaithful,
-                         baseline=baseline)
         summarised = result if len(included) == len(codes) else result.faces(included)
-        work = _ShardWork(explainer, names, target, stages, ranks, checkpoint_dir)
         parts = ranks.gather(work.run(codes[included.to(codes.device)], summarised))
         if parts is None:
             return None
@@ -462,13 +462,20 @@ class _Shard:
 
 
 class _ShardWork:
-    """Runs a process's audit stages after its per-semantic search, each saved to the process's
-    checkpoint (when there is a ``checkpoint_dir``) as it finishes."""
+    """A process's audit work around its per-semantic search: made before it (building every
+    edit basis, the audit's collectives), it then runs the later stages, each saved to the
+    process's checkpoint (when there is a ``checkpoint_dir``) as it finishes."""
 
     def __init__(self, explainer: CounterfactualExplainer, names: list[str], target: Any, stages: _Stages,
                  ranks: Ranks, checkpoint_dir: str | os.PathLike | None) -> None:
         self.explainer, self.names, self.target, self.stages = explainer, names, target, stages
         self.ranks, self.checkpoint_dir = ranks, checkpoint_dir
+        # The edit bases are the collectives before the searches (the ranks share their image
+        # metric's faces): all of them are built now, every process whether or not its checkpoint
+        # holds a stage, so that the searches then run without waiting for each other.
+        for name in names:
+            explainer.edit_basis(name)
+        self.control = self._random_control() if stages.random_baseline else None
 
     def run(self, codes: torch.Tensor, result: CounterfactualResult) -> _Shard:
         """The shard of the faces ``codes`` whose per-semantic search is ``result``."""
@@ -485,11 +492,15 @@ class _ShardWork:
             return state[name]
 
         random = None
-        if stages.random_baseline:
-            control = self._random_control()
-            random = stage("random", lambda: _frame_state(control.explain(codes, target=self.target,
-                                                                          checkpoint_dir=self.checkpoint_dir).table))
-        global_rows, items = self._all_items(result)
+        if self.control is not None:
+            random = stage("random", lambda: _frame_state(self.control.explain(codes, target=self.target,
+                                                                               checkpoint_dir=self.checkpoint_dir).table))
+        joint_table = None
+        if stages.joint:
+            joint_table = stage("joint", lambda: _frame_state(joint_counterfactuals(
+                explainer, codes, self.target, self.names, group_weight=stages.group_weight, steps=stages.joint_steps,
+                ig_steps=stages.ig_steps, attribution=stages.attribution).table))
+        global_rows, items = self._all_items(result)  # the one collective between the searches and the gather
         keep = stages.keep_criteria()
         effects = stage("side_effects", lambda: _side_effect_ratios(
             explainer.generator, result, global_rows, items, {s: keep[s] for s in self.names if s in keep},
@@ -499,11 +510,6 @@ class _ShardWork:
             baseline_effects = stage("baseline_side_effects", lambda: _side_effect_ratios(
                 explainer.generator, result, global_rows, items, {BASELINE_NAME: keep[BASELINE_NAME]}, stages.seed,
                 16)[BASELINE_NAME])
-        joint_table = None
-        if stages.joint:
-            joint_table = stage("joint", lambda: _frame_state(joint_counterfactuals(
-                explainer, codes, self.target, self.names, group_weight=stages.group_weight, steps=stages.joint_steps,
-                ig_steps=stages.ig_steps, attribution=stages.attribution).table))
         shipped = result if self.ranks.world_size == 1 else dataclasses.replace(result, generator=None)
         return _Shard(len(codes), shipped, None if random is None else _frame(random), effects,
                       tuple(baseline_effects), None if joint_table is None else _frame(joint_table))
@@ -520,8 +526,7 @@ class _ShardWork:
 
     def _random_control(self) -> CounterfactualExplainer:
         """The explainer of the same search in the random subspaces (:func:`_random_subspaces`),
-        its edit bases built now: every process builds them (they share the work), whether or
-        not its own checkpoint holds the stage."""
+        its edit bases built now."""
         explainer = self.explainer
         random = _random_subspaces(explainer, self.names, self.stages.seed)
         control = CounterfactualExplainer(explainer.generator, explainer.classifier, random, ranks=explainer.ranks,

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from .._io import atomic_write
 from .._version import software_provenance
 from ..errors import InputError, ShapeError
-from ..generators.base import Generator, make_rng
+from ..generators.base import Generator
 
 __all__ = ["InversionLoss", "InversionResult", "invert", "psnr"]
 
@@ -279,7 +279,7 @@ def invert(generator: Generator, images: torch.Tensor, *, space: str | None = No
         landmarks = zoo.facemesh(device=generator.device)
     settings = {"space": space, "optimize_space": optimize_space, "steps": steps, "lr": lr, "starts": starts,
                 "loss": asdict(weights), "batch_size": batch_size, "optimize_noise": optimize_noise, "seed": seed}
-    state = _Checkpoint(checkpoint, _fingerprint(images, settings))
+    state = _Checkpoint(checkpoint, _fingerprint(images, {**settings, "random_streams_on": generator.device.type}))
     objective = _Objective(generator, optimize_space, weights, landmarks)
     sigma = _spread(generator, optimize_space)
     device, dtype = generator.device, generator.dtype
@@ -333,7 +333,9 @@ def _invert_batch(generator: Generator, objective: _Objective, targets: torch.Te
         noise = [m.noise_const.detach()[None, None].expand(len(targets), 1, -1, -1).clone().to(start).requires_grad_(True)
                  for m in noise_layers]
         params += noise
-    streams = [make_rng(s + 1) for s in seeds]
+    # on the device, so that no step draws on the CPU; a GPU's streams differ from the CPU's, so a
+    # checkpoint resumes on the device type that wrote it (the fingerprint says which)
+    streams = [torch.Generator(device=start.device).manual_seed(s + 1) for s in seeds]
     optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
     first, best = 0, None
     resumed = state.running(batch)
@@ -351,7 +353,8 @@ def _invert_batch(generator: Generator, objective: _Objective, targets: torch.Te
         for group in optimizer.param_groups:
             group["lr"] = _schedule(step, steps, lr)
         strength = 0.05 * max(0.0, 1 - step / (0.75 * steps)) ** 2
-        jitter = torch.stack([torch.randn(delta.shape[1], generator=g) for g in streams]).to(delta) * strength
+        jitter = torch.stack([torch.randn(delta.shape[1], generator=g, device=g.device) for g in streams])
+        jitter = jitter.to(delta.dtype) * strength
         code = start + sigma * (delta + jitter)
         with _noise_override(noise_layers, noise):
             images = generator.synthesize(code.reshape(-1, *shape), space=objective.space)
