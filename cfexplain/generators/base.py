@@ -26,6 +26,11 @@ _NORMAL_BLOCK = 16
 """torch's CPU normal sampler fills whole blocks of 16 values alike whatever the tensor's size, but
 draws a ragged tail (and any tensor of fewer than 16 values) differently."""
 
+_CONVERT_BLOCK = 16
+"""Sampled faces are converted out of ``z`` in the blocks ``[16 j, 16 j + 16)`` of the draw, whoever
+draws them: a mapping network's output depends on its batch at rounding level, and with fixed
+blocks a face's code is bit-identical in every prefix and every shard."""
+
 _SKIP_CHUNK_BLOCKS = 1 << 16
 """Blocks drawn at a time when :func:`standard_normal` skips rows (bounds its memory); consecutive
 draws of whole blocks continue one stream exactly."""
@@ -153,6 +158,8 @@ class Generator(nn.Module, abc.ABC):
         codes on every device) by :func:`standard_normal`, which is prefix-stable: face ``i``
         depends only on the seed and ``i``, so ``sample(n, seed=s)[a:b]`` equals
         ``sample(b - a, seed=s, start=a)``, the way a process draws its shard of an audit's faces.
+        Other spaces convert the draw in fixed blocks of 16 faces, so that equality is exact
+        there too (with an int seed; a ``torch.Generator`` is drawn from and converted as it stands).
 
         Args:
             n: number of codes, ≥ 1.
@@ -169,9 +176,15 @@ class Generator(nn.Module, abc.ABC):
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             raise InputError(f"start must be an int ≥ 0, got {start!r}")
         self.check_space(space)
-        z = standard_normal(n, self.latent_shape("z"), seed, start=start).to(device=self.device, dtype=self.dtype)
+        blocked = space != "z" and not isinstance(seed, torch.Generator)  # converted in whole blocks
+        first = start - start % _CONVERT_BLOCK if blocked else start
+        last = -(-(start + n) // _CONVERT_BLOCK) * _CONVERT_BLOCK if blocked else start + n
+        z = standard_normal(last - first, self.latent_shape("z"), seed, start=first)
+        z = z.to(device=self.device, dtype=self.dtype)
         with torch.no_grad():
-            return self.convert(z, "z", space, truncation=truncation)
+            blocks = z.split(_CONVERT_BLOCK) if blocked else (z,)
+            codes = torch.cat([self.convert(block, "z", space, truncation=truncation) for block in blocks])
+        return codes[start - first:start - first + n]
 
     def edit_scale(self, space: str, directions: torch.Tensor, *, n_samples: int = 2000, seed: Seed = 7919) -> torch.Tensor:
         """σ ``(k,)``: the unit in which edits along ``directions`` are measured.
