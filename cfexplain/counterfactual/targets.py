@@ -54,7 +54,8 @@ def resolve_target(classifier: Classifier, target: Any, original_logits: torch.T
         head = 0
     elif head == "flip":
         raise InputError(f"a sigmoid classifier with {len(classifier.labels)} heads needs one named: "
-                         f"target=(head, 'on'|'off'|'flip'), head one of {list(classifier.labels)}")
+                         f"target=(head, 'on'|'off'|'flip') (on the command line --target head,flip), head one "
+                         f"of {list(classifier.labels)}")
     index = classifier.label_index(head)
     if direction == "on":
         mode = full(_HEAD_ON)
