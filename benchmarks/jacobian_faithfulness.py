@@ -70,12 +70,11 @@ def measure(faces: int, directions: int, sizes: list[float], copies: int, sigma:
                 before, tangent = jvp(image, (code,), (edit,))
                 after = image(code + edit)
                 rms.append(float((after - before).square().mean().sqrt()))
+                changes = {name: criterion(after) - criterion(before) for name, criterion in criteria.items()}
                 for name, criterion in criteria.items():
-                    change = criterion(after) - criterion(before)
-                    cosines[name].append(_cosine(change, jvp(criterion, (before,), (tangent,))[1]))
-                change = facemesh.landmarks(after) - facemesh.landmarks(before)
+                    cosines[name].append(_cosine(changes[name], jvp(criterion, (before,), (tangent,))[1]))
                 smoothed = _smoothed_jvp(facemesh.landmarks, before, tangent, copies, sigma, seed=i)
-                cosines["facemesh landmarks, smoothed"].append(_cosine(change, smoothed))
+                cosines["facemesh landmarks, smoothed"].append(_cosine(changes["facemesh landmarks"], smoothed))
                 # the iris model's crops are placed by FaceMesh and held still under differentiation:
                 # its true change with the crops held where they were, against the same prediction
                 still = facemesh.landmarks(before)

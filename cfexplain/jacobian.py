@@ -440,8 +440,8 @@ def estimate_metrics(
                 **({"offset": sample_offset} if sample_offset else {})}
     checkpoint = None
     if checkpoint_dir is not None:
-        checkpoint = Checkpoint(Path(checkpoint_dir) / f"metrics-{_fingerprint(images_of, criteria, latents, settings)}.pt",
-                                "criterion metrics")
+        key = _fingerprint(images_of, criteria, latents, settings)
+        checkpoint = Checkpoint(Path(checkpoint_dir) / f"metrics-{key}.pt", "criterion metrics")
     state = _resume(checkpoint, dim, len(criteria))
     from tqdm.auto import tqdm
 

@@ -211,7 +211,6 @@ def test_resume_after_interruption(synthetic, tmp_path, monkeypatch):
         assert np.allclose(a.T @ a, b.T @ b, rtol=1e-9, atol=1e-12)
 
 
-
 def test_a_damaged_metrics_checkpoint_is_refused_by_name(synthetic, tmp_path):
     generator, _, criteria = synthetic
     latents = generator.sample(2, seed=1)
@@ -221,6 +220,7 @@ def test_a_damaged_metrics_checkpoint_is_refused_by_name(synthetic, tmp_path):
     saved.write_bytes(saved.read_bytes()[:100])
     with pytest.raises(CorruptCheckpointError, match=saved.name):
         estimate_metrics(generator, [criteria["left_in"]], latents, **run)
+
 
 # ------------------------------------------------------------------ results
 
