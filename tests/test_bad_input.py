@@ -297,7 +297,7 @@ def test_an_audit_refuses_an_edited_json(workspace, tmp_path):
 
     classifier = Classifier(Brightness(), output=OutputSpec.softmax(["dark", "bright"]))
     result = audit(workspace["generator"], classifier, _subspaces(workspace["generator"]), n=2, joint=False,
-                   random_baseline=False, progress=False)
+                   controls=0, progress=False)
     folder = result.save(tmp_path / "audit")
     assert AuditResult.load(folder).table["flip_rate"].tolist() == result.table["flip_rate"].tolist()
     document = json.loads((folder / "audit.json").read_text())

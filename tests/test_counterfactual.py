@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -270,7 +271,7 @@ def test_saved_results_of_another_format_or_damaged_are_refused(setting, tmp_pat
     from cfexplain.errors import CorruptCheckpointError
 
     generator, classifier, subspaces, semantics = setting
-    result = audit(generator, classifier, subspaces, n=3, seed=1, joint=False, random_baseline=False, progress=False)
+    result = audit(generator, classifier, subspaces, n=3, seed=1, joint=False, controls=0, progress=False)
     folder = result.save(tmp_path / "audit")
     subspaces.save(tmp_path / "subspaces")
     cases = [(folder / "audit.json", AuditResult.load, folder),
@@ -278,7 +279,7 @@ def test_saved_results_of_another_format_or_damaged_are_refused(setting, tmp_pat
              (tmp_path / "subspaces" / "subspaces.json", SubspaceSet.load, tmp_path / "subspaces")]
     for file, load, saved in cases:
         original = file.read_text()
-        file.write_text(original.replace('"format_version": 2', '"format_version": 99', 1))
+        file.write_text(re.sub(r'"format_version": \d+', '"format_version": 99', original, count=1))
         with pytest.raises(CorruptCheckpointError, match="format 99"):
             load(saved)
         file.write_text("{ not json")
@@ -354,7 +355,7 @@ def test_an_audit_that_fails_after_the_search_keeps_it(setting):
 
     broken = [Semantic(s.name, s.target, keep=[FunctionCriterion(Failing(), name="broken")]) for s in semantics]
     with pytest.raises(RuntimeError, match="analyzer broke") as caught:
-        audit(generator, classifier, subspaces, n=4, unit="latent", budget=4.0, semantics=broken, random_baseline=False,
+        audit(generator, classifier, subspaces, n=4, unit="latent", budget=4.0, semantics=broken, controls=0,
               progress=False)
     partial = caught.value.partial_result
     assert isinstance(partial, CounterfactualResult) and len(partial.table) == 4 * (len(subspaces) + 1)  # + the baseline
@@ -410,7 +411,7 @@ def test_explain_resumes_from_its_checkpoint(setting, tmp_path, monkeypatch):
 def test_audit_resumes_its_finished_stages(setting, tmp_path, monkeypatch):
     """An audit killed in its joint search resumes with every search before it done: no item of
     the main, random-control or baseline searches is searched again."""
-    audit_module = importlib.import_module("cfexplain.audit")  # the package's `audit` is the function
+    audit_module = importlib.import_module("cfexplain.audit.stages.joint")  # the stage that runs the joint search
 
     generator, classifier, subspaces, semantics = setting
     options = dict(n=8, seed=1, unit="latent", budget=4.0, semantics=semantics, progress=False)

@@ -12,14 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from cfexplain.audit import _rank, audit
+from cfexplain.audit import audit
 from cfexplain.counterfactual import CounterfactualExplainer, edit_basis, image_metric
 from cfexplain.criteria import RegionPixels
 from cfexplain.errors import InputError, ShapeError
 from cfexplain.generators import ChannelStyleGenerator
 from cfexplain.subspaces import (LowSpecificityWarning, Semantic, Subspace, SubspaceSet, learn_subspaces,
                                  measure_specificity, solve_contrast)
-from cfexplain.trust import PLANTED_MEASUREMENTS, matched_sample, planted_measurement
+from cfexplain.trust import NEGATIVE_CONTROLS, PLANTED_MEASUREMENTS, matched_sample, planted_measurement
 from cfexplain.trust.measurements import eyelid_gap
 from synthetic import FixedRegionParser, planted_rule_setting, region_generator
 
@@ -173,29 +173,22 @@ def test_explainer_budget_follows_its_unit():
         CounterfactualExplainer(generator, classifier, subspaces, unit="sigma")
 
 
-def test_rank_ties_share_a_rank_and_nothing_flipped_ranks_by_sensitivity():
-    table = pd.DataFrame({"semantic": list("abcd"), "flip_rate": [0.5, 0.5, 0.5, 0.0],
-                          "median_min_edit": [0.1, 0.1, 0.05, np.nan], "sensitivity": [2.0, 2.0, 1.0, 9.0]})
-    assert list(_rank(table)) == [2, 2, 1, 4]
-    none = pd.DataFrame({"semantic": list("abc"), "flip_rate": [0.0] * 3, "median_min_edit": [np.nan] * 3,
-                         "sensitivity": [1.0, 3.0, 2.0]})
-    assert list(_rank(none)) == [3, 1, 2]
-
-
 def test_audit_says_plainly_when_nothing_flips():
     generator, classifier, subspaces, semantics = planted_rule_setting()
     result = audit(generator, classifier, subspaces, n=6, budget=1e-4, joint=False, progress=False)
     assert result.nothing_flipped and "Nothing flipped" in result.summary()
-    ranks = result.table.set_index("semantic")["rank"]
-    assert ranks["left_colour"] == 1 and ranks["right_colour"] == 2  # by sensitivity, not row order
+    assert "no evidence either way" in result.headline()
+    table = result.table.set_index("semantic")
+    assert (table["rank"] == 1).all() and (table["verdict"] != "evidence").all()  # nothing tells them apart
     assert {"sensitivity", "random_sensitivity", "random_median_min_edit"} <= set(result.table.columns)
     flipping = audit(generator, classifier, subspaces, n=6, joint=False, progress=False)
-    assert not flipping.nothing_flipped and flipping.summary().startswith("Within an RMS image change")
+    assert not flipping.nothing_flipped and "Nothing flipped" not in flipping.summary()
 
 
 def test_planted_measurements_and_matching():
-    assert set(PLANTED_MEASUREMENTS) == {"skin_luminance", "skin_hue", "lip_redness", "eye_openness", "mouth_opening",
-                                         "jaw_width"}
+    assert set(PLANTED_MEASUREMENTS) == {"skin_luminance", "skin_hue", "lip_redness", "eye_brightness", "eye_openness",
+                                         "mouth_opening", "jaw_width"}
+    assert {m.semantic for m in NEGATIVE_CONTROLS.values()} == {None}
     assert planted_measurement("lip_redness").semantic == "lip_colour"
     with pytest.raises(InputError, match="unknown planted measurement"):
         planted_measurement("nose_length")
@@ -221,18 +214,33 @@ def test_eyelid_gap_is_the_lid_distance_over_the_eye_width():
     assert torch.allclose(eyelid_gap(eye * 3 + 5), eyelid_gap(eye))  # no scale or position
 
 
-def test_summary_says_when_the_leading_subspace_is_no_better_than_random():
-    """A ranked-first semantic whose subspace is not more specific than random directions is not
-    reported as the classifier's reason without saying so."""
+def test_the_answer_in_words_matches_the_verdicts():
+    """The headline and the summary name what has evidence, say plainly when nothing has, and say
+    when the decision reacts to a semantic whose subspace cannot tell."""
     import pandas as pd
 
     from cfexplain.audit import AuditResult
 
-    def result(specificity: float) -> AuditResult:
-        table = pd.DataFrame({"semantic": ["eye_shape", "lip_colour"], "flip_rate": [0.9, 0.5],
-                              "random_flip_rate": [0.8, 0.8], "specificity": [specificity, 3.0], "rank": [1, 2]})
-        return AuditResult(table, None, pd.DataFrame(), {}, "flip", {"unit": "image", "budget": 0.2})
+    def result(verdicts, p_values, effect_high=(0.9, 0.9)) -> AuditResult:
+        table = pd.DataFrame({"semantic": ["eye_shape", "lip_colour"], "verdict": verdicts, "rank": [1, 1],
+                              "effect": [0.8, 0.7], "effect_low": [0.7, 0.6], "effect_high": list(effect_high),
+                              "p_value": p_values, "edit_ratio": [2.0, 1.5], "flip_rate": [0.9, 0.5],
+                              "random_flip_rate": [0.6, 0.6], "specificity": [1.2, 3.0],
+                              "reason": ["its subspace is not specific enough (specificity 1.20)", "…"]})
+        return AuditResult(table, None, pd.DataFrame(), {"detectable_effect": 0.63}, "flip",
+                           {"unit": "image", "budget": 0.2, "alpha": 0.05, "n": 32})
 
-    assert "not evidence" in result(1.1).summary() and "eye_shape 1.10" in result(1.1).summary()
-    assert "not evidence" not in result(2.9).summary()
-    assert "not evidence" not in result(float("nan")).summary()
+    claim = result(["cannot tell", "evidence"], [0.2, 0.001])
+    assert claim.headline() == "Evidence that the decision depends on lip_colour"
+    assert "lip_colour (easier than a random edit in 70% of face-by-face comparisons, 95 % interval 60%–90%" \
+        in claim.summary() and "needing 1.5× less image change" in claim.summary()
+    undecided = result(["cannot tell", "no evidence"], [0.001, 0.3])
+    assert undecided.headline().startswith("Cannot tell: the decision reacts to eye_shape")
+    assert "specificity 1.20): cannot tell whether the classifier uses it" in undecided.summary()
+    nothing = result(["cannot tell", "no evidence"], [0.4, 0.3], effect_high=(0.55, 0.6))
+    assert nothing.headline() == ("No evidence: no semantic moves the decision more easily than a random edit of the "
+                                  "same size; the decision depends on something none of these semantics captures")
+    underpowered = result(["cannot tell", "no evidence"], [0.4, 0.3], effect_high=(0.7, 0.8))
+    assert "none of these semantics captures" not in underpowered.headline()
+    assert "with more faces one might" in underpowered.summary() and "With 32 faces, effects below 0.63" \
+        in underpowered.summary()

@@ -281,13 +281,13 @@ def test_explain_and_audit_take_photos_and_keep_unfaithful_ones_out_of_the_table
     doctored = InversionResult(inversion.codes, "s", inversion.targets, shifted.clamp(-1, 1), inversion.psnr, {},
                                inversion.names)
     report = audit(generator, classifier, subspaces, images=doctored, unit="latent", budget=6.0, joint=False,
-                   random_baseline=False, progress=False)
+                   controls=0, progress=False)
     photos = report.counterfactuals.photos
     assert photos.faithful.tolist() == [True, False, True]
     assert report.settings["n"] == 2 and report.counterfactuals.table["faithful"].eq(False).sum() == 2
     assert "2/3 photos keep their decision" in report.summary() and "faithful ones only" in report.summary()
     everyone = audit(generator, classifier, subspaces, images=doctored, unit="latent", budget=6.0, joint=False,
-                     random_baseline=False, include_unfaithful=True, progress=False)
+                     controls=0, include_unfaithful=True, progress=False)
     assert everyone.settings["n"] == 3
     assert AuditResult.load(report.save(tmp_path / "audit")).counterfactuals.photos.faithful.tolist() == [True, False, True]
 

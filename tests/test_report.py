@@ -18,10 +18,11 @@ from synthetic import planted_rule_setting
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     generator, classifier, subspaces, semantics = planted_rule_setting()
-    result = audit(generator, classifier, subspaces, n=6, seed=1, unit="latent", budget=4.0, semantics=semantics, progress=False)
+    result = audit(generator, classifier, subspaces, n=12, seed=1, unit="latent", budget=4.0, semantics=semantics,
+                   progress=False)
     folder = tmp_path_factory.mktemp("report")
     paths = write_report(folder, generator, subspaces, [ReportSection("left redness: flip", result, classifier)],
-                         title="planted rule", config={"audit": {"faces": 6}})
+                         title="planted rule", config={"audit": {"faces": 12}})
     return paths, result
 
 
@@ -52,8 +53,17 @@ def test_report_shows_the_controls(written):
     page = paths["report"].read_text()
     assert "How specific the subspaces are" in page and 'class="specificity"' in page
     assert 'data-semantic="left_colour"><td class="name">left_colour</td>' in page  # its specificity row
-    assert result.summary() in page  # the verdict in words, with its random control
-    assert "random-subspace flip rate" in page and "random-subspace minimal edit" in page and "sensitivity" in page
+    assert result.summary() in page  # the answer in words, with its random control
+    assert result.headline() == "Evidence that the decision depends on left_colour"
+    assert "random flip rate" in page and "random minimal edit" in page and "sensitivity" in page
+    assert ">verdict</th>" in page and ">evidence</td>" in page and ">effect</th>" in page
+    # the most telling counterfactuals: a strip along the edit (original, boundary, past it) with
+    # the classifier's reading of each, and the difference map
+    strip = page[page.index('<div class="semantic-examples" data-semantic="left_colour">'):]
+    strip = strip[:strip.index("</div></div>")]
+    for label in ("original", "boundary", "1.5× the edit", "2× the edit", "difference at the boundary"):
+        assert label in strip
+    assert strip.count("red ") + strip.count("blue ") >= 4  # "red 0.73": the class and its probability, per image
 
 
 def test_report_in_headless_chromium(written, browser, tmp_path):
@@ -64,7 +74,7 @@ def test_report_in_headless_chromium(written, browser, tmp_path):
     assert found["top"] == [result.ranking()[0]] == ["left_colour"]
     assert set(found["bars"]) == set(result.table.dropna(subset=["attribution"])["semantic"])
     assert "left redness: flip" in found["headings"] and "Configuration and provenance" in found["headings"]
-    assert '"faces": 6' in found["provenance"] and '"torch"' in found["provenance"]
+    assert '"faces": 12' in found["provenance"] and '"torch"' in found["provenance"]
     assert not found["overflow"]
 
     shot = screenshot(browser, paths["report"], tmp_path / "report.png")

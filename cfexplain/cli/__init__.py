@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .._version import __version__
-from ..audit import audit
+from ..audit import AuditSettings
+from ..audit.settings import cli_fields
 from ..counterfactual.settings import SearchSettings
 from ..counterfactual.units import DEFAULT_BUDGETS
 from ..distributed import launched_by_torchrun
@@ -77,7 +78,7 @@ def _classifier(parser: argparse.ArgumentParser) -> None:
 def _search(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--subspaces", help="a subspace folder written by `cfexplain learn`")
     parser.add_argument("--faces", type=int,
-                        help=f"number of faces (default: explain {EXPLAIN_FACES}, audit {_default(audit, 'n')})")
+                        help=f"number of faces (default: explain {EXPLAIN_FACES}, audit {AuditSettings().n})")
     parser.add_argument("--seed", type=int, help=f"seed of the faces (default: {_DEFAULTS.seed})")
     parser.add_argument("--target", help="'flip' (default), a class index or label, or 'head,on|off|flip'")
     parser.add_argument("--unit", choices=["image", "latent"],
@@ -161,8 +162,24 @@ def _add_audit(commands: _Subcommands) -> None:
     audit.add_argument("--checkpoint-dir", dest="checkpoint_dir",
                        help="save each process's finished work there and resume from it (rerun the same command)")
     audit.add_argument("--fail-if", dest="fail_if", action="append", metavar="CONDITION",
-                       help="exit 1 when the condition holds, e.g. 'flip_rate[hair_photometry] > 0.2' (repeatable)")
+                       help="exit 1 when the condition holds, e.g. 'evidence[face_colour]' (the audit finds evidence "
+                            "that the classifier uses face colour) or 'flip_rate[hair_photometry] > 0.2' (repeatable)")
+    _audit_settings(audit)
     audit.set_defaults(run=run_audit)
+
+
+def _audit_settings(parser: argparse.ArgumentParser) -> None:
+    """A flag for each setting of :class:`~cfexplain.audit.AuditSettings` the command line offers
+    (made from the settings' own fields: a new setting is a new flag)."""
+    group = parser.add_argument_group("audit settings")
+    for field in cli_fields():
+        flag, help_text = "--" + field.name.replace("_", "-"), field.metadata["help"]
+        if isinstance(field.default, bool):
+            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{help_text} (default: {'yes' if field.default else 'no'})")
+        else:
+            group.add_argument(flag, dest=field.name, type=type(field.default), default=None,
+                               help=f"{help_text} (default: {field.default})")
 
 
 def _add_report(commands: _Subcommands) -> None:

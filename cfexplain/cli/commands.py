@@ -18,6 +18,7 @@ from ..distributed import SINGLE_PROCESS, Ranks, initialize, launched_by_torchru
 from ..errors import CfexplainError, InputError
 from ..subspaces.specificity import LowSpecificityWarning
 from .config import load_config, make_analyzers, make_classifier, make_generator, make_semantics, merge
+from ..audit.settings import cli_fields
 from .gates import check_gates, failed_gates, parse_gate
 
 __all__ = ["EXIT_OK", "EXIT_GATE_FAILED", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "run_demo", "run_learn", "run_explain", "run_audit", "run_report"]
@@ -110,7 +111,8 @@ def _demo_subspaces(generator, semantics, args: argparse.Namespace):
     from ..subspaces import SubspaceSet, learn_subspaces
     from ..subspaces.core import FORMAT_VERSION
 
-    key = hashlib.sha256(json.dumps({"version": __version__, "format": FORMAT_VERSION, "samples": DEMO_SEMANTICS_SAMPLES, "space": DEMO_SPACE,
+    key = hashlib.sha256(json.dumps({"version": __version__, "format": FORMAT_VERSION, "samples": DEMO_SEMANTICS_SAMPLES,
+                                     "space": DEMO_SPACE, "specificity": "cross gains with intervals",
                                      "layout": [(layer.name, layer.size) for layer in generator.style_layout],
                                      "semantics": [s.describe() for s in semantics]}, sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]
@@ -155,8 +157,7 @@ def run_demo(args: argparse.Namespace) -> int:
         _say(args, f"auditing: {title}")
         result = audit(generator, classifier, subspaces, **options)
         sections.append(ReportSection(title, result, classifier))
-        _say(args, "  ranking: " + ", ".join(f"{row.semantic} ({row.flip_rate:.0%})"
-                                             for row in result.table.itertuples()))
+        _say(args, f"  answer: {result.headline()}")
     paths = write_report(out, generator, subspaces, sections, title="cfexplain demo: auditing the zoo's classifiers",
                          config={"demo": {"faces": args.faces, "seed": args.seed}})
     if (out / "subspaces").exists():
@@ -233,6 +234,12 @@ def _search_options(settings: dict[str, Any], args: argparse.Namespace) -> dict[
     return {**options, "progress": _progress(args)}
 
 
+def _audit_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The audit settings given in the configuration or flags (:func:`~cfexplain.audit.settings.cli_fields`);
+    :class:`~cfexplain.audit.AuditSettings` validates them and holds the defaults of the rest."""
+    return {field.name: settings[field.name] for field in cli_fields() if settings.get(field.name) is not None}
+
+
 def _faces(settings: dict[str, Any]) -> dict[str, int]:
     """``{"n": faces}`` where the number of faces is given (else the library's default)."""
     return {"n": int(settings["faces"])} if settings.get("faces") is not None else {}
@@ -251,7 +258,8 @@ def _audit_inputs(args: argparse.Namespace, section: str):
                                        "images": args.images, "multiple_faces": args.multiple_faces,
                                        "skip_unusable": args.skip_unusable, "inversion_steps": args.inversion_steps,
                                        "include_unfaithful": getattr(args, "include_unfaithful", None),
-                                       "checkpoint_dir": getattr(args, "checkpoint_dir", None), "out": args.out})
+                                       "checkpoint_dir": getattr(args, "checkpoint_dir", None), "out": args.out,
+                                       **{field.name: getattr(args, field.name, None) for field in cli_fields()}})
     if not settings.get("subspaces"):
         raise InputError("no subspaces: give --subspaces FOLDER (from `cfexplain learn`)")
     out = _output_folder(settings.get("out"), "counterfactuals" if section == "explain" else "audit")
@@ -325,7 +333,8 @@ def run_audit(args: argparse.Namespace) -> int:
     gates = [parse_gate(text) for text in (args.fail_if or [])]
     config, generator, classifier, subspaces, settings, out, ranks = _audit_inputs(args, "audit")
     gates += [parse_gate(text) for text in settings.get("fail_if", [])]
-    check_gates(gates, list(subspaces))
+    chosen = _audit_settings(settings)
+    check_gates(gates, list(subspaces), kind=classifier.kind, controls=chosen.get("controls"))
     semantics = _audit_semantics(args, config, subspaces, str(generator.device))
     with _keeping_partial_results(args, out / "partial"):
         photos = _photos(settings, args)
@@ -333,7 +342,7 @@ def run_audit(args: argparse.Namespace) -> int:
         result = audit(generator, classifier, subspaces, **faces, target=_target(settings.get("target")),
                        semantics=semantics, include_unfaithful=bool(settings.get("include_unfaithful")), **photos,
                        distributed=ranks.world_size > 1, checkpoint_dir=settings.get("checkpoint_dir"),
-                       **_search_options(settings, args))
+                       **chosen, **_search_options(settings, args))
     if result is None:  # a rank other than 0: rank 0 holds the gathered audit and writes it
         return EXIT_OK
     result.save(out / "audit")
@@ -346,11 +355,12 @@ def run_audit(args: argparse.Namespace) -> int:
         _say(args, result.baseline.to_string(index=False))
     if result.counterfactuals.photos is not None:
         _say(args, result.counterfactuals.photos.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    _say(args, result.headline() + ".")
     _say(args, result.summary())
     _say(args, f"wrote {out / 'report.html'}, {out / 'results.json'}, {out / 'table.csv'}")
     failures = failed_gates(gates, result)
     for gate, value in failures:
-        print(f"cfexplain: gate failed: {gate.text} (value {value:.4g})", flush=True)
+        print(f"cfexplain: gate failed: {gate.describe(value)}", flush=True)
     return EXIT_GATE_FAILED if failures else EXIT_OK
 
 

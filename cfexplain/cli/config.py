@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .._device import check_device
-from ..classifiers import Classifier, OutputSpec, Preprocessing
+from ..audit.settings import cli_fields
+from ..classifiers import IDENTITY, Classifier, OutputSpec, Preprocessing
 from ..errors import CheckpointNotFoundError, InputError
 
 if sys.version_info >= (3, 11):
@@ -35,7 +36,7 @@ KEYS = {
     "classifier": ("model", "labels", "kind", "scores", "threshold", "preprocessing"),
     "explain": ("subspaces", "faces", "seed", "target", "unit", "budget", "batch_size", "out", *_PHOTO_KEYS),
     "audit": ("subspaces", "faces", "seed", "target", "unit", "budget", "batch_size", "out", "fail_if", *_PHOTO_KEYS,
-              "include_unfaithful", "checkpoint_dir"),
+              "include_unfaithful", "checkpoint_dir", *(field.name for field in cli_fields())),
 }
 PREPROCESSING_KEYS = ("size", "crop", "value_range", "mean", "std", "channel_order", "interpolation", "antialias")
 SECTIONS = tuple(KEYS)
@@ -153,7 +154,7 @@ def make_classifier(settings: Mapping[str, Any], device: str = "cpu") -> Classif
         output = OutputSpec.heads(labels, scores=scores, threshold=threshold)
     else:
         raise InputError(f"classifier kind must be softmax, sigmoid or heads, got {kind!r}")
-    pre = dict(settings.get("preprocessing", {}))
+    pre = {"value_range": IDENTITY.value_range, **settings.get("preprocessing", {})}  # the generator's range unless told
     for key in ("crop", "value_range", "mean", "std"):
         if key in pre:
             pre[key] = tuple(pre[key])

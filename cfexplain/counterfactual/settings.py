@@ -8,10 +8,10 @@ for one call, what a result records, and where the command line reads its defaul
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from .._validation import check_number, check_positive_int
 from ..errors import InputError
 from .units import DEFAULT_BUDGETS, EDIT_UNITS
 
@@ -19,17 +19,6 @@ __all__ = ["SearchSettings", "OPTIMIZERS", "LOSSES"]
 
 OPTIMIZERS = ("auto", "newton", "adam")
 LOSSES = ("margin", "ce")
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be an int ≥ 1, got {value!r}")
-
-
-def _positive_number(name: str, value: Any, *, zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0 or (value == 0 and not zero):
-        raise InputError(f"{name} must be a {'non-negative' if zero else 'positive'} finite number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -72,10 +61,10 @@ class SearchSettings:
         if self.steps is None:
             object.__setattr__(self, "steps", 20 if self.optimizer == "newton" else 100)
         for name in ("budget", "margin", "lr"):
-            _positive_number(name, getattr(self, name))
-        _positive_number("beta", self.beta, zero=True)
+            check_number(name, getattr(self, name))
+        check_number("beta", self.beta, zero=True)
         for name in ("steps", "patience", "batch_size", "boundary_steps", "scale_samples", "image_samples"):
-            _positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise InputError(f"seed must be an int, got {self.seed!r}")
 

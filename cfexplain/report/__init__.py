@@ -14,6 +14,7 @@ import pandas as pd
 
 from .._version import __version__
 from .._io import atomic_write
+from ..audit.columns import COLUMNS, schema_properties
 from ..generators.base import Generator
 from ..subspaces.core import SubspaceSet
 from .html import ReportSection, render_report
@@ -21,12 +22,17 @@ from .html import ReportSection, render_report
 __all__ = ["RESULTS_FORMAT_VERSION", "ReportSection", "load_results_schema", "render_report", "results_document",
            "write_report"]
 
-RESULTS_FORMAT_VERSION = 2
+RESULTS_FORMAT_VERSION = 3
 
 
 def load_results_schema() -> dict:
-    """The JSON Schema (draft 2020-12) that ``results.json`` follows."""
-    return json.loads(resources.files(__package__).joinpath("results.schema.json").read_text())
+    """The JSON Schema (draft 2020-12) that ``results.json`` follows: the file beside this module, with
+    a semantic row's properties made from the audit's column declarations
+    (:func:`cfexplain.audit.columns.schema_properties`)."""
+    schema = json.loads(resources.files(__package__).joinpath("results.schema.json").read_text())
+    schema["$defs"]["semantic"] = {"type": "object", "properties": schema_properties(),
+                                   "required": [c.name for c in COLUMNS if c.when == "always"]}
+    return schema
 
 
 def results_document(sections: Sequence[ReportSection], subspaces: SubspaceSet,

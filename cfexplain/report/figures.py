@@ -17,7 +17,12 @@ from ..generators.base import Generator
 from ..imaging import to_uint8
 from ..subspaces.core import SubspaceSet
 
-__all__ = ["png_data_uri", "difference_map", "telling_examples", "example_images", "photo_panels", "traversal"]
+__all__ = ["png_data_uri", "difference_map", "telling_examples", "example_images", "edit_strip", "photo_panels",
+           "traversal"]
+
+STRIP_SCALES = (0.0, 1.0, 1.5, 2.0)
+"""Where a counterfactual strip shows the face: the original, the decision boundary (the minimal
+edit) and past it, as multiples of the minimal edit."""
 
 
 def png_data_uri(image: np.ndarray | Image.Image, *, size: int | None = 160) -> str:
@@ -68,6 +73,34 @@ def example_images(generator: Generator, audit: AuditResult, rows: pd.DataFrame)
         before = generator.synthesize(result.codes[faces].reshape(shape).to(device), space=result.space)
         after = generator.synthesize((result.codes[faces] + deltas).reshape(shape).to(device), space=result.space)
     return {"original": to_uint8(before), "counterfactual": to_uint8(after), "difference": difference_map(before, after)}
+
+
+def edit_strip(generator: Generator, audit: AuditResult, row: pd.Series, classifier: Classifier | None,
+               scales: tuple[float, ...] = STRIP_SCALES) -> list[tuple[float, np.ndarray, str]]:
+    """One flipped item along its edit: for each of ``scales`` × the minimal edit, the image and
+    how the classifier reads it (the most probable class and its probability; for sigmoid heads,
+    the probability of the head the edit moves most), ``""`` without a classifier. At 0 and 1 the
+    table's own probabilities are used when there is no classifier."""
+    result = audit.counterfactuals
+    code = result.codes[int(row["face"])]
+    delta = result.deltas[int(row.name)]
+    edited = torch.stack([code + t * delta for t in scales]).reshape(len(scales), *result.latent_shape)
+    with torch.no_grad():
+        images = generator.synthesize(edited.to(generator.device), space=result.space)
+        labels = _readings(classifier, images) if classifier is not None else [
+            f"target p = {row['p_before']:.2f}" if t == 0 else f"target p = {row['p_after']:.2f}" if t == 1 else ""
+            for t in scales]
+    return list(zip(scales, to_uint8(images), labels))
+
+
+def _readings(classifier: Classifier, images: torch.Tensor) -> list[str]:
+    """How the classifier reads each image of an edit strip (the first is the original)."""
+    p = classifier.probabilities(images)
+    if classifier.kind == "sigmoid":
+        head = int((p - p[:1]).abs().amax(dim=0).argmax())
+        return [f"p({classifier.labels[head]}) = {float(value):.2f}" for value in p[:, head]]
+    best = p.argmax(dim=1)
+    return [f"{classifier.labels[int(k)]} {float(p[i, k]):.2f}" for i, k in enumerate(best)]
 
 
 def photo_panels(generator: Generator, audit: AuditResult) -> list[dict]:

@@ -10,15 +10,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .._version import __version__
-from ..audit import AuditResult
+from ..audit import COLUMNS, AuditResult
+from ..audit.evidence import CANNOT_TELL, EVIDENCE
 from ..classifiers import Classifier
 from ..counterfactual import latent_spread
 from ..generators.base import Generator
 from ..subspaces.core import SubspaceSet
-from .figures import example_images, photo_panels, png_data_uri, telling_examples, traversal
+from .figures import edit_strip, example_images, photo_panels, png_data_uri, telling_examples, traversal
 
 __all__ = ["ReportSection", "render_report"]
 
@@ -40,7 +42,8 @@ tr.weak td { color: #8a949d; }
 .bar-fill { background: #3b7dd8; height: 100%; } .bar-fill.negative { background: #d8803b; }
 .bar-value { width: 5rem; text-align: right; }
 .strip { display: flex; gap: 1.2rem; flex-wrap: wrap; margin: .4rem 0 1.2rem; }
-.example { display: flex; gap: .3rem; border: 1px solid #e3e7eb; padding: .35rem; border-radius: 6px; }
+.example { display: flex; flex-wrap: wrap; gap: .3rem; border: 1px solid #e3e7eb; padding: .35rem; border-radius: 6px;
+           max-width: 100%; box-sizing: border-box; }
 figure { margin: 0; text-align: center; font-size: .78rem; color: #5b6670; }
 figure img { display: block; image-rendering: pixelated; border-radius: 3px; }
 .traversal { display: flex; gap: .25rem; margin: .4rem 0 1rem; }
@@ -48,13 +51,16 @@ pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .8rem; b
 .note { color: #5b6670; font-size: .88rem; }
 """
 
-_COLUMNS = [("rank", "rank", "{:d}"), ("flip_rate", "flip rate", "{:.0%}"), ("median_min_edit", "median minimal edit", "{:.3f}"),
-            ("sensitivity", "sensitivity", "{:.1f}"), ("random_flip_rate", "random-subspace flip rate", "{:.0%}"),
-            ("random_median_min_edit", "random-subspace minimal edit", "{:.3f}"),
-            ("random_sensitivity", "random-subspace sensitivity", "{:.1f}"),
-            ("mean_delta_prob", "mean Δ target prob.", "{:+.3f}"), ("side_effect", "side effect", "{:.2f}"),
-            ("other_heads_flipped", "other heads flipped", "{:.2f}"), ("attribution", "attribution (IG)", "{:.1%}"),
-            ("directions", "directions", "{:d}")]
+_COLUMNS = [c for c in COLUMNS if c.report and c.name != "semantic"]
+"""The audit table's columns the report shows (their declarations: :mod:`cfexplain.audit.columns`)."""
+
+
+_NOTE = ("Every semantic is tested face by face against {controls} random subspaces of its dimension, searched the same "
+         "way on the same faces: effect is the probability that the semantic flips the decision with less image change "
+         "than a random edit ({unit}; 0.5 = like random), with its 95 % interval and a p-value corrected for the number "
+         "of semantics. Evidence needs a significant effect, a specific subspace and no other semantic that explains it "
+         "away; cannot tell marks subspaces not specific enough for their result to mean anything. Semantics no paired "
+         "test separates share a rank. Hover a row for the reason of its verdict.")
 
 
 @dataclass
@@ -69,21 +75,32 @@ class ReportSection:
 def _fmt(value: Any, pattern: str) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "–"
+    if not pattern:
+        return html.escape(str(value))
     try:
         return pattern.format(int(value) if pattern == "{:d}" else float(value))
     except (TypeError, ValueError):
         return html.escape(str(value))
 
 
+def _headline(audit: AuditResult) -> str:
+    """The answer in one line, each semantic with evidence marked."""
+    text = html.escape(audit.headline())
+    for name in audit.evidence:
+        text = text.replace(html.escape(name), f'<span class="top-semantic">{html.escape(name)}</span>', 1)
+    return text
+
+
 def _summary(audit: AuditResult, anchor: str) -> str:
-    table = audit.table.sort_values("rank")
-    columns = [c for c in _COLUMNS if c[0] in table.columns and not table[c[0]].isna().all()]
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in columns)
+    table = audit.table
+    columns = [c for c in _COLUMNS if c.name in table.columns and not table[c.name].isna().all()]
+    head = "".join(f'<th title="{html.escape(c.meaning)}">{html.escape(c.label)}</th>' for c in columns)
     rows = []
     for _, row in table.iterrows():
-        cells = "".join(f"<td>{_fmt(row[key], pattern)}</td>" for key, _, pattern in columns)
-        css = ' class="top"' if int(row["rank"]) == 1 else ""
-        rows.append(f'<tr{css} data-semantic="{html.escape(row["semantic"])}"><td class="name">'
+        cells = "".join(f"<td>{_fmt(row[c.name], c.format)}</td>" for c in columns)
+        css = {EVIDENCE: ' class="top"', CANNOT_TELL: ' class="weak"'}.get(row.get("verdict"), "")
+        reason = html.escape(str(row.get("reason", "")))
+        rows.append(f'<tr{css} data-semantic="{html.escape(row["semantic"])}" title="{reason}"><td class="name">'
                     f'{html.escape(row["semantic"])}</td>{cells}</tr>')
     return (f'<div class="wide"><table class="summary" id="{anchor}-summary"><thead><tr><th class="name">semantic</th>'
             f'{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
@@ -131,27 +148,43 @@ def _examples(generator: Generator, section: ReportSection, count: int) -> str:
     audit = section.audit
     unit = _unit(audit)
     parts = []
-    for semantic in audit.table.sort_values("rank")["semantic"]:
+    for semantic in audit.ranking():
         rows = telling_examples(audit, semantic, count)
         if rows.empty:
             continue
-        images = example_images(generator, audit, rows)
-        blocks = []
-        for i, (_, row) in enumerate(rows.iterrows()):
-            state = (f"minimal edit {row['min_edit']:.3g}{unit}" if row["flipped"]
-                     else f"not flipped within the budget (Δp {row['delta_prob']:+.2f})")
-            after_p = row["p_after"] if row["flipped"] else row["p_end"]
-            blocks.append(
-                '<div class="example">'
-                f'<figure><img alt="original" src="{png_data_uri(images["original"][i])}">'
-                f'<figcaption>original<br>target p = {row["p_before"]:.2f}</figcaption></figure>'
-                f'<figure><img alt="counterfactual" src="{png_data_uri(images["counterfactual"][i])}">'
-                f'<figcaption>counterfactual<br>p = {after_p:.2f}</figcaption></figure>'
-                f'<figure><img alt="difference" src="{png_data_uri(images["difference"][i])}">'
-                f'<figcaption>difference<br>{html.escape(state)}</figcaption></figure></div>')
+        blocks = [_strip(generator, section, rows.loc[[i]], unit) if rows.at[i, "flipped"]
+                  else _unflipped(generator, audit, rows.loc[[i]]) for i in rows.index]
         parts.append(f'<div class="semantic-examples" data-semantic="{html.escape(semantic)}"><h3>{html.escape(semantic)}</h3>'
                      f'<div class="strip">{"".join(blocks)}</div></div>')
     return "".join(parts)
+
+
+def _strip(generator: Generator, section: ReportSection, item: pd.DataFrame, unit: str) -> str:
+    """A flipped item (a one-row table) along its edit (original, boundary, past it) and its difference map."""
+    row = item.iloc[0]
+    names = {0.0: "original", 1.0: "boundary"}
+    figures = "".join(
+        f'<figure><img alt="{names.get(t, f"{t:g}x")}" src="{png_data_uri(picture, size=112)}"><figcaption>'
+        f'{names.get(t, f"{t:g}× the edit")}<br>{html.escape(reading)}</figcaption></figure>'
+        for t, picture, reading in edit_strip(generator, section.audit, row, section.classifier))
+    difference = example_images(generator, section.audit, item)["difference"][0]
+    return (f'<div class="example">{figures}<figure><img alt="difference" src="{png_data_uri(difference, size=112)}">'
+            f'<figcaption>difference at the boundary<br>minimal edit {row["min_edit"]:.3g}{html.escape(unit)}'
+            '</figcaption></figure></div>')
+
+
+def _unflipped(generator: Generator, audit: AuditResult, item: pd.DataFrame) -> str:
+    """An item the semantic did not flip (a one-row table): the original and where the search stopped."""
+    row = item.iloc[0]
+    images = example_images(generator, audit, item)
+    return ('<div class="example">'
+            f'<figure><img alt="original" src="{png_data_uri(images["original"][0])}">'
+            f'<figcaption>original<br>target p = {row["p_before"]:.2f}</figcaption></figure>'
+            f'<figure><img alt="end of the search" src="{png_data_uri(images["counterfactual"][0])}">'
+            f'<figcaption>end of the search<br>p = {row["p_end"]:.2f}</figcaption></figure>'
+            f'<figure><img alt="difference" src="{png_data_uri(images["difference"][0])}">'
+            f'<figcaption>difference<br>not flipped within the budget (Δp {row["delta_prob"]:+.2f})</figcaption>'
+            '</figure></div>')
 
 
 def _photos(generator: Generator, section: ReportSection) -> str:
@@ -196,7 +229,7 @@ def _traversals(generator: Generator, subspaces: SubspaceSet, section: ReportSec
     codes = audit.counterfactuals.codes[:1].to(generator.device)
     label = section.classifier.labels[-1] if section.classifier is not None else None
     parts = []
-    for semantic in audit.table.sort_values("rank")["semantic"]:
+    for semantic in audit.ranking():
         subspace = subspaces[semantic]
         if subspace.dim == 0:
             continue
@@ -235,22 +268,15 @@ def render_report(generator: Generator, subspaces: SubspaceSet, sections: Sequen
         anchor = f"audit-{number}"
         audit = section.audit
         navigation.append(f'<li><a href="#{anchor}">{html.escape(section.title)}</a></li>')
-        top = audit.ranking()[0]
         settings = audit.settings
         body.append(
             f'<section class="audit" id="{anchor}"><h2>{html.escape(section.title)}</h2>'
             f'<p class="meta">target: {html.escape(audit.target)} · {settings.get("n")} faces · budget '
             f'{settings.get("budget")}{_unit(audit)} · seed {settings.get("seed")}</p>'
-            f'<p>The decision reacts most easily to <strong class="top-semantic">{html.escape(top)}</strong>.</p>'
+            f'<p class="headline"><strong>{_headline(audit)}.</strong></p>'
             f'<p class="verdict">{html.escape(audit.summary())}</p>'
-            f'<h3>Which semantics flip the decision</h3>{_summary(audit, anchor)}{_baseline(audit)}'
-            '<p class="note">Semantics are compared at equal image change (unless the audit was run in latent units). '
-            'Flip rate: faces whose decision the semantic flips within the budget. Minimal edit: distance to the decision '
-            f'boundary along the semantic ({_unit(audit).strip()}). Sensitivity: how far the decision moves per unit edit '
-            'at the face (first order); it ranks the semantics when nothing flips. Random-subspace columns: the same '
-            'search in a random subspace of the same dimension; a semantic not beyond them moves the decision no more '
-            'than a generic edit does. Side effect: how much the semantic\'s keep-invariant criteria moved, relative to '
-            'a random edit of the same size.</p>'
+            f'<h3>Which semantics the decision depends on</h3>{_summary(audit, anchor)}{_baseline(audit)}'
+            f'<p class="note">{_NOTE.format(unit=_unit(audit).strip(), controls=settings.get("controls", 0))}</p>'
             f'<h3>How specific the subspaces are</h3>{_specificity(subspaces)}'
             f'<h3>Attribution (Integrated Gradients over all subspaces)</h3>{_attribution(audit)}'
             f'{_photos(generator, section)}'

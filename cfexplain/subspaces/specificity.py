@@ -15,7 +15,10 @@ the space (a random orthonormal subspace of any dimension has the same expectati
   per unit edit than under a random edit;
 * ``keep_gains[k]``: the same for each keep criterion (1 = as much as a random edit, 0 = untouched);
 * ``specificity`` = ``target_gain / √(mean_k keep_gains[k]²)``: how much more the target moves
-  *relative to the keep criteria* than under random edits. 1 = no better than random.
+  *relative to the keep criteria* than under random edits. 1 = no better than random;
+* ``cross_gains[other]``: the gain of every other measured semantic's target along this subspace.
+  The audit reads it: a subspace that moves another semantic's target as much as a random edit
+  does cannot tell the two apart.
 
 The 90 % interval comes from a bootstrap over the faces. A subspace whose interval reaches down to
 ``1`` is not distinguishable from random directions on these faces.
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -68,6 +71,11 @@ class SemanticSpecificity:
         specificity: ``target_gain / √(mean keep_gain²)``; 1 = no better than random.
         interval: bootstrap 90 % interval of ``specificity`` over the faces.
         samples: faces measured on; random_directions: random directions compared with.
+        cross_gains: for each other semantic measured with it, the RMS change of *that* semantic's
+            target per unit edit in this subspace, relative to random directions, with its
+            bootstrap 90 % interval, as ``(gain, low, high)``: unless ``high`` is below 1, this
+            subspace may move the other's target as much as a random edit does, so a decision that
+            reacts to this subspace may follow the other semantic (empty when not measured).
     """
 
     name: str
@@ -78,6 +86,7 @@ class SemanticSpecificity:
     interval: tuple[float, float]
     samples: int
     random_directions: int
+    cross_gains: Mapping[str, tuple[float, float, float]] = field(default_factory=dict)
 
     @property
     def better_than_random(self) -> bool:
@@ -94,6 +103,7 @@ class SemanticSpecificity:
         """JSON-able fields."""
         data = asdict(self)
         data["keep_gains"] = dict(self.keep_gains)
+        data["cross_gains"] = {name: list(values) for name, values in self.cross_gains.items()}
         data["interval"] = list(self.interval)
         return data
 
@@ -103,7 +113,8 @@ class SemanticSpecificity:
         return cls(name=data["name"], directions=int(data["directions"]), target_gain=float(data["target_gain"]),
                    keep_gains={k: float(v) for k, v in data["keep_gains"].items()},
                    specificity=float(data["specificity"]), interval=tuple(float(v) for v in data["interval"]),
-                   samples=int(data["samples"]), random_directions=int(data["random_directions"]))
+                   samples=int(data["samples"]), random_directions=int(data["random_directions"]),
+                   cross_gains={k: tuple(float(x) for x in v) for k, v in data.get("cross_gains", {}).items()})
 
     def describe(self) -> str:
         """One line: the ratio, its interval and the control."""
@@ -175,14 +186,14 @@ def measure_specificity(generator: Generator, semantics: Sequence[Semantic], sub
     bounds = np.cumsum([0] + [b.shape[1] for b in blocks])
     return {semantic.name: _score(semantic, subspaces[semantic.name].dim, criteria, changes,
                                   slice(int(bounds[j]), int(bounds[j + 1])), slice(int(bounds[-2]), int(bounds[-1])),
-                                  bootstrap, seed)
+                                  bootstrap, seed, [other for other in measured if other is not semantic])
             for j, semantic in enumerate(measured)}
 
 
 def _score(semantic: Semantic, directions: int, criteria: list, changes: list[torch.Tensor], columns: slice,
-           random: slice, bootstrap: int, seed: int) -> SemanticSpecificity:
+           random: slice, bootstrap: int, seed: int, others: Sequence[Semantic]) -> SemanticSpecificity:
     """A semantic's specificity from the squared changes of its criteria along its columns and the
-    random ones, with a bootstrap interval over the faces."""
+    random ones, with a bootstrap interval over the faces, and its gains on the ``others``' targets."""
     position = {id(c): i for i, c in enumerate(criteria)}
     faces = changes[0].shape[0]
 
@@ -193,12 +204,19 @@ def _score(semantic: Semantic, directions: int, criteria: list, changes: list[to
     def specificity(target: float, keeps: list[float]) -> float:
         return math.sqrt(target / float(np.mean(keeps))) if keeps else math.sqrt(target)
 
+    def cross(rows: np.ndarray) -> list[float]:
+        return [math.sqrt(_ratio(changes[position[id(o.target)]], columns, random, rows)) for o in others]
+
     target, keeps = gains(np.arange(faces))
     resamples = np.random.default_rng(seed).integers(0, faces, size=(bootstrap, faces))
     draws = [specificity(*gains(rows)) for rows in resamples]
     low, high = np.quantile(draws, [0.05, 0.95]) if draws else (math.nan, math.nan)
+    crossed = np.array([cross(rows) for rows in resamples]).reshape(len(resamples), len(others))
+    bounds = np.quantile(crossed, [0.05, 0.95], axis=0) if len(resamples) else np.full((2, len(others)), math.nan)
     return SemanticSpecificity(name=semantic.name, directions=directions, target_gain=math.sqrt(target),
                                keep_gains={c.name: math.sqrt(k) for c, k in zip(semantic.keep, keeps)},
                                specificity=specificity(target, keeps), interval=(float(low), float(high)),
-                               samples=faces, random_directions=random.stop - random.start)
+                               samples=faces, random_directions=random.stop - random.start,
+                               cross_gains={o.name: (gain, float(bounds[0, j]), float(bounds[1, j]))
+                                            for j, (o, gain) in enumerate(zip(others, cross(np.arange(faces))))})
 

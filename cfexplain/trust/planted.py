@@ -1,12 +1,14 @@
 """The planted-shortcut check: a classifier trained on generated faces whose label secretly depends
-on one measurement; an audit that explains must rank the matching semantic first.
+on one measurement; an audit that explains must claim the matching semantic, and no other (and
+nothing at all for a measurement no semantic targets).
 
 * :func:`planted_dataset`: generated faces and any number of measurements of them (one analyzer
   pass), from :mod:`cfexplain.trust.measurements` or a region's redness;
 * :func:`planted_shortcut_classifier`: a :class:`ShortcutCNN` trained on "is the score above the
   median?";
 * :func:`planted_shortcut_check`: train one and audit it;
-* :func:`planted_suite`: many measurements × seeds, the recovery rate of each.
+* :func:`planted_suite`: many measurements × seeds: correct claims, false claims, no evidence,
+  cannot tell.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..analyzers.base import FaceParser, LandmarkDetector
-from ..audit import audit
-from ..classifiers import Classifier, OutputSpec, Preprocessing
+from ..audit import CANNOT_TELL, NO_EVIDENCE, audit
+from ..classifiers import IDENTITY, Classifier, OutputSpec
 from ..errors import InputError
 from ..generators.base import Generator, make_rng
 from ..subspaces.core import SubspaceSet
-from .results import PlantedCheck
-from .measurements import PLANTED_MEASUREMENTS, PlantedMeasurement, planted_measurement, region_redness
+from .results import CORRECT_CLAIM, FALSE_CLAIM, PlantedCheck
+from .measurements import NEGATIVE_CONTROLS, PLANTED_MEASUREMENTS, PlantedMeasurement, planted_measurement, region_redness
 
 __all__ = ["ShortcutCNN", "matched_sample", "planted_dataset", "shortcut_dataset", "planted_shortcut_classifier",
            "planted_shortcut_check", "planted_suite"]
@@ -213,7 +215,7 @@ def planted_shortcut_classifier(generator: Generator, parser: FaceParser, *, reg
     accuracy = {"train_accuracy": float((predictions[:split] == labels[:split]).float().mean()),
                 "val_accuracy": float((predictions[split:] == labels[split:]).float().mean())}
     what = planted_measurement(measurement).name if measurement is not None else f"{region} redness"
-    classifier = Classifier(model.to(generator.device), preprocessing=Preprocessing(), name=f"planted {what} shortcut",
+    classifier = Classifier(model.to(generator.device), preprocessing=IDENTITY, name=f"planted {what} shortcut",
                             output=OutputSpec.softmax(("less", "more")))
     return classifier, accuracy
 
@@ -224,28 +226,34 @@ def planted_shortcut_check(generator: Generator, parser: FaceParser, subspaces: 
                            landmarks: LandmarkDetector | None = None, seed: int = 0, n: int = 24,
                            train_options: dict | None = None, data: tuple[torch.Tensor, torch.Tensor] | None = None,
                            confounders: torch.Tensor | None = None, **audit_options: Any) -> PlantedCheck:
-    """Train a shortcut classifier and audit it: ``planted`` should rank first.
+    """Train a shortcut classifier and audit it: the audit should claim ``planted``, and nothing else.
 
     ``planted`` defaults to the measurement's semantic (``"lip_colour"`` for the default lips-
-    redness score). The audit's faces are drawn with ``seed + 1000``.
+    redness score; ``None`` for a negative control of
+    :data:`~cfexplain.trust.measurements.NEGATIVE_CONTROLS`, where any claim is false). The audit's
+    faces are drawn with ``seed + 1000``.
 
     Returns:
-        A :class:`PlantedCheck`: the planted semantic's rank (1 = first; tied semantics share a
-        rank, and ``passed`` needs it first and alone), the ranking, the audit table, the
-        classifier's accuracy.
+        A :class:`PlantedCheck`: the audit's outcome (a correct claim, a false claim, no evidence
+        or cannot tell), the semantics it claims, the planted semantic's verdict and rank, the
+        audit table, the classifier's accuracy.
     """
     if planted is None:
         planted = planted_measurement(measurement).semantic if measurement is not None else "lip_colour"
-    if planted not in subspaces:
+    if planted is not None and planted not in subspaces:
         raise InputError(f"the subspace set has no {planted!r}; it has {list(subspaces)}")
     classifier, accuracy = planted_shortcut_classifier(generator, parser, region=region, reference=reference,
                                                        measurement=measurement, landmarks=landmarks, seed=seed,
                                                        data=data, confounders=confounders, **(train_options or {}))
     result = audit(generator, classifier, subspaces, n=n, seed=seed + 1000, progress=False, **audit_options)
     table = result.table.set_index("semantic")
-    rank = int(table.loc[planted, "rank"])
-    alone = int((table["rank"] == 1).sum()) == 1
-    return PlantedCheck(planted=planted, rank=rank, ranking=result.ranking(), passed=rank == 1 and alone,
+    claimed = result.evidence
+    undecided = bool(((table["verdict"] == CANNOT_TELL) & (table["p_value"] < result.settings["alpha"])).any())
+    outcome = (FALSE_CLAIM if any(name != planted for name in claimed) else CORRECT_CLAIM if claimed
+               else CANNOT_TELL if undecided else NO_EVIDENCE)
+    return PlantedCheck(planted=planted, outcome=outcome, claimed=claimed,
+                        verdict=None if planted is None else str(table.loc[planted, "verdict"]),
+                        rank=None if planted is None else int(table.loc[planted, "rank"]), ranking=result.ranking(),
                         table=result.table, nothing_flipped=result.nothing_flipped, **accuracy)
 
 
@@ -258,20 +266,25 @@ def planted_suite(generator: Generator, parser: FaceParser, subspaces: SubspaceS
 
     One pool of ``pool`` faces is generated and measured once (seed 12345); for every measurement
     and seed a :class:`ShortcutCNN` is trained on up to 4 000 of them (a third of the pool when
-    matched) (the seed picks the subset
-    and the initialisation) and audited on ``n`` fresh faces. With ``matched`` (default), the
-    training faces are a :func:`matched_sample` against the other measurements of the suite
-    (always all six, whichever are audited): lip redness and skin luminance, or jaw width and eye
-    openness, correlate on generated faces, and without matching a classifier trained on one may
-    decide by the other.
+    matched; the seed picks the subset and the initialisation) and audited on ``n`` fresh faces.
+    With ``matched`` (default), the training faces are a :func:`matched_sample` against the
+    measurements of :data:`~cfexplain.trust.measurements.PLANTED_MEASUREMENTS` other than the
+    planted one (always all of them, whichever are audited): lip redness and skin luminance, or jaw
+    width and eye openness, correlate on generated faces, and without matching a classifier trained
+    on one may decide by the other.
+
+    Args:
+        measurements: names or objects (default: every planted measurement and every negative
+            control of :data:`~cfexplain.trust.measurements.NEGATIVE_CONTROLS`).
 
     Returns:
-        One row per measurement × seed: ``measurement, semantic, seed, rank, passed, val_accuracy,
-        nothing_flipped, ranking``. ``frame.groupby("measurement")["passed"].mean()`` is the
-        recovery rate of each.
+        One row per measurement × seed: ``measurement, semantic, seed, outcome`` (``correct
+        claim``, ``false claim``, ``no evidence``, ``cannot tell``), ``claimed`` (the semantics
+        with evidence), ``verdict`` and ``rank`` (of the planted semantic), ``val_accuracy``,
+        ``nothing_flipped``, ``ranking``.
     """
-    chosen = [planted_measurement(m) for m in (measurements or list(PLANTED_MEASUREMENTS))]
-    missing = sorted({m.semantic for m in chosen} - set(subspaces))
+    chosen = [planted_measurement(m) for m in (measurements or [*PLANTED_MEASUREMENTS, *NEGATIVE_CONTROLS])]
+    missing = sorted({m.semantic for m in chosen if m.semantic is not None} - set(subspaces))
     if missing:
         raise InputError(f"the subspace set lacks {missing}, the semantics of the planted measurements")
     measured = chosen + [m for m in PLANTED_MEASUREMENTS.values() if matched and m not in chosen]
@@ -282,14 +295,15 @@ def planted_suite(generator: Generator, parser: FaceParser, subspaces: SubspaceS
 
     with tqdm(total=len(chosen) * len(seeds), desc="planted shortcuts", disable=not progress) as bar:
         for m in chosen:
+            others = (torch.stack([scores[o] for o in PLANTED_MEASUREMENTS if o != m.name], dim=1) if matched
+                      else None)
             for seed in seeds:
-                others = (torch.stack([scores[o.name] for o in measured if o.name != m.name], dim=1) if matched
-                          else None)
                 check = planted_shortcut_check(generator, parser, subspaces, planted=m.semantic, measurement=m, seed=seed,
                                                n=n, train_options=options, data=(images, scores[m.name]),
                                                confounders=others, **audit_options)
-                rows.append({"measurement": m.name, "semantic": m.semantic, "seed": seed, "rank": check.rank,
-                             "passed": check.passed, "val_accuracy": check.val_accuracy,
-                             "nothing_flipped": check.nothing_flipped, "ranking": ", ".join(check.ranking)})
+                rows.append({"measurement": m.name, "semantic": m.semantic, "seed": seed, "outcome": check.outcome,
+                             "claimed": ", ".join(check.claimed), "verdict": check.verdict, "rank": check.rank,
+                             "val_accuracy": check.val_accuracy, "nothing_flipped": check.nothing_flipped,
+                             "ranking": ", ".join(check.ranking)})
                 bar.update()
     return pd.DataFrame(rows)

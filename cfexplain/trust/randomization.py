@@ -41,7 +41,7 @@ def randomization_check(generator: Generator, classifier: Classifier, subspaces:
         A :class:`RandomizationCheck`: ``changed`` when the rankings differ or some semantic's flip
         rate moves by more than 0.2.
     """
-    options = {"joint": False, "attribution": False, "random_baseline": False, "progress": False, **audit_options}
+    options = {"joint": False, "attribution": False, "controls": 0, "progress": False, **audit_options}
     original = audit(generator, classifier, subspaces, n=n, seed=seed, **options)
     randomized = audit(generator, randomize_weights(classifier, seed=seed), subspaces, n=n, seed=seed, **options)
     a, b = original.table.set_index("semantic"), randomized.table.set_index("semantic")

@@ -7,7 +7,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-__all__ = ["PlantedCheck", "RandomizationCheck", "StabilityCheck"]
+__all__ = ["CORRECT_CLAIM", "FALSE_CLAIM", "PlantedCheck", "RandomizationCheck", "StabilityCheck"]
+
+
+CORRECT_CLAIM, FALSE_CLAIM = "correct claim", "false claim"
+"""Outcomes of a planted-shortcut check beside ``no evidence`` and ``cannot tell``."""
 
 
 @dataclass(frozen=True)
@@ -15,24 +19,32 @@ class PlantedCheck:
     """The outcome of :func:`~cfexplain.trust.planted_shortcut_check`.
 
     Attributes:
-        planted: the semantic that should rank first.
-        rank: its rank in the audit (1 = first; tied semantics share a rank).
-        ranking: the audit's ranking.
-        passed: the planted semantic ranked first, alone.
-        table: the audit's table.
-        nothing_flipped: no semantic flipped any face within the budget (the rank then follows
-            the decision's sensitivity).
+        planted: the semantic the classifier secretly uses (``None`` for a negative control).
+        outcome: ``"correct claim"`` (the audit claims the planted semantic, and nothing else),
+            ``"false claim"`` (it claims another semantic, or any on a negative control), ``"no
+            evidence"`` or ``"cannot tell"`` (its answer names no semantic).
+        claimed: the semantics whose verdict is ``evidence``.
+        verdict, rank: the planted semantic's (``None`` for a negative control).
+        ranking: the audit's ranking; table: the audit's table.
+        nothing_flipped: no semantic flipped any face within the budget.
         train_accuracy, val_accuracy: of the planted classifier on its label.
     """
 
-    planted: str
-    rank: int
+    planted: str | None
+    outcome: str
+    claimed: list[str]
+    verdict: str | None
+    rank: int | None
     ranking: list[str]
-    passed: bool
     table: pd.DataFrame
     nothing_flipped: bool
     train_accuracy: float
     val_accuracy: float
+
+    @property
+    def passed(self) -> bool:
+        """A correct claim, or for a negative control no claim at all."""
+        return self.outcome == CORRECT_CLAIM or (self.planted is None and self.outcome != FALSE_CLAIM)
 
 
 @dataclass(frozen=True)

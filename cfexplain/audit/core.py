@@ -1,0 +1,162 @@
+""":func:`audit`: faces in, the per-semantic search, the stages, the table out."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .._version import software_provenance
+from ..classifiers import Classifier
+from ..counterfactual import CounterfactualExplainer, CounterfactualResult, attach_partial_result
+from ..counterfactual.joint import JOINT_BATCH_FACES
+from ..counterfactual.settings import SearchSettings
+from ..distributed import Ranks, ranks_for
+from ..errors import InputError
+from ..generators.base import Generator
+from ..photos.faithfulness import PhotoFaces
+from ..subspaces.core import Semantic, SubspaceSet
+from .columns import COLUMNS
+from .result import AuditResult
+from .runner import StageRunner
+from .settings import AuditSettings
+from .stages import AuditContext, Summary, stages_for
+
+__all__ = ["audit"]
+
+
+def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, target: Any = "flip",
+          semantics: Sequence[Semantic] | None = None, images: Any = None,
+          photo_options: Mapping[str, Any] | None = None, distributed: bool = False,
+          checkpoint_dir: str | os.PathLike | None = None, **options: Any) -> AuditResult | None:
+    """Audit ``classifier``: for many faces and every subspace, does the decision react to the semantic
+    more easily than to a random edit of the same size?
+
+    Args:
+        generator, classifier, subspaces: what to audit with; the subspaces' latent space is used.
+        target: the decision change sought (see :func:`cfexplain.counterfactual.resolve_target`).
+        semantics: the :class:`Semantic` objects the subspaces were learned from; their keep
+            criteria give the ``side_effect`` column (NaN without them).
+        images: audit photos instead of ``n`` generated faces: a tensor ``(N, 3, H, W)`` in
+            ``[-1, 1]``, an image file, a folder, a list of files, or an
+            :class:`~cfexplain.photos.InversionResult`. They are aligned and inverted
+            (``photo_options``: see :func:`~cfexplain.photos.photo_codes`), and each is gated: a
+            photo whose reconstruction the classifier decides differently on is *unfaithful*.
+            Every photo's counterfactuals are kept in ``counterfactuals`` (the ``faithful`` column
+            flags them), but the table, the metrics and the later stages use the faithful photos
+            only, unless ``include_unfaithful``.
+        distributed: share the faces among the processes of the initialized ``torch.distributed``
+            process group (:mod:`cfexplain.distributed`; generated faces only): each process
+            searches its block of faces (whole blocks of
+            :data:`~cfexplain.counterfactual.joint.JOINT_BATCH_FACES`, so ``n`` must give each
+            process one) and rank 0 gathers the result, equal to a single-process audit's within
+            floating-point tolerance. Every rank must call ``audit`` alike; rank 0 returns the
+            :class:`AuditResult`, the others ``None``.
+        checkpoint_dir: save each process's finished work there (the searches after every batch,
+            then each later stage) and resume from it: a rerun of the same audit redoes only
+            what was not finished, each rank its own share.
+        options: the audit's settings (:class:`~cfexplain.audit.AuditSettings`: ``n``, ``seed``,
+            ``controls``, ``alpha``, ``joint``, ``attribution``, ``baseline``, ``group_weight``,
+            ``joint_steps``, ``ig_steps``, ``include_unfaithful``) and the search's
+            (:class:`~cfexplain.counterfactual.SearchSettings`: ``unit``, ``budget``, ``steps``,
+            ``margin``, ``batch_size``, ``progress`` …).
+
+    Returns:
+        An :class:`AuditResult` (``None`` on the ranks other than 0 of a distributed audit), its
+        ``table`` sorted by rank; ``summary()`` gives the answer in words.
+
+    If the audit stops with an exception, the counterfactuals found so far ride on it as
+    ``error.partial_result`` (a :class:`~cfexplain.counterfactual.CounterfactualResult`: the
+    per-semantic search's finished batches, or all of it when a later stage failed; in a
+    distributed audit, this process's faces).
+    """
+    settings, search_options = _split_options(options)
+    names = _audited_names(subspaces)
+    ranks = ranks_for(distributed)
+    if ranks.world_size > 1:
+        if images is not None:
+            raise InputError("a distributed audit audits generated faces; audit photos in one process (or invert "
+                             "them first, with cfexplain.invert, and audit the InversionResult in one process)")
+        search_options["progress"] = search_options.get("progress", True) and ranks.is_main
+    explainer = CounterfactualExplainer(generator, classifier, subspaces, seed=settings.seed, ranks=ranks,
+                                        **search_options)
+    codes, photos = _faces(explainer, settings, ranks, images, photo_options)
+    included = torch.arange(len(codes))
+    if photos is not None and not settings.include_unfaithful:
+        included = photos.faithful.nonzero()[:, 0]
+        if len(included) == 0:
+            raise InputError(f"no photo keeps its decision on its reconstruction ({photos.summary()}): nothing "
+                             f"faithful to audit; pass include_unfaithful=True to audit them anyway")
+    context = AuditContext(explainer, names, target, settings, tuple(semantics or ()), ranks, checkpoint_dir)
+    runner = StageRunner(context, stages_for(settings))  # every edit basis, before the searches
+    result = explainer.explain(codes, target=target, subspaces=names, baseline=settings.baseline,
+                               checkpoint_dir=checkpoint_dir)
+    if photos is not None:
+        result = dataclasses.replace(result, photos=photos)
+    try:
+        searched = result if len(included) == len(codes) else result.faces(included)
+        gathered = runner.run(codes[included.to(codes.device)], searched)
+        if gathered is None:
+            return None
+        summary = runner.summarise(gathered)
+        faces = len(included) if ranks.world_size == 1 else settings.n
+        return _result(summary, context, result if ranks.world_size == 1 else summary.search, faces, photos)
+    except (Exception, KeyboardInterrupt) as error:  # the per-semantic search is kept on the exception
+        attach_partial_result(error, lambda: result)
+        raise
+
+
+def _split_options(options: Mapping[str, Any]) -> tuple[AuditSettings, dict[str, Any]]:
+    """The audit's settings and the search's options of ``options``; unknown names are refused."""
+    audit_names = {f.name for f in dataclasses.fields(AuditSettings)}
+    search_names = {f.name for f in dataclasses.fields(SearchSettings)}
+    unknown = sorted(set(options) - audit_names - search_names)
+    if unknown:
+        raise InputError(f"unknown audit option(s) {unknown}; the audit's settings are {sorted(audit_names)} and the "
+                         f"search's {sorted(search_names)}")
+    settings = AuditSettings(**{k: v for k, v in options.items() if k in audit_names})
+    return settings, {k: v for k, v in options.items() if k in search_names and k != "seed"}
+
+
+def _audited_names(subspaces: SubspaceSet) -> list[str]:
+    """The subspaces with at least one direction (an empty set, or one with none, is refused)."""
+    if len(subspaces) == 0:
+        raise InputError("the subspace set is empty: nothing to audit")
+    names = [name for name in subspaces if subspaces[name].dim > 0]
+    if not names:
+        raise InputError("every subspace of the set has 0 directions: nothing to audit")
+    return names
+
+
+def _faces(explainer: CounterfactualExplainer, settings: AuditSettings, ranks: Ranks, images: Any,
+           photo_options: Mapping[str, Any] | None) -> tuple[torch.Tensor, PhotoFaces | None]:
+    """This process's faces: its block of the ``n`` generated ones, or the photos' codes."""
+    if ranks.world_size == 1:
+        return explainer.faces_or_photos(settings.n if images is None else None, images, photo_options)
+    ranks.check_shareable(settings.n, "faces", block=JOINT_BATCH_FACES)
+    mine = ranks.span(settings.n, block=JOINT_BATCH_FACES)  # whole joint-search batches: each face as in one process
+    return explainer.generator.sample(len(mine), space=explainer.space, seed=settings.seed, start=mine.start), None
+
+
+def _result(summary: Summary, context: AuditContext, shown: CounterfactualResult, faces: int,
+            photos: PhotoFaces | None) -> AuditResult:
+    """The :class:`AuditResult` of a summary; ``shown`` is the search kept in the result (it may hold
+    more faces than the table counts: unfaithful photos, flagged)."""
+    explainer, settings = context.explainer, context.settings
+    kind = explainer.classifier.kind
+    columns = {"semantic": summary.names, **summary.columns}
+    table = pd.DataFrame({c.name: columns.get(c.name, [float("nan")] * len(summary.names)) for c in COLUMNS
+                          if c.when != "sigmoid" or kind == "sigmoid"})
+    table = table.sort_values(["rank", "effect", "median_min_edit"], ascending=[True, False, True],
+                              kind="stable").reset_index(drop=True)
+    recorded = {**settings.to_dict(), "n": faces, "photos": photos is not None, **summary.search.settings}
+    classifier = explainer.classifier
+    provenance = software_provenance(generator=dict(explainer.generator.provenance), classifier=classifier.name,
+                                     labels=list(classifier.labels), preprocessing=dataclasses.asdict(classifier.preprocessing),
+                                     subspaces=dict(explainer.subspaces.provenance), space=explainer.subspaces.space)
+    return AuditResult(table, shown, summary.joint, summary.metrics, summary.search.target, recorded, provenance,
+                       summary.baseline)
