@@ -23,9 +23,10 @@ of faking it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+import json
+from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import Any
 
 import torch
 
@@ -33,9 +34,10 @@ from .analyzers.base import FaceParser, LandmarkDetector
 from .analyzers.facemesh import FaceMeshLandmarks
 from .criteria import BlendedPixels, ColorResidual, Criterion, LandmarkShape, RegionColor, RegionPixels
 from .errors import InputError
-from .subspaces.core import Semantic
+from .subspaces.core import Semantic, SubspaceSet
 
-__all__ = ["SEMANTIC_NAMES", "bisenet_fan_semantics", "description_criteria", "facemesh_semantics"]
+__all__ = ["SEMANTIC_NAMES", "PRESETS", "bisenet_fan_semantics", "description_criteria", "facemesh_semantics",
+           "semantics_of"]
 
 SEMANTIC_NAMES = ("face_boundary", "eye_shape", "eye_photometry", "hair_photometry", "lip_colour", "face_colour",
                   "mouth_shape")
@@ -79,28 +81,29 @@ def bisenet_fan_semantics(parser: FaceParser, landmarks: LandmarkDetector, *,
     Target ratio 1e-2 unless stated. ``names`` picks a subset.
     """
     everything = _BISENET_NOT_BACKGROUND
+    semantic = partial(Semantic, origin=_origin("bisenet_fan", parser, landmarks, {}))
     semantics = [
-        Semantic("face_boundary", LandmarkShape(landmarks, "jaw"),
+        semantic("face_boundary", LandmarkShape(landmarks, "jaw"),
                  [LandmarkShape(landmarks, "jaw", complement=True),
                   BlendedPixels(landmarks, parser=parser, regions=everything, erosion=0.05, resolution=64)],
                  keep_ratios=[1e-2, 3e-3]),
-        Semantic("eye_shape", LandmarkShape(landmarks, "eyes"),
+        semantic("eye_shape", LandmarkShape(landmarks, "eyes"),
                  [LandmarkShape(landmarks, "eyes", complement=True),
                   RegionPixels(parser, ("skin", "l_brow", "r_brow", "l_ear", "r_ear", "ear_r", "nose", "mouth", "u_lip",
                                         "l_lip", "hair"), erosion=0.05, resolution=64)],
                  keep_ratios=[1e-2, 2e-3]),
-        Semantic("eye_photometry", RegionPixels(parser, ("l_eye", "r_eye", "eye_g"), dilation=0.1, resolution=48),
+        semantic("eye_photometry", RegionPixels(parser, ("l_eye", "r_eye", "eye_g"), dilation=0.1, resolution=48),
                  [RegionPixels(parser, ("l_eye", "r_eye", "eye_g"), inside=False, dilation=0.1, resolution=48)],
                  keep_ratios=1e-3),
-        Semantic("hair_photometry", RegionPixels(parser, "hair", dilation=0.2, resolution=48),
+        semantic("hair_photometry", RegionPixels(parser, "hair", dilation=0.2, resolution=48),
                  [RegionPixels(parser, "hair", inside=False, dilation=0.2, resolution=48)], keep_ratios=2e-3),
-        Semantic("lip_colour", RegionPixels(parser, "lips", dilation=0.01, resolution=128),
+        semantic("lip_colour", RegionPixels(parser, "lips", dilation=0.01, resolution=128),
                  [RegionPixels(parser, "lips", inside=False, dilation=0.01, resolution=128),
                   LandmarkShape(landmarks, "mouth", centered=True)],
                  keep_ratios=[1e-4, 1e-3]),
-        Semantic("face_colour", RegionColor(parser, ("skin", "l_ear", "r_ear", "nose", "neck"), resolution=64),
+        semantic("face_colour", RegionColor(parser, ("skin", "l_ear", "r_ear", "nose", "neck"), resolution=64),
                  [ColorResidual(parser, ("skin", "l_ear", "r_ear", "nose", "neck"), resolution=64)], keep_ratios=1e-3),
-        Semantic("mouth_shape", LandmarkShape(landmarks, "mouth", centered=True),
+        semantic("mouth_shape", LandmarkShape(landmarks, "mouth", centered=True),
                  [LandmarkShape(landmarks, "mouth", centered=True, complement=True),
                   BlendedPixels(landmarks, parser=parser, regions=[c for c in everything if c != "mouth"],
                                 dilation=0.05, resolution=48)],
@@ -164,7 +167,11 @@ def facemesh_semantics(parser: FaceParser, landmarks: LandmarkDetector, *, names
     r = resolution
     small = min(48, r)
     ratio = target_ratio if solver == "contrast" else max(target_ratio, 0.1)
-    semantic = partial(Semantic, target_ratio=ratio, keep_ratios=keep_ratio, solver=solver, max_directions=directions)
+    options = {"resolution": resolution, "directions": directions, "solver": solver, "target_ratio": target_ratio,
+               "keep_ratio": keep_ratio}
+    origin = _origin("facemesh", parser, landmarks, options, eyes=eyes)
+    semantic = partial(Semantic, target_ratio=ratio, keep_ratios=keep_ratio, solver=solver, max_directions=directions,
+                       origin=origin)
     eye_detector = _eye_detector(landmarks, eyes) if names is None or "eye_shape" in names else landmarks
     semantics = [
         semantic("face_boundary", LandmarkShape(landmarks, "jaw"),
@@ -208,3 +215,69 @@ def description_criteria(parser: FaceParser, landmarks: LandmarkDetector, *, res
     if "hair" in parser.regions or "hair" in parser.class_names:
         named["hair"] = RegionPixels(parser, "hair", resolution=min(48, resolution))
     return named
+
+
+PRESETS = {"facemesh": facemesh_semantics, "bisenet_fan": bisenet_fan_semantics}
+"""The presets by the name their semantics record in :attr:`Semantic.origin`."""
+
+
+def _origin(preset: str, parser: FaceParser, landmarks: LandmarkDetector, options: Mapping[str, Any], *,
+            eyes: LandmarkDetector | None = None) -> dict[str, Any]:
+    """What a preset's semantics record to be built again: the preset, its options and each
+    analyzer's source (``None`` for an analyzer built by hand, which then cannot be rebuilt)."""
+    analyzers = {"parser": parser.source, "landmarks": landmarks.source}
+    if eyes is not None:
+        analyzers["eyes"] = eyes.source
+    return {"preset": preset, "options": dict(options),
+            "analyzers": {role: None if source is None else dict(source) for role, source in analyzers.items()}}
+
+
+def _analyzer(role: str, source: Mapping[str, Any] | None, device: torch.device | str, semantic: str):
+    """The analyzer a source describes (the zoo's by name, or a checkpoint file)."""
+    from . import zoo
+    from .analyzers import BiSeNetParser, FANLandmarks
+
+    if source is None:
+        raise InputError(f"cannot rebuild semantic {semantic!r}: its {role} was built by hand, not loaded from the zoo "
+                         f"or a checkpoint file; pass the semantics yourself (semantics=, or --stack on the command line)")
+    if "zoo" in source:
+        build = {"facemesh": zoo.facemesh, "facemesh_parser": zoo.facemesh_parser, "iris": zoo.iris}.get(source["zoo"])
+        if build is None:
+            raise InputError(f"cannot rebuild semantic {semantic!r}: unknown zoo {role} {source['zoo']!r}")
+        return build(device=device, **{k: v for k, v in source.items() if k != "zoo"})
+    if "bisenet" in source:
+        return BiSeNetParser.from_checkpoint(source["bisenet"], device=device)
+    if "fan" in source:
+        return FANLandmarks.from_checkpoint(source["fan"], device=device)
+    raise InputError(f"cannot rebuild semantic {semantic!r}: unknown {role} source {dict(source)}")
+
+
+def semantics_of(subspaces: SubspaceSet, *, device: torch.device | str = "cpu") -> list[Semantic]:
+    """The semantics a saved subspace set was learned from, rebuilt from what each subspace recorded
+    (:attr:`Semantic.origin`: a preset, its options and its analyzers' sources), in the set's order.
+
+    Raises:
+        InputError: naming the subspace and why, where a semantic cannot be rebuilt (built by
+            hand, an analyzer built by hand, or a set saved before semantics recorded their origin).
+        CheckpointNotFoundError: where an analyzer's checkpoint file is no longer there.
+    """
+    built: dict[str, list[Semantic]] = {}
+    found = []
+    for name in subspaces:
+        origin = subspaces[name].provenance.get("origin")
+        if not origin:
+            raise InputError(f"cannot rebuild semantic {name!r}: its subspace does not record how its semantic was "
+                             "made (a semantic built by hand, or a set saved by an older version); pass the "
+                             "semantics yourself (semantics=, or --stack on the command line)")
+        key = json.dumps(origin, sort_keys=True)
+        if key not in built:
+            if origin.get("preset") not in PRESETS:
+                raise InputError(f"cannot rebuild semantic {name!r}: unknown preset {origin.get('preset')!r}")
+            analyzers = {role: _analyzer(role, source, device, name) for role, source in origin["analyzers"].items()}
+            built[key] = PRESETS[origin["preset"]](analyzers.pop("parser"), analyzers.pop("landmarks"),
+                                                   **analyzers, **origin.get("options", {}))
+        by_name = {semantic.name: semantic for semantic in built[key]}
+        if name not in by_name:
+            raise InputError(f"cannot rebuild semantic {name!r}: the {origin['preset']} preset has no semantic of that name")
+        found.append(by_name[name])
+    return found

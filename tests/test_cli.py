@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -41,14 +42,14 @@ def test_demo_runs_a_real_audit(tmp_path, capsys):
     assert page.startswith("<!doctype html>") and "data:image/png;base64," in page and "<script" not in page
     demo_subspaces = SubspaceSet.load(tmp_path / "subspaces")
     assert set(demo_subspaces) == {r["semantic"] for r in rows}
-    assert demo_subspaces.space == "s" and demo_subspaces.provenance["analyzers"]["stack"] == "facemesh"
+    assert demo_subspaces.space == "s" and demo_subspaces["lip_colour"].provenance["origin"]["preset"] == "facemesh"
     assert len(demo_subspaces.specificity_table()) == 6
-    # the demo's subspaces carry their analyzer stack, so an audit of them measures side effects
+    # the demo's subspaces carry their semantics' origin, so an audit of them measures side effects
     out_dir = tmp_path / "audit-of-demo"
     assert main(["audit", "--generator", "zoo:dcgan", "--classifier", "zoo:gender", "--subspaces",
                  str(tmp_path / "subspaces"), "--faces", "2", "--out", str(out_dir)]) == EXIT_OK
     printed = capsys.readouterr().out
-    assert "no analyzer stack known" not in printed and "side_effect" in printed
+    assert "side effects are not measured" not in printed and "side_effect" in printed
     assert "unconstrained control" in printed and "latent_gradient" in printed
 
     # photos instead of generated faces: a folder with one usable photo and one without a face
@@ -108,6 +109,33 @@ def test_learn_writes_a_subspace_set(workspace):
     folder, _ = workspace
     learned = SubspaceSet.load(folder / "subspaces")
     assert list(learned) == ["lip_colour", "face_colour"] and learned.space == "w"
+
+
+def test_a_saved_subspace_set_carries_its_semantics(workspace):
+    """learn → save → load → audit measures side effects without being handed the semantics; a set
+    whose semantics were built by hand says so by name."""
+    from cfexplain.audit import MissingSemanticsWarning, audit
+    from cfexplain.classifiers import Classifier, OutputSpec
+    from cfexplain.generators import load_generator
+    from cfexplain.presets import semantics_of
+
+    folder, checkpoint = workspace
+    subspaces = SubspaceSet.load(folder / "subspaces")
+    rebuilt = semantics_of(subspaces)
+    assert [s.name for s in rebuilt] == ["lip_colour", "face_colour"]
+    assert [c.name for c in rebuilt[0].keep] == ["outside:lips", "landmarks:lips (centred)"]
+    generator = load_generator(checkpoint)
+    classifier = Classifier(Brightness(), output=OutputSpec.softmax(["dark", "bright"]))
+    result = audit(generator, classifier, subspaces, n=4, joint=False, controls=2, progress=False)
+    flipped = result.table.set_index("semantic")["flip_rate"] > 0
+    assert result.table.set_index("semantic").loc[flipped, "side_effect"].notna().all() and flipped.any()
+    lip = subspaces["lip_colour"]
+    by_hand = SubspaceSet([dataclasses.replace(lip, provenance={k: v for k, v in lip.provenance.items() if k != "origin"})])
+    with pytest.raises(InputError, match="cannot rebuild semantic 'lip_colour'"):
+        semantics_of(by_hand)
+    with pytest.warns(MissingSemanticsWarning, match="lip_colour"):
+        bare = audit(generator, classifier, by_hand, n=2, joint=False, controls=0, baseline=False, progress=False)
+    assert bare.table["side_effect"].isna().all()
 
 
 def test_explain(workspace):

@@ -281,3 +281,24 @@ def test_mapped_codes_are_the_same_in_every_shard_and_prefix(g32):
         for start, count in ((0, 1), (0, 3), (2, 2), (5, 20), (16, 17), (39, 1)):
             shard = g32.sample(count, space=space, seed=4, truncation=truncation, start=start)
             assert torch.equal(shard, full[start:start + count]), (space, start, count)
+
+
+def test_noise_is_an_argument_of_synthesis():
+    """Per-image noise maps replace the constant noise for one call; nothing is left set on the
+    network, and a generator without noise inputs refuses them."""
+    generator = StyleGAN2Generator(StyleGAN2Config(resolution=16, channels={4: 8, 8: 8, 16: 8}, z_dim=8, w_dim=8,
+                                                   mapping_layers=2), seed=0)
+    for layer in generator.modules():
+        if hasattr(layer, "noise_strength"):
+            layer.noise_strength.data.fill_(0.5)
+    codes = generator.sample(2, space="w", seed=1)
+    maps = generator.noise_maps()
+    with torch.no_grad():
+        constant = generator.synthesize(codes, space="w")
+        same = generator.synthesize(codes, space="w", noise=[m[None, None].expand(2, 1, -1, -1) for m in maps])
+        other = generator.synthesize(codes, space="w", noise=[torch.zeros(2, 1, *m.shape) for m in maps])
+        again = generator.synthesize(codes, space="w")
+    assert torch.allclose(same, constant, atol=1e-6) and not torch.allclose(other, constant, atol=1e-3)
+    assert torch.equal(again, constant)
+    with pytest.raises(InputError, match="noise inputs"):
+        generator.synthesize(codes, space="w", noise=maps[:1])

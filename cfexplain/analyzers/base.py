@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -99,10 +100,14 @@ class FaceParser(nn.Module, abc.ABC):
     Attributes:
         class_names: the classes, in output order.
         regions: region name → class names (the common region vocabulary the parser can express).
+        source: how to load this parser again (set by the loaders: ``{"zoo": "facemesh_parser"}``,
+            ``{"bisenet": path}``), so that semantics built on it can be rebuilt from a saved
+            subspace set (:func:`cfexplain.presets.semantics_of`); ``None`` for a parser built by hand.
     """
 
     class_names: tuple[str, ...] = ()
     regions: Mapping[str, tuple[str, ...]] = {}
+    source: Mapping[str, Any] | None = None
 
     @abc.abstractmethod
     def parse(self, images: torch.Tensor) -> FaceParsing:
@@ -124,10 +129,13 @@ class LandmarkDetector(nn.Module, abc.ABC):
     Attributes:
         num_points: P.
         groups: group name → landmark indices (``jaw``, ``brows``, ``nose``, ``eyes``, ``mouth`` …).
+        source: how to load this detector again (``{"zoo": "facemesh"}``, ``{"fan": path}``), as
+            for :attr:`FaceParser.source`; ``None`` for a detector built by hand.
     """
 
     num_points: int = 0
     groups: Mapping[str, tuple[int, ...]] = {}
+    source: Mapping[str, Any] | None = None
 
     @abc.abstractmethod
     def landmarks(self, images: torch.Tensor) -> torch.Tensor:

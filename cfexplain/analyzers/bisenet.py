@@ -11,6 +11,7 @@ file you give.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -201,7 +202,9 @@ class BiSeNetParser(FaceParser):
         network = BiSeNet(n_classes)
         load_state_strict(network, state, source=path)
         names = CELEBAMASK_CLASSES if n_classes == 19 else tuple(f"class_{i}" for i in range(n_classes))
-        return cls(network, input_size=input_size, class_names=names).to(device)
+        parser = cls(network, input_size=input_size, class_names=names).to(device)
+        parser.source = {"bisenet": str(Path(path).resolve())}
+        return parser
 
     def parse(self, images: torch.Tensor) -> FaceParsing:
         images = self.check_images(images)

@@ -200,12 +200,14 @@ class FANLandmarks(LandmarkDetector):
                 network = torch.jit.load(str(path), map_location="cpu")
             except Exception as exc:  # torch raises RuntimeError, ValueError … on damaged archives
                 raise CorruptCheckpointError(f"{path}: damaged TorchScript archive ({describe_exception(exc)})") from exc
-            return cls(network).to(device)
-        state = load_state_dict_file(path)
-        modules = sum(1 for k in state if k.startswith("l") and k[1:].split(".")[0].isdigit() and k.endswith("weight"))
-        network = FAN(num_modules=max(modules, 1))
-        load_state_strict(network, state, source=path)
-        return cls(network).to(device)
+        else:
+            state = load_state_dict_file(path)
+            modules = sum(1 for k in state if k.startswith("l") and k[1:].split(".")[0].isdigit() and k.endswith("weight"))
+            network = FAN(num_modules=max(modules, 1))
+            load_state_strict(network, state, source=path)
+        detector = cls(network).to(device)
+        detector.source = {"fan": str(path.resolve())}
+        return detector
 
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
         """The last module's heat maps ``(N, 68, S/4, S/4)`` for generator images."""

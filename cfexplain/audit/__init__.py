@@ -15,10 +15,10 @@ words. ``docs/audit.md`` describes the method and the measurements behind it.
 from __future__ import annotations
 
 from .columns import COLUMNS, METRICS, TABLE_COLUMNS, Column, Metric
-from .core import audit
+from .core import MissingSemanticsWarning, audit
 from .evidence import CANNOT_TELL, EVIDENCE, NO_EVIDENCE, NOT_TESTED, VERDICTS
 from .result import AUDIT_FORMAT_VERSION, AuditResult
 from .settings import AuditSettings
 
 __all__ = ["AUDIT_FORMAT_VERSION", "AuditResult", "AuditSettings", "CANNOT_TELL", "COLUMNS", "Column", "EVIDENCE",
-           "METRICS", "Metric", "NOT_TESTED", "NO_EVIDENCE", "TABLE_COLUMNS", "VERDICTS", "audit"]
+           "METRICS", "Metric", "MissingSemanticsWarning", "NOT_TESTED", "NO_EVIDENCE", "TABLE_COLUMNS", "VERDICTS", "audit"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from ..counterfactual import CounterfactualExplainer, CounterfactualResult, atta
 from ..counterfactual.joint import JOINT_BATCH_FACES
 from ..counterfactual.settings import SearchSettings
 from ..distributed import Ranks, ranks_for
-from ..errors import InputError
+from ..errors import CfexplainError, InputError
 from ..generators.base import Generator
 from ..photos.faithfulness import PhotoFaces
 from ..subspaces.core import Semantic, SubspaceSet
@@ -26,7 +27,11 @@ from .runner import StageRunner
 from .settings import AuditSettings
 from .stages import AuditContext, Summary, stages_for
 
-__all__ = ["audit"]
+__all__ = ["audit", "MissingSemanticsWarning"]
+
+
+class MissingSemanticsWarning(UserWarning):
+    """An audit without the semantics of its subspaces: its side effects are not measured."""
 
 
 def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, target: Any = "flip",
@@ -40,7 +45,10 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
         generator, classifier, subspaces: what to audit with; the subspaces' latent space is used.
         target: the decision change sought (see :func:`cfexplain.counterfactual.resolve_target`).
         semantics: the :class:`Semantic` objects the subspaces were learned from; their keep
-            criteria give the ``side_effect`` column (NaN without them).
+            criteria give the ``side_effect`` column. Default: rebuilt from what the subspaces
+            record (:func:`~cfexplain.presets.semantics_of`; a set learned from the presets
+            records it); where they cannot be, a :class:`MissingSemanticsWarning` says why and the
+            column is NaN.
         images: audit photos instead of ``n`` generated faces: a tensor ``(N, 3, H, W)`` in
             ``[-1, 1]``, an image file, a folder, a list of files, or an
             :class:`~cfexplain.photos.InversionResult`. They are aligned and inverted
@@ -91,7 +99,9 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
         if len(included) == 0:
             raise InputError(f"no photo keeps its decision on its reconstruction ({photos.summary()}): nothing "
                              f"faithful to audit; pass include_unfaithful=True to audit them anyway")
-    context = AuditContext(explainer, names, target, settings, tuple(semantics or ()), ranks, checkpoint_dir)
+    if semantics is None:
+        semantics = _recorded_semantics(subspaces, generator.device)
+    context = AuditContext(explainer, names, target, settings, tuple(semantics), ranks, checkpoint_dir)
     runner = StageRunner(context, stages_for(settings))  # every edit basis, before the searches
     result = explainer.explain(codes, target=target, subspaces=names, baseline=settings.baseline,
                                checkpoint_dir=checkpoint_dir)
@@ -120,6 +130,18 @@ def _split_options(options: Mapping[str, Any]) -> tuple[AuditSettings, dict[str,
                          f"search's {sorted(search_names)}")
     settings = AuditSettings(**{k: v for k, v in options.items() if k in audit_names})
     return settings, {k: v for k, v in options.items() if k in search_names and k != "seed"}
+
+
+def _recorded_semantics(subspaces: SubspaceSet, device: torch.device) -> list[Semantic]:
+    """The semantics the subspaces record (:func:`~cfexplain.presets.semantics_of`), or none, with a
+    warning that says why the side effects are then not measured."""
+    from ..presets import semantics_of
+
+    try:
+        return semantics_of(subspaces, device=device)
+    except CfexplainError as exc:
+        warnings.warn(f"side effects are not measured: {exc}", MissingSemanticsWarning, stacklevel=3)
+        return []
 
 
 def _audited_names(subspaces: SubspaceSet) -> list[str]:

@@ -126,7 +126,6 @@ def _demo_subspaces(generator, semantics, args: argparse.Namespace):
         subspaces = learn_subspaces(generator, semantics, space=DEMO_SPACE, n_samples=DEMO_SEMANTICS_SAMPLES,
                                     batch_size=4, seed=0, checkpoint_dir=folder.parent / "checkpoints",
                                     progress=_progress(args))
-    subspaces.provenance["analyzers"] = {"stack": "facemesh", "parser": None, "landmarks": None}
     subspaces.save(folder)
     _report_specificity(args, subspaces, caught)
     return subspaces
@@ -196,8 +195,6 @@ def run_learn(args: argparse.Namespace) -> int:
                                     progress=_progress(args), distributed=ranks.world_size > 1)
     if not ranks.is_main:  # every rank holds the set; rank 0 saves it
         return EXIT_OK
-    subspaces.provenance["analyzers"] = {"stack": stack, "parser": stack_settings.get("parser"),
-                                         "landmarks": stack_settings.get("landmarks")}
     subspaces.save(out)
     _say(args, "dimensions: " + ", ".join(f"{n} {s.dim}" for n, s in subspaces.items()) + f"; saved to {out}")
     _report_specificity(args, subspaces, caught)
@@ -271,22 +268,24 @@ def _audit_inputs(args: argparse.Namespace, section: str):
 
 
 def _audit_semantics(args: argparse.Namespace, config: dict, subspaces, device: str):
-    """The semantics the subspaces were learned from (for the ``side_effect`` column), rebuilt from
-    the analyzer stack in the configuration or flags, else from the one ``cfexplain learn`` recorded;
-    ``None`` (with a note) where they cannot be rebuilt."""
-    recorded = dict(subspaces.provenance.get("analyzers") or {})
-    settings = {**recorded, **merge(config, "analyzers", {"stack": args.stack, "parser": args.parser,
-                                                          "landmarks": args.landmarks})}
-    if not settings.get("stack"):
-        _say(args, "note: no analyzer stack known for these subspaces (give --stack): side effects are not measured")
-        return None
-    try:
-        stack, parser, landmarks = make_analyzers(settings, device)
+    """The semantics the subspaces were learned from (for the ``side_effect`` column): from the
+    analyzer stack in the configuration or flags where given, else rebuilt from what the subspaces
+    record (:func:`~cfexplain.presets.semantics_of`; for sets saved by an older ``cfexplain learn``,
+    from the stack it noted); ``None`` (with a note) where they cannot be rebuilt."""
+    from ..presets import semantics_of
+
+    given = merge(config, "analyzers", {"stack": args.stack, "parser": args.parser, "landmarks": args.landmarks})
+    if given.get("stack"):
+        stack, parser, landmarks = make_analyzers(given, device)  # asked for explicitly: errors are clear errors
         return make_semantics(stack, parser, landmarks, list(subspaces))
+    try:
+        return semantics_of(subspaces, device=device)
     except CfexplainError as exc:
-        if args.stack or "analyzers" in config:
-            raise  # asked for explicitly: a clear error
-        _say(args, f"note: cannot rebuild the recorded analyzer stack ({exc}): side effects are not measured")
+        noted = dict(subspaces.provenance.get("analyzers") or {})
+        if noted.get("stack"):
+            stack, parser, landmarks = make_analyzers(noted, device)
+            return make_semantics(stack, parser, landmarks, list(subspaces))
+        _say(args, f"note: side effects are not measured ({exc})")
         return None
 
 
@@ -340,7 +339,8 @@ def run_audit(args: argparse.Namespace) -> int:
         photos = _photos(settings, args)
         faces = {} if photos else _faces(settings)
         result = audit(generator, classifier, subspaces, **faces, target=_target(settings.get("target")),
-                       semantics=semantics, include_unfaithful=bool(settings.get("include_unfaithful")), **photos,
+                       semantics=[] if semantics is None else semantics,
+                       include_unfaithful=bool(settings.get("include_unfaithful")), **photos,
                        distributed=ranks.world_size > 1, checkpoint_dir=settings.get("checkpoint_dir"),
                        **chosen, **_search_options(settings, args))
     if result is None:  # a rank other than 0: rank 0 holds the gathered audit and writes it

@@ -72,10 +72,7 @@ def discover_directions(generator: Generator, method: str = "voynov", *, n_direc
     """
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}")
-    from ..generators.stylegan2 import StyleGAN2Generator
-
-    is_stylegan = isinstance(generator, StyleGAN2Generator)
-    space = space or ("w" if is_stylegan else "z")
+    space = space or generator.discovery_space
     details: dict[str, Any]
     if method == "voynov":
         discovery = VoynovDiscovery(n_directions, space=space, seed=seed, **options).fit(generator)

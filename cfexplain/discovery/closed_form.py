@@ -10,7 +10,6 @@ from torch import nn
 
 from ..errors import InputError
 from ..generators.base import Generator, make_rng
-from ..generators.stylegan2 import StyleGAN2Generator
 from ..generators.wrapped import ModuleGenerator
 
 __all__ = ["ganspace_directions", "sefa_directions"]
@@ -43,10 +42,11 @@ def _first_leaf(module: nn.Module) -> str:
 
 def _features(generator: Generator, z: torch.Tensor, layer: str | None) -> torch.Tensor:
     """Features ``(N, F)`` of latents ``z`` at an intermediate layer (StyleGAN2: ``w``)."""
-    if isinstance(generator, StyleGAN2Generator) and layer in (None, "w", "mapping"):
+    if "w" in generator.spaces and layer in (None, "w", "mapping"):
         return generator.convert(z, "z", "w")
     if not isinstance(generator, ModuleGenerator):
-        raise InputError("GANSpace through an intermediate layer needs a StyleGAN2 (layer 'w') or a ModuleGenerator")
+        raise InputError("GANSpace through an intermediate layer needs a generator with a mapping network (layer 'w') "
+                         "or a ModuleGenerator")
     name = layer or _first_leaf(generator.module)
     modules = dict(generator.module.named_modules())
     if name not in modules:
@@ -74,7 +74,7 @@ def ganspace_directions(generator: Generator, n_directions: int, *, space: str |
     Returns:
         ``(directions (D, K), scores (K,), details)``.
     """
-    space = space or ("w" if isinstance(generator, StyleGAN2Generator) else "z")
+    space = space or generator.discovery_space
     if space not in ("z", "w") or space not in generator.spaces:
         raise InputError(f"GANSpace works in 'z' or 'w' (the generator has {list(generator.spaces)}), got {space!r}")
     if n_directions < 1:
@@ -98,7 +98,7 @@ def ganspace_directions(generator: Generator, n_directions: int, *, space: str |
     return directions, std, {"pca_on": layer or "first layer", "samples": n_samples}
 
 
-def sefa_directions(generator: StyleGAN2Generator, n_directions: int, *,
+def sefa_directions(generator: Generator, n_directions: int, *,
                     layers: Sequence[str | int] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """SeFa (Shen & Zhou 2021): eigenvectors of ``AᵀA``, ``A`` the stacked style-affine weights
     (each output row normalised to unit length) of the chosen layers; no generator pass at all.
@@ -110,14 +110,12 @@ def sefa_directions(generator: StyleGAN2Generator, n_directions: int, *,
     Returns:
         ``(directions (w_dim, K), eigenvalues (K,), details)``; directions live in ``"w"``.
     """
-    if not isinstance(generator, StyleGAN2Generator):
-        raise InputError("SeFa factorises StyleGAN2 style affines; the generator is not a StyleGAN2")
+    affines = generator.style_weights()
     layout = generator.style_layout
     chosen = [layout[i] for i in layers] if layers is not None else [e for e in layout if not e.is_torgb]
-    modules = dict(zip((e.name for e in layout), generator.synthesis.modulated_layers()))
     weights = []
     for entry in chosen:
-        w = modules[entry.name].affine.weight.detach().double().cpu().numpy()
+        w = affines[entry.name].detach().double().cpu().numpy()
         weights.append(w / np.linalg.norm(w, axis=1, keepdims=True))
     stacked = np.concatenate(weights, axis=0)
     values, vectors = np.linalg.eigh(stacked.T @ stacked)

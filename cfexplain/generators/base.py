@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Sequence
 from typing import Literal, Union
 
 import torch
@@ -89,6 +90,9 @@ class Generator(nn.Module, abc.ABC):
 
     spaces: tuple[str, ...] = ("z",)
     default_space: str = "z"
+    face_framing: str = "template"
+    """How photos are framed for this generator (:func:`cfexplain.photos.align_faces`):
+    ``"template"`` (a template of the generator's own faces) or ``"ffhq"`` (FFHQ's recipe)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -204,6 +208,28 @@ class Generator(nn.Module, abc.ABC):
             projected = codes.reshape(codes.shape[0], -1).double().cpu() @ directions.detach().double().cpu()
         return projected.std(dim=0).float()
 
+    @property
+    def discovery_space(self) -> str:
+        """The space unsupervised directions are found in by default (:mod:`cfexplain.discovery`):
+        ``"w"`` where the generator has a mapping network's ``w``, else ``"z"``."""
+        return "w" if "w" in self.spaces else "z"
+
+    def inversion_space(self, space: str) -> str:
+        """The space photos are inverted in for codes of ``space`` (:func:`cfexplain.invert`); the
+        codes are converted to ``space`` afterwards. Default: ``space`` itself."""
+        return space
+
+    def noise_maps(self) -> list[torch.Tensor]:
+        """The constant maps ``(r, r)`` of the generator's noise inputs, in the order
+        :meth:`synthesize`'s ``noise`` takes them (empty for generators without noise inputs)."""
+        return []
+
+    def style_weights(self) -> dict[str, torch.Tensor]:
+        """Per style layer (the names of its style layout), the weight ``(channels, w_dim)`` of the
+        affine that makes the layer's style from ``w``: what SeFa factorises. Generators without
+        style affines raise :class:`~cfexplain.errors.InputError`."""
+        raise InputError(f"{type(self).__name__} has no style affines (SeFa factorises those of a StyleGAN2 generator)")
+
     def synthesize(
         self,
         codes: torch.Tensor,
@@ -212,6 +238,7 @@ class Generator(nn.Module, abc.ABC):
         noise_mode: NoiseMode = "const",
         noise_seed: Seed | None = None,
         resolution: int | None = None,
+        noise: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Generate images from codes.
 
@@ -224,6 +251,8 @@ class Generator(nn.Module, abc.ABC):
             noise_seed: seed for ``noise_mode="random"``; ``None`` draws from torch's global RNG.
             resolution: stop synthesis early and return the image at this (power of two)
                 resolution, where the generator supports it; ``None`` for full resolution.
+            noise: per-image noise maps ``(N, 1, r, r)``, one per noise input (:meth:`noise_maps`),
+                used instead of ``noise_mode``'s (photo inversion optimises them).
 
         Returns:
             Images ``(N, C, R, R)`` in the generator's raw range (about ``[-1, 1]``), differentiable
@@ -237,7 +266,12 @@ class Generator(nn.Module, abc.ABC):
             raise InputError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if resolution is not None:
             self.check_resolution(resolution)
-        return self.generate(codes, space, noise_mode, noise_seed, resolution)
+        if noise is None:
+            return self.generate(codes, space, noise_mode, noise_seed, resolution)
+        inputs = len(self.noise_maps())
+        if len(noise) != inputs or not inputs:
+            raise InputError(f"noise: {len(noise)} maps given, the generator has {inputs} noise inputs")
+        return self.generate(codes, space, noise_mode, noise_seed, resolution, noise=noise)
 
     def check_space(self, space: str) -> None:
         """Raise :class:`~cfexplain.errors.InputError` unless ``space`` is one of :attr:`spaces`."""

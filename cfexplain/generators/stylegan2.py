@@ -358,8 +358,6 @@ class ModulatedConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.register_buffer("noise_const", torch.randn(resolution, resolution, generator=rng))
-        self.noise_override: torch.Tensor | None = None
-        """Per-image noise ``(N, 1, r, r)`` used instead of ``noise_const`` while set (inversion)."""
         self.up = up
         self.resolution = resolution
         self.conv_clamp = conv_clamp
@@ -378,7 +376,9 @@ class ModulatedConv(nn.Module):
         kernel: torch.Tensor,
         noise_mode: NoiseMode,
         noise_rng: torch.Generator | None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``noise``: per-image maps ``(N, 1, r, r)`` instead of ``noise_mode``'s."""
         weight = self.weight
         # Demodulation 1/sqrt(Σ_{i,k} (w_oik s_i)² + eps) = 1/sqrt(s² · Σ_k w_oik² + eps).
         demod = torch.rsqrt(style.square() @ weight.square().sum(dim=(2, 3)).t() + EPS)
@@ -396,12 +396,12 @@ class ModulatedConv(nn.Module):
         # leaky_relu(x·d + noise + b)·√2 = leaky_relu(x·√2d + √2(noise + b)), as leaky ReLU is
         # positively homogeneous: the gain rides on the demodulation and the offsets.
         x = torch.addcmul((self.bias * LRELU_GAIN)[None, :, None, None], x, demod[:, :, None, None])
-        if noise_mode != "none":
-            if noise_mode == "const":
-                noise = self.noise_const[None, None] if self.noise_override is None else self.noise_override
-            else:
-                noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, generator=noise_rng)
-                noise = noise.to(device=x.device, dtype=x.dtype)
+        if noise is None and noise_mode == "const":
+            noise = self.noise_const[None, None]
+        elif noise is None and noise_mode == "random":
+            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, generator=noise_rng)
+            noise = noise.to(device=x.device, dtype=x.dtype)
+        if noise is not None:
             x = x.add_(noise * (self.noise_strength * LRELU_GAIN))  # (N|1, 1, r, r), broadcast
         # In place, autograd keeps the activation's output, the very tensor the next layer's
         # modulation keeps too: one stored activation fewer per layer in backward passes.
@@ -492,10 +492,17 @@ class SynthesisNetwork(nn.Module):
         noise_mode: NoiseMode = "const",
         noise_rng: torch.Generator | None = None,
         resolution: int | None = None,
+        noise: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Image from per-layer styles (StyleSpace order); stops after block ``resolution``."""
+        """Image from per-layer styles (StyleSpace order); stops after block ``resolution``.
+        ``noise``: per-image maps for every noise input (:meth:`StyleGAN2Generator.noise_maps`)."""
         kernel = self.resample_kernel
         style_iter = iter(styles)
+        noise_iter = iter(noise) if noise is not None else None
+
+        def maps() -> torch.Tensor | None:
+            return next(noise_iter) if noise_iter is not None else None
+
         x = img = None
         for block in self.blocks(resolution):
             if block.resolution == 4:
@@ -503,8 +510,8 @@ class SynthesisNetwork(nn.Module):
                 x = block.const.unsqueeze(0).expand(styles[0].shape[0], -1, -1, -1)
                 x = x.contiguous(memory_format=torch.channels_last)
             else:
-                x = block.conv0(x, next(style_iter), kernel, noise_mode, noise_rng)
-            x = block.conv1(x, next(style_iter), kernel, noise_mode, noise_rng)
+                x = block.conv0(x, next(style_iter), kernel, noise_mode, noise_rng, maps())
+            x = block.conv1(x, next(style_iter), kernel, noise_mode, noise_rng, maps())
             rgb = block.torgb(x, next(style_iter))
             img = rgb if img is None else _upsample2d(img, kernel) + rgb
         return img.contiguous()
@@ -596,6 +603,7 @@ class StyleGAN2Generator(Generator):
         noise_mode: NoiseMode,
         noise_seed: Seed | None,
         resolution: int | None,
+        noise: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         noise_rng = make_rng(noise_seed) if noise_mode == "random" and noise_seed is not None else None
         if space == "s":
@@ -603,7 +611,21 @@ class StyleGAN2Generator(Generator):
         else:
             ws = self.convert(codes, space, "w+")
             styles = self.styles_from_ws(ws, resolution)
-        return self.synthesis(styles, noise_mode, noise_rng, resolution)
+        return self.synthesis(styles, noise_mode, noise_rng, resolution, noise)
+
+    face_framing = "ffhq"
+    discovery_space = "w"
+
+    def inversion_space(self, space: str) -> str:
+        """Photos are inverted in ``w+`` for StyleSpace codes (then converted), else in ``space``."""
+        return "w+" if space == "s" else space
+
+    def noise_maps(self) -> list[torch.Tensor]:
+        return [layer.noise_const for layer in self.synthesis.modulated_layers() if isinstance(layer, ModulatedConv)]
+
+    def style_weights(self) -> dict[str, torch.Tensor]:
+        return {entry.name: layer.affine.weight
+                for entry, layer in zip(self.style_layout, self.synthesis.modulated_layers())}
 
     def check_resolution(self, resolution: int) -> None:
         if resolution not in self.config.block_resolutions:

