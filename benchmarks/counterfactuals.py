@@ -15,15 +15,12 @@ subspaces (learned once here with the FaceMesh presets), timed in the same proce
 other. Reported: counterfactuals per second, flip rate, median edit (latent L2; cfexplain also its
 minimal edit), peak memory (separate processes).
 
-A second part measures the planted-shortcut recovery rate over ``--shortcut-seeds`` seeds
-(:func:`cfexplain.trust.planted_shortcut_check`: a CNN trained on zoo faces whose label secretly
-depends on one semantic, measured through the FaceMesh regions, must get that semantic ranked
-first): ``--planted face_colour`` (default; the skin's redness) or ``lip_colour`` (how much redder
-the lips are than the skin).
+Whether the audit's answers are right on planted classifiers is ``benchmarks/planted.py``'s
+question.
 
 Usage::
 
-    python benchmarks/counterfactuals.py [--faces 32] [--shortcut-seeds 20] [--planted face_colour] [--pool 6000]
+    python benchmarks/counterfactuals.py [--faces 32]
 
 Prints tables and writes ``benchmarks/results/counterfactuals.json``.
 """
@@ -137,44 +134,10 @@ def worker(which: str, faces: int, folder: str) -> dict:
     return result
 
 
-PLANTED_RULES = {  # planted semantic → (region, reference) of the redness score
-    "face_colour": ("skin", None),
-    "lip_colour": ("lips", "skin"),
-}
-
-
-def shortcut_recovery(seeds: int, folder: Path, planted: str = "face_colour", pool: int = 6000) -> dict:
-    """Planted-shortcut recovery over ``seeds`` seeds: one labelled pool of faces (parsing is the
-    slow part), each seed a different training subset, initialisation and audit faces."""
-    from cfexplain import zoo
-    from cfexplain.trust import planted_shortcut_check, shortcut_dataset
-
-    generator, _, subspaces = setup(folder)
-    parser = zoo.facemesh_parser()
-    region, reference = PLANTED_RULES[planted]
-    data = shortcut_dataset(generator, parser, pool, region=region, reference=reference, seed=12345)
-    runs = []
-    for seed in range(seeds):
-        start = time.perf_counter()
-        result = planted_shortcut_check(generator, parser, subspaces, planted=planted, region=region,
-                                        reference=reference, seed=seed, n=16, joint=False, attribution=False, data=data)
-        runs.append({"seed": seed, "rank": result.rank, "ranking": result.ranking,
-                     "val_accuracy": result.val_accuracy, "seconds": time.perf_counter() - start})
-        print(f"  shortcut seed {seed}: {planted} ranked {result.rank} ({', '.join(result.ranking)}); "
-              f"classifier accuracy {result.val_accuracy:.2f}", flush=True)
-    return {"planted": planted, "region": region, "reference": reference, "seeds": seeds, "pool": pool,
-            "recovery_rate": float(np.mean([r["rank"] == 1 for r in runs])), "runs": runs}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=int, default=32)
-    parser.add_argument("--shortcut-seeds", type=int, default=20)
-    parser.add_argument("--planted", default="face_colour", choices=sorted(PLANTED_RULES),
-                        help="the semantic the planted classifier's label depends on")
-    parser.add_argument("--pool", type=int, default=6000, help="labelled faces the shortcut classifiers are drawn from")
     parser.add_argument("--subspaces", default=str(RESULTS / "zoo-subspaces"), help="folder for the learned subspaces")
-    parser.add_argument("--parts", nargs="+", default=["search", "shortcut"], choices=["search", "shortcut"])
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -184,23 +147,18 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     folder = Path(args.subspaces)
     setup(folder)  # learn once, before timing
-    results, table = {}, ""
-    for which in ("ours", "ours-wide", "reference") if "search" in args.parts else ():
+    results = {}
+    for which in ("ours", "ours-wide", "reference"):
         out = subprocess.run([sys.executable, __file__, "--worker", which, str(args.faces), str(folder)],
                              capture_output=True, text=True, check=True)
         results[which] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{which}: {results[which]}", flush=True)
-    if results:
-        table = search_table(results)
-        print(table)
-    wanted = "shortcut" in args.parts and args.shortcut_seeds
-    shortcut = shortcut_recovery(args.shortcut_seeds, folder, args.planted, args.pool) if wanted else None
-    if shortcut:
-        print(f"planted-shortcut recovery: {shortcut['recovery_rate']:.2f} over {shortcut['seeds']} seeds")
-    out = RESULTS / ("counterfactuals.json" if results else "counterfactuals-shortcut.json")
+    table = search_table(results)
+    print(table)
+    out = RESULTS / "counterfactuals.json"
     out.write_text(json.dumps({
         "meta": {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
-                 "faces": args.faces}, "search": results, "table": table, "shortcut": shortcut}, indent=1))
+                 "faces": args.faces}, "search": results, "table": table}, indent=1))
     print(f"wrote {out}")
 
 

@@ -370,7 +370,7 @@ def test_options_for_one_call(setting):
     assert (narrow["end_edit"] <= 0.3 + 1e-5).all() and wide["end_edit"].max() > 0.3
     assert narrow["flipped"].sum() < wide["flipped"].sum()
     assert narrow_result.settings["budget"] == 0.3 and narrow_result.settings["margin"] == 0.2
-    assert explainer.budget == 4.0 and explainer.margin == 0.5  # the explainer itself is unchanged
+    assert explainer.settings.budget == 4.0 and explainer.settings.margin == 0.5  # the explainer itself is unchanged
     adam = explainer.explain(2, subspaces=["left_colour"], optimizer="adam")
     assert adam.settings["optimizer"] == "adam" and adam.settings["steps"] == 100  # Adam's own default
     with pytest.raises(InputError, match="unknown option"):

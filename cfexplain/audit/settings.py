@@ -3,23 +3,22 @@
 :class:`AuditSettings` holds what the audit does around the counterfactual search (the search's
 options are :class:`~cfexplain.counterfactual.SearchSettings`): how many faces, its control, its
 statistics and which stages run. Each field's metadata carries its help text, from which the
-command line's flags and the configuration's keys are made (:func:`cli_fields`).
+command line's flags and the configuration's keys are made (:func:`cfexplain._options.cli_fields`;
+``n``, ``seed`` and ``include_unfaithful`` have flags of their own: ``--faces``, ``--seed``,
+``--include-unfaithful``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from .._options import setting
 from .._validation import check_int, check_number, check_positive_int
 from ..errors import InputError
 
-__all__ = ["AuditSettings", "cli_fields"]
-
-
-def _setting(default: Any, help: str, *, cli: bool = True) -> Any:
-    return field(default=default, metadata={"help": help, "cli": cli})
+__all__ = ["AuditSettings"]
 
 
 @dataclass(frozen=True)
@@ -40,17 +39,17 @@ class AuditSettings:
             differently on in the table too.
     """
 
-    n: int = _setting(32, "number of generated faces", cli=False)  # the command line's --faces
-    seed: int = _setting(0, "seed of the faces, the random control and the side effects' random edits", cli=False)
-    controls: int = _setting(16, "random subspaces per dimension in the control (0: no control, no verdicts)")
-    alpha: float = _setting(0.05, "significance level of the verdicts (family-wise, Holm's correction)")
-    joint: bool = _setting(True, "run the joint search over all subspaces at once")
-    attribution: bool = _setting(True, "attribute the joint counterfactuals with Integrated Gradients")
-    baseline: bool = _setting(True, "run the unconstrained latent-gradient control")
-    group_weight: float = _setting(0.1, "group-lasso weight of the joint search")
-    joint_steps: int = _setting(100, "most Adam steps of the joint search")
-    ig_steps: int = _setting(32, "Integrated-Gradients steps")
-    include_unfaithful: bool = _setting(False, "photos: count unfaithful photos in the table too", cli=False)
+    n: int = setting(32, "number of generated faces", cli=False)  # the command line's --faces
+    seed: int = setting(0, "seed of the faces, the random control and the side effects' random edits", cli=False)
+    controls: int = setting(16, "random subspaces per dimension in the control (0: no control, no verdicts)")
+    alpha: float = setting(0.05, "significance level of the verdicts (family-wise, Holm's correction)")
+    joint: bool = setting(True, "run the joint search over all subspaces at once")
+    attribution: bool = setting(True, "attribute the joint counterfactuals with Integrated Gradients")
+    baseline: bool = setting(True, "run the unconstrained latent-gradient control")
+    group_weight: float = setting(0.1, "group-lasso weight of the joint search")
+    joint_steps: int = setting(100, "most Adam steps of the joint search")
+    ig_steps: int = setting(32, "Integrated-Gradients steps")
+    include_unfaithful: bool = setting(False, "photos: count unfaithful photos in the table too", cli=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
@@ -76,10 +75,3 @@ class AuditSettings:
         if unknown:
             raise InputError(f"unknown audit setting(s) {unknown}; they are {sorted(known)}")
         return dataclasses.replace(self, **changes)
-
-
-def cli_fields() -> list[dataclasses.Field]:
-    """The fields of :class:`AuditSettings` the command line offers as flags and ``[audit]`` config keys
-    (``n``, ``seed`` and ``include_unfaithful`` have flags of their own: ``--faces``, ``--seed``,
-    ``--include-unfaithful``)."""
-    return [f for f in dataclasses.fields(AuditSettings) if f.metadata.get("cli")]

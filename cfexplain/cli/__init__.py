@@ -17,9 +17,8 @@ from typing import Any, Protocol
 
 from .._version import __version__
 from ..audit import AuditSettings
-from ..audit.settings import cli_fields
+from .._options import cli_fields
 from ..counterfactual.settings import SearchSettings
-from ..counterfactual.units import DEFAULT_BUDGETS
 from ..distributed import launched_by_torchrun
 from ..errors import CfexplainError, InputError, describe_exception
 from ..photos.inversion import invert
@@ -81,14 +80,8 @@ def _search(parser: argparse.ArgumentParser, default_out: str) -> None:
                         help=f"number of faces (default: explain {EXPLAIN_FACES}, audit {AuditSettings().n})")
     parser.add_argument("--seed", type=int, help=f"seed of the faces (default: {_DEFAULTS.seed})")
     parser.add_argument("--target", help="'flip' (default), a class index or label, or 'head,on|off|flip'")
-    parser.add_argument("--unit", choices=["image", "latent"],
-                        help="what an edit's size measures: 'image' (RMS image change, default: semantics are "
-                             "compared at equal image change) or 'latent' (standard deviations)")
-    parser.add_argument("--budget", type=float, help=f"largest edit, in --unit (default: {DEFAULT_BUDGETS['image']:g} for "
-                                                     f"image, {DEFAULT_BUDGETS['latent']:g} for latent)")
-    parser.add_argument("--batch-size", type=int, help=f"counterfactuals searched together (default: {_DEFAULTS.batch_size}); "
-                                                       "memory grows with it, and the finished batches are kept on an error")
     parser.add_argument("--out", help=f"output folder (default: {default_out})")
+    _setting_flags(parser.add_argument_group("search settings"), SearchSettings)
     photos = parser.add_argument_group("photos (instead of generated faces)")
     photos.add_argument("--images", metavar="PATH", help="a photo, or a folder of photos: their faces are aligned to "
                                                          "the generator's framing, inverted, gated and explained")
@@ -164,22 +157,23 @@ def _add_audit(commands: _Subcommands) -> None:
     audit.add_argument("--fail-if", dest="fail_if", action="append", metavar="CONDITION",
                        help="exit 1 when the condition holds, e.g. 'evidence[face_colour]' (the audit finds evidence "
                             "that the classifier uses face colour) or 'flip_rate[hair_photometry] > 0.2' (repeatable)")
-    _audit_settings(audit)
+    _setting_flags(audit.add_argument_group("audit settings"), AuditSettings)
     audit.set_defaults(run=run_audit)
 
 
-def _audit_settings(parser: argparse.ArgumentParser) -> None:
-    """A flag for each setting of :class:`~cfexplain.audit.AuditSettings` the command line offers
-    (made from the settings' own fields: a new setting is a new flag)."""
-    group = parser.add_argument_group("audit settings")
-    for field in cli_fields():
-        flag, help_text = "--" + field.name.replace("_", "-"), field.metadata["help"]
-        if isinstance(field.default, bool):
+def _setting_flags(group: argparse._ArgumentGroup, settings_class: type) -> None:
+    """A flag for each field of a settings dataclass the command line offers, made from the field
+    (its help, type, choices and default): a new setting is a new flag."""
+    for field in cli_fields(settings_class):
+        flag, meta, default = "--" + field.name.replace("_", "-"), field.metadata, field.default
+        shown = f" (default: {'yes' if default else 'no'})" if isinstance(default, bool) else \
+            f" (default: {default})" if default is not None else ""
+        if meta["type"] is bool:
             group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"{help_text} (default: {'yes' if field.default else 'no'})")
+                               help=meta["help"] + shown)
         else:
-            group.add_argument(flag, dest=field.name, type=type(field.default), default=None,
-                               help=f"{help_text} (default: {field.default})")
+            group.add_argument(flag, dest=field.name, type=meta["type"], choices=meta["choices"], default=None,
+                               help=meta["help"] + ("" if "default" in meta["help"] else shown))
 
 
 def _add_report(commands: _Subcommands) -> None:

@@ -18,7 +18,9 @@ from ..distributed import SINGLE_PROCESS, Ranks, initialize, launched_by_torchru
 from ..errors import CfexplainError, InputError
 from ..subspaces.specificity import LowSpecificityWarning
 from .config import load_config, make_analyzers, make_classifier, make_generator, make_semantics, merge
-from ..audit.settings import cli_fields
+from .._options import cli_fields
+from ..audit import AuditSettings
+from ..counterfactual.settings import SearchSettings
 from .gates import check_gates, failed_gates, parse_gate
 
 __all__ = ["EXIT_OK", "EXIT_GATE_FAILED", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "run_demo", "run_learn", "run_explain", "run_audit", "run_report"]
@@ -224,17 +226,18 @@ def _target(value: str | None) -> Any:
 
 
 def _search_options(settings: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """The search options given in the configuration or flags; what is not given keeps the
-    library's default (:class:`~cfexplain.counterfactual.SearchSettings`), which validates them."""
-    types = {"unit": str, "budget": float, "batch_size": int, "seed": int}
-    options = {key: convert(settings[key]) for key, convert in types.items() if settings.get(key) is not None}
-    return {**options, "progress": _progress(args)}
+    """The search options given in the configuration or flags (the fields of
+    :class:`~cfexplain.counterfactual.SearchSettings` the command line offers, and the seed);
+    what is not given keeps the library's default, and ``SearchSettings`` validates them."""
+    names = [field.name for field in cli_fields(SearchSettings)] + ["seed"]
+    return {**{name: settings[name] for name in names if settings.get(name) is not None}, "progress": _progress(args)}
 
 
 def _audit_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The audit settings given in the configuration or flags (:func:`~cfexplain.audit.settings.cli_fields`);
-    :class:`~cfexplain.audit.AuditSettings` validates them and holds the defaults of the rest."""
-    return {field.name: settings[field.name] for field in cli_fields() if settings.get(field.name) is not None}
+    """The audit settings given in the configuration or flags (the fields of
+    :class:`~cfexplain.audit.AuditSettings` the command line offers), which ``AuditSettings``
+    validates; what is not given keeps its default."""
+    return {field.name: settings[field.name] for field in cli_fields(AuditSettings) if settings.get(field.name) is not None}
 
 
 def _faces(settings: dict[str, Any]) -> dict[str, int]:
@@ -249,14 +252,13 @@ def _audit_inputs(args: argparse.Namespace, section: str):
     gen = _generator_settings(args, config)
     clf = merge(config, "classifier", {"model": args.classifier, "labels": args.labels, "kind": args.kind,
                                        "scores": args.scores})
+    flags = [*cli_fields(SearchSettings), *(cli_fields(AuditSettings) if section == "audit" else [])]
     settings = merge(config, section, {"subspaces": args.subspaces, "faces": args.faces, "seed": args.seed,
-                                       "target": args.target, "unit": args.unit, "budget": args.budget,
-                                       "batch_size": args.batch_size,
-                                       "images": args.images, "multiple_faces": args.multiple_faces,
+                                       "target": args.target, "images": args.images, "multiple_faces": args.multiple_faces,
                                        "skip_unusable": args.skip_unusable, "inversion_steps": args.inversion_steps,
                                        "include_unfaithful": getattr(args, "include_unfaithful", None),
                                        "checkpoint_dir": getattr(args, "checkpoint_dir", None), "out": args.out,
-                                       **{field.name: getattr(args, field.name, None) for field in cli_fields()}})
+                                       **{field.name: getattr(args, field.name) for field in flags}})
     if not settings.get("subspaces"):
         raise InputError("no subspaces: give --subspaces FOLDER (from `cfexplain learn`)")
     out = _output_folder(settings.get("out"), "counterfactuals" if section == "explain" else "audit")

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .._device import check_device
-from ..audit.settings import cli_fields
+from .._options import cli_fields
+from ..audit import AuditSettings
+from ..counterfactual.settings import SearchSettings
 from ..classifiers import IDENTITY, Classifier, OutputSpec, Preprocessing
 from ..errors import CheckpointNotFoundError, InputError
 
@@ -29,14 +31,15 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["load_config", "merge", "make_generator", "make_analyzers", "make_classifier", "make_semantics"]
 
 _PHOTO_KEYS = ("images", "multiple_faces", "skip_unusable", "inversion_steps")
+_SEARCH_KEYS = tuple(field.name for field in cli_fields(SearchSettings))
 KEYS = {
     "generator": ("checkpoint", "device", "sha256"),
     "analyzers": ("stack", "parser", "landmarks"),
     "learn": ("space", "semantics", "samples", "seed", "resolution", "method", "checkpoint_dir", "out"),
     "classifier": ("model", "labels", "kind", "scores", "threshold", "preprocessing"),
-    "explain": ("subspaces", "faces", "seed", "target", "unit", "budget", "batch_size", "out", *_PHOTO_KEYS),
-    "audit": ("subspaces", "faces", "seed", "target", "unit", "budget", "batch_size", "out", "fail_if", *_PHOTO_KEYS,
-              "include_unfaithful", "checkpoint_dir", *(field.name for field in cli_fields())),
+    "explain": ("subspaces", "faces", "seed", "target", "out", *_PHOTO_KEYS, *_SEARCH_KEYS),
+    "audit": ("subspaces", "faces", "seed", "target", "out", "fail_if", *_PHOTO_KEYS, "include_unfaithful",
+              "checkpoint_dir", *_SEARCH_KEYS, *(field.name for field in cli_fields(AuditSettings))),
 }
 PREPROCESSING_KEYS = ("size", "crop", "value_range", "mean", "std", "channel_order", "interpolation", "antialias")
 SECTIONS = tuple(KEYS)

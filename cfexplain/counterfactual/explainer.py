@@ -129,13 +129,6 @@ class CounterfactualExplainer:
         self.settings = SearchSettings().replace(**options) if options else SearchSettings()
         self._edit_bases: dict[str, torch.Tensor] = {}
 
-    def __getattr__(self, name: str) -> Any:
-        """The search options read as attributes (``explainer.budget``, ``explainer.unit`` …)."""
-        settings = self.__dict__.get("settings")
-        if settings is not None and name in SearchSettings.__dataclass_fields__:
-            return getattr(settings, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
     @property
     def options(self) -> dict[str, Any]:
         """The keyword options of this explainer (to build another one with the same settings)."""
@@ -181,7 +174,7 @@ class CounterfactualExplainer:
         if isinstance(codes_or_seeds, int) and not isinstance(codes_or_seeds, bool):
             if codes_or_seeds < 1:
                 raise InputError("the number of faces must be positive")
-            return self.generator.sample(codes_or_seeds, space=self.space, seed=self.seed)
+            return self.generator.sample(codes_or_seeds, space=self.space, seed=self.settings.seed)
         seeds = list(codes_or_seeds)
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise InputError("codes_or_seeds must be codes, a number of faces or a list of int seeds")
@@ -197,7 +190,7 @@ class CounterfactualExplainer:
             return self.faces(codes_or_seeds), None
         from ..photos.pipeline import photo_codes
 
-        options = {"progress": self.progress, **dict(photo_options or {})}
+        options = {"progress": self.settings.progress, **dict(photo_options or {})}
         codes, photos, _ = photo_codes(self.generator, self.classifier, self.space, images, **options)
         return codes, photos
 
@@ -219,7 +212,7 @@ class CounterfactualExplainer:
         flat = codes.reshape(codes.shape[0], -1).detach()
         n, device, dtype = flat.shape[0], flat.device, flat.dtype
         with torch.no_grad():
-            original_logits = torch.cat([self.logits(part) for part in flat.split(self.batch_size)])
+            original_logits = torch.cat([self.logits(part) for part in flat.split(self.settings.batch_size)])
         spec = resolve_target(self.classifier, target, original_logits)
         k_max = max(b.shape[1] for b in bases)
         if k_max == 0:
@@ -286,8 +279,8 @@ class CounterfactualExplainer:
         problem = self.problem(codes, target, [self.edit_basis(name) for name in names])
         basis_names, basis_dims = list(names), [self.subspaces[name].dim for name in names]
         if baseline:
-            problem = with_latent_gradient(problem, self.generator, self.space, self.unit, batch_size=self.batch_size,
-                                           scale_samples=self.scale_samples)
+            problem = with_latent_gradient(problem, self.generator, self.space, self.settings.unit, batch_size=self.settings.batch_size,
+                                           scale_samples=self.settings.scale_samples)
             basis_names += [BASELINE_NAME] * len(codes)
             basis_dims += [1] * len(codes)
         records = _Records.empty(problem)
@@ -307,9 +300,9 @@ class CounterfactualExplainer:
 
         try:
             with tqdm(total=problem.items, initial=finished, desc="counterfactuals", unit="item",
-                      disable=not self.progress) as bar:
-                for start in range(finished, problem.items, self.batch_size):
-                    rows = torch.arange(start, min(start + self.batch_size, problem.items), device=problem.codes.device)
+                      disable=not self.settings.progress) as bar:
+                for start in range(finished, problem.items, self.settings.batch_size):
+                    rows = torch.arange(start, min(start + self.settings.batch_size, problem.items), device=problem.codes.device)
                     self._search_chunk(problem.chunk(rows), records)
                     finished = start + len(rows)
                     if checkpoint is not None:
@@ -325,8 +318,8 @@ class CounterfactualExplainer:
     def _search_chunk(self, chunk: SearchChunk, records: _Records) -> None:
         """Search one chunk and its minimal edits into ``records``."""
         end = self.search(chunk)
-        crossing = minimal_edit(chunk, end, margin=self.margin, iterations=self.boundary_steps,
-                                batch_size=self.batch_size)
+        crossing = minimal_edit(chunk, end, margin=self.settings.margin, iterations=self.settings.boundary_steps,
+                                batch_size=self.settings.batch_size)
         rows = chunk.rows
         records.alpha[rows], records.steps[rows.cpu()], records.end_logits[rows] = end.alpha, end.steps, end.logits
         records.minimal_t[rows], records.minimal_logits[rows], records.pixels[rows] = (crossing.t, crossing.logits,

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .._options import setting
 from .._validation import check_number, check_positive_int
 from ..errors import InputError
 from .units import DEFAULT_BUDGETS, EDIT_UNITS
@@ -31,21 +32,26 @@ class SearchSettings:
     in range) on construction.
     """
 
-    optimizer: str = "auto"
-    loss: str = "margin"
-    margin: float = 0.5
-    beta: float = 1e-3
-    unit: str = "image"
-    budget: float | None = None
-    steps: int | None = None
-    lr: float = 0.1
-    patience: int = 3
-    batch_size: int = 64
-    boundary_steps: int = 12
-    scale_samples: int = 2000
-    image_samples: int = 16
-    seed: int = 0
-    progress: bool = True
+    optimizer: str = setting("auto", "the search: newton (linearised-gap steps), adam, or auto (newton for the "
+                                     "margin loss, adam for ce)", choices=OPTIMIZERS)
+    loss: str = setting("margin", "the loss adam minimises: margin (hinge on the decision gap) or ce",
+                        choices=LOSSES)
+    margin: float = setting(0.5, "how far past the decision boundary the search aims, in logits")
+    beta: float = setting(1e-3, "weight of the edit's squared size in adam's loss")
+    unit: str = setting("image", "what an edit's size measures: image (RMS image change: semantics compared at "
+                                 "equal image change) or latent (standard deviations)", choices=EDIT_UNITS)
+    budget: float | None = setting(None, "largest edit, in the unit (default: 0.2 for image, 3 for latent)",
+                                   type=float)
+    steps: int | None = setting(None, "most steps per item (default: 20 newton, 100 adam)", type=int)
+    lr: float = setting(0.1, "adam's learning rate")
+    patience: int = setting(3, "newton steps without improvement before an item stops")
+    batch_size: int = setting(64, "counterfactuals searched together: memory grows with it, and the finished "
+                                  "batches are kept on an error")
+    boundary_steps: int = setting(12, "most iterations of the minimal-edit root search per item")
+    scale_samples: int = setting(2000, "latent samples that measure the spread along each direction (latent unit)")
+    image_samples: int = setting(16, "faces the image metric is averaged over (image unit)")
+    seed: int = setting(0, "seed of the faces and of the edit units' estimates", cli=False)  # the command's --seed
+    progress: bool = setting(True, "show progress", cli=False)  # the command's --quiet
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:

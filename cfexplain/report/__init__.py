@@ -47,13 +47,18 @@ def results_document(sections: Sequence[ReportSection], subspaces: SubspaceSet,
 
 def write_report(out: str | os.PathLike, generator: Generator, subspaces: SubspaceSet, sections: Sequence[ReportSection], *,
                  title: str = "cfexplain audit", config: Mapping[str, Any] | None = None) -> dict[str, Path]:
-    """Write ``report.html``, ``results.json`` and ``table.csv`` (all audits' tables, with an
-    ``audit`` column) into the folder ``out``; returns their paths."""
+    """Write ``report.html``, ``results.json`` and ``table.csv`` into the folder ``out``; returns their
+    paths. ``table.csv`` is the audit's table, the same as :meth:`AuditResult.save` writes; with
+    several audits, their tables one after the other, with an ``audit`` column first."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     page = render_report(generator, subspaces, sections, title=title, provenance={"config": dict(config or {})})
     document = json.dumps(results_document(sections, subspaces, config), indent=1)
-    table = pd.concat([s.audit.table.assign(audit=s.title) for s in sections], ignore_index=True).to_csv(index=False)
+    if len(sections) == 1:
+        table = sections[0].audit.table.to_csv(index=False)
+    else:
+        table = pd.concat([s.audit.table.assign(audit=s.title) for s in sections], ignore_index=True)
+        table = table[["audit", *(c for c in table.columns if c != "audit")]].to_csv(index=False)
     paths = {"report": folder / "report.html", "results": folder / "results.json", "table": folder / "table.csv"}
     atomic_write(paths["report"], lambda tmp: tmp.write_text(page, encoding="utf-8"))
     atomic_write(paths["results"], lambda tmp: tmp.write_text(document))
