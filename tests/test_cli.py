@@ -20,7 +20,7 @@ from cfexplain import zoo
 from cfexplain.audit import AuditResult
 from cfexplain.counterfactual import CounterfactualResult
 from cfexplain.cli import EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
-from cfexplain.cli.gates import parse_gate
+from cfexplain.cli.gates import check_gates, parse_gate
 from cfexplain.errors import InputError, ModelFetchError
 from cfexplain.imaging import to_pil
 from cfexplain.report import load_results_schema
@@ -252,6 +252,39 @@ def test_gate_parsing():
     assert parse_gate("validity<=0.5").semantic is None
     with pytest.raises(InputError):
         parse_gate("flip_rate[x] ~ 3")
+    verdict = parse_gate("evidence[face_colour]")
+    assert (verdict.verdict, verdict.semantic, verdict.op) == ("evidence", "face_colour", None)
+    assert parse_gate("cannot_tell[*]").verdict == "cannot tell"
+    for bad, words in (("flip_rate[lip_colour] > nan", "finite"), ("evidance[lip_colour]", "must be a verdict")):
+        with pytest.raises(InputError, match=words):
+            parse_gate(bad)
+    names = ["lip_colour", "face_colour"]
+    for bad, words in (("validty > 0.5", "no metric 'validty'"), ("flip_rte[lip_colour] > 0.1", "no column"),
+                       ("other_heads_flipped[lip_colour] > 0", "sigmoid"), ("evidence[hair]", "no semantic"),
+                       ("flip_rate[*] > 0.1", "verdicts only")):
+        with pytest.raises(InputError, match=words):
+            check_gates([parse_gate(bad)], names, kind="softmax", controls=16)
+    with pytest.raises(InputError, match="random control"):
+        check_gates([parse_gate("evidence[lip_colour]")], names, kind="softmax", controls=0)
+    check_gates([parse_gate(g) for g in ("evidence[*]", "effect[lip_colour] > 0.7", "detectable_effect > 0.7")], names,
+                kind="softmax", controls=16)
+
+
+def test_verdict_gates_hold_on_the_audit(workspace, capsys):
+    """A verdict gate fails the run (exit 1) exactly when the audit's verdict is that one."""
+    folder, checkpoint = workspace
+    common = ["audit", "--generator", checkpoint, "--subspaces", str(folder / "subspaces"), "--classifier",
+              str(folder / "bright.pt"), "--labels", "dark", "bright", "--faces", "8", "--controls", "4",
+              "--no-joint", "--quiet"]
+    assert main([*common, "--out", str(folder / "gated")]) == EXIT_OK
+    result = AuditResult.load(folder / "gated" / "audit")
+    name, verdict = result.table["semantic"].iloc[0], result.table["verdict"].iloc[0]
+    gate = {"evidence": "evidence", "no evidence": "no_evidence", "cannot tell": "cannot_tell"}[verdict]
+    other = "evidence" if gate != "evidence" else "no_evidence"
+    assert main([*common, "--out", str(folder / "gated2"), "--fail-if", f"{gate}[{name}]", "--fail-if",
+                 f"{other}[{name}]"]) == EXIT_GATE_FAILED
+    printed = capsys.readouterr().out
+    assert f"gate failed: {gate}[{name}] (verdict {verdict})" in printed and f"{other}[{name}]" not in printed
 
 
 @pytest.mark.parametrize("command", ["demo", "learn", "explain", "audit", "report"])

@@ -431,3 +431,25 @@ def test_audit_resumes_its_finished_stages(setting, tmp_path, monkeypatch):
     assert searched == []
     pd.testing.assert_frame_equal(resumed.to_dataframe(), clean.to_dataframe())
     pd.testing.assert_frame_equal(resumed.joint, clean.joint)
+
+
+def test_faces_auto_adds_rounds_until_decided_and_matches_a_fixed_audit(setting, monkeypatch):
+    """``n="auto"`` stops once every verdict is decided; when it goes on, its rounds give the faces'
+    results a fixed audit of as many faces gives, and its looks share ``alpha``."""
+    core = importlib.import_module("cfexplain.audit.core")
+    generator, classifier, subspaces, semantics = setting
+    options = dict(seed=1, unit="latent", budget=4.0, semantics=semantics, joint=False, controls=4, progress=False)
+    decided = audit(generator, classifier, subspaces, n="auto", max_faces=48, **options)
+    assert decided.settings["n"] == 32 and decided.settings["looks"] == 2
+    assert decided.settings["alpha_per_look"] == pytest.approx(0.025)
+    assert decided.verdict("left_colour") == "evidence"
+    monkeypatch.setattr(core, "_open_verdicts", lambda summary: ["right_colour"])  # never decided: every round
+    rounds = audit(generator, classifier, subspaces, n="auto", max_faces=48, **options)
+    fixed = audit(generator, classifier, subspaces, n=48, **options)
+    assert rounds.settings["n"] == 48
+    columns = ["face", "subspace", "flipped", "min_edit", "sensitivity"]
+    pd.testing.assert_frame_equal(rounds.counterfactuals.table[columns], fixed.counterfactuals.table[columns],
+                                  atol=1e-5)
+    for column in ("flip_rate", "side_effect", "random_flip_rate", "effect"):
+        assert np.allclose(rounds.table.set_index("semantic")[column], fixed.table.set_index("semantic")[column],
+                           atol=1e-5, equal_nan=True), column

@@ -16,15 +16,16 @@ from ..classifiers import Classifier
 from ..counterfactual import CounterfactualExplainer, CounterfactualResult, attach_partial_result
 from ..counterfactual.joint import JOINT_BATCH_FACES
 from ..counterfactual.settings import SearchSettings
-from ..distributed import Ranks, ranks_for
+from ..distributed import SINGLE_PROCESS, Ranks, ranks_for
 from ..errors import CfexplainError, InputError
 from ..generators.base import Generator
 from ..photos.faithfulness import PhotoFaces
 from ..subspaces.core import Semantic, SubspaceSet
 from .columns import COLUMNS
+from .evidence import NO_EVIDENCE
 from .result import AuditResult
-from .runner import StageRunner
-from .settings import AuditSettings
+from .runner import ShardParts, StageRunner
+from .settings import AUTO, AuditSettings, auto_rounds
 from .stages import AuditContext, Summary, stages_for
 
 __all__ = ["audit", "MissingSemanticsWarning"]
@@ -67,7 +68,7 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
         checkpoint_dir: save each process's finished work there (the searches after every batch,
             then each later stage) and resume from it: a rerun of the same audit redoes only
             what was not finished, each rank its own share.
-        options: the audit's settings (:class:`~cfexplain.audit.AuditSettings`: ``n``, ``seed``,
+        options: the audit's settings (:class:`~cfexplain.audit.AuditSettings`: ``n`` (or ``"auto"``), ``max_faces``, ``seed``,
             ``controls``, ``alpha``, ``joint``, ``attribution``, ``baseline``, ``group_weight``,
             ``joint_steps``, ``ig_steps``, ``include_unfaithful``) and the search's
             (:class:`~cfexplain.counterfactual.SearchSettings`: ``unit``, ``budget``, ``steps``,
@@ -92,15 +93,20 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
         search_options["progress"] = search_options.get("progress", True) and ranks.is_main
     explainer = CounterfactualExplainer(generator, classifier, subspaces, seed=settings.seed, ranks=ranks,
                                         **search_options)
-    codes, photos = _faces(explainer, settings, ranks, images, photo_options)
+    if semantics is None:
+        semantics = _recorded_semantics(subspaces, generator.device)
+    if settings.n == AUTO:
+        if images is not None or ranks.world_size > 1:
+            raise InputError("n='auto' adds generated faces in rounds in one process; give photo and distributed "
+                             "audits a number of faces")
+        return _audit_in_rounds(explainer, names, target, settings, tuple(semantics), checkpoint_dir)
+    codes, photos, first_face = _faces(explainer, settings, ranks, images, photo_options)
     included = torch.arange(len(codes))
     if photos is not None and not settings.include_unfaithful:
         included = photos.faithful.nonzero()[:, 0]
         if len(included) == 0:
             raise InputError(f"no photo keeps its decision on its reconstruction ({photos.summary()}): nothing "
                              f"faithful to audit; pass include_unfaithful=True to audit them anyway")
-    if semantics is None:
-        semantics = _recorded_semantics(subspaces, generator.device)
     context = AuditContext(explainer, names, target, settings, tuple(semantics), ranks, checkpoint_dir)
     runner = StageRunner(context, stages_for(settings))  # every edit basis, before the searches
     result = explainer.explain(codes, target=target, subspaces=names, baseline=settings.baseline,
@@ -109,7 +115,7 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
         result = dataclasses.replace(result, photos=photos)
     try:
         searched = result if len(included) == len(codes) else result.faces(included)
-        gathered = runner.run(codes[included.to(codes.device)], searched)
+        gathered = runner.run(codes[included.to(codes.device)], searched, first_face)
         if gathered is None:
             return None
         summary = runner.summarise(gathered)
@@ -118,6 +124,44 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
     except (Exception, KeyboardInterrupt) as error:  # the per-semantic search is kept on the exception
         attach_partial_result(error, lambda: result)
         raise
+
+
+def _audit_in_rounds(explainer: CounterfactualExplainer, names: list[str], target: Any, settings: AuditSettings,
+                     semantics: tuple[Semantic, ...], checkpoint_dir: str | os.PathLike | None) -> AuditResult:
+    """``n="auto"``: faces in rounds (:func:`~cfexplain.audit.settings.auto_rounds`) until every
+    verdict is decided or ``max_faces`` is reached. Each round searches only its new faces (faces
+    of the same draw as a fixed audit's), and every look tests at ``alpha / looks`` (Bonferroni
+    over the looks), so the family-wise error stays within ``alpha``."""
+    rounds = auto_rounds(settings.max_faces)
+    tested = settings.replace(alpha=settings.alpha / len(rounds))
+    context = AuditContext(explainer, names, target, tested, semantics, SINGLE_PROCESS, checkpoint_dir)
+    runner = StageRunner(context, stages_for(settings))
+    parts: list[ShardParts] = []
+    for start, stop in rounds:
+        codes = explainer.generator.sample(stop - start, space=explainer.space, seed=settings.seed, start=start)
+        search = explainer.explain(codes, target=target, subspaces=names, baseline=settings.baseline,
+                                   checkpoint_dir=checkpoint_dir)
+        try:
+            parts += runner.run(codes, search, start)
+            summary = runner.summarise(parts)
+        except (Exception, KeyboardInterrupt) as error:
+            attach_partial_result(error, lambda: search)
+            raise
+        if not _open_verdicts(summary):
+            break
+    result = _result(summary, context, summary.search, stop, None)
+    result.settings.update(n=stop, faces="auto", looks=len(rounds), alpha=settings.alpha,
+                           alpha_per_look=tested.alpha)
+    return result
+
+
+def _open_verdicts(summary: Summary) -> list[str]:
+    """The semantics more faces could still give evidence for: no evidence yet, with an effect
+    interval that reaches what the faces can detect."""
+    detectable = summary.metrics.get("detectable_effect", float("nan"))
+    columns = summary.columns
+    return [name for name, verdict, high in zip(summary.names, columns["verdict"], columns["effect_high"])
+            if verdict == NO_EVIDENCE and high >= detectable]
 
 
 def _split_options(options: Mapping[str, Any]) -> tuple[AuditSettings, dict[str, Any]]:
@@ -155,13 +199,15 @@ def _audited_names(subspaces: SubspaceSet) -> list[str]:
 
 
 def _faces(explainer: CounterfactualExplainer, settings: AuditSettings, ranks: Ranks, images: Any,
-           photo_options: Mapping[str, Any] | None) -> tuple[torch.Tensor, PhotoFaces | None]:
-    """This process's faces: its block of the ``n`` generated ones, or the photos' codes."""
+           photo_options: Mapping[str, Any] | None) -> tuple[torch.Tensor, PhotoFaces | None, int]:
+    """This process's faces: its block of the ``n`` generated ones (and the first one's place
+    among them), or the photos' codes."""
     if ranks.world_size == 1:
-        return explainer.faces_or_photos(settings.n if images is None else None, images, photo_options)
+        return (*explainer.faces_or_photos(settings.n if images is None else None, images, photo_options), 0)
     ranks.check_shareable(settings.n, "faces", block=JOINT_BATCH_FACES)
     mine = ranks.span(settings.n, block=JOINT_BATCH_FACES)  # whole joint-search batches: each face as in one process
-    return explainer.generator.sample(len(mine), space=explainer.space, seed=settings.seed, start=mine.start), None
+    codes = explainer.generator.sample(len(mine), space=explainer.space, seed=settings.seed, start=mine.start)
+    return codes, None, mine.start
 
 
 def _result(summary: Summary, context: AuditContext, shown: CounterfactualResult, faces: int,

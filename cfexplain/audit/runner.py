@@ -50,15 +50,14 @@ class StageRunner:
         for stage in self.stages:
             stage.prepare()
 
-    def run(self, codes: torch.Tensor, search: CounterfactualResult) -> ShardParts | None:
-        """Every stage on this process's faces ``codes`` (whose per-semantic search is ``search``);
-        returns every process's parts on rank 0, ``None`` on the others."""
-        shard = Shard(codes, search, self.context.ranks)
+    def run(self, codes: torch.Tensor, search: CounterfactualResult, first_face: int = 0) -> list[ShardParts] | None:
+        """Every stage on this process's faces ``codes``, faces ``first_face, …`` of the audit (whose
+        per-semantic search is ``search``); returns every process's parts on rank 0, ``None`` on
+        the others."""
+        shard = Shard(codes, search, first_face)
         checkpoint = self._checkpoint(codes)
         state = (checkpoint.load() or {}) if checkpoint is not None else {}
         for stage in self.stages:
-            if stage.needs_all_items:
-                shard.all_items()  # the collective, in every process, whether or not the stage is restored
             if stage.name not in state:
                 state[stage.name] = stage.run(shard)
                 if checkpoint is not None:

@@ -18,7 +18,19 @@ from .._options import setting
 from .._validation import check_int, check_number, check_positive_int
 from ..errors import InputError
 
-__all__ = ["AuditSettings"]
+__all__ = ["AUTO", "AUTO_FIRST_FACES", "AUTO_ROUND_FACES", "AuditSettings", "auto_rounds"]
+
+AUTO = "auto"
+"""``n="auto"``: add faces in rounds until every verdict is decided (``max_faces`` at most)."""
+AUTO_FIRST_FACES, AUTO_ROUND_FACES = 32, 16
+"""An ``n="auto"`` audit's first round and every later one (whole joint-search batches of 8)."""
+
+
+def auto_rounds(max_faces: int) -> list[tuple[int, int]]:
+    """The faces ``[start, stop)`` of each round of an ``n="auto"`` audit up to ``max_faces``: the
+    first :data:`AUTO_FIRST_FACES`, then :data:`AUTO_ROUND_FACES` more at a time."""
+    stops = list(range(AUTO_FIRST_FACES, max_faces, AUTO_ROUND_FACES)) + [max_faces]
+    return list(zip([0, *stops[:-1]], stops))
 
 
 @dataclass(frozen=True)
@@ -26,7 +38,10 @@ class AuditSettings:
     """Settings of :func:`~cfexplain.audit.audit` beside the search's (all validated on construction).
 
     Attributes:
-        n: the number of generated faces.
+        n: the number of generated faces, or ``"auto"``: rounds of faces until every verdict is
+            decided, at most ``max_faces`` (:func:`auto_rounds`; the verdicts then test at
+            ``alpha`` divided by the number of possible rounds).
+        max_faces: the most faces of an ``n="auto"`` audit.
         seed: seed of the faces, of the random control and of the side effects' random edits.
         controls: random subspaces per dimension in the control (each searched on every face like
             a semantic); 0 runs no control, and then no verdicts.
@@ -39,7 +54,8 @@ class AuditSettings:
             differently on in the table too.
     """
 
-    n: int = setting(32, "number of generated faces", cli=False)  # the command line's --faces
+    n: int | str = setting(32, "number of generated faces, or 'auto'", cli=False)  # the command line's --faces
+    max_faces: int = setting(128, "with --faces auto: the most faces")
     seed: int = setting(0, "seed of the faces, the random control and the side effects' random edits", cli=False)
     controls: int = setting(16, "random subspaces per dimension in the control (0: no control, no verdicts)")
     alpha: float = setting(0.05, "significance level of the verdicts (family-wise, Holm's correction)")
@@ -52,8 +68,9 @@ class AuditSettings:
     include_unfaithful: bool = setting(False, "photos: count unfaithful photos in the table too", cli=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
-            raise InputError(f"the number of faces must be positive (an int ≥ 1), got {self.n!r}")
+        if self.n != AUTO and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
+            raise InputError(f"the number of faces must be positive (an int ≥ 1) or 'auto', got {self.n!r}")
+        check_int("max_faces", self.max_faces, minimum=AUTO_FIRST_FACES)
         check_int("seed", self.seed)
         check_int("controls", self.controls, minimum=0)
         check_number("alpha", self.alpha, below=1.0)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from .._version import __version__
 from ..audit import AuditSettings
+from ..audit.settings import AUTO
 from .._options import cli_fields
 from ..counterfactual.settings import SearchSettings
 from ..distributed import launched_by_torchrun
@@ -76,8 +77,9 @@ def _classifier(parser: argparse.ArgumentParser) -> None:
 
 def _search(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--subspaces", help="a subspace folder written by `cfexplain learn`")
-    parser.add_argument("--faces", type=int,
-                        help=f"number of faces (default: explain {EXPLAIN_FACES}, audit {AuditSettings().n})")
+    parser.add_argument("--faces", type=_faces_value,
+                        help=f"number of faces (default: explain {EXPLAIN_FACES}, audit {AuditSettings().n}); audit: "
+                             "'auto' adds faces in rounds until every verdict is decided (at most --max-faces)")
     parser.add_argument("--seed", type=int, help=f"seed of the faces (default: {_DEFAULTS.seed})")
     parser.add_argument("--target", help="'flip' (default), a class index or label, or 'head,on|off|flip'")
     parser.add_argument("--out", help=f"output folder (default: {default_out})")
@@ -159,6 +161,16 @@ def _add_audit(commands: _Subcommands) -> None:
                             "that the classifier uses face colour) or 'flip_rate[hair_photometry] > 0.2' (repeatable)")
     _setting_flags(audit.add_argument_group("audit settings"), AuditSettings)
     audit.set_defaults(run=run_audit)
+
+
+def _faces_value(text: str) -> int | str:
+    """``--faces``: a number, or ``auto``."""
+    if text == AUTO:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of faces or 'auto', got {text!r}") from None
 
 
 def _setting_flags(group: argparse._ArgumentGroup, settings_class: type) -> None:

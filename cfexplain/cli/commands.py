@@ -240,9 +240,10 @@ def _audit_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {field.name: settings[field.name] for field in cli_fields(AuditSettings) if settings.get(field.name) is not None}
 
 
-def _faces(settings: dict[str, Any]) -> dict[str, int]:
-    """``{"n": faces}`` where the number of faces is given (else the library's default)."""
-    return {"n": int(settings["faces"])} if settings.get("faces") is not None else {}
+def _faces(settings: dict[str, Any]) -> dict[str, int | str]:
+    """``{"n": faces}`` where the number of faces (or ``"auto"``) is given (else the library's
+    default); the settings validate it."""
+    return {"n": settings["faces"]} if settings.get("faces") is not None else {}
 
 
 def _audit_inputs(args: argparse.Namespace, section: str):

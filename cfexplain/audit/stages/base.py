@@ -22,7 +22,6 @@ import torch
 
 from ...counterfactual import CounterfactualExplainer, CounterfactualResult
 from ...counterfactual.baseline import BASELINE_NAME
-from ...counterfactual.result import merge_item_tables
 from ...distributed import Ranks
 from ...subspaces.core import Semantic
 from ..settings import AuditSettings
@@ -54,25 +53,12 @@ class AuditContext:
 
 @dataclass
 class Shard:
-    """One process's faces (all of them in a single process) and their per-semantic search."""
+    """Some of the audit's faces (all of them in a single process) and their per-semantic search:
+    faces ``first_face, first_face + 1, …`` of the audit."""
 
     codes: torch.Tensor
     search: CounterfactualResult
-    ranks: Ranks
-    _all_items: tuple[np.ndarray, pd.DataFrame] | None = field(default=None, repr=False)
-
-    def all_items(self) -> tuple[np.ndarray, pd.DataFrame]:
-        """Every process's items (face, subspace, flipped) in single-process order, and the row
-        there of each of this process's items: a collective, which the runner calls in every
-        process before the first stage that :attr:`~Stage.needs_all_items`."""
-        if self._all_items is None:
-            gathered = self.ranks.all_gather((len(self.search.codes), self.search.table[["face", "subspace", "flipped"]]))
-            items, order = merge_item_tables([table for _, table in gathered], [faces for faces, _ in gathered])
-            before = sum(len(table) for _, table in gathered[:self.ranks.rank])
-            position = np.empty(len(order), dtype=np.int64)
-            position[order] = np.arange(len(order))
-            self._all_items = position[before:before + len(self.search.table)], items
-        return self._all_items
+    first_face: int = 0
 
 
 @dataclass
@@ -114,7 +100,6 @@ class Stage(ABC):
 
     name: ClassVar[str]
     columns: ClassVar[tuple[str, ...]] = ()
-    needs_all_items: ClassVar[bool] = False
 
     def __init__(self, context: AuditContext) -> None:
         self.context = context

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -21,42 +20,31 @@ from .search import search_summary
 
 __all__ = ["SideEffects", "LatentGradientControl", "side_effect_ratios"]
 
-Ratios = tuple[list[int], list[float]]
-"""Item rows (of every process's items, in single-process order) and their side-effect ratios."""
 
+def side_effect_ratios(generator: Generator, result: CounterfactualResult, first_face: int,
+                       keep_criteria: Mapping[str, Sequence[Criterion]], seed: int, chunk: int) -> dict[str, list[float]]:
+    """Per subspace of ``result`` (whose faces are faces ``first_face, first_face + 1, …`` of the
+    audit), the ratios mean_k ‖Δkeep_k(minimal)‖ / ‖Δkeep_k(random edit of the same size)‖ over the
+    subspace's ``keep_criteria``, one per flipped item, measured ``chunk`` items at a time.
 
-def side_effect_ratios(generator: Generator, result: CounterfactualResult, global_rows: np.ndarray,
-                       items: pd.DataFrame, keep_criteria: Mapping[str, Sequence[Criterion]], seed: int,
-                       chunk: int) -> dict[str, Ratios]:
-    """Per subspace of ``result`` and flipped item: mean_k ‖Δkeep_k(minimal)‖ / ‖Δkeep_k(random
-    edit of the same size)‖ over the subspace's ``keep_criteria``, as (item rows, ratios).
-
-    ``items`` are the items of every process's search, in the order of one search over all the
-    faces, and ``global_rows[j]`` is the row there of ``result``'s item ``j``. The random edits are
-    drawn from ``seed`` for every flipped item, ``chunk`` items at a time in that order, as a single
-    process draws them; this process measures its own items."""
-    rng = make_rng(seed + 104729)
-    local_of = {int(g): j for j, g in enumerate(global_rows)}
-    ratios: dict[str, Ratios] = {}
-    for name in result.subspaces:
+    Each item's random edit is drawn from its own stream, seeded by ``seed``, the item's face in the
+    audit and its subspace's place in ``result``: it is the same however the faces are shared out
+    among processes or rounds."""
+    table = result.table
+    ratios: dict[str, list[float]] = {}
+    for position, name in enumerate(result.subspaces):
         keep = list(keep_criteria.get(name, ()))
-        flipped = items.index[(items["subspace"] == name) & items["flipped"]].to_numpy()
-        ratios[name] = ([], [])
-        if not keep or len(flipped) == 0:
+        rows = table.index[(table["subspace"] == name) & table["flipped"]].to_numpy()
+        ratios[name] = []
+        if not keep or len(rows) == 0:
             continue
-        mine, directions = [], []
-        for start in range(0, len(flipped), chunk):
-            block = flipped[start:start + chunk]
-            random = torch.randn((len(block), result.deltas.shape[1]), generator=rng, dtype=result.deltas.dtype)
-            for row, direction in zip(block, random):
-                if int(row) in local_of:
-                    mine.append(int(row))
-                    directions.append(direction)
-        for start in range(0, len(mine), chunk):
-            rows = torch.tensor([local_of[g] for g in mine[start:start + chunk]], dtype=torch.long)
-            measured = _keep_ratios(generator, result, rows, torch.stack(directions[start:start + chunk]), keep)
-            ratios[name][0].extend(mine[start:start + chunk])
-            ratios[name][1].extend(measured.tolist())
+        for start in range(0, len(rows), chunk):
+            block = rows[start:start + chunk]
+            faces = first_face + table["face"].to_numpy()[block]
+            random = torch.stack([torch.randn(result.deltas.shape[1], dtype=result.deltas.dtype,
+                                              generator=make_rng(seed + 104729 + 7919 * position + 1_000_003 * int(face)))
+                                  for face in faces])
+            ratios[name].extend(_keep_ratios(generator, result, torch.tensor(block, dtype=torch.long), random, keep).tolist())
     return ratios
 
 
@@ -94,17 +82,15 @@ class SideEffects(Stage):
 
     name = "side_effects"
     columns = ("side_effect",)
-    needs_all_items = True
 
-    def run(self, shard: Shard) -> dict[str, Ratios]:
+    def run(self, shard: Shard) -> dict[str, list[float]]:
         context = self.context
         keep = {s.name: list(s.keep) for s in context.semantics if s.name in context.names}
-        global_rows, items = shard.all_items()
-        return side_effect_ratios(context.explainer.generator, shard.search, global_rows, items, keep,
+        return side_effect_ratios(context.explainer.generator, shard.search, shard.first_face, keep,
                                   context.settings.seed, context.explainer.settings.batch_size)
 
     def summarise(self, parts: Sequence[Any], summary: Summary) -> None:
-        summary.columns["side_effect"] = [median_ratio([r for part in parts for r in part.get(name, ([], []))[1]])
+        summary.columns["side_effect"] = [median_ratio([r for part in parts for r in part.get(name, [])])
                                           for name in summary.names]
 
 
@@ -114,16 +100,14 @@ class LatentGradientControl(Stage):
     every semantic together."""
 
     name = "latent_gradient"
-    needs_all_items = True
 
-    def run(self, shard: Shard) -> Ratios:
+    def run(self, shard: Shard) -> list[float]:
         context = self.context
         together: list[Criterion] = []
         for semantic in context.semantics:
             together += [c for c in semantic.keep if all(c is not k for k in together)]
-        global_rows, items = shard.all_items()
-        ratios = side_effect_ratios(context.explainer.generator, shard.search, global_rows, items,
-                                    {BASELINE_NAME: together}, context.settings.seed, 16)  # chunks of 16, its own draws
+        ratios = side_effect_ratios(context.explainer.generator, shard.search, shard.first_face,
+                                    {BASELINE_NAME: together}, context.settings.seed, context.explainer.settings.batch_size)
         return ratios[BASELINE_NAME]
 
     def summarise(self, parts: Sequence[Any], summary: Summary) -> None:
@@ -132,7 +116,7 @@ class LatentGradientControl(Stage):
         row: dict[str, Any] = {"semantic": BASELINE_NAME,
                                **{k: v[0] for k, v in search_summary(items, [BASELINE_NAME]).items()},
                                "mean_delta_prob": float(items["delta_prob"].mean()), "directions": 1}
-        row["side_effect"] = median_ratio([r for part in parts for r in part[1]])
+        row["side_effect"] = median_ratio([r for part in parts for r in part])
         flipped = items[items["flipped"]]
         row["median_pixel_l2"] = float(flipped["pixel_l2"].median()) if len(flipped) else float("nan")
         summary.baseline = pd.DataFrame([row])
