@@ -54,7 +54,7 @@ def test_counterfactuals_flip_the_decision_at_the_boundary(setting, optimizer):
         short = classifier.predict(generator.synthesize(result.codes[faces] + 0.9 * deltas.float()))
     assert (after != before).all() and (short == before).all()
     # The result's images are the faces and their counterfactuals.
-    originals, minimal = result.images("original"), result.images("minimal")
+    originals, minimal = result.images("original", generator=generator), result.images("minimal", generator=generator)
     with torch.no_grad():
         assert torch.allclose(originals[rows], generator.synthesize(result.codes[faces]), atol=1e-6)
         assert torch.allclose(minimal[rows], generator.synthesize(codes), atol=1e-6)
@@ -128,9 +128,9 @@ def test_result_save_load_and_json(setting, tmp_path):
     assert loaded.to_dataframe().equals(result.to_dataframe().astype(loaded.to_dataframe().dtypes)) or \
         np.allclose(loaded.table.min_edit.fillna(-1), result.table.min_edit.fillna(-1))
     assert torch.equal(loaded.deltas, result.deltas)
-    with pytest.raises(InputError, match="pass generator="):  # a loaded result has no generator
+    with pytest.raises(InputError, match="pass generator="):  # a result is data: it holds no model
         loaded.images("minimal")
-    assert torch.equal(loaded.images("minimal", generator=generator), result.images("minimal"))
+    assert torch.equal(loaded.images("minimal", generator=generator), result.images("minimal", generator=generator))
     data = json.loads(result.to_json())
     assert data["format_version"] == 2 and set(data["integrity"]["tensors"]) == {"codes", "deltas", "end_deltas"} and len(data["items"]) == 6 and data["target"] == "flip the decision"
 

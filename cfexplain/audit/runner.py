@@ -10,7 +10,6 @@ stage restored from a checkpoint still joins the collectives it would have joine
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,18 +61,15 @@ class StageRunner:
                 state[stage.name] = stage.run(shard)
                 if checkpoint is not None:
                     checkpoint.save(state)
-        ranks = self.context.ranks
-        shipped = search if ranks.world_size == 1 else dataclasses.replace(search, generator=None)
-        return ranks.gather(ShardParts(len(codes), shipped, {stage.name: state[stage.name] for stage in self.stages}))
+        parts = ShardParts(len(codes), search, {stage.name: state[stage.name] for stage in self.stages})
+        return self.context.ranks.gather(parts)
 
     def summarise(self, gathered: Sequence[ShardParts]) -> Summary:
         """The summary of every process's parts, each stage adding its own."""
-        explainer = self.context.explainer
         if len(gathered) == 1:
             search = gathered[0].search
         else:
-            search = dataclasses.replace(CounterfactualResult.concatenate([part.search for part in gathered]),
-                                         generator=explainer.generator)
+            search = CounterfactualResult.concatenate([part.search for part in gathered])
         summary = Summary(list(self.context.names), search, [part.faces for part in gathered])
         for stage in self.stages:
             stage.summarise([part.parts[stage.name] for part in gathered], summary)

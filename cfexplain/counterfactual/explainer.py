@@ -365,4 +365,4 @@ class CounterfactualExplainer:
         return CounterfactualResult(self.space, tuple(self.subspaces.latent_shape), problem.codes.detach().cpu(),
                                     list(dict.fromkeys(names)),
                                     table, deltas.detach().cpu(), end_deltas.detach().cpu(), coefficients,
-                                    problem.target.description, settings, generator=self.generator, photos=photos)
+                                    problem.target.description, settings, photos=photos)

@@ -39,8 +39,6 @@ class CounterfactualResult:
         end_deltas: ``(items, D)`` latent edit where the search stopped.
         coefficients: per item, the search's end coefficients, in the search's unit.
         target: what was asked for; settings: the search settings.
-        generator: the generator searched with, for :meth:`images` (not saved: ``None`` after
-            :meth:`load`).
         photos: when the faces are photos (:mod:`cfexplain.photos`): the photos, their
             reconstructions and the faithfulness gate's verdict, one per face; the table then has
             a ``faithful`` column. ``None`` for generated faces.
@@ -56,7 +54,6 @@ class CounterfactualResult:
     coefficients: list[list[float]]
     target: str
     settings: dict[str, Any]
-    generator: Generator | None = field(default=None, repr=False, compare=False)
     photos: PhotoFaces | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -78,7 +75,6 @@ class CounterfactualResult:
         return CounterfactualResult(self.space, self.latent_shape, self.codes[torch.tensor(faces, dtype=torch.long)],
                                     list(self.subspaces), table, self.deltas[index], self.end_deltas[index],
                                     [self.coefficients[i] for i in rows], self.target, dict(self.settings),
-                                    generator=self.generator,
                                     photos=None if self.photos is None else self.photos.subset(torch.tensor(faces)))
 
     @classmethod
@@ -102,7 +98,7 @@ class CounterfactualResult:
         return cls(first.space, first.latent_shape, torch.cat([part.codes for part in parts]), list(first.subspaces),
                    table, torch.cat([part.deltas for part in parts])[index],
                    torch.cat([part.end_deltas for part in parts])[index], [coefficients[i] for i in order],
-                   first.target, dict(first.settings), generator=first.generator)
+                   first.target, dict(first.settings))
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per item: ``face, subspace, flipped, min_edit`` (standard deviations),
@@ -124,17 +120,17 @@ class CounterfactualResult:
     def images(self, which: str = "minimal", *, generator: Generator | None = None, batch_size: int = 32) -> torch.Tensor:
         """Images ``(items, 3, H, W)`` of every item, on the CPU: the ``"original"`` faces (for
         photos: their reconstructions), the counterfactuals at the ``"minimal"`` edit, or at the
-        search's ``"end"``; synthesised in batches with the generator searched with (give
-        ``generator`` for a loaded result). ``"photo"``: the aligned photo of each item's face."""
+        search's ``"end"``, synthesised in batches with ``generator`` (the one searched with: a
+        result is data and holds no model). ``"photo"``: the aligned photo of each item's face."""
         if which == "photo":
             if self.photos is None:
                 raise InputError("this result's faces are generated, not photos: there is no 'photo' image")
             return self.photos.photos[torch.tensor(self.table["face"].to_numpy(), dtype=torch.long)]
         if which not in ("original", "minimal", "end"):
             raise InputError(f"which must be 'original', 'minimal', 'end' or 'photo', got {which!r}")
-        generator = generator if generator is not None else self.generator
         if generator is None:
-            raise InputError("this result has no generator (it was loaded from disk): pass generator=, the one searched with")
+            raise InputError(f"the {which!r} images are drawn by the generator searched with: pass generator= (a result "
+                             "holds no model)")
         faces = torch.tensor(self.table["face"].to_numpy(), dtype=torch.long)
         codes = self.codes[faces].reshape(-1, *self.latent_shape) if which == "original" else self.codes_of(which)
         with torch.no_grad():
