@@ -43,7 +43,8 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["EVIDENCE", "NO_EVIDENCE", "CANNOT_TELL", "NOT_TESTED", "VERDICTS", "SemanticTest", "beyond_budget",
-           "face_scores", "compare_with_control", "holm", "dominates", "detectable_effect", "Verdict", "verdicts"]
+           "face_scores", "compare_with_control", "holm", "dominates", "pairwise_dominance", "ranks_of", "detectable_effect",
+           "Verdict", "verdicts"]
 
 EVIDENCE, NO_EVIDENCE, CANNOT_TELL, NOT_TESTED = "evidence", "no evidence", "cannot tell", "not tested"
 VERDICTS = (EVIDENCE, NO_EVIDENCE, CANNOT_TELL, NOT_TESTED)
@@ -155,6 +156,16 @@ def dominates(better: np.ndarray, worse: np.ndarray, alpha: float) -> bool:
     return bool(stats.binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue < alpha)
 
 
+def pairwise_dominance(edits: Mapping[str, np.ndarray], alpha: float) -> dict[tuple[str, str], bool]:
+    """``{(a, b): whether a's edits beat b's}`` (:func:`dominates`) for every ordered pair of semantics."""
+    return {(a, b): dominates(edits[a], edits[b], alpha) for a in edits for b in edits if a != b}
+
+
+def ranks_of(edits: Mapping[str, np.ndarray], better: Mapping[tuple[str, str], bool]) -> list[int]:
+    """Per semantic (in ``edits``' order), 1 + the number of semantics that beat it."""
+    return [1 + sum(better[other, name] for other in edits if other != name) for name in edits]
+
+
 def detectable_effect(faces: int, controls: int, tests: int, alpha: float) -> float:
     """The smallest effect that can reach significance with ``faces`` faces, ``controls`` random
     subspaces per dimension and ``tests`` semantics: the mean face score that the faces other than
@@ -182,7 +193,8 @@ class Verdict:
 
 def verdicts(edits: Mapping[str, np.ndarray], tests: Mapping[str, SemanticTest], adjusted: Mapping[str, float],
              specific: Mapping[str, bool], specificity_text: Mapping[str, str],
-             cross_gains: Mapping[str, Mapping[str, float] | None], alpha: float) -> dict[str, Verdict]:
+             cross_gains: Mapping[str, Mapping[str, float] | None], alpha: float,
+             better: Mapping[tuple[str, str], bool] | None = None) -> dict[str, Verdict]:
     """Each semantic's verdict (module docstring).
 
     Args:
@@ -194,10 +206,11 @@ def verdicts(edits: Mapping[str, np.ndarray], tests: Mapping[str, SemanticTest],
             other semantic's target relative to random edits (``None`` where not measured: then
             it is taken to move them all as much as random edits do).
         alpha: the significance level.
+        better: :func:`pairwise_dominance` of ``edits``, where already computed.
     """
     names = list(edits)
     beats = [name for name in names if adjusted[name] < alpha and tests[name].effect > 0.5]
-    better = {(a, b): dominates(edits[a], edits[b], alpha) for a in names for b in names if a != b}
+    better = better if better is not None else pairwise_dominance(edits, alpha)
     result = {}
     for name in names:
         p_text = f"p = {adjusted[name]:.2g}"

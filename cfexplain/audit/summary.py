@@ -69,8 +69,11 @@ def describe(result: AuditResult) -> str:
     """The answer in a few sentences, with its evidence and controls (``AuditResult.summary``)."""
     size = _size(result)
     if result.nothing_flipped:
-        return (f"Nothing flipped the decision within the budget ({size}) for any semantic or random edit, so the "
-                "audit has no evidence either way; the sensitivity column (the decision's movement per unit edit, a "
+        random = result.table["random_flip_rate"] if "random_flip_rate" in result.table else pd.Series(dtype=float)
+        control = (f" (random edits of the same size flipped {float(random.mean()):.0%} of the faces)"
+                   if random.notna().any() and float(random.mean()) > 0 else "")
+        return (f"Nothing flipped the decision within the budget ({size}) for any semantic{control}, so the audit "
+                "has no evidence either way; the sensitivity column (the decision's movement per unit edit, a "
                 "first-order measure) is all it has; raise the budget to see flips.")
     if (result.table["verdict"] == NOT_TESTED).all():
         top = result.table.sort_values("rank", kind="stable")

@@ -103,8 +103,8 @@ class Evidence(Stage):
     def summarise(self, parts: Sequence[Any], summary: Summary) -> None:
         names, alpha = summary.names, self.context.settings.alpha
         edits = {name: summary.edits[name] for name in names}
-        summary.columns["rank"] = [1 + sum(evidence.dominates(edits[other], edits[name], alpha)
-                                           for other in names if other != name) for name in names]
+        better = evidence.pairwise_dominance(edits, alpha)
+        summary.columns["rank"] = evidence.ranks_of(edits, better)
         nan = [float("nan")] * len(names)
         if not summary.control:
             summary.columns.update({"verdict": [evidence.NOT_TESTED] * len(names), "effect": nan, "effect_low": nan,
@@ -120,7 +120,7 @@ class Evidence(Stage):
             edits, tests, adjusted, {n: m is not None and not m.low for n, m in measured.items()},
             {n: _in_words(m) for n, m in measured.items()},
             {n: {o: high for o, (_, _, high) in m.cross_gains.items()} if m is not None and m.cross_gains else None
-             for n, m in measured.items()}, alpha)
+             for n, m in measured.items()}, alpha, better)
         summary.columns.update({
             "verdict": [verdicts[name].verdict for name in names], "reason": [verdicts[name].reason for name in names],
             "effect": [tests[name].effect for name in names], "effect_low": [tests[name].low for name in names],
