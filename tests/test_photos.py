@@ -15,7 +15,7 @@ from cfexplain import zoo
 from cfexplain.errors import InputError, PhotoError, ShapeError
 from cfexplain.imaging import to_pil
 from cfexplain.photos import (FFHQFraming, InversionLoss, InversionResult, TemplateFraming, align_faces,
-                              check_faithfulness, invert, load_photos, square_crop)
+                              check_faithfulness, invert, load_photos, photo_codes, square_crop)
 from cfexplain.zoo import _wheels
 from cfexplain.zoo._tflite import convert_tflite
 
@@ -261,17 +261,17 @@ def test_explain_and_audit_take_photos_and_keep_unfaithful_ones_out_of_the_table
     classifier = Classifier(Redness(), output=OutputSpec.softmax(["green", "red"]))
     inversion = invert(generator, faces, space="s", steps=40, starts=8, names=["a", "b", "c"])
     explainer = CounterfactualExplainer(generator, classifier, subspaces, unit="latent", budget=6.0)
-    result = explainer.explain(images=inversion, baseline=True)
+    codes, faces, _ = photo_codes(generator, classifier, "s", inversion)  # photos reach the search as codes
+    result = explainer.explain(codes, baseline=True).with_photos(faces)
     assert result.photos is not None and result.photos.names == ["a", "b", "c"]
     assert "faithful" in result.table and set(result.table["subspace"]) == {"first", "latent_gradient"}
     assert result.images("photo").shape == (6, 3, 64, 64)
     loaded = CounterfactualResult.load(result.save(tmp_path / "cf"))
     assert torch.equal(loaded.photos.faithful, result.photos.faithful) and loaded.photos.names == ["a", "b", "c"]
-    with pytest.raises(InputError, match="one of the two"):
-        explainer.explain(2, images=inversion)
     with pytest.raises(InputError, match="space"):
-        explainer.explain(images=InversionResult(inversion.codes[:, :100], "z", inversion.targets,
-                                                 inversion.reconstructions, inversion.psnr, {}, inversion.names))
+        photo_codes(generator, classifier, "s", InversionResult(inversion.codes[:, :100], "z", inversion.targets,
+                                                                inversion.reconstructions, inversion.psnr, {},
+                                                                inversion.names))
 
     # one photo made unfaithful: its reconstruction is swapped for a green-shifted one
     shifted = inversion.reconstructions.clone()
@@ -296,8 +296,6 @@ def test_a_photo_folder_goes_through_the_whole_path(tmp_path, generator, example
     folder = tmp_path / "photos"
     folder.mkdir()
     to_pil(examples["astronaut"].pixels[None])[0].save(folder / "astronaut.png")
-    from cfexplain.photos import photo_codes
-
     codes, photos, inversion = photo_codes(generator, zoo.gender_classifier(), "s", folder,
                                            inversion={"steps": 20, "starts": 4})
     assert codes.shape == (1, generator.latent_dim("s")) and photos.names == [str(folder / "astronaut.png")]

@@ -20,6 +20,7 @@ from ..distributed import SINGLE_PROCESS, Ranks, ranks_for
 from ..errors import CfexplainError, InputError
 from ..generators.base import Generator
 from ..photos.faithfulness import PhotoFaces
+from ..photos.pipeline import photo_codes
 from ..subspaces.core import Semantic, SubspaceSet
 from .columns import COLUMNS
 from .evidence import NO_EVIDENCE
@@ -112,7 +113,7 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
     result = explainer.explain(codes, target=target, subspaces=names, baseline=settings.baseline,
                                checkpoint_dir=checkpoint_dir)
     if photos is not None:
-        result = dataclasses.replace(result, photos=photos)
+        result = result.with_photos(photos)
     try:
         searched = result if len(included) == len(codes) else result.faces(included)
         gathered = runner.run(codes[included.to(codes.device)], searched, first_face)
@@ -202,8 +203,12 @@ def _faces(explainer: CounterfactualExplainer, settings: AuditSettings, ranks: R
            photo_options: Mapping[str, Any] | None) -> tuple[torch.Tensor, PhotoFaces | None, int]:
     """This process's faces: its block of the ``n`` generated ones (and the first one's place
     among them), or the photos' codes."""
+    if images is not None:
+        options = {"progress": explainer.settings.progress, **dict(photo_options or {})}
+        codes, photos, _ = photo_codes(explainer.generator, explainer.classifier, explainer.space, images, **options)
+        return codes, photos, 0
     if ranks.world_size == 1:
-        return (*explainer.faces_or_photos(settings.n if images is None else None, images, photo_options), 0)
+        return explainer.faces(settings.n), None, 0
     ranks.check_shareable(settings.n, "faces", block=JOINT_BATCH_FACES)
     mine = ranks.span(settings.n, block=JOINT_BATCH_FACES)  # whole joint-search batches: each face as in one process
     codes = explainer.generator.sample(len(mine), space=explainer.space, seed=settings.seed, start=mine.start)

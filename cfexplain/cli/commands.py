@@ -309,13 +309,19 @@ def run_explain(args: argparse.Namespace) -> int:
     """Counterfactuals of faces (generated, or the photos of --images) in every subspace and along
     the unconstrained latent gradient; saved with their table."""
     from ..counterfactual import CounterfactualExplainer
+    from ..photos.pipeline import photo_codes
 
     _, generator, classifier, subspaces, settings, out, _ = _audit_inputs(args, "explain")
     explainer = CounterfactualExplainer(generator, classifier, subspaces, **_search_options(settings, args))
     photos = _photos(settings, args)
-    faces = None if photos else _faces(settings).get("n", EXPLAIN_FACES)
     with _keeping_partial_results(args, out / "partial"):
-        result = explainer.explain(faces, target=_target(settings.get("target")), baseline=True, **photos)
+        if photos:
+            codes, faces, _ = photo_codes(generator, classifier, subspaces.space, photos["images"],
+                                          progress=_progress(args), **photos["photo_options"])
+            result = explainer.explain(codes, target=_target(settings.get("target")), baseline=True).with_photos(faces)
+        else:
+            result = explainer.explain(_faces(settings).get("n", EXPLAIN_FACES), target=_target(settings.get("target")),
+                                       baseline=True)
     _save_counterfactuals(result, out)
     if result.photos is not None:
         _say(args, result.photos.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
@@ -352,7 +358,9 @@ def run_audit(args: argparse.Namespace) -> int:
     title = f"{classifier.name}: {result.target}"
     write_report(out, generator, subspaces, [ReportSection(title, result, classifier)], title=f"cfexplain audit of {classifier.name}",
                  config=config)
-    _say(args, result.table.to_string(index=False))
+    _say(args, result.table.drop(columns=["reason"]).to_string(index=False))
+    for row in result.table.itertuples():
+        _say(args, f"  {row.semantic}: {row.verdict}: {row.reason}")
     if len(result.baseline):
         _say(args, "unconstrained control (each face along its own latent gradient, not ranked):")
         _say(args, result.baseline.to_string(index=False))

@@ -21,7 +21,6 @@ from ..classifiers import Classifier
 from ..distributed import SINGLE_PROCESS, Ranks
 from ..errors import InputError
 from ..generators.base import Generator
-from ..photos.faithfulness import PhotoFaces
 from ..subspaces.core import SubspaceSet
 from .baseline import BASELINE_NAME, with_latent_gradient
 from .result import CounterfactualResult, attach_partial_result
@@ -180,20 +179,6 @@ class CounterfactualExplainer:
             raise InputError("codes_or_seeds must be codes, a number of faces or a list of int seeds")
         return torch.cat([self.generator.sample(1, space=self.space, seed=s) for s in seeds])
 
-    def faces_or_photos(self, codes_or_seeds: torch.Tensor | int | Sequence[int] | None, images: Any,
-                        photo_options: Mapping[str, Any] | None = None) -> tuple[torch.Tensor, PhotoFaces | None]:
-        """Codes of the faces (:meth:`faces`), or of the photos ``images`` with their
-        faithfulness record (:func:`~cfexplain.photos.photo_codes`); exactly one must be given."""
-        if (codes_or_seeds is None) == (images is None):
-            raise InputError("give the faces (codes, a number of faces or seeds) or images=, one of the two")
-        if images is None:
-            return self.faces(codes_or_seeds), None
-        from ..photos.pipeline import photo_codes
-
-        options = {"progress": self.settings.progress, **dict(photo_options or {})}
-        codes, photos, _ = photo_codes(self.generator, self.classifier, self.space, images, **options)
-        return codes, photos
-
     def images(self, flat: torch.Tensor) -> torch.Tensor:
         """Images of flattened codes ``(N, D)`` of the search space."""
         return self.generator.synthesize(flat.reshape(-1, *self.subspaces.latent_shape), space=self.space)
@@ -232,21 +217,16 @@ class CounterfactualExplainer:
             return newton_search(chunk, budget=s.budget, margin=s.margin, steps=s.steps, patience=s.patience)
         return adam_search(chunk, budget=s.budget, margin=s.margin, loss=s.loss, beta=s.beta, lr=s.lr, steps=s.steps)
 
-    def explain(self, codes_or_seeds: torch.Tensor | int | Sequence[int] | None = None, *, images: Any = None,
-                target: Any = "flip", subspaces: Sequence[str] | None = None, budget: float | None = None,
-                photo_options: Mapping[str, Any] | None = None, baseline: bool = False,
+    def explain(self, codes_or_seeds: torch.Tensor | int | Sequence[int], *, target: Any = "flip",
+                subspaces: Sequence[str] | None = None, budget: float | None = None, baseline: bool = False,
                 checkpoint_dir: str | os.PathLike | None = None, **options: Any) -> CounterfactualResult:
         """Counterfactuals of every face in every subspace.
 
         Args:
             codes_or_seeds: codes in the subspaces' space, a number of faces, or a list of seeds.
-            images: instead of faces, photos: a tensor ``(N, 3, H, W)`` in ``[-1, 1]``, an image
-                file, a folder, a list of files, or an :class:`~cfexplain.photos.InversionResult`.
-                They are aligned and inverted (:func:`~cfexplain.photos.photo_codes`), and the
-                result carries the photos and the faithfulness gate (``result.photos``, the
-                table's ``faithful`` column).
-            photo_options: for ``images``: ``align``, ``alignment`` and ``inversion`` options of
-                :func:`~cfexplain.photos.photo_codes`.
+                Photos reach the search as codes: :func:`~cfexplain.photos.photo_codes` aligns,
+                inverts and gates them, and :meth:`CounterfactualResult.with_photos` attaches
+                its record to the result.
             baseline: also search each face along its own latent gradient in the whole space
                 (:mod:`cfexplain.counterfactual.baseline`; items named ``"latent_gradient"``), the
                 unconstrained control for the subspaces.
@@ -267,15 +247,14 @@ class CounterfactualExplainer:
         :class:`CounterfactualResult` (absent when no batch had finished).
         """
         if budget is not None or options:
-            return self.with_options(budget=budget, **options).explain(codes_or_seeds, images=images, target=target,
-                                                                       subspaces=subspaces, photo_options=photo_options,
+            return self.with_options(budget=budget, **options).explain(codes_or_seeds, target=target, subspaces=subspaces,
                                                                        baseline=baseline, checkpoint_dir=checkpoint_dir)
         names = list(subspaces) if subspaces is not None else list(self.subspaces)
         for name in names:
             self.subspaces[name]  # raises for unknown names
         if max(self.subspaces[name].dim for name in names) == 0:
             raise InputError("all requested subspaces are empty (0 directions)")
-        codes, photos = self.faces_or_photos(codes_or_seeds, images, photo_options)
+        codes = self.faces(codes_or_seeds)
         problem = self.problem(codes, target, [self.edit_basis(name) for name in names])
         basis_names, basis_dims = list(names), [self.subspaces[name].dim for name in names]
         if baseline:
@@ -311,9 +290,9 @@ class CounterfactualExplainer:
         except (Exception, KeyboardInterrupt) as error:  # keep the finished batches on the exception
             if finished:
                 attach_partial_result(error, lambda: self._result(problem, basis_names, basis_dims,
-                                                                  records.head(finished), finished, photos))
+                                                                  records.head(finished), finished))
             raise
-        return self._result(problem, basis_names, basis_dims, records, problem.items, photos)
+        return self._result(problem, basis_names, basis_dims, records, problem.items)
 
     def _search_chunk(self, chunk: SearchChunk, records: _Records) -> None:
         """Search one chunk and its minimal edits into ``records``."""
@@ -326,8 +305,8 @@ class CounterfactualExplainer:
                                                                                         crossing.pixels)
         records.sensitivity[rows] = end.sensitivity
 
-    def _result(self, problem: SearchProblem, names: list[str], dims: list[int], records: _Records, count: int,
-                photos: PhotoFaces | None = None) -> CounterfactualResult:
+    def _result(self, problem: SearchProblem, names: list[str], dims: list[int], records: _Records,
+                count: int) -> CounterfactualResult:
         """The result of the first ``count`` items; ``names`` and ``dims``: per basis of the problem."""
         face_of, subspace_of = problem.face_of[:count], problem.subspace_of[:count]
         alpha, minimal_t = records.alpha, records.minimal_t
@@ -365,4 +344,4 @@ class CounterfactualExplainer:
         return CounterfactualResult(self.space, tuple(self.subspaces.latent_shape), problem.codes.detach().cpu(),
                                     list(dict.fromkeys(names)),
                                     table, deltas.detach().cpu(), end_deltas.detach().cpu(), coefficients,
-                                    problem.target.description, settings, photos=photos)
+                                    problem.target.description, settings)

@@ -3,6 +3,7 @@ to remake every image; saved as tensors plus JSON (nothing that can execute code
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -62,6 +63,11 @@ class CounterfactualResult:
                 raise InputError(f"{len(self.photos)} photos for {len(self.codes)} faces")
             if "faithful" not in self.table:
                 self.table["faithful"] = self.photos.faithful.numpy()[self.table["face"].to_numpy()].astype(bool)
+
+    def with_photos(self, photos: PhotoFaces) -> "CounterfactualResult":
+        """This result with the photos its faces are the codes of (from
+        :func:`~cfexplain.photos.photo_codes`): the table gains the ``faithful`` column."""
+        return dataclasses.replace(self, table=self.table.copy(), photos=photos)
 
     def faces(self, faces: Sequence[int] | torch.Tensor) -> "CounterfactualResult":
         """The result restricted to the faces at indices ``faces`` (renumbered 0, 1, … in that order)."""
