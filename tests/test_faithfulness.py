@@ -158,14 +158,15 @@ def test_explainer_budget_follows_its_unit():
     generator, classifier, subspaces, _ = planted_rule_setting()
     image = CounterfactualExplainer(generator, classifier, subspaces, progress=False)
     latent = CounterfactualExplainer(generator, classifier, subspaces, unit="latent", progress=False)
-    assert (image.unit, image.budget) == ("image", 0.2) and (latent.unit, latent.budget) == ("latent", 3.0)
+    assert (image.settings.unit, image.settings.budget) == ("image", 0.2)
+    assert (latent.settings.unit, latent.settings.budget) == ("latent", 3.0)
     result = image.explain(6, subspaces=["left_colour"])
     table = result.to_dataframe()
     assert result.settings["unit"] == "image" and (table["end_edit"] <= 0.2 + 1e-5).all()
     assert (table["sensitivity"] > 0).all()
     flipped = table[table["flipped"]]  # the measured image change at the minimal edit is close to the edit
     assert len(flipped) and np.allclose(flipped["pixel_l2"], flipped["min_edit"], rtol=0.35)
-    assert image.with_options(unit="latent").budget == 3.0
+    assert image.with_options(unit="latent").settings.budget == 3.0
     for bad in (float("nan"), float("inf"), -1.0, 0.0):
         with pytest.raises(InputError, match="budget"):
             CounterfactualExplainer(generator, classifier, subspaces, budget=bad)
@@ -240,6 +241,10 @@ def test_the_answer_in_words_matches_the_verdicts():
     nothing = result(["cannot tell", "no evidence"], [0.4, 0.3], effect_high=(0.55, 0.6))
     assert nothing.headline() == ("No evidence: no semantic moves the decision more easily than a random edit of the "
                                   "same size; the decision depends on something none of these semantics captures")
+    alike = result(["no evidence", "no evidence"], [0.001, 0.01])  # both beat random, neither the other
+    assert alike.headline() == ("No evidence: the decision reacts to eye_shape, lip_colour more easily than to random "
+                                "edits, but to none more than to the other semantics")
+    assert "no semantic moves" not in alike.summary().lower()
     underpowered = result(["cannot tell", "no evidence"], [0.4, 0.3], effect_high=(0.7, 0.8))
     assert "none of these semantics captures" not in underpowered.headline()
     assert "with more faces one might" in underpowered.summary() and "With 32 faces, effects below 0.63" \

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .evidence import CANNOT_TELL, EVIDENCE, NOT_TESTED
+from .evidence import CANNOT_TELL, EVIDENCE, NO_EVIDENCE, NOT_TESTED
 
 if TYPE_CHECKING:
     from .result import AuditResult
@@ -43,10 +43,10 @@ def _claim(row: pd.Series) -> str:
             f"95 % interval {row['effect_low']:.0%}–{row['effect_high']:.0%}, p = {row['p_value']:.2g}{needs})")
 
 
-def _undecidable(result: AuditResult) -> list[str]:
-    """The ``cannot tell`` semantics that the decision reacts to more easily than to random edits."""
+def _reacting(result: AuditResult, verdict: str) -> list[str]:
+    """The semantics with ``verdict`` that the decision reacts to more easily than to random edits."""
     alpha = float(result.settings.get("alpha", 0.05))
-    rows = _ordered(result, CANNOT_TELL)
+    rows = _ordered(result, verdict)
     return [str(row["semantic"]) for _, row in rows.iterrows() if row["p_value"] < alpha]
 
 
@@ -59,9 +59,14 @@ def headline(result: AuditResult) -> str:
     claimed = list(_ordered(result, EVIDENCE)["semantic"])
     if claimed:
         return f"Evidence that the decision depends on {', '.join(claimed)}"
-    undecided = _undecidable(result)
+    undecided = _reacting(result, CANNOT_TELL)
     if undecided:
-        return f"Cannot tell: the decision reacts to {', '.join(undecided)}, whose subspaces are not specific enough"
+        return (f"Cannot tell: the decision reacts to {', '.join(undecided)}, but the audit cannot tell which "
+                "semantic it uses")
+    alike = _reacting(result, NO_EVIDENCE)
+    if alike:
+        return (f"No evidence: the decision reacts to {', '.join(alike)} more easily than to random edits, but to "
+                "none more than to the other semantics")
     return "No evidence: " + NO_SEMANTIC + ("; " + NOTHING_CAPTURES if _settled(result) else "")
 
 
@@ -87,10 +92,15 @@ def describe(result: AuditResult) -> str:
         sentences.append(f"Within {size}, the decision reacts more easily to "
                          + "; and to ".join(_claim(row) for _, row in claimed.iterrows())
                          + " than to random edits of the same size.")
+    elif alike := _reacting(result, NO_EVIDENCE):
+        sentences.append(f"Within {size}, the decision reacts to {', '.join(alike)} more "
+                         "easily than to random edits of the same size, but to none of them more easily than to the "
+                         "other semantics, face by face: no evidence that it uses one of these semantics (a "
+                         "classifier that reacts to edits of the face in general looks like this).")
     else:
         sentences.append(NO_SEMANTIC[0].upper() + NO_SEMANTIC[1:] + "; " + (NOTHING_CAPTURES if _settled(result) else
                          "with more faces one might") + ".")
-    undecided = _undecidable(result)
+    undecided = _reacting(result, CANNOT_TELL)
     if undecided:
         table = result.table.set_index("semantic")
         sentences.append(" ".join(f"The decision also reacts to {name} more easily than to random edits, but "
