@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cfexplain.audit import evidence
-from cfexplain.audit.evidence import (CANNOT_TELL, EVIDENCE, NO_EVIDENCE, detectable_effect, dominates, face_scores,
-                                      holm, compare_with_control, verdicts)
+from cfexplain.audit.evidence import (CANNOT_TELL, EVIDENCE, NO_EVIDENCE, compare_with_control, detectable_effect,
+                                      dominates, face_scores, holm, stands_in_for, verdicts)
 
 INF = math.inf
 
@@ -91,10 +91,11 @@ def _edits(*rows: float, faces: int = 20) -> np.ndarray:
     return np.tile(np.array(rows, dtype=float), faces // len(rows))
 
 
-def _verdicts(edits, control, specific, cross_gains):
+def _verdicts(edits, control, specific, cross_gains, target_gains=None):
     tests = {name: compare_with_control(e, control) for name, e in edits.items()}
     adjusted = dict(zip(edits, holm([t.p_value for t in tests.values()])))
-    return verdicts(edits, tests, adjusted, specific, {n: "x" for n in edits}, cross_gains, 0.05)
+    target_gains = target_gains or {name: 0.8 for name in edits}
+    return verdicts(edits, tests, adjusted, specific, {n: "x" for n in edits}, cross_gains, target_gains, 0.05)
 
 
 def test_verdicts_claim_only_what_the_evidence_supports():
@@ -121,6 +122,15 @@ def test_verdicts_claim_only_what_the_evidence_supports():
     # cross gains not measured (subspaces of an older version): taken to move everything
     unmeasured = {**apart, "planted": None}
     assert _verdicts(edits, control[:, 1:], specific, unmeasured)["planted"].verdict == CANNOT_TELL
+    # the planted subspace moves the unspecific target less than random edits (0.9×), but more than the
+    # unspecific subspace itself does (0.3×): a decision that followed that target would flip up to 3×
+    # more easily along the planted subspace. Its edits (0.1 against 0.3) do not beat that: cannot tell
+    near = {**apart, "planted": {**apart["planted"], "unspecific": 0.9}}
+    weak_own = {name: (0.3 if name == "unspecific" else 0.8) for name in edits}
+    found = _verdicts(edits, control[:, 1:], specific, near, weak_own)
+    assert found["planted"].verdict == CANNOT_TELL and "unspecific" in found["planted"].reason
+    assert not stands_in_for(edits["planted"], np.full(faces, 0.5), 0.9, 0.3, 0.05)  # 5× smaller: more than 3×
+    assert _verdicts(edits, control[:, 1:], specific, near)["planted"].verdict == EVIDENCE  # own gain 0.8: 1.1×
 
 
 def test_detectable_effect_falls_with_more_faces():

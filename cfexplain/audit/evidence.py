@@ -24,10 +24,12 @@ beats::
   classifier that reacts to face edits in general (one trained on random labels does) beats the
   random control with several of them, but with none alone. ``cannot tell`` for a subspace whose
   specificity is low (its result would not mean anything); for a specific one level with such a
-  subspace; and for one whose edits may move the target of such an untestable semantic as much as
-  random edits do (the upper end of its ``cross_gains`` interval, as ``learn`` measured it, at 1
-  or more) while the decision reacts to that one too: the decision may follow either.
-  ``no evidence`` otherwise.
+  subspace; and for one that may be standing in for such an untestable semantic ``u`` that the
+  decision reacts to too (:func:`stands_in_for`): its edits move ``u``'s target as much as random
+  edits do (the upper end ``g`` of its ``cross_gains`` interval, as ``learn`` measured it, at 1 or
+  more), or they do not flip the decision more easily than ``u``'s own edits by more than the
+  factor ``g / t`` (``t``: ``u``'s target gain) that a decision following ``u``'s target would give
+  them. ``no evidence`` otherwise.
 
 docs/audit.md ("How the answer is decided") gives the measurements on the planted suite that chose
 these statistics.
@@ -44,7 +46,7 @@ from scipy import stats
 
 __all__ = ["EVIDENCE", "NO_EVIDENCE", "CANNOT_TELL", "NOT_TESTED", "VERDICTS", "SemanticTest", "beyond_budget",
            "face_scores", "compare_with_control", "holm", "dominates", "pairwise_dominance", "ranks_of", "detectable_effect",
-           "Verdict", "verdicts"]
+           "stands_in_for", "Verdict", "verdicts"]
 
 EVIDENCE, NO_EVIDENCE, CANNOT_TELL, NOT_TESTED = "evidence", "no evidence", "cannot tell", "not tested"
 VERDICTS = (EVIDENCE, NO_EVIDENCE, CANNOT_TELL, NOT_TESTED)
@@ -193,8 +195,8 @@ class Verdict:
 
 def verdicts(edits: Mapping[str, np.ndarray], tests: Mapping[str, SemanticTest], adjusted: Mapping[str, float],
              specific: Mapping[str, bool], specificity_text: Mapping[str, str],
-             cross_gains: Mapping[str, Mapping[str, float] | None], alpha: float,
-             better: Mapping[tuple[str, str], bool] | None = None) -> dict[str, Verdict]:
+             cross_gains: Mapping[str, Mapping[str, float] | None], target_gains: Mapping[str, float | None],
+             alpha: float, better: Mapping[tuple[str, str], bool] | None = None) -> dict[str, Verdict]:
     """Each semantic's verdict (module docstring).
 
     Args:
@@ -205,6 +207,8 @@ def verdicts(edits: Mapping[str, np.ndarray], tests: Mapping[str, SemanticTest],
         cross_gains: per semantic, the upper end of the interval of how much its edits move each
             other semantic's target relative to random edits (``None`` where not measured: then
             it is taken to move them all as much as random edits do).
+        target_gains: per semantic, how much its edits move its own target relative to random
+            edits (``None`` where not measured).
         alpha: the significance level.
         better: :func:`pairwise_dominance` of ``edits``, where already computed.
     """
@@ -217,7 +221,8 @@ def verdicts(edits: Mapping[str, np.ndarray], tests: Mapping[str, SemanticTest],
         explained = [other for other in beats if other != name and better[other, name]]
         level = [other for other in names if other != name and not better[name, other]]
         moved = [other for other in beats if other != name and not specific[other]
-                 and _moves(cross_gains.get(name), other)]
+                 and stands_in_for(edits[name], edits[other], _gain(cross_gains.get(name), other),
+                                   target_gains.get(other), alpha)]
         if not specific[name]:
             result[name] = Verdict(CANNOT_TELL, f"its subspace is not specific enough ({specificity_text[name]})")
         elif name not in beats:
@@ -231,9 +236,10 @@ def verdicts(edits: Mapping[str, np.ndarray], tests: Mapping[str, SemanticTest],
             result[name] = Verdict(verdict, f"it beats random edits ({p_text}) but does not stand out: {_listed(level)} "
                                             "flip the decision about as easily on the same faces")
         elif moved:
-            result[name] = Verdict(CANNOT_TELL, f"its edits may move the target of {_listed(moved)} as much as random "
-                                                f"edits do, and that subspace is not specific enough to be tested: the "
-                                                f"decision may follow {' or '.join(moved)} ({p_text})")
+            result[name] = Verdict(CANNOT_TELL, f"its edits also move the target of {_listed(moved)}, whose subspace is "
+                                                f"not specific enough to be tested, and it does not flip the decision "
+                                                f"more easily than that target's change would explain: the decision "
+                                                f"may follow {' or '.join(moved)} ({p_text})")
         else:
             result[name] = Verdict(EVIDENCE, f"easier than random edits ({p_text}, Holm) and than every other semantic "
                                              "on the same faces")
@@ -244,7 +250,23 @@ def _listed(names: Sequence[str]) -> str:
     return ", ".join(names)
 
 
-def _moves(gains: Mapping[str, float] | None, other: str) -> bool:
-    """Whether edits with these cross gains (upper ends) may move ``other``'s target as much as
-    random edits (taken so where it was not measured)."""
-    return gains is None or other not in gains or gains[other] >= 1.0
+def _gain(gains: Mapping[str, float] | None, other: str) -> float | None:
+    return None if gains is None else gains.get(other)
+
+
+def stands_in_for(edits: np.ndarray, other_edits: np.ndarray, cross_gain: float | None, other_target_gain: float | None,
+                  alpha: float) -> bool:
+    """Whether a semantic's flips may be explained by a decision that follows another semantic's target.
+
+    If the decision followed the other's target, an edit would flip it once it moved that target
+    far enough: the semantic's edits, which move it ``cross_gain`` times as much as random edits
+    (upper end), would then flip it at most ``cross_gain / other_target_gain`` times more easily
+    than the other's own edits. The semantic stands in for the other unless its edits are smaller
+    than the other's by more than that factor, face by face (:func:`dominates`); and always when
+    ``cross_gain`` is 1 or more (it moves the other's target as much as any edit does) or either
+    gain was not measured.
+    """
+    if cross_gain is None or other_target_gain is None or not other_target_gain > 0 or cross_gain >= 1.0:
+        return True
+    factor = max(1.0, cross_gain / other_target_gain)
+    return not dominates(np.asarray(edits, dtype=float) * factor, other_edits, alpha)

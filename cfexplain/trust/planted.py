@@ -261,6 +261,7 @@ def planted_suite(generator: Generator, parser: FaceParser, subspaces: SubspaceS
                   measurements: Sequence[str | PlantedMeasurement] | None = None, seeds: Sequence[int] = range(10),
                   pool: int = 8192, n: int = 32, landmarks: LandmarkDetector | None = None,
                   train_options: Mapping[str, Any] | None = None, matched: bool = True, progress: bool = True,
+                  data: tuple[torch.Tensor, Mapping[str, torch.Tensor]] | None = None,
                   **audit_options: Any) -> pd.DataFrame:
     """The planted-shortcut check for several measurements and seeds.
 
@@ -276,6 +277,8 @@ def planted_suite(generator: Generator, parser: FaceParser, subspaces: SubspaceS
     Args:
         measurements: names or objects (default: every planted measurement and every negative
             control of :data:`~cfexplain.trust.measurements.NEGATIVE_CONTROLS`).
+        data: the pool as :func:`planted_dataset` returns it (``pool`` faces drawn with seed
+            12345, with every measurement needed), to reuse one generated and measured before.
 
     Returns:
         One row per measurement × seed: ``measurement, semantic, seed, outcome`` (``correct
@@ -288,7 +291,13 @@ def planted_suite(generator: Generator, parser: FaceParser, subspaces: SubspaceS
     if missing:
         raise InputError(f"the subspace set lacks {missing}, the semantics of the planted measurements")
     measured = chosen + [m for m in PLANTED_MEASUREMENTS.values() if matched and m not in chosen]
-    images, scores = planted_dataset(generator, parser, pool, measured, landmarks=landmarks, seed=12345)
+    if data is None:
+        data = planted_dataset(generator, parser, pool, measured, landmarks=landmarks, seed=12345)
+    images, scores = data
+    lacking = [m.name for m in measured if m.name not in scores]
+    if lacking or len(images) != pool:
+        raise InputError(f"the pool passed as data= has {len(images)} faces (pool = {pool}) and lacks the measurements "
+                         f"{lacking}")
     options = {"n_train": min(4000, pool // 3 if matched else pool), **(train_options or {})}
     rows = []
     from tqdm.auto import tqdm

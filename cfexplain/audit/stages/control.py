@@ -120,7 +120,8 @@ class Evidence(Stage):
             edits, tests, adjusted, {n: m is not None and not m.low for n, m in measured.items()},
             {n: _in_words(m) for n, m in measured.items()},
             {n: {o: high for o, (_, _, high) in m.cross_gains.items()} if m is not None and m.cross_gains else None
-             for n, m in measured.items()}, alpha, better)
+             for n, m in measured.items()},
+            {n: m.target_gain if m is not None else None for n, m in measured.items()}, alpha, better)
         summary.columns.update({
             "verdict": [verdicts[name].verdict for name in names], "reason": [verdicts[name].reason for name in names],
             "effect": [tests[name].effect for name in names], "effect_low": [tests[name].low for name in names],
