@@ -68,7 +68,7 @@ def worker(faces: int, out: Path) -> None:
     barrier = (lambda: torch.distributed.barrier()) if ranks.world_size > 1 else (lambda: None)
     barrier()
     start = time.perf_counter()
-    result = audit(generator, classifier, subspaces, n=faces, semantics=semantics, ig_steps=16, progress=False,
+    result = audit(generator, classifier, subspaces, faces, semantics=semantics, ig_steps=16, progress=False,
                    distributed=ranks.world_size > 1)
     mine = time.perf_counter() - start
     barrier()

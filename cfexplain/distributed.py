@@ -12,7 +12,7 @@ Launch the same script once per process with ``torchrun`` (``--nproc-per-node N`
     generator = cfexplain.load_generator("ffhq.pkl", device=ranks.device("cuda"))
     ...
     subspaces = cfexplain.learn_subspaces(generator, semantics, distributed=True)  # on every rank
-    result = cfexplain.audit(generator, classifier, subspaces, n=10_000, distributed=True)
+    result = cfexplain.audit(generator, classifier, subspaces, 10_000, distributed=True)
     if ranks.is_main:                                      # rank 0 holds the gathered result
         result.save("audit/")
 

@@ -296,7 +296,7 @@ def test_an_audit_refuses_an_edited_json(workspace, tmp_path):
     from cfexplain.audit import AuditResult, audit
 
     classifier = Classifier(Brightness(), output=OutputSpec.softmax(["dark", "bright"]))
-    result = audit(workspace["generator"], classifier, _subspaces(workspace["generator"]), n=2, joint=False,
+    result = audit(workspace["generator"], classifier, _subspaces(workspace["generator"]), faces=2, joint=False,
                    controls=0, progress=False)
     folder = result.save(tmp_path / "audit")
     assert AuditResult.load(folder).table["flip_rate"].tolist() == result.table["flip_rate"].tolist()

@@ -126,7 +126,7 @@ def test_a_saved_subspace_set_carries_its_semantics(workspace):
     assert [c.name for c in rebuilt[0].keep] == ["outside:lips", "landmarks:lips (centred)"]
     generator = load_generator(checkpoint)
     classifier = Classifier(Brightness(), output=OutputSpec.softmax(["dark", "bright"]))
-    result = audit(generator, classifier, subspaces, n=4, joint=False, controls=2, progress=False)
+    result = audit(generator, classifier, subspaces, faces=4, joint=False, controls=2, progress=False)
     flipped = result.table.set_index("semantic")["flip_rate"] > 0
     assert result.table.set_index("semantic").loc[flipped, "side_effect"].notna().all() and flipped.any()
     lip = subspaces["lip_colour"]
@@ -134,7 +134,7 @@ def test_a_saved_subspace_set_carries_its_semantics(workspace):
     with pytest.raises(InputError, match="cannot rebuild semantic 'lip_colour'"):
         semantics_of(by_hand)
     with pytest.warns(MissingSemanticsWarning, match="lip_colour"):
-        bare = audit(generator, classifier, by_hand, n=2, joint=False, controls=0, baseline=False, progress=False)
+        bare = audit(generator, classifier, by_hand, faces=2, joint=False, controls=0, baseline=False, progress=False)
     assert bare.table["side_effect"].isna().all()
 
 

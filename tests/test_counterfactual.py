@@ -157,7 +157,7 @@ def test_explainer_input_errors(setting):
 
 def test_audit_finds_the_planted_rule(setting, tmp_path):
     generator, classifier, subspaces, semantics = setting
-    result = audit(generator, classifier, subspaces, n=12, seed=1, unit="latent", budget=4.0, semantics=semantics, progress=False)
+    result = audit(generator, classifier, subspaces, faces=12, seed=1, unit="latent", budget=4.0, semantics=semantics, progress=False)
     table = result.to_dataframe()
     assert set(TABLE_COLUMNS) - {"other_heads_flipped"} <= set(table.columns)  # that one is for sigmoid heads
     assert result.ranking()[0] == "left_colour"
@@ -271,7 +271,7 @@ def test_saved_results_of_another_format_or_damaged_are_refused(setting, tmp_pat
     from cfexplain.errors import CorruptCheckpointError
 
     generator, classifier, subspaces, semantics = setting
-    result = audit(generator, classifier, subspaces, n=3, seed=1, joint=False, controls=0, progress=False)
+    result = audit(generator, classifier, subspaces, faces=3, seed=1, joint=False, controls=0, progress=False)
     folder = result.save(tmp_path / "audit")
     subspaces.save(tmp_path / "subspaces")
     cases = [(folder / "audit.json", AuditResult.load, folder),
@@ -355,7 +355,7 @@ def test_an_audit_that_fails_after_the_search_keeps_it(setting):
 
     broken = [Semantic(s.name, s.target, keep=[FunctionCriterion(Failing(), name="broken")]) for s in semantics]
     with pytest.raises(RuntimeError, match="analyzer broke") as caught:
-        audit(generator, classifier, subspaces, n=4, unit="latent", budget=4.0, semantics=broken, controls=0,
+        audit(generator, classifier, subspaces, faces=4, unit="latent", budget=4.0, semantics=broken, controls=0,
               progress=False)
     partial = caught.value.partial_result
     assert isinstance(partial, CounterfactualResult) and len(partial.table) == 4 * (len(subspaces) + 1)  # + the baseline
@@ -414,7 +414,7 @@ def test_audit_resumes_its_finished_stages(setting, tmp_path, monkeypatch):
     audit_module = importlib.import_module("cfexplain.audit.stages.joint")  # the stage that runs the joint search
 
     generator, classifier, subspaces, semantics = setting
-    options = dict(n=8, seed=1, unit="latent", budget=4.0, semantics=semantics, progress=False)
+    options = dict(faces=8, seed=1, unit="latent", budget=4.0, semantics=semantics, progress=False)
     clean = audit(generator, classifier, subspaces, **options)
 
     def killed(*args, **kwargs):
@@ -434,18 +434,18 @@ def test_audit_resumes_its_finished_stages(setting, tmp_path, monkeypatch):
 
 
 def test_faces_auto_adds_rounds_until_decided_and_matches_a_fixed_audit(setting, monkeypatch):
-    """``n="auto"`` stops once every verdict is decided; when it goes on, its rounds give the faces'
+    """``faces="auto"`` stops once every verdict is decided; when it goes on, its rounds give the faces'
     results a fixed audit of as many faces gives, and its looks share ``alpha``."""
     core = importlib.import_module("cfexplain.audit.core")
     generator, classifier, subspaces, semantics = setting
     options = dict(seed=1, unit="latent", budget=4.0, semantics=semantics, joint=False, controls=4, progress=False)
-    decided = audit(generator, classifier, subspaces, n="auto", max_faces=48, **options)
+    decided = audit(generator, classifier, subspaces, faces="auto", max_faces=48, **options)
     assert decided.settings["n"] == 32 and decided.settings["looks"] == 2
     assert decided.settings["alpha_per_look"] == pytest.approx(0.025)
     assert decided.verdict("left_colour") == "evidence"
     monkeypatch.setattr(core, "_open_verdicts", lambda summary: ["right_colour"])  # never decided: every round
-    rounds = audit(generator, classifier, subspaces, n="auto", max_faces=48, **options)
-    fixed = audit(generator, classifier, subspaces, n=48, **options)
+    rounds = audit(generator, classifier, subspaces, faces="auto", max_faces=48, **options)
+    fixed = audit(generator, classifier, subspaces, 48, **options)
     assert rounds.settings["n"] == 48
     columns = ["face", "subspace", "flipped", "min_edit", "sensitivity"]
     pd.testing.assert_frame_equal(rounds.counterfactuals.table[columns], fixed.counterfactuals.table[columns],

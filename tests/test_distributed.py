@@ -19,7 +19,7 @@ from cfexplain.errors import InputError
 from cfexplain.subspaces import learn_subspaces
 from synthetic import planted_rule_setting
 
-AUDIT = dict(n=11, seed=1, unit="latent", budget=4.0, batch_size=5, progress=False)
+AUDIT = dict(faces=11, seed=1, unit="latent", budget=4.0, batch_size=5, progress=False)
 LEARN = dict(space="z", n_samples=6, batch_size=2, method="randomized", seed=3, progress=False)
 
 

@@ -176,13 +176,13 @@ def test_explainer_budget_follows_its_unit():
 
 def test_audit_says_plainly_when_nothing_flips():
     generator, classifier, subspaces, semantics = planted_rule_setting()
-    result = audit(generator, classifier, subspaces, n=6, budget=1e-4, joint=False, progress=False)
+    result = audit(generator, classifier, subspaces, faces=6, budget=1e-4, joint=False, progress=False)
     assert result.nothing_flipped and "Nothing flipped" in result.summary()
     assert "no evidence either way" in result.headline()
     table = result.table.set_index("semantic")
     assert (table["rank"] == 1).all() and (table["verdict"] != "evidence").all()  # nothing tells them apart
     assert {"sensitivity", "random_sensitivity", "random_median_min_edit"} <= set(result.table.columns)
-    flipping = audit(generator, classifier, subspaces, n=6, joint=False, progress=False)
+    flipping = audit(generator, classifier, subspaces, faces=6, joint=False, progress=False)
     assert not flipping.nothing_flipped and "Nothing flipped" not in flipping.summary()
 
 

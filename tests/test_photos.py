@@ -14,7 +14,7 @@ from PIL import Image
 from cfexplain import zoo
 from cfexplain.errors import InputError, PhotoError, ShapeError
 from cfexplain.imaging import to_pil
-from cfexplain.photos import (FFHQFraming, InversionLoss, InversionResult, TemplateFraming, align_faces,
+from cfexplain.photos import (FFHQFraming, InversionLoss, InversionResult, Photos, TemplateFraming, align_faces,
                               check_faithfulness, invert, load_photos, photo_codes, square_crop)
 from cfexplain.zoo import _wheels
 from cfexplain.zoo._tflite import convert_tflite
@@ -280,16 +280,20 @@ def test_explain_and_audit_take_photos_and_keep_unfaithful_ones_out_of_the_table
     shifted[1, 1] += 1.5 * (1 if int(decided[1]) == 1 else -1)
     doctored = InversionResult(inversion.codes, "s", inversion.targets, shifted.clamp(-1, 1), inversion.psnr, {},
                                inversion.names)
-    report = audit(generator, classifier, subspaces, images=doctored, unit="latent", budget=6.0, joint=False,
+    report = audit(generator, classifier, subspaces, Photos(doctored), unit="latent", budget=6.0, joint=False,
                    controls=0, progress=False)
     photos = report.counterfactuals.photos
     assert photos.faithful.tolist() == [True, False, True]
     assert report.settings["n"] == 2 and report.counterfactuals.table["faithful"].eq(False).sum() == 2
     assert "2/3 photos keep their decision" in report.summary() and "faithful ones only" in report.summary()
-    everyone = audit(generator, classifier, subspaces, images=doctored, unit="latent", budget=6.0, joint=False,
+    everyone = audit(generator, classifier, subspaces, doctored, unit="latent", budget=6.0, joint=False,
                      controls=0, include_unfaithful=True, progress=False)
     assert everyone.settings["n"] == 3
     assert AuditResult.load(report.save(tmp_path / "audit")).counterfactuals.photos.faithful.tolist() == [True, False, True]
+    with pytest.raises(InputError, match="one value"):
+        audit(generator, classifier, subspaces, images=doctored, controls=0, progress=False)
+    with pytest.raises(InputError, match="faces must be"):
+        audit(generator, classifier, subspaces, 2.5, controls=0, progress=False)
 
 
 def test_a_photo_folder_goes_through_the_whole_path(tmp_path, generator, examples):

@@ -18,7 +18,7 @@ from synthetic import planted_rule_setting
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     generator, classifier, subspaces, semantics = planted_rule_setting()
-    result = audit(generator, classifier, subspaces, n=12, seed=1, unit="latent", budget=4.0, semantics=semantics,
+    result = audit(generator, classifier, subspaces, faces=12, seed=1, unit="latent", budget=4.0, semantics=semantics,
                    progress=False)
     folder = tmp_path_factory.mktemp("report")
     paths = write_report(folder, generator, subspaces, [ReportSection("left redness: flip", result, classifier)],

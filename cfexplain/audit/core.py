@@ -6,7 +6,7 @@ import dataclasses
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import torch
@@ -20,7 +20,8 @@ from ..distributed import SINGLE_PROCESS, Ranks, ranks_for
 from ..errors import CfexplainError, InputError
 from ..generators.base import Generator
 from ..photos.faithfulness import PhotoFaces
-from ..photos.pipeline import photo_codes
+from ..photos.inversion import InversionResult
+from ..photos.pipeline import Photos
 from ..subspaces.core import Semantic, SubspaceSet
 from .columns import COLUMNS
 from .evidence import NO_EVIDENCE
@@ -36,44 +37,50 @@ class MissingSemanticsWarning(UserWarning):
     """An audit without the semantics of its subspaces: its side effects are not measured."""
 
 
-def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, *, target: Any = "flip",
-          semantics: Sequence[Semantic] | None = None, images: Any = None,
-          photo_options: Mapping[str, Any] | None = None, distributed: bool = False,
-          checkpoint_dir: str | os.PathLike | None = None, **options: Any) -> AuditResult | None:
+def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet,
+          faces: int | Literal["auto"] | Photos = 32, *, target: Any = "flip", semantics: Sequence[Semantic] | None = None,
+          distributed: bool = False, checkpoint_dir: str | os.PathLike | None = None,
+          **options: Any) -> AuditResult | None:
     """Audit ``classifier``: for many faces and every subspace, does the decision react to the semantic
     more easily than to a random edit of the same size?
 
     Args:
         generator, classifier, subspaces: what to audit with; the subspaces' latent space is used.
+        faces: the faces to audit, as one value:
+
+            * a number: that many generated faces, drawn with the audit's ``seed`` (face ``i`` of
+              a seed is the same face in every audit, whatever the number);
+            * ``"auto"``: generated faces in rounds until every verdict is decided, at most
+              ``max_faces`` (docs/audit.md, "Enough faces");
+            * :class:`~cfexplain.photos.Photos` (or what it takes as ``images``: a tensor
+              ``(N, 3, H, W)`` in ``[-1, 1]``, an image file or folder, a list of files, an
+              :class:`~cfexplain.photos.InversionResult`): the photos are aligned and inverted
+              with the options they carry, and each is gated: a photo whose reconstruction the
+              classifier decides differently on is *unfaithful*. Every photo's counterfactuals
+              are kept in ``counterfactuals`` (the ``faithful`` column flags them), but the table,
+              the metrics and the later stages use the faithful photos only, unless
+              ``include_unfaithful``.
         target: the decision change sought (see :func:`cfexplain.counterfactual.resolve_target`).
         semantics: the :class:`Semantic` objects the subspaces were learned from; their keep
             criteria give the ``side_effect`` column. Default: rebuilt from what the subspaces
             record (:func:`~cfexplain.presets.semantics_of`; a set learned from the presets
             records it); where they cannot be, a :class:`MissingSemanticsWarning` says why and the
             column is NaN.
-        images: audit photos instead of ``n`` generated faces: a tensor ``(N, 3, H, W)`` in
-            ``[-1, 1]``, an image file, a folder, a list of files, or an
-            :class:`~cfexplain.photos.InversionResult`. They are aligned and inverted
-            (``photo_options``: see :func:`~cfexplain.photos.photo_codes`), and each is gated: a
-            photo whose reconstruction the classifier decides differently on is *unfaithful*.
-            Every photo's counterfactuals are kept in ``counterfactuals`` (the ``faithful`` column
-            flags them), but the table, the metrics and the later stages use the faithful photos
-            only, unless ``include_unfaithful``.
         distributed: share the faces among the processes of the initialized ``torch.distributed``
-            process group (:mod:`cfexplain.distributed`; generated faces only): each process
-            searches its block of faces (whole blocks of
-            :data:`~cfexplain.counterfactual.joint.JOINT_BATCH_FACES`, so ``n`` must give each
+            process group (:mod:`cfexplain.distributed`; a number of generated faces only): each
+            process searches its block of faces (whole blocks of
+            :data:`~cfexplain.counterfactual.joint.JOINT_BATCH_FACES`, so ``faces`` must give each
             process one) and rank 0 gathers the result, equal to a single-process audit's within
             floating-point tolerance. Every rank must call ``audit`` alike; rank 0 returns the
             :class:`AuditResult`, the others ``None``.
         checkpoint_dir: save each process's finished work there (the searches after every batch,
             then each later stage) and resume from it: a rerun of the same audit redoes only
             what was not finished, each rank its own share.
-        options: the audit's settings (:class:`~cfexplain.audit.AuditSettings`: ``n`` (or ``"auto"``), ``max_faces``, ``seed``,
-            ``controls``, ``alpha``, ``joint``, ``attribution``, ``baseline``, ``group_weight``,
-            ``joint_steps``, ``ig_steps``, ``include_unfaithful``) and the search's
-            (:class:`~cfexplain.counterfactual.SearchSettings`: ``unit``, ``budget``, ``steps``,
-            ``margin``, ``batch_size``, ``progress`` …).
+        options: the audit's settings (:class:`~cfexplain.audit.AuditSettings`: ``max_faces``,
+            ``seed``, ``controls``, ``alpha``, ``joint``, ``attribution``, ``baseline``,
+            ``group_weight``, ``joint_steps``, ``ig_steps``, ``include_unfaithful``) and the
+            search's (:class:`~cfexplain.counterfactual.SearchSettings`: ``unit``, ``budget``,
+            ``steps``, ``margin``, ``batch_size``, ``progress`` …).
 
     Returns:
         An :class:`AuditResult` (``None`` on the ranks other than 0 of a distributed audit), its
@@ -84,11 +91,14 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
     per-semantic search's finished batches, or all of it when a later stage failed; in a
     distributed audit, this process's faces).
     """
+    count, photos_given = _faces_of(faces, options)
+    if count is not None:
+        options = {**options, "n": count}
     settings, search_options = _split_options(options)
     names = _audited_names(subspaces)
     ranks = ranks_for(distributed)
     if ranks.world_size > 1:
-        if images is not None:
+        if photos_given is not None:
             raise InputError("a distributed audit audits generated faces; audit photos in one process (or invert "
                              "them first, with cfexplain.invert, and audit the InversionResult in one process)")
         search_options["progress"] = search_options.get("progress", True) and ranks.is_main
@@ -96,12 +106,12 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
                                         **search_options)
     if semantics is None:
         semantics = _recorded_semantics(subspaces, generator.device)
-    if settings.n == AUTO:
-        if images is not None or ranks.world_size > 1:
-            raise InputError("n='auto' adds generated faces in rounds in one process; give photo and distributed "
-                             "audits a number of faces")
+    if count == AUTO:
+        if ranks.world_size > 1:
+            raise InputError("faces='auto' adds generated faces in rounds in one process; give a distributed audit "
+                             "a number of faces")
         return _audit_in_rounds(explainer, names, target, settings, tuple(semantics), checkpoint_dir)
-    codes, photos, first_face = _faces(explainer, settings, ranks, images, photo_options)
+    codes, photos, first_face = _faces(explainer, settings, ranks, photos_given)
     included = torch.arange(len(codes))
     if photos is not None and not settings.include_unfaithful:
         included = photos.faithful.nonzero()[:, 0]
@@ -129,7 +139,7 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet, 
 
 def _audit_in_rounds(explainer: CounterfactualExplainer, names: list[str], target: Any, settings: AuditSettings,
                      semantics: tuple[Semantic, ...], checkpoint_dir: str | os.PathLike | None) -> AuditResult:
-    """``n="auto"``: faces in rounds (:func:`~cfexplain.audit.settings.auto_rounds`) until every
+    """``faces="auto"``: faces in rounds (:func:`~cfexplain.audit.settings.auto_rounds`) until every
     verdict is decided or ``max_faces`` is reached. Each round searches only its new faces (faces
     of the same draw as a fixed audit's), and every look tests at ``alpha / looks`` (Bonferroni
     over the looks), so the family-wise error stays within ``alpha``."""
@@ -199,14 +209,34 @@ def _audited_names(subspaces: SubspaceSet) -> list[str]:
     return names
 
 
-def _faces(explainer: CounterfactualExplainer, settings: AuditSettings, ranks: Ranks, images: Any,
-           photo_options: Mapping[str, Any] | None) -> tuple[torch.Tensor, PhotoFaces | None, int]:
+_PHOTO_SOURCES = (str, os.PathLike, torch.Tensor, InversionResult, list, tuple)
+
+
+def _faces_of(faces: Any, options: Mapping[str, Any]) -> tuple[int | str | None, Photos | None]:
+    """``faces`` as ``(number of generated faces or "auto", None)`` or ``(None, photos)``."""
+    moved = {"n": "faces=<number>", "images": "faces=Photos(images, ...)", "photo_options": "Photos(images, align=, "
+             "alignment=, inversion=)"}
+    clash = sorted(set(options) & set(moved))
+    if clash:
+        raise InputError(f"audit takes its faces as one value: pass {moved[clash[0]]} instead of {clash[0]}=")
+    if isinstance(faces, Photos):
+        return None, faces
+    if faces == AUTO or (isinstance(faces, int) and not isinstance(faces, bool)):
+        return faces, None
+    if isinstance(faces, _PHOTO_SOURCES):
+        return None, Photos(faces)
+    raise InputError(f"faces must be a number of faces, 'auto', or photos (cfexplain.photos.Photos, a tensor, a file, "
+                     f"a folder, a list of files, an InversionResult), got {type(faces).__name__}")
+
+
+def _faces(explainer: CounterfactualExplainer, settings: AuditSettings, ranks: Ranks,
+           photos: Photos | None) -> tuple[torch.Tensor, PhotoFaces | None, int]:
     """This process's faces: its block of the ``n`` generated ones (and the first one's place
     among them), or the photos' codes."""
-    if images is not None:
-        options = {"progress": explainer.settings.progress, **dict(photo_options or {})}
-        codes, photos, _ = photo_codes(explainer.generator, explainer.classifier, explainer.space, images, **options)
-        return codes, photos, 0
+    if photos is not None:
+        codes, gated, _ = photos.codes(explainer.generator, explainer.classifier, explainer.space,
+                                       progress=explainer.settings.progress)
+        return codes, gated, 0
     if ranks.world_size == 1:
         return explainer.faces(settings.n), None, 0
     ranks.check_shareable(settings.n, "faces", block=JOINT_BATCH_FACES)

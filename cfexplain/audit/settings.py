@@ -21,13 +21,13 @@ from ..errors import InputError
 __all__ = ["AUTO", "AUTO_FIRST_FACES", "AUTO_ROUND_FACES", "AuditSettings", "auto_rounds"]
 
 AUTO = "auto"
-"""``n="auto"``: add faces in rounds until every verdict is decided (``max_faces`` at most)."""
+"""``faces="auto"``: add faces in rounds until every verdict is decided (``max_faces`` at most)."""
 AUTO_FIRST_FACES, AUTO_ROUND_FACES = 32, 16
-"""An ``n="auto"`` audit's first round and every later one (whole joint-search batches of 8)."""
+"""A ``faces="auto"`` audit's first round and every later one (whole joint-search batches of 8)."""
 
 
 def auto_rounds(max_faces: int) -> list[tuple[int, int]]:
-    """The faces ``[start, stop)`` of each round of an ``n="auto"`` audit up to ``max_faces``: the
+    """The faces ``[start, stop)`` of each round of a ``faces="auto"`` audit up to ``max_faces``: the
     first :data:`AUTO_FIRST_FACES`, then :data:`AUTO_ROUND_FACES` more at a time."""
     stops = list(range(AUTO_FIRST_FACES, max_faces, AUTO_ROUND_FACES)) + [max_faces]
     return list(zip([0, *stops[:-1]], stops))
@@ -40,8 +40,8 @@ class AuditSettings:
     Attributes:
         n: the number of generated faces, or ``"auto"``: rounds of faces until every verdict is
             decided, at most ``max_faces`` (:func:`auto_rounds`; the verdicts then test at
-            ``alpha`` divided by the number of possible rounds).
-        max_faces: the most faces of an ``n="auto"`` audit.
+            ``alpha`` divided by the number of possible rounds). Set from ``audit``'s ``faces``.
+        max_faces: the most faces of a ``faces="auto"`` audit.
         seed: seed of the faces, of the random control and of the side effects' random edits.
         controls: random subspaces per dimension in the control (each searched on every face like
             a semantic); 0 runs no control, and then no verdicts.

@@ -21,6 +21,7 @@ from .config import load_config, make_analyzers, make_classifier, make_generator
 from .._options import cli_fields
 from ..audit import AuditSettings
 from ..counterfactual.settings import SearchSettings
+from ..photos.pipeline import Photos
 from .gates import check_gates, failed_gates, parse_gate
 
 __all__ = ["EXIT_OK", "EXIT_GATE_FAILED", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "run_demo", "run_learn", "run_explain", "run_audit", "run_report"]
@@ -151,12 +152,12 @@ def run_demo(args: argparse.Namespace) -> int:
                         "30 and over": [a for a in ages.labels if float(a) >= 30]}, name="dlib age (under 30 / 30 and over)")
     semantics = facemesh_semantics(parser, landmarks)
     subspaces = _demo_subspaces(generator, semantics, args)
-    options = dict(n=args.faces, seed=args.seed, semantics=semantics, ig_steps=16, progress=_progress(args))
+    options = dict(seed=args.seed, semantics=semantics, ig_steps=16, progress=_progress(args))
     sections = []
     for title, classifier in (("Gender classifier: flip the decision", gender),
                               ("Age classifier (under 30 / 30 and over): flip the decision", age)):
         _say(args, f"auditing: {title}")
-        result = audit(generator, classifier, subspaces, **options)
+        result = audit(generator, classifier, subspaces, args.faces, **options)
         sections.append(ReportSection(title, result, classifier))
         _say(args, f"  answer: {result.headline()}")
     paths = write_report(out, generator, subspaces, sections, title="cfexplain demo: auditing the zoo's classifiers",
@@ -240,12 +241,6 @@ def _audit_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {field.name: settings[field.name] for field in cli_fields(AuditSettings) if settings.get(field.name) is not None}
 
 
-def _faces(settings: dict[str, Any]) -> dict[str, int | str]:
-    """``{"n": faces}`` where the number of faces (or ``"auto"``) is given (else the library's
-    default); the settings validate it."""
-    return {"n": settings["faces"]} if settings.get("faces") is not None else {}
-
-
 def _audit_inputs(args: argparse.Namespace, section: str):
     from ..subspaces import SubspaceSet
 
@@ -292,36 +287,34 @@ def _audit_semantics(args: argparse.Namespace, config: dict, subspaces, device: 
         return None
 
 
-def _photos(settings: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """``images`` and ``photo_options`` for the explainer or the audit when photos are given (``{}`` otherwise)."""
+def _photos(settings: dict[str, Any]) -> Photos | None:
+    """The photos of ``--images`` with their alignment and inversion options (``None`` without)."""
     if not settings.get("images"):
-        return {}
+        return None
     path = Path(settings["images"])
     if not path.exists():
         raise InputError(f"--images {path}: no such file or folder")
     alignment = {"multiple": settings.get("multiple_faces") or "error",
                  "skip_unusable": bool(settings.get("skip_unusable"))}
     inversion = {"steps": int(settings["inversion_steps"])} if settings.get("inversion_steps") is not None else {}
-    return {"images": path, "photo_options": {"alignment": alignment, "inversion": inversion}}
+    return Photos(path, alignment=alignment, inversion=inversion)
 
 
 def run_explain(args: argparse.Namespace) -> int:
     """Counterfactuals of faces (generated, or the photos of --images) in every subspace and along
     the unconstrained latent gradient; saved with their table."""
     from ..counterfactual import CounterfactualExplainer
-    from ..photos.pipeline import photo_codes
 
     _, generator, classifier, subspaces, settings, out, _ = _audit_inputs(args, "explain")
     explainer = CounterfactualExplainer(generator, classifier, subspaces, **_search_options(settings, args))
-    photos = _photos(settings, args)
+    photos = _photos(settings)
     with _keeping_partial_results(args, out / "partial"):
-        if photos:
-            codes, faces, _ = photo_codes(generator, classifier, subspaces.space, photos["images"],
-                                          progress=_progress(args), **photos["photo_options"])
+        if photos is not None:
+            codes, faces, _ = photos.codes(generator, classifier, subspaces.space, progress=_progress(args))
             result = explainer.explain(codes, target=_target(settings.get("target")), baseline=True).with_photos(faces)
         else:
-            result = explainer.explain(_faces(settings).get("n", EXPLAIN_FACES), target=_target(settings.get("target")),
-                                       baseline=True)
+            faces = settings["faces"] if settings.get("faces") is not None else EXPLAIN_FACES
+            result = explainer.explain(faces, target=_target(settings.get("target")), baseline=True)
     _save_counterfactuals(result, out)
     if result.photos is not None:
         _say(args, result.photos.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
@@ -345,11 +338,10 @@ def run_audit(args: argparse.Namespace) -> int:
     check_gates(gates, list(subspaces), kind=classifier.kind, controls=chosen.get("controls"))
     semantics = _audit_semantics(args, config, subspaces, str(generator.device))
     with _keeping_partial_results(args, out / "partial"):
-        photos = _photos(settings, args)
-        faces = {} if photos else _faces(settings)
-        result = audit(generator, classifier, subspaces, **faces, target=_target(settings.get("target")),
+        faces = _photos(settings) or (settings["faces"] if settings.get("faces") is not None else AuditSettings.n)
+        result = audit(generator, classifier, subspaces, faces, target=_target(settings.get("target")),
                        semantics=[] if semantics is None else semantics,
-                       include_unfaithful=bool(settings.get("include_unfaithful")), **photos,
+                       include_unfaithful=bool(settings.get("include_unfaithful")),
                        distributed=ranks.world_size > 1, checkpoint_dir=settings.get("checkpoint_dir"),
                        **chosen, **_search_options(settings, args))
     if result is None:  # a rank other than 0: rank 0 holds the gathered audit and writes it

@@ -4,7 +4,7 @@ latent space, and check that the classifier decides on each reconstruction as on
 * :func:`align_faces` (BlazeFace detection, FaceMesh landmarks, a :class:`Framing`) → :class:`AlignedFaces`;
 * :func:`invert` → :class:`InversionResult` (codes, reconstructions, PSNR, loss terms);
 * :func:`check_faithfulness` → :class:`PhotoFaces` (the gate: decision on photo and reconstruction);
-* :func:`photo_codes`: all three, as the explainer and the audit run them for ``images=``.
+* :func:`photo_codes`: all three, for the explainer's codes; :class:`Photos`: photos as an audit's ``faces``.
 
 docs/photos.md is the tutorial.
 """
@@ -14,11 +14,11 @@ from .detection import BLAZEFACE_KEYPOINTS, BlazeFaceDetector, FaceDetection, ph
 from .faithfulness import PhotoFaces, check_faithfulness
 from .inversion import InversionLoss, InversionResult, invert, psnr
 from .io import PHOTO_SUFFIXES, Photo, load_photos, pixels_of
-from .pipeline import photo_codes
+from .pipeline import Photos, photo_codes
 
 __all__ = [
     "AlignedFaces", "BLAZEFACE_KEYPOINTS", "BlazeFaceDetector", "FFHQFraming", "FaceDetection", "Framing",
-    "InversionLoss", "InversionResult", "PHOTO_SUFFIXES", "Photo", "PhotoFaces", "TemplateFraming", "align_faces",
+    "InversionLoss", "InversionResult", "PHOTO_SUFFIXES", "Photo", "PhotoFaces", "Photos", "TemplateFraming", "align_faces",
     "check_faithfulness", "default_framing", "invert", "load_photos", "photo_codes", "photo_landmarks", "pixels_of", "psnr",
     "square_crop",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -15,7 +16,7 @@ from .faithfulness import PhotoFaces, check_faithfulness
 from .inversion import InversionResult, invert
 from .io import PhotoSource, load_photos
 
-__all__ = ["photo_codes"]
+__all__ = ["Photos", "photo_codes"]
 
 
 def photo_codes(generator: Generator, classifier: Classifier, space: str, images: PhotoSource | InversionResult, *,
@@ -59,3 +60,28 @@ def photo_codes(generator: Generator, classifier: Classifier, space: str, images
         result = invert(generator, pixels, space=space, **options)
     codes = result.codes.to(generator.device, generator.dtype)
     return codes, check_faithfulness(classifier, result, skipped=skipped), result
+
+
+@dataclass(frozen=True)
+class Photos:
+    """Photos as the faces of an audit: where they are, and how to align and invert them.
+
+    ``audit(generator, classifier, subspaces, faces=Photos("my_photos/", alignment={"multiple":
+    "largest"}))`` aligns, inverts and gates them with :func:`photo_codes`.
+
+    Attributes:
+        images: an :class:`InversionResult`, or photos (a tensor ``(N, 3, H, W)`` in ``[-1, 1]``,
+            a file, a folder, a list of files).
+        align, alignment, inversion: as :func:`photo_codes` takes them.
+    """
+
+    images: PhotoSource | InversionResult
+    align: bool | Literal["auto"] = "auto"
+    alignment: Mapping[str, Any] | None = None
+    inversion: Mapping[str, Any] | None = None
+
+    def codes(self, generator: Generator, classifier: Classifier, space: str, *,
+              progress: bool = False) -> tuple[torch.Tensor, PhotoFaces, InversionResult]:
+        """:func:`photo_codes` of these photos: ``(codes, photos, inversion)``."""
+        return photo_codes(generator, classifier, space, self.images, align=self.align, alignment=self.alignment,
+                           inversion=self.inversion, progress=progress)

@@ -245,7 +245,7 @@ def planted_shortcut_check(generator: Generator, parser: FaceParser, subspaces: 
     classifier, accuracy = planted_shortcut_classifier(generator, parser, region=region, reference=reference,
                                                        measurement=measurement, landmarks=landmarks, seed=seed,
                                                        data=data, confounders=confounders, **(train_options or {}))
-    result = audit(generator, classifier, subspaces, n=n, seed=seed + 1000, progress=False, **audit_options)
+    result = audit(generator, classifier, subspaces, n, seed=seed + 1000, progress=False, **audit_options)
     table = result.table.set_index("semantic")
     claimed = result.evidence
     undecided = bool(((table["verdict"] == CANNOT_TELL) & (table["p_value"] < result.settings["alpha"])).any())

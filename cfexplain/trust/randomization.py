@@ -42,8 +42,8 @@ def randomization_check(generator: Generator, classifier: Classifier, subspaces:
         rate moves by more than 0.2.
     """
     options = {"joint": False, "attribution": False, "controls": 0, "progress": False, **audit_options}
-    original = audit(generator, classifier, subspaces, n=n, seed=seed, **options)
-    randomized = audit(generator, randomize_weights(classifier, seed=seed), subspaces, n=n, seed=seed, **options)
+    original = audit(generator, classifier, subspaces, n, seed=seed, **options)
+    randomized = audit(generator, randomize_weights(classifier, seed=seed), subspaces, n, seed=seed, **options)
     a, b = original.table.set_index("semantic"), randomized.table.set_index("semantic")
     names = list(a.index)
     ranks_a, ranks_b = a.loc[names, "rank"].to_numpy(float), b.loc[names, "rank"].to_numpy(float)
