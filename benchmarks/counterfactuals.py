@@ -100,8 +100,7 @@ def ours_search(generator, classifier, subspaces, codes, budget: float = BUDGET)
     from cfexplain.counterfactual import CounterfactualExplainer
 
     explainer = CounterfactualExplainer(generator, classifier, subspaces, unit="latent", budget=budget, progress=False)
-    for name in subspaces:
-        explainer.edit_basis(name)  # the one-off spread estimate is not part of the search
+    explainer.prepare()  # the one-off spread estimate is not part of the search
     rows = {"forward": 0, "backward": 0}
     logits = classifier.logits
 

@@ -411,8 +411,6 @@ def test_explain_resumes_from_its_checkpoint(setting, tmp_path, monkeypatch):
 def test_audit_resumes_its_finished_stages(setting, tmp_path, monkeypatch):
     """An audit killed in its joint search resumes with every search before it done: no item of
     the main, random-control or baseline searches is searched again."""
-    audit_module = importlib.import_module("cfexplain.audit.stages.joint")  # the stage that runs the joint search
-
     generator, classifier, subspaces, semantics = setting
     options = dict(faces=8, seed=1, unit="latent", budget=4.0, semantics=semantics, progress=False)
     clean = audit(generator, classifier, subspaces, **options)
@@ -420,7 +418,7 @@ def test_audit_resumes_its_finished_stages(setting, tmp_path, monkeypatch):
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(audit_module, "joint_counterfactuals", killed)
+    monkeypatch.setattr(CounterfactualExplainer, "explain_jointly", killed)  # the joint search stage
     with pytest.raises(KeyboardInterrupt):
         audit(generator, classifier, subspaces, checkpoint_dir=tmp_path, **options)
     monkeypatch.undo()

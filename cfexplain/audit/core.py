@@ -149,7 +149,7 @@ def _audit_in_rounds(explainer: CounterfactualExplainer, names: list[str], targe
     runner = StageRunner(context, stages_for(settings))
     parts: list[ShardParts] = []
     for start, stop in rounds:
-        codes = explainer.generator.sample(stop - start, space=explainer.space, seed=settings.seed, start=start)
+        codes = explainer.generator.sample(stop - start, space=explainer.subspaces.space, seed=settings.seed, start=start)
         search = explainer.explain(codes, target=target, subspaces=names, baseline=settings.baseline,
                                    checkpoint_dir=checkpoint_dir)
         try:
@@ -234,14 +234,14 @@ def _faces(explainer: CounterfactualExplainer, settings: AuditSettings, ranks: R
     """This process's faces: its block of the ``n`` generated ones (and the first one's place
     among them), or the photos' codes."""
     if photos is not None:
-        codes, gated, _ = photos.codes(explainer.generator, explainer.classifier, explainer.space,
+        codes, gated, _ = photos.codes(explainer.generator, explainer.classifier, explainer.subspaces.space,
                                        progress=explainer.settings.progress)
         return codes, gated, 0
     if ranks.world_size == 1:
-        return explainer.faces(settings.n), None, 0
+        return explainer.generator.sample(settings.n, space=explainer.subspaces.space, seed=settings.seed), None, 0
     ranks.check_shareable(settings.n, "faces", block=JOINT_BATCH_FACES)
     mine = ranks.span(settings.n, block=JOINT_BATCH_FACES)  # whole joint-search batches: each face as in one process
-    codes = explainer.generator.sample(len(mine), space=explainer.space, seed=settings.seed, start=mine.start)
+    codes = explainer.generator.sample(len(mine), space=explainer.subspaces.space, seed=settings.seed, start=mine.start)
     return codes, None, mine.start
 
 

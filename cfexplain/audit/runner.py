@@ -81,7 +81,7 @@ class StageRunner:
             return None
         explainer = context.explainer
         key = fingerprint(codes, context.target, context.names, [explainer.subspaces[s].basis for s in context.names],
-                          {k: v for k, v in explainer.options.items() if k != "progress"}, context.settings.to_dict(),
+                          {k: v for k, v in explainer.settings.to_dict().items() if k != "progress"}, context.settings.to_dict(),
                           [stage.name for stage in self.stages], {s.name: s.describe() for s in context.semantics},
                           context.ranks.rank, context.ranks.world_size, explainer.classifier, explainer.generator)
         return Checkpoint(Path(context.checkpoint_dir) / f"audit-{key}.pt", "audit")

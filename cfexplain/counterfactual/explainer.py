@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..generators.base import Generator
 from ..subspaces.core import SubspaceSet
 from .baseline import BASELINE_NAME, with_latent_gradient
+from .joint import JointResult, joint_counterfactuals
 from .result import CounterfactualResult, attach_partial_result
 from .search import SearchChunk, SearchProblem, adam_search, minimal_edit, newton_search
 from .settings import SearchSettings
@@ -129,17 +130,11 @@ class CounterfactualExplainer:
         self._edit_bases: dict[str, torch.Tensor] = {}
 
     @property
-    def options(self) -> dict[str, Any]:
-        """The keyword options of this explainer (to build another one with the same settings)."""
-        return self.settings.to_dict()
-
-    @property
-    def space(self) -> str:
-        """The latent space searched in: the subspaces' space."""
+    def _space(self) -> str:
         return self.subspaces.space
 
     @property
-    def threshold_logit(self) -> float:
+    def _threshold_logit(self) -> float:
         """The logit of the classifier's decision threshold (sigmoid heads)."""
         t = self.classifier.output.threshold
         return math.log(t / (1 - t))
@@ -155,9 +150,47 @@ class CounterfactualExplainer:
             other._edit_bases = self._edit_bases
         return other
 
-    def edit_basis(self, name: str) -> torch.Tensor:
+    def prepare(self, subspaces: Sequence[str] | None = None) -> None:
+        """Measure the edit unit of the named subspaces (default: all) now rather than at their
+        first search: in a distributed run this takes collectives, so every rank prepares the same
+        subspaces in the same order before searching (a distributed audit does)."""
+        for name in self._names(subspaces):
+            self._edit_basis(name)
+
+    def explain_jointly(self, codes_or_seeds: torch.Tensor | int | Sequence[int], *, target: Any = "flip",
+                        subspaces: Sequence[str] | None = None, group_weight: float = 0.1, steps: int = 100,
+                        ig_steps: int = 32, attribution: bool = True) -> JointResult:
+        """One counterfactual per face over all the subspaces at once, kept to few of them by a
+        group lasso, with (``attribution``) each face's decision change attributed to the
+        semantics by Integrated Gradients (:mod:`cfexplain.counterfactual.joint`).
+
+        Args:
+            codes_or_seeds, target, subspaces: as :meth:`explain`.
+            group_weight: the group-lasso weight; steps: the most Adam steps; ig_steps: the
+                Integrated-Gradients steps.
+
+        Returns:
+            A :class:`~cfexplain.counterfactual.joint.JointResult`, edits in the explainer's unit
+            and budget.
+        """
+        names = self._names(subspaces)
+        blocks = [self._edit_basis(name) for name in names]
+        problem = self._problem(self._faces(codes_or_seeds), target, [torch.cat(blocks, dim=1)], every_pair=False)
+        return joint_counterfactuals(problem, self.settings, names, [block.shape[1] for block in blocks],
+                                     group_weight=group_weight, steps=steps, ig_steps=ig_steps, attribution=attribution)
+
+    def _names(self, subspaces: Sequence[str] | None) -> list[str]:
+        """The named subspaces (default: all); unknown names and all-empty choices are refused."""
+        names = list(subspaces) if subspaces is not None else list(self.subspaces)
+        for name in names:
+            self.subspaces[name]  # raises for unknown names
+        if not names or max(self.subspaces[name].dim for name in names) == 0:
+            raise InputError("all requested subspaces are empty (0 directions)")
+        return names
+
+    def _edit_basis(self, name: str) -> torch.Tensor:
         """``(D, k)``: subspace ``name``'s basis scaled so that a coefficient vector's norm is the
-        edit's size in :attr:`unit` (see :func:`~cfexplain.counterfactual.units.edit_basis`)."""
+        edit's size in the unit (see :func:`~cfexplain.counterfactual.units.edit_basis`)."""
         if name not in self._edit_bases:
             s = self.settings
             self._edit_bases[name] = edit_basis(self.generator, self.subspaces[name], s.unit,
@@ -165,31 +198,31 @@ class CounterfactualExplainer:
                                                 seed=s.seed + 7919, ranks=self.ranks)
         return self._edit_bases[name]
 
-    def faces(self, codes_or_seeds: torch.Tensor | int | Sequence[int]) -> torch.Tensor:
+    def _faces(self, codes_or_seeds: torch.Tensor | int | Sequence[int]) -> torch.Tensor:
         """Codes ``(N, *latent_shape)`` from codes, a number of faces (drawn with the explainer's
         seed) or a list of seeds (one face each)."""
         if isinstance(codes_or_seeds, torch.Tensor):
-            return self.generator.check_codes(codes_or_seeds, self.space)
+            return self.generator.check_codes(codes_or_seeds, self._space)
         if isinstance(codes_or_seeds, int) and not isinstance(codes_or_seeds, bool):
             if codes_or_seeds < 1:
                 raise InputError("the number of faces must be positive")
-            return self.generator.sample(codes_or_seeds, space=self.space, seed=self.settings.seed)
+            return self.generator.sample(codes_or_seeds, space=self._space, seed=self.settings.seed)
         seeds = list(codes_or_seeds)
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise InputError("codes_or_seeds must be codes, a number of faces or a list of int seeds")
-        return torch.cat([self.generator.sample(1, space=self.space, seed=s) for s in seeds])
+        return torch.cat([self.generator.sample(1, space=self._space, seed=s) for s in seeds])
 
-    def images(self, flat: torch.Tensor) -> torch.Tensor:
+    def _images(self, flat: torch.Tensor) -> torch.Tensor:
         """Images of flattened codes ``(N, D)`` of the search space."""
-        return self.generator.synthesize(flat.reshape(-1, *self.subspaces.latent_shape), space=self.space)
+        return self.generator.synthesize(flat.reshape(-1, *self.subspaces.latent_shape), space=self._space)
 
-    def logits(self, flat: torch.Tensor) -> torch.Tensor:
+    def _logits(self, flat: torch.Tensor) -> torch.Tensor:
         """Classifier logits of flattened codes ``(N, D)`` (differentiable)."""
-        return self.classifier.logits(self.images(flat))
+        return self.classifier.logits(self._images(flat))
 
     # ------------------------------------------------------------------ the search
 
-    def problem(self, codes: torch.Tensor, target: Any, bases: Sequence[torch.Tensor], *,
+    def _problem(self, codes: torch.Tensor, target: Any, bases: Sequence[torch.Tensor], *,
                 every_pair: bool = True) -> SearchProblem:
         """A :class:`SearchProblem` over ``codes`` (``(N, *latent_shape)``) and scaled ``bases``
         (each ``(D, k_s)``): one item per face × basis (``every_pair``) or one per face, all in the
@@ -197,7 +230,7 @@ class CounterfactualExplainer:
         flat = codes.reshape(codes.shape[0], -1).detach()
         n, device, dtype = flat.shape[0], flat.device, flat.dtype
         with torch.no_grad():
-            original_logits = torch.cat([self.logits(part) for part in flat.split(self.settings.batch_size)])
+            original_logits = torch.cat([self._logits(part) for part in flat.split(self.settings.batch_size)])
         spec = resolve_target(self.classifier, target, original_logits)
         k_max = max(b.shape[1] for b in bases)
         if k_max == 0:
@@ -207,10 +240,10 @@ class CounterfactualExplainer:
             padded[s, :, : basis.shape[1]] = basis.to(device=device, dtype=dtype)
         face_of = torch.arange(n, device=device).repeat_interleave(len(bases) if every_pair else 1)
         subspace_of = torch.arange(len(bases), device=device).repeat(n) if every_pair else torch.zeros_like(face_of)
-        return SearchProblem(flat, padded, face_of, subspace_of, spec, original_logits, self.threshold_logit,
-                             self.images, self.classifier.logits)
+        return SearchProblem(flat, padded, face_of, subspace_of, spec, original_logits, self._threshold_logit,
+                             self._images, self.classifier.logits)
 
-    def search(self, chunk: SearchChunk):
+    def _search(self, chunk: SearchChunk):
         """Run the configured optimiser on a chunk (:func:`newton_search` or :func:`adam_search`)."""
         s = self.settings
         if s.optimizer == "newton":
@@ -249,16 +282,12 @@ class CounterfactualExplainer:
         if budget is not None or options:
             return self.with_options(budget=budget, **options).explain(codes_or_seeds, target=target, subspaces=subspaces,
                                                                        baseline=baseline, checkpoint_dir=checkpoint_dir)
-        names = list(subspaces) if subspaces is not None else list(self.subspaces)
-        for name in names:
-            self.subspaces[name]  # raises for unknown names
-        if max(self.subspaces[name].dim for name in names) == 0:
-            raise InputError("all requested subspaces are empty (0 directions)")
-        codes = self.faces(codes_or_seeds)
-        problem = self.problem(codes, target, [self.edit_basis(name) for name in names])
+        names = self._names(subspaces)
+        codes = self._faces(codes_or_seeds)
+        problem = self._problem(codes, target, [self._edit_basis(name) for name in names])
         basis_names, basis_dims = list(names), [self.subspaces[name].dim for name in names]
         if baseline:
-            problem = with_latent_gradient(problem, self.generator, self.space, self.settings.unit, batch_size=self.settings.batch_size,
+            problem = with_latent_gradient(problem, self.generator, self._space, self.settings.unit, batch_size=self.settings.batch_size,
                                            scale_samples=self.settings.scale_samples)
             basis_names += [BASELINE_NAME] * len(codes)
             basis_dims += [1] * len(codes)
@@ -266,8 +295,8 @@ class CounterfactualExplainer:
         checkpoint = None
         if checkpoint_dir is not None:
             key = fingerprint(problem.codes, target, names, [self.subspaces[name].basis for name in names], baseline,
-                              self.space,
-                              {k: v for k, v in self.options.items() if k != "progress"}, self.classifier,
+                              self._space,
+                              {k: v for k, v in self.settings.to_dict().items() if k != "progress"}, self.classifier,
                               self.generator)
             checkpoint = Checkpoint(Path(checkpoint_dir) / f"counterfactuals-{key}.pt", "counterfactual search")
         saved = checkpoint.load() if checkpoint is not None else None
@@ -296,7 +325,7 @@ class CounterfactualExplainer:
 
     def _search_chunk(self, chunk: SearchChunk, records: _Records) -> None:
         """Search one chunk and its minimal edits into ``records``."""
-        end = self.search(chunk)
+        end = self._search(chunk)
         crossing = minimal_edit(chunk, end, margin=self.settings.margin, iterations=self.settings.boundary_steps,
                                 batch_size=self.settings.batch_size)
         rows = chunk.rows
@@ -333,15 +362,15 @@ class CounterfactualExplainer:
             "sensitivity": column(records.sensitivity),
         })
         if self.classifier.kind == "sigmoid":
-            on_before = problem.original_logits[face_of] > self.threshold_logit
-            changed = on_before != (records.minimal_logits > self.threshold_logit)
+            on_before = problem.original_logits[face_of] > self._threshold_logit
+            changed = on_before != (records.minimal_logits > self._threshold_logit)
             changed[torch.arange(len(index), device=changed.device), index] = False
             table["other_heads_flipped"] = column(changed.sum(dim=1))
         item_dims = [dims[s] for s in subspace_of.tolist()]
         coefficients = [alpha[i, : item_dims[i]].tolist() for i in range(len(alpha))]
-        settings = {**{k: v for k, v in self.options.items() if k not in ("progress", "scale_samples", "image_samples")},
+        settings = {**{k: v for k, v in self.settings.to_dict().items() if k not in ("progress", "scale_samples", "image_samples")},
                     "classifier": self.classifier.name}
-        return CounterfactualResult(self.space, tuple(self.subspaces.latent_shape), problem.codes.detach().cpu(),
+        return CounterfactualResult(self._space, tuple(self.subspaces.latent_shape), problem.codes.detach().cpu(),
                                     list(dict.fromkeys(names)),
                                     table, deltas.detach().cpu(), end_deltas.detach().cpu(), coefficients,
                                     problem.target.description, settings)

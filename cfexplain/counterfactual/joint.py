@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .explainer import CounterfactualExplainer
-from .search import SearchChunk, adam_search, minimal_edit
+from .search import SearchChunk, SearchProblem, adam_search, minimal_edit
+from .settings import SearchSettings
 from .targets import decision_gap
 
 __all__ = ["JOINT_BATCH_FACES", "JointResult", "joint_counterfactuals", "summarise_joint"]
@@ -109,28 +109,28 @@ batches, computes every face exactly as one process does (Integrated Gradients t
 networks turns rounding differences of other batch compositions into visible ones)."""
 
 
-def joint_counterfactuals(explainer: CounterfactualExplainer, codes: torch.Tensor, target: Any, names: Sequence[str],
-                          *, group_weight: float = 0.1, steps: int = 100, ig_steps: int = 32,
+def joint_counterfactuals(problem: SearchProblem, settings: SearchSettings, names: Sequence[str],
+                          widths: Sequence[int], *, group_weight: float = 0.1, steps: int = 100, ig_steps: int = 32,
                           attribution: bool = True) -> JointResult:
-    """The joint search over the stacked subspaces ``names`` of ``explainer`` for every face of
-    ``codes``, its sparsity and (with ``attribution``) its Integrated-Gradients attribution (module
-    docstring), :data:`JOINT_BATCH_FACES` faces at a time. Edits are in the explainer's unit and budget."""
+    """The joint search of ``problem`` (one item per face, in the stacked bases of the subspaces
+    ``names``, ``widths`` coefficients each), its sparsity and (with ``attribution``) its
+    Integrated-Gradients attribution (module docstring), :data:`JOINT_BATCH_FACES` faces at a
+    time, with the search's ``settings`` (its unit, budget, margin …).
+    :meth:`CounterfactualExplainer.explain_jointly` builds the problem and calls it."""
     names = list(names)
-    blocks = [explainer.edit_basis(name) for name in names]
-    problem = explainer.problem(codes, target, [torch.cat(blocks, dim=1)], every_pair=False)
     like = problem.codes
-    groups = torch.as_tensor(np.repeat(np.arange(len(names)), [b.shape[1] for b in blocks]), device=like.device)
+    groups = torch.as_tensor(np.repeat(np.arange(len(names)), list(widths)), device=like.device)
     faces = torch.arange(problem.items, device=like.device)
-    table = pd.concat([_joint_batch(explainer, problem.chunk(rows, with_images=False), names, groups, group_weight,
+    table = pd.concat([_joint_batch(settings, problem.chunk(rows, with_images=False), names, groups, group_weight,
                                     steps, ig_steps, attribution) for rows in faces.split(JOINT_BATCH_FACES)],
                       ignore_index=True)
     return JointResult(table, *summarise_joint(table, names))
 
 
-def _joint_batch(explainer: CounterfactualExplainer, chunk: SearchChunk, names: list[str], groups: torch.Tensor,
+def _joint_batch(settings: SearchSettings, chunk: SearchChunk, names: list[str], groups: torch.Tensor,
                  group_weight: float, steps: int, ig_steps: int, attribution: bool) -> pd.DataFrame:
     """The joint table's rows of one batch of faces (``chunk``, one item per face)."""
-    s = explainer.settings
+    s = settings
     end = adam_search(chunk, budget=s.budget, margin=s.margin, loss=s.loss, beta=s.beta, lr=s.lr, steps=steps,
                       groups=groups, group_weight=group_weight)
     crossing = minimal_edit(chunk, end, margin=s.margin, iterations=s.boundary_steps, batch_size=s.batch_size)

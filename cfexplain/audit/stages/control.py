@@ -53,9 +53,8 @@ class RandomControl(Stage):
         self.subspaces = random_subspaces(explainer.subspaces, context.names, context.settings.controls,
                                           context.settings.seed)
         self.explainer = CounterfactualExplainer(explainer.generator, explainer.classifier, self.subspaces,
-                                                 ranks=context.ranks, **explainer.options)
-        for name in self.subspaces:  # the edit bases' collectives, before the searches
-            self.explainer.edit_basis(name)
+                                                 ranks=context.ranks, **explainer.settings.to_dict())
+        self.explainer.prepare()  # the edit bases' collectives, before the searches
 
     def run(self, shard: Shard) -> dict[str, Any]:
         table = self.explainer.explain(shard.codes, target=self.context.target,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...counterfactual.joint import joint_counterfactuals, summarise_joint
+from ...counterfactual.joint import summarise_joint
 from .base import Shard, Stage, Summary, frame_of, frame_state
 
 __all__ = ["JointSearch"]
@@ -23,9 +23,9 @@ class JointSearch(Stage):
 
     def run(self, shard: Shard) -> dict[str, Any]:
         context, settings = self.context, self.context.settings
-        result = joint_counterfactuals(context.explainer, shard.codes, context.target, context.names,
-                                       group_weight=settings.group_weight, steps=settings.joint_steps,
-                                       ig_steps=settings.ig_steps, attribution=settings.attribution)
+        result = context.explainer.explain_jointly(shard.codes, target=context.target, subspaces=context.names,
+                                                   group_weight=settings.group_weight, steps=settings.joint_steps,
+                                                   ig_steps=settings.ig_steps, attribution=settings.attribution)
         return frame_state(result.table)
 
     def summarise(self, parts: Sequence[Any], summary: Summary) -> None:

@@ -45,8 +45,7 @@ class SearchColumns(Stage):
                "other_heads_flipped")
 
     def prepare(self) -> None:
-        for name in self.context.names:  # the edit bases' collectives, before the searches
-            self.context.explainer.edit_basis(name)
+        self.context.explainer.prepare(self.context.names)  # the edit bases' collectives, before the searches
 
     def summarise(self, parts: Sequence[Any], summary: Summary) -> None:
         names, items, subspaces = summary.names, summary.items, self.context.explainer.subspaces
