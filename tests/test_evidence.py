@@ -10,6 +10,7 @@ import pytest
 from cfexplain.audit import evidence
 from cfexplain.audit.evidence import (CANNOT_TELL, EVIDENCE, NO_EVIDENCE, compare_with_control, detectable_effect,
                                       dominates, face_scores, holm, stands_in_for, verdicts)
+from cfexplain.subspaces.specificity import SemanticSpecificity
 
 INF = math.inf
 
@@ -91,11 +92,22 @@ def _edits(*rows: float, faces: int = 20) -> np.ndarray:
     return np.tile(np.array(rows, dtype=float), faces // len(rows))
 
 
+def _measured(name: str, specific: bool, cross_gains: dict[str, float] | None,
+              target_gain: float) -> SemanticSpecificity | None:
+    """A specificity as ``learn`` records it (``None``: not measured), cross gains given by their upper ends."""
+    if cross_gains is None:
+        return None
+    value = 3.0 if specific else 1.1
+    return SemanticSpecificity(name, 4, target_gain, {"keep": 0.5}, value, (value - 0.05, value + 0.05), 16, 16,
+                               {other: (high * 0.8, high * 0.6, high) for other, high in cross_gains.items()})
+
+
 def _verdicts(edits, control, specific, cross_gains, target_gains=None):
     tests = {name: compare_with_control(e, control) for name, e in edits.items()}
     adjusted = dict(zip(edits, holm([t.p_value for t in tests.values()])))
     target_gains = target_gains or {name: 0.8 for name in edits}
-    return verdicts(edits, tests, adjusted, specific, {n: "x" for n in edits}, cross_gains, target_gains, 0.05)
+    measured = {name: _measured(name, specific[name], cross_gains[name], target_gains[name]) for name in edits}
+    return verdicts(edits, tests, adjusted, measured, 0.05)
 
 
 def test_verdicts_claim_only_what_the_evidence_supports():

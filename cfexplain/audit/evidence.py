@@ -44,6 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from ..subspaces.specificity import SemanticSpecificity
+
 __all__ = ["EVIDENCE", "NO_EVIDENCE", "CANNOT_TELL", "NOT_TESTED", "VERDICTS", "SemanticTest", "beyond_budget",
            "face_scores", "compare_with_control", "holm", "dominates", "pairwise_dominance", "ranks_of", "detectable_effect",
            "stands_in_for", "Verdict", "verdicts"]
@@ -194,24 +196,22 @@ class Verdict:
 
 
 def verdicts(edits: Mapping[str, np.ndarray], tests: Mapping[str, SemanticTest], adjusted: Mapping[str, float],
-             specific: Mapping[str, bool], specificity_text: Mapping[str, str],
-             cross_gains: Mapping[str, Mapping[str, float] | None], target_gains: Mapping[str, float | None],
-             alpha: float, better: Mapping[tuple[str, str], bool] | None = None) -> dict[str, Verdict]:
+             specificity: Mapping[str, SemanticSpecificity | None], alpha: float,
+             better: Mapping[tuple[str, str], bool] | None = None) -> dict[str, Verdict]:
     """Each semantic's verdict (module docstring).
 
     Args:
         edits: per semantic, its ``(n,)`` minimal edits (``inf`` beyond the budget).
         tests: per semantic, its test against the control; adjusted: its Holm-adjusted p-value.
-        specific: whether its subspace is specific enough for its result to mean anything.
-        specificity_text: how its specificity reads (for the reasons).
-        cross_gains: per semantic, the upper end of the interval of how much its edits move each
-            other semantic's target relative to random edits (``None`` where not measured: then
-            it is taken to move them all as much as random edits do).
-        target_gains: per semantic, how much its edits move its own target relative to random
-            edits (``None`` where not measured).
+        specificity: per semantic, its subspace's specificity as ``learn`` measured it (``None``
+            where it was not: then the subspace counts as not specific, and as moving every
+            other target as much as random edits do): whether it is specific enough for its result
+            to mean anything, its target gain, and its ``cross_gains`` on the other semantics'
+            targets.
         alpha: the significance level.
         better: :func:`pairwise_dominance` of ``edits``, where already computed.
     """
+    specific = {name: m is not None and not m.low for name, m in specificity.items()}
     names = list(edits)
     beats = [name for name in names if adjusted[name] < alpha and tests[name].effect > 0.5]
     better = better if better is not None else pairwise_dominance(edits, alpha)
@@ -221,10 +221,10 @@ def verdicts(edits: Mapping[str, np.ndarray], tests: Mapping[str, SemanticTest],
         explained = [other for other in beats if other != name and better[other, name]]
         level = [other for other in names if other != name and not better[name, other]]
         moved = [other for other in beats if other != name and not specific[other]
-                 and stands_in_for(edits[name], edits[other], _gain(cross_gains.get(name), other),
-                                   target_gains.get(other), alpha)]
+                 and stands_in_for(edits[name], edits[other], _cross_gain(specificity[name], other),
+                                   _target_gain(specificity[other]), alpha)]
         if not specific[name]:
-            result[name] = Verdict(CANNOT_TELL, f"its subspace is not specific enough ({specificity_text[name]})")
+            result[name] = Verdict(CANNOT_TELL, f"its subspace is not specific enough ({_in_words(specificity[name])})")
         elif name not in beats:
             result[name] = Verdict(NO_EVIDENCE, f"no easier than a random edit of its dimension ({p_text})")
         elif explained:
@@ -250,8 +250,21 @@ def _listed(names: Sequence[str]) -> str:
     return ", ".join(names)
 
 
-def _gain(gains: Mapping[str, float] | None, other: str) -> float | None:
-    return None if gains is None else gains.get(other)
+def _in_words(specificity: SemanticSpecificity | None) -> str:
+    if specificity is None:
+        return "specificity not measured"
+    low, high = specificity.interval
+    return f"specificity {specificity.specificity:.2f}, 90 % {low:.2f}–{high:.2f}"
+
+
+def _cross_gain(specificity: SemanticSpecificity | None, other: str) -> float | None:
+    """The upper end of how much these edits move ``other``'s target relative to random edits."""
+    measured = specificity.cross_gains.get(other) if specificity is not None else None
+    return None if measured is None else measured[2]
+
+
+def _target_gain(specificity: SemanticSpecificity | None) -> float | None:
+    return None if specificity is None else specificity.target_gain
 
 
 def stands_in_for(edits: np.ndarray, other_edits: np.ndarray, cross_gain: float | None, other_target_gain: float | None,

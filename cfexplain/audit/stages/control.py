@@ -85,13 +85,6 @@ def _specificity(subspace: Subspace) -> SemanticSpecificity | None:
     return SemanticSpecificity.from_dict(measured) if measured else None
 
 
-def _in_words(specificity: SemanticSpecificity | None) -> str:
-    if specificity is None:
-        return "specificity not measured"
-    low, high = specificity.interval
-    return f"specificity {specificity.specificity:.2f}, 90 % {low:.2f}–{high:.2f}"
-
-
 class Evidence(Stage):
     """Each semantic tested against its control, its verdict, and the ranking (module docstring of
     :mod:`cfexplain.audit.evidence`)."""
@@ -115,12 +108,7 @@ class Evidence(Stage):
         adjusted = dict(zip(names, evidence.holm([tests[name].p_value for name in names])))
         subspaces = self.context.explainer.subspaces
         measured = {name: _specificity(subspaces[name]) for name in names}
-        verdicts = evidence.verdicts(
-            edits, tests, adjusted, {n: m is not None and not m.low for n, m in measured.items()},
-            {n: _in_words(m) for n, m in measured.items()},
-            {n: {o: high for o, (_, _, high) in m.cross_gains.items()} if m is not None and m.cross_gains else None
-             for n, m in measured.items()},
-            {n: m.target_gain if m is not None else None for n, m in measured.items()}, alpha, better)
+        verdicts = evidence.verdicts(edits, tests, adjusted, measured, alpha, better)
         summary.columns.update({
             "verdict": [verdicts[name].verdict for name in names], "reason": [verdicts[name].reason for name in names],
             "effect": [tests[name].effect for name in names], "effect_low": [tests[name].low for name in names],
