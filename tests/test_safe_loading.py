@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import cfexplain
-from cfexplain.errors import UnsafeCheckpointError
+from cfexplain.errors import CorruptCheckpointError, UnsafeCheckpointError
 from cfexplain.generators import StyleGAN2Config, StyleGAN2Generator
 from cfexplain.generators.checkpoints._safe_pickle import safe_load_pickle
 from checkpoint_writers import (
@@ -134,3 +134,43 @@ def test_numpy_object_arrays_are_refused(tmp_path):
     path = dump({"G_ema": np.array([1, 2], dtype=object)}, tmp_path / "objarray.pkl")
     with pytest.raises(UnsafeCheckpointError, match="object dtype"):
         cfexplain.load_generator(path)
+
+
+def _numpy_pickle(value) -> bytes:
+    return pickle.dumps(value, protocol=4)
+
+
+@pytest.mark.parametrize("swap", [(b"f4", b"M8"), (b"f4", b"m8"), (b"f4", b"V4"), (b"f4", b"U1")])
+def test_a_numpy_dtype_changed_to_a_non_numeric_one_is_refused_without_crashing(tmp_path, swap):
+    """A datetime dtype given a float dtype's pickled state crashed the process inside numpy
+    (SIGSEGV); the dtype is now checked, and numpy never sees the pickle's dtype state."""
+    import numpy as np
+
+    paths = []
+    for number, value in enumerate((np.dtype("f4"), np.arange(3, dtype="f4"), np.float32(1.5))):
+        paths.append(tmp_path / f"dtype{number}.pkl")
+        paths[-1].write_bytes(_numpy_pickle(value).replace(*swap))
+    probe = ("import sys\nfrom cfexplain.generators.checkpoints._safe_pickle import safe_load_pickle\n"
+             "from cfexplain.errors import CfexplainError\n"
+             f"for path in {[str(p) for p in paths]!r}:\n"
+             "    try:\n        safe_load_pickle(open(path, 'rb'))\n        sys.exit(5)\n"
+             "    except CfexplainError as e:\n        print('refused:', e)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.count("refused") == 3 and "numeric" in done.stdout, (swap, done)
+
+
+def test_numpy_values_in_a_pickle_are_checked_before_numpy_builds_them():
+    import numpy as np
+
+    array = np.arange(6, dtype=">f4").reshape(2, 3)
+    loaded = safe_load_pickle(io.BytesIO(_numpy_pickle({"a": array, "s": np.float32(2.5)})))
+    assert np.array_equal(np.asarray(loaded["a"]), array) and loaded["a"].dtype.kind == "f"
+    assert loaded["s"] == np.float32(2.5)
+    pickled = _numpy_pickle(np.arange(6, dtype="f4"))
+    short = pickled.replace(b"K\x01K\x06\x85", b"K\x01K\x07\x85")  # shape (7,) on 6 values
+    assert short != pickled
+    with pytest.raises(CorruptCheckpointError, match="does not hold that many bytes"):
+        safe_load_pickle(io.BytesIO(short))
+    direct = b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00\x8c\x05numpy\x8c\x07ndarray\x93J\x00\xe1\xf5\x05\x85R."
+    with pytest.raises(UnsafeCheckpointError, match="numpy.ndarray directly"):
+        safe_load_pickle(io.BytesIO(direct))

@@ -213,26 +213,88 @@ def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: An
     return data
 
 
-def _numpy_dtype(*args: Any) -> np.dtype:
-    dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise UnsafeCheckpointError("the pickle asks for a numpy object dtype; refused")
-    return dtype
+NUMPY_KINDS = "biufc"
+"""The numpy dtype kinds a model pickle may hold: bool, signed and unsigned integers, floats and
+complex numbers (never datetime, object, void, strings or structured dtypes)."""
+
+
+_KIND_NAMES = {"O": "object", "M": "datetime", "m": "timedelta", "V": "void or structured", "S": "bytes",
+               "U": "string"}
+
+
+class _DtypeSpec:
+    """What the pickle's ``numpy.dtype(...)`` asks for, checked, standing in for the dtype until an
+    array or scalar uses it: numpy's own ``dtype.__setstate__`` never sees the pickle's state
+    (given a datetime dtype and another dtype's state, it crashes the process)."""
+
+    def __init__(self, spec: Any, align: Any = False, copy: Any = True) -> None:
+        if not isinstance(spec, str) or len(spec) > 8:
+            raise UnsafeCheckpointError(f"the pickle asks for a numpy dtype from a {type(spec).__name__}; only "
+                                        f"plain numeric type codes are allowed")
+        try:
+            dtype = np.dtype(spec)
+        except TypeError as exc:
+            raise CorruptCheckpointError(f"the pickle asks for an unknown numpy dtype {spec!r}") from exc
+        if dtype.kind not in NUMPY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+            kind = _KIND_NAMES.get(dtype.kind, f"kind {dtype.kind!r}")
+            raise UnsafeCheckpointError(f"the pickle asks for the numpy dtype {spec!r}, a {kind} dtype; only numeric "
+                                        f"dtypes are allowed")
+        self.dtype = dtype
+
+    def __setstate__(self, state: Any) -> None:
+        """The dtype's pickled state: ``(version, byte order, subarray, names, fields, …)``; only the
+        byte order of a plain numeric dtype is taken from it."""
+        if not isinstance(state, tuple) or len(state) < 5 or state[1] not in ("<", ">", "|", "=") \
+                or any(part is not None for part in state[2:5]):
+            raise CorruptCheckpointError("a numpy dtype in the pickle has a damaged state")
+        if state[1] in ("<", ">") and self.dtype.itemsize > 1:
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+def _dtype_of(value: Any) -> np.dtype:
+    if not isinstance(value, _DtypeSpec):
+        raise UnsafeCheckpointError(f"the pickle gives a numpy value the dtype {type(value).__name__}; only numeric "
+                                    f"dtypes are allowed")
+    return value.dtype
 
 
 def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
-    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, (bytes, bytearray)):
-        raise UnsafeCheckpointError("the pickle holds a numpy scalar that is not plain numeric data")
-    try:
-        return np.frombuffer(bytes(data), dtype=dtype, count=1)[0].copy()
-    except ValueError as exc:
-        raise CorruptCheckpointError(f"a numpy scalar in the pickle is damaged: {exc}") from exc
+    dtype = _dtype_of(dtype)
+    if not isinstance(data, (bytes, bytearray)) or len(data) != dtype.itemsize:
+        raise CorruptCheckpointError("a numpy scalar in the pickle is not one value of its dtype")
+    return np.frombuffer(bytes(data), dtype=dtype, count=1)[0].copy()
+
+
+class _PickledArray(np.ndarray):
+    """A numpy array rebuilt from a pickle: its state is checked (dtype, shape, data length) before
+    numpy sees it. Read it through ``np.asarray`` (a plain ``ndarray``)."""
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise CorruptCheckpointError("a numpy array in the pickle has a damaged state")
+        version, shape, dtype, fortran, data = state
+        dtype = _dtype_of(dtype)
+        if not isinstance(shape, tuple) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                   for v in shape) or not isinstance(fortran, bool):
+            raise CorruptCheckpointError("a numpy array in the pickle has a damaged shape")
+        if not isinstance(data, (bytes, bytearray)) or len(data) != math.prod(shape) * dtype.itemsize:
+            raise CorruptCheckpointError(f"a numpy array in the pickle of shape {shape} and dtype {dtype} does not "
+                                         f"hold that many bytes")
+        super().__setstate__((version, shape, dtype, fortran, data))
+
+
+class _NdarrayName:
+    """``numpy.ndarray`` as a pickle names it: only the subtype argument of ``_reconstruct``. It
+    cannot be called (``numpy.ndarray(shape)`` would allocate whatever the pickle asks)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise UnsafeCheckpointError("the pickle calls numpy.ndarray directly; refused")
 
 
 def _numpy_reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> np.ndarray:
-    if subtype is not np.ndarray:
+    if subtype is not _NdarrayName:
         raise UnsafeCheckpointError("the pickle rebuilds a numpy array subclass; only numpy.ndarray is allowed")
-    return np.ndarray.__new__(np.ndarray, shape, np.uint8)
+    return np.ndarray.__new__(_PickledArray, (0,), np.uint8)
 
 
 def _ordered_dict(*args: Any) -> collections.OrderedDict:
@@ -250,8 +312,8 @@ def _build_allow_list() -> dict[tuple[str, str], Callable[..., Any] | type]:
         ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
         ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
         ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
-        ("numpy", "dtype"): _numpy_dtype,
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): _DtypeSpec,
+        ("numpy", "ndarray"): _NdarrayName,
     }
     for numpy_core in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(numpy_core, "scalar")] = _numpy_scalar

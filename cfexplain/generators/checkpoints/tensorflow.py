@@ -49,6 +49,9 @@ def _variables(network: TFNetwork, prefix: str = "") -> dict[str, np.ndarray]:
     for name, value in state.get("variables") or []:
         if not isinstance(name, str):
             raise CorruptCheckpointError(f"a variable of network {state.get('name')!r} has a non-string name")
+        if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind not in "biuf":
+            raise CorruptCheckpointError(f"variable {prefix + name!r} is a {type(value).__name__}, expected a numeric "
+                                         f"numpy array")
         out[prefix + name] = np.asarray(value)
     for comp_name, component in (state.get("components") or {}).items():
         if not isinstance(component, TFNetwork):
