@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from .errors import CorruptCheckpointError, describe_exception
+from ._torch_files import read_torch_file
+from .errors import CorruptCheckpointError
 
 __all__ = ["seal", "verify", "load_tensors", "tensor_sha256"]
 
@@ -69,12 +70,7 @@ def load_tensors(file: Path, what: str) -> dict[str, Any]:
     file = Path(file)
     if not file.is_file():
         raise CorruptCheckpointError(f"{file}: missing (the {what} is incomplete)")
-    try:
-        data = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError, EOFError, OSError, UnpicklingError … on damage
-        raise CorruptCheckpointError(f"{file}: truncated or damaged tensor file of the {what} "
-                                     f"({describe_exception(exc)})"
-                                     ) from exc
+    data = read_torch_file(file, f"{file} (the {what}'s tensors)")
     if not isinstance(data, dict):
         raise CorruptCheckpointError(f"{file}: not the {what}'s tensors (found {type(data).__name__})")
     return data

@@ -42,13 +42,24 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
             os.unlink(tmp)
 
 
+_MAX_INT_DIGITS = 40
+
+
+def _bounded_int(text: str) -> int:
+    """A JSON integer, refused beyond what any saved artefact holds (a 5 000-digit number is damage)."""
+    if len(text) > _MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits")
+    return int(text)
+
+
 def read_versioned_json(file: Path, version: int, what: str) -> dict[str, Any]:
     """The JSON object in ``file``, whose ``format_version`` must be ``version``; anything else
     (unreadable, not JSON, another version) raises :class:`CorruptCheckpointError` naming ``what``."""
     try:
-        data = json.loads(Path(file).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CorruptCheckpointError(f"{file}: not a readable {what} ({exc})") from exc
+        data = json.loads(Path(file).read_text(encoding="utf-8"), parse_int=_bounded_int)
+    except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CorruptCheckpointError(f"{file}: not a readable {what} ({type(exc).__name__}: "
+                                     f"{str(exc)[:200]})") from None
     found = data.get("format_version") if isinstance(data, dict) else None
     if found != version:
         raise CorruptCheckpointError(f"{file}: {what} format {found!r}, this cfexplain reads version {version}")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .errors import CheckpointNotFoundError, CorruptCheckpointError, ShapeError, UnsafeCheckpointError, describe_exception
+from ._torch_files import read_torch_file
+from .errors import CheckpointNotFoundError, CorruptCheckpointError, ShapeError
 
 __all__ = ["check_state_shapes", "load_state_dict_file", "load_state_strict"]
 
@@ -44,12 +44,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(f"no checkpoint file at {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpointError(f"{path}: torch.load(weights_only=True) refused the file: {str(exc).splitlines()[0]}") from exc
-    except Exception as exc:  # torch raises RuntimeError, EOFError, TypeError, SystemError … on damaged files
-        raise CorruptCheckpointError(f"{path}: not a readable torch checkpoint ({describe_exception(exc)})") from exc
+    obj = read_torch_file(path, path)
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -51,3 +51,47 @@ def test_scan_budgets():
         scan_pickle(io.BytesIO(memo), PickleLimits(max_memo=10))
     with pytest.raises(CorruptCheckpointError, match="truncated or damaged"):
         safe_load_pickle(io.BytesIO(b"\x80\x04B\xff\xff\xff\x0fabc."))
+
+
+def test_torch_files_whose_tensors_outgrow_their_storage_are_refused_before_use(tmp_path):
+    """Zero strides make a 24 KB file claim gigabytes; every torch file path refuses it by name."""
+    import torch
+
+    import cfexplain
+    from cfexplain import InversionResult, SubspaceSet
+    from cfexplain._torch_files import read_torch_file
+
+    huge = torch.zeros(1).expand(4096, 4096, 3, 3)  # 150 M elements on a storage of one
+    path = tmp_path / "rosinality.pt"
+    torch.save({"g_ema": {"conv1.conv.weight": huge}, "latent_avg": torch.zeros(512)}, path)
+    with pytest.raises(CorruptCheckpointError, match="rosinality.pt.*claims 150994944 elements on a storage of 1"):
+        cfexplain.load_generator(path)
+    sparse = tmp_path / "sparse.pt"
+    torch.save({"w": torch.eye(3).to_sparse()}, sparse)
+    with pytest.raises(CorruptCheckpointError, match="sparse.pt.*dense tensors only"):
+        read_torch_file(sparse, sparse)
+    inversion = tmp_path / "inversion.pt"
+    torch.save({"format": 1, "codes": huge}, inversion)
+    with pytest.raises(CorruptCheckpointError, match="inversion file.*claims"):
+        InversionResult.load(inversion)
+    from cfexplain.subspaces.core import Subspace
+
+    folder = SubspaceSet([Subspace("a", torch.eye(4)[:, :2], torch.ones(2), "z", (4,))]).save(tmp_path / "subspaces")
+    saved = torch.load(folder / "bases.pt", weights_only=True)
+    torch.save({name: huge for name in saved}, folder / "bases.pt")
+    with pytest.raises(CorruptCheckpointError, match="bases.pt.*claims 150994944 elements"):
+        SubspaceSet.load(folder)
+
+
+@pytest.mark.parametrize("text, why", [(b'{"format_version": \xff\xfe}', "UnicodeDecodeError"),
+                                       (b"[" * 100_000 + b"]" * 100_000, "RecursionError"),
+                                       (b'{"format_version": ' + b"9" * 5000 + b"}", "digits")])
+def test_artefact_json_that_is_damaged_is_a_clean_error(tmp_path, text, why):
+    from cfexplain import SubspaceSet
+
+    folder = tmp_path / "subspaces"
+    folder.mkdir()
+    (folder / "subspaces.json").write_bytes(text)
+    (folder / "bases.pt").write_bytes(b"")
+    with pytest.raises(CorruptCheckpointError, match=f"subspaces.json: not a readable .*{why}"):
+        SubspaceSet.load(folder)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._io import atomic_write
+from .._torch_files import read_torch_file
 from ..errors import InputError
 from ..generators.base import Generator, make_rng
 
@@ -177,7 +178,7 @@ def _train(generator, deformator, reconstructor, settings: _Settings, *, train_d
                                         default=str).encode()).hexdigest()[:16]
         path = Path(checkpoint_dir) / f"voynov-{key}.pt"
         if path.is_file():
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = read_torch_file(path, f"{path} (a direction-training checkpoint)")
             deformator.load_state_dict(state["deformator"])
             reconstructor.load_state_dict(state["reconstructor"])
             for optimizer, saved in zip(optimizers, state["optimizers"]):

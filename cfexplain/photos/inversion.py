@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .._io import atomic_write
+from .._torch_files import read_torch_file
 from .._version import software_provenance
 from ..errors import InputError, ShapeError
 from ..generators.base import Generator
@@ -165,12 +166,9 @@ class InversionResult:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "InversionResult":
         """Read a file written by :meth:`save`."""
-        try:
-            data = torch.load(Path(path), map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such inversion file") from None
-        except Exception as exc:
-            raise InputError(f"{path}: not an inversion file cfexplain can read ({exc})") from exc
+        if not Path(path).is_file():
+            raise InputError(f"{path}: no such inversion file")
+        data = read_torch_file(Path(path), f"{path} (an inversion file)")
         if not isinstance(data, dict) or data.get("format") != INVERSION_FORMAT_VERSION:
             raise InputError(f"{path}: not an inversion file of format {INVERSION_FORMAT_VERSION}")
         return cls(data["codes"], data["space"], data["targets"], data["reconstructions"], data["psnr"],

