@@ -6,13 +6,14 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .errors import CorruptCheckpointError
 
-__all__ = ["atomic_write", "read_versioned_json", "sha256_file"]
+__all__ = ["atomic_write", "read_versioned_json", "sha256_file", "reading_document"]
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -64,3 +65,15 @@ def read_versioned_json(file: Path, version: int, what: str) -> dict[str, Any]:
     if found != version:
         raise CorruptCheckpointError(f"{file}: {what} format {found!r}, this cfexplain reads version {version}")
     return data
+
+
+@contextmanager
+def reading_document(where: object, what: str) -> Iterator[None]:
+    """Build an object from a loaded document inside this block: an entry that is missing or of
+    the wrong type (a document edited and resealed by hand, or from a broken writer) becomes a
+    :class:`CorruptCheckpointError` naming ``where`` instead of a raw ``KeyError``/``TypeError``."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise CorruptCheckpointError(f"{where}: damaged {what}: an entry is missing or of the wrong type "
+                                     f"({type(exc).__name__}: {str(exc)[:200]})") from None

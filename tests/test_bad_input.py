@@ -305,3 +305,24 @@ def test_an_audit_refuses_an_edited_json(workspace, tmp_path):
     (folder / "audit.json").write_text(json.dumps(document))
     with pytest.raises(CorruptCheckpointError, match="edited or damaged"):
         AuditResult.load(folder)
+
+
+def test_a_resealed_document_with_a_missing_or_mistyped_entry_is_a_clean_error(workspace, tmp_path):
+    """A document edited and then resealed (the manifest is a checksum, not a signature) passes the
+    integrity check; what it lacks or mistypes is still a clean error naming the file. A valid audit
+    with NaN columns (subspaces without a measured specificity) reads back and reads out."""
+    from cfexplain._integrity import seal
+    from cfexplain.audit import AuditResult, audit
+
+    classifier = Classifier(Brightness(), output=OutputSpec.softmax(["dark", "bright"]))
+    result = audit(workspace["generator"], classifier, _subspaces(workspace["generator"]), faces=2, joint=False,
+                   controls=2, progress=False)
+    folder = result.save(tmp_path / "audit")
+    loaded = AuditResult.load(folder)
+    assert loaded.table["specificity"].isna().all() and loaded.summary() == result.summary()
+    original = json.loads((folder / "audit.json").read_text())
+    for broken in ({k: v for k, v in original.items() if k != "semantics"}, {**original, "metrics": [1, 2]},
+                   {**original, "settings": "x"}):
+        (folder / "audit.json").write_text(json.dumps(seal({k: v for k, v in broken.items() if k != "integrity"}, {})))
+        with pytest.raises(CorruptCheckpointError, match="audit.json: damaged audit"):
+            AuditResult.load(folder)

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from .._integrity import seal, verify
-from .._io import atomic_write, read_versioned_json
+from .._io import atomic_write, read_versioned_json, reading_document
 from ..counterfactual import CounterfactualResult
 from .columns import TABLE_COLUMNS
 from .evidence import EVIDENCE
@@ -128,10 +128,14 @@ class AuditResult:
         folder = Path(path)
         data = read_versioned_json(folder / "audit.json", AUDIT_FORMAT_VERSION, "audit")
         verify(data, {}, folder / "audit.json", "audit")
-        table = _numeric(pd.DataFrame(data["semantics"]), [c for c in TABLE_COLUMNS if c not in _TEXT])
-        metrics = {k: (float("nan") if v is None else v) for k, v in data["metrics"].items()}
-        return cls(table, CounterfactualResult.load(folder / "counterfactuals"), pd.DataFrame(data["joint"]), metrics,
-                   data["target"], data["settings"], data["provenance"], pd.DataFrame(data.get("baseline", [])))
+        counterfactuals = CounterfactualResult.load(folder / "counterfactuals")
+        with reading_document(folder / "audit.json", "audit"):
+            table = _numeric(pd.DataFrame(data["semantics"]), [c for c in TABLE_COLUMNS if c not in _TEXT])
+            metrics = {str(k): float("nan") if v is None else float(v) for k, v in data["metrics"].items()}
+            if not isinstance(data["settings"], dict) or not isinstance(data["provenance"], dict):
+                raise TypeError("settings and provenance must be objects")
+            return cls(table, counterfactuals, pd.DataFrame(data["joint"]), metrics, data["target"], data["settings"],
+                       data["provenance"], pd.DataFrame(data.get("baseline", [])))
 
 
 _TEXT = ("semantic", "verdict", "reason")

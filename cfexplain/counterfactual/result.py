@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from .._integrity import load_tensors, seal, verify
-from .._io import atomic_write, read_versioned_json
+from .._io import atomic_write, read_versioned_json, reading_document
 from ..errors import InputError
 from ..generators.base import Generator
 from ..photos.faithfulness import PhotoFaces
@@ -176,10 +176,11 @@ class CounterfactualResult:
         meta = read_versioned_json(folder / "result.json", RESULT_FORMAT_VERSION, "counterfactual result")
         tensors = load_tensors(folder / "tensors.pt", "counterfactual result")
         verify(meta, tensors, folder / "result.json", "counterfactual result")
-        photos = PhotoFaces.from_saved(meta["photos"], tensors) if meta.get("photos") else None
-        return cls(meta["space"], tuple(meta["latent_shape"]), tensors["codes"], meta["subspaces"],
-                   pd.DataFrame(meta["items"]), tensors["deltas"], tensors["end_deltas"], meta["coefficients"],
-                   meta["target"], meta["settings"], photos=photos)
+        with reading_document(folder, "counterfactual result"):
+            photos = PhotoFaces.from_saved(meta["photos"], tensors) if meta.get("photos") else None
+            return cls(meta["space"], tuple(meta["latent_shape"]), tensors["codes"], meta["subspaces"],
+                       pd.DataFrame(meta["items"]), tensors["deltas"], tensors["end_deltas"], meta["coefficients"],
+                       meta["target"], meta["settings"], photos=photos)
 
 
 def merge_item_tables(tables: Sequence[pd.DataFrame], faces: Sequence[int]) -> tuple[pd.DataFrame, np.ndarray]:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .._io import atomic_write
+from .._io import atomic_write, reading_document
 from .._torch_files import read_torch_file
 from .._version import software_provenance
 from ..errors import InputError, ShapeError
@@ -171,8 +171,12 @@ class InversionResult:
         data = read_torch_file(Path(path), f"{path} (an inversion file)")
         if not isinstance(data, dict) or data.get("format") != INVERSION_FORMAT_VERSION:
             raise InputError(f"{path}: not an inversion file of format {INVERSION_FORMAT_VERSION}")
-        return cls(data["codes"], data["space"], data["targets"], data["reconstructions"], data["psnr"],
-                   dict(data["losses"]), list(data["names"]), data["settings"], data["provenance"], data["noise"])
+        with reading_document(path, "inversion file"):
+            tensors = [data[key] for key in ("codes", "targets", "reconstructions", "psnr")]
+            if not all(isinstance(t, torch.Tensor) for t in tensors) or len({len(t) for t in tensors}) != 1:
+                raise TypeError("codes, targets, reconstructions and psnr must be tensors of one length each")
+            return cls(data["codes"], data["space"], data["targets"], data["reconstructions"], data["psnr"],
+                       dict(data["losses"]), list(data["names"]), data["settings"], data["provenance"], data["noise"])
 
 
 class _Objective:

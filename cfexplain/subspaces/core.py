@@ -14,9 +14,9 @@ import pandas as pd
 import torch
 
 from .._integrity import load_tensors, seal, verify
-from .._io import atomic_write, read_versioned_json
+from .._io import atomic_write, read_versioned_json, reading_document
 from ..criteria.base import Criterion
-from ..errors import CorruptCheckpointError, InputError, ShapeError
+from ..errors import InputError, ShapeError
 from .solvers import SOLVERS
 
 __all__ = ["Semantic", "Subspace", "SubspaceSet", "FORMAT_VERSION"]
@@ -230,10 +230,8 @@ class SubspaceSet(Mapping[str, Subspace]):
         meta = read_versioned_json(meta_path, FORMAT_VERSION, "subspace set")
         bases = load_tensors(bases_path, "subspace set")
         verify(meta, bases, meta_path, "subspace set")
-        try:
+        with reading_document(folder, "subspace set"):
             subspaces = [Subspace(name=m["name"], basis=bases[m["name"]], eigenvalues=m["eigenvalues"], space=m["space"],
                                   latent_shape=tuple(m["latent_shape"]), provenance=m.get("provenance", {}))
                          for m in meta["subspaces"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CorruptCheckpointError(f"{folder}: damaged subspace set ({type(exc).__name__}: {exc})") from exc
-        return cls(subspaces, provenance=meta.get("provenance", {}))
+            return cls(subspaces, provenance=meta.get("provenance", {}))
