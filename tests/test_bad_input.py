@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+import time
 
 import pytest
 import torch
@@ -326,3 +328,42 @@ def test_a_resealed_document_with_a_missing_or_mistyped_entry_is_a_clean_error(w
         (folder / "audit.json").write_text(json.dumps(seal({k: v for k, v in broken.items() if k != "integrity"}, {})))
         with pytest.raises(CorruptCheckpointError, match="audit.json: damaged audit"):
             AuditResult.load(folder)
+
+
+def test_an_unwritable_output_folder_fails_before_the_work(workspace, capsys):
+    """/proc takes no new folders, whoever runs the tests (root included)."""
+    started = time.perf_counter()
+    assert main(_audit(workspace, out="/proc/cfexplain-out")) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert time.perf_counter() - started < 30 and "--out /proc/cfexplain-out: cannot write there" in err
+    assert main(_audit(workspace, "--checkpoint-dir", "/proc/cfexplain-checkpoints")) == EXIT_USAGE
+    assert "--checkpoint-dir /proc/cfexplain-checkpoints: cannot write there" in capsys.readouterr().err
+    assert main(_audit(workspace, "--checkpoint-dir", str(workspace["folder"] / "a-file"))) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--checkpoint-dir" in err and "existing file" in err
+
+
+def test_sigterm_keeps_the_finished_work_and_exits_143(workspace, tmp_path):
+    """SIGTERM mid-run behaves like Ctrl-C: the finished counterfactuals are kept, exit 143."""
+    import subprocess
+
+    script = tmp_path / "terminated.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        "from cfexplain.cli import main\n"
+        "from cfexplain.counterfactual import CounterfactualExplainer\n"
+        "real, calls = CounterfactualExplainer._search_chunk, []\n"
+        "def terminate_in_the_second_batch(self, chunk, records):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(self, chunk, records)\n"
+        "CounterfactualExplainer._search_chunk = terminate_in_the_second_batch\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    out = tmp_path / "run"
+    argv = [*_audit(workspace, "--batch-size", "2", "--controls", "0", out=out)]
+    done = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 143, done.stderr
+    assert "terminated (SIGTERM)" in done.stderr
+    kept = CounterfactualResult.load(out / "partial")
+    assert len(kept.table) == 2  # the first batch

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 an audit gate (``--fail-if``) held, and nothing else; 2 bad usage, bad
 input or configuration (one line on standard error); 3 an internal error (one line; the traceback
-with ``--debug``); 130 interrupted.
+with ``--debug``); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both keep the finished
+counterfactuals.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -24,9 +27,11 @@ from ..distributed import launched_by_torchrun
 from ..errors import CfexplainError, InputError, describe_exception
 from ..photos.inversion import invert
 from ..subspaces.learn import learn_subspaces
-from .commands import EXPLAIN_FACES, EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_audit, run_demo, run_explain, run_learn, run_report
+from .commands import (EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE,
+                       EXPLAIN_FACES, run_audit, run_demo, run_explain, run_learn, run_report)
 
-__all__ = ["EXIT_GATE_FAILED", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_GATE_FAILED", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE",
+           "build_parser", "main"]
 
 DISTRIBUTED_COMMANDS = ("learn", "audit")
 """The subcommands that run under ``torchrun``, sharing their work among the processes."""
@@ -47,7 +52,7 @@ def _default(function: Callable, parameter: str) -> object:
 
 
 _EPILOG = ("Exit codes: 0 success, 1 an audit gate (--fail-if) held, 2 bad usage, input or configuration, "
-           "3 internal error (--debug shows the traceback), 130 interrupted.")
+           "3 internal error (--debug shows the traceback), 130 interrupted, 143 terminated (SIGTERM).")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -213,11 +218,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, like Ctrl-C: the partial results are kept the same way."""
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """Make SIGTERM raise :class:`Terminated` (in the main thread); returns how to undo it."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     me = _speaker()
+    restore_sigterm = _sigterm_as_interrupt()
     try:
         if launched_by_torchrun() and args.command not in DISTRIBUTED_COMMANDS:
             raise InputError(f"`cfexplain {args.command}` runs in one process; under torchrun, run "
@@ -226,12 +248,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CfexplainError as exc:
         print(f"{me}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        print(f"{me}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except Terminated:
+        print(f"{me}: terminated (SIGTERM); finished work is kept where the notes above say", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"{me}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:  # a write that fails despite the checks up front: a full disk, a vanished folder
+        print(f"{me}: error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - a bug, not a verdict: never exit 1 (a held gate)
         if getattr(args, "debug", False):
             traceback.print_exc()
@@ -240,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"please report it)", file=sys.stderr)
         return EXIT_INTERNAL
     finally:
+        restore_sigterm()
         _leave_process_group()
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +28,7 @@ from .gates import check_gates, failed_gates, parse_gate
 
 __all__ = ["EXIT_OK", "EXIT_GATE_FAILED", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "run_demo", "run_learn", "run_explain", "run_audit", "run_report"]
 
-EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -45,7 +47,30 @@ def _output_folder(value: str | None, default: str) -> Path:
             if not parent.is_dir():
                 raise InputError(f"the output folder {folder} lies under {parent}, which is a file")
             break
+    check_writable(folder, "--out")
     return folder
+
+
+def check_writable(folder: Path, flag: str) -> None:
+    """Create ``folder`` if needed and write a probe file there, before any work: a read-only file
+    system, a missing permission or a full disk is then an error at once, not after the run."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".cfexplain-probe-") as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise InputError(f"{flag} {folder}: cannot write there ({exc.strerror or exc}); give a folder you can "
+                         f"write to") from None
+
+
+def _check_checkpoint_dir(settings: dict[str, Any]) -> None:
+    if settings.get("checkpoint_dir"):
+        folder = Path(settings["checkpoint_dir"])
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"--checkpoint-dir {folder} is an existing file; give it a folder")
+        check_writable(folder, "--checkpoint-dir")
 
 
 def _generator_settings(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
@@ -183,6 +208,7 @@ def run_learn(args: argparse.Namespace) -> int:
                                        "seed": args.seed, "resolution": args.resolution, "method": args.method,
                                        "checkpoint_dir": args.checkpoint_dir, "out": args.out})
     out = _output_folder(settings.get("out"), "subspaces")
+    _check_checkpoint_dir(settings)
     ranks = _join_ranks(args, gen)
     generator = make_generator(gen)
     stack, parser, landmarks = make_analyzers(stack_settings, gen.get("device", "cpu"))
@@ -258,6 +284,7 @@ def _audit_inputs(args: argparse.Namespace, section: str):
     if not settings.get("subspaces"):
         raise InputError("no subspaces: give --subspaces FOLDER (from `cfexplain learn`)")
     out = _output_folder(settings.get("out"), "counterfactuals" if section == "explain" else "audit")
+    _check_checkpoint_dir(settings)
     ranks = _join_ranks(args, gen)
     subspaces = SubspaceSet.load(settings["subspaces"])
     generator = make_generator(gen)
