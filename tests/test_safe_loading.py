@@ -174,3 +174,20 @@ def test_numpy_values_in_a_pickle_are_checked_before_numpy_builds_them():
     direct = b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00\x8c\x05numpy\x8c\x07ndarray\x93J\x00\xe1\xf5\x05\x85R."
     with pytest.raises(UnsafeCheckpointError, match="numpy.ndarray directly"):
         safe_load_pickle(io.BytesIO(direct))
+
+
+@pytest.mark.parametrize("damage, mode", [("mapping.w_avg", "truncation 0.7"), ("noise_strength", "random noise")])
+def test_a_generator_that_draws_nan_only_when_truncated_or_with_random_noise_is_refused(tmp_path, damage, mode):
+    """A huge but finite average latent or noise strength draws finite faces with constant noise
+    and no truncation; the load-time probe also draws in the other modes users use."""
+    generator = small_generator()
+    with torch.no_grad():
+        for name, tensor in [*generator.named_parameters(), *generator.named_buffers()]:
+            if name.endswith(damage):
+                tensor.fill_(1e38 if damage == "noise_strength" else 3e38)
+            elif damage == "noise_strength" and name.endswith("noise_const"):
+                tensor.zero_()  # the stored noise is then harmless; fresh noise is not
+    path = tmp_path / "damaged.pkl"
+    write_nvlabs_pickle(generator, path)
+    with pytest.raises(CorruptCheckpointError, match=f"damaged.pkl: the generator draws NaN .*{mode}"):
+        cfexplain.load_generator(path)

@@ -143,8 +143,9 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu
         sha256: pin the file: the hex sha256 it must have (CLI ``--generator-sha256``); another
             file is refused before anything in it is read.
 
-    Every loaded generator is checked for finite weights and a finite probe image (one face,
-    constant noise), so that a damaged file is refused by name instead of drawing NaN faces.
+    Every loaded generator is checked for finite weights and finite probe images in the modes
+    users draw in (:func:`check_finite_generator`), so that a damaged file is refused by name
+    instead of drawing NaN faces later.
 
     Returns:
         A :class:`~cfexplain.generators.StyleGAN2Generator` in eval mode with frozen weights;
@@ -179,13 +180,13 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu
         format, state, hints = _read(path)
         generator = format.build(state, hints, provenance={"path": str(path), "sha256": digest, "format": format.name},
                                  device=device)
+        check_finite_generator(generator, path)
     except CfexplainError as exc:
         if str(path) in str(exc):
             raise
         raise type(exc)(f"{path}: {exc}") from exc  # every file-format error names the file
     except Exception as exc:  # noqa: BLE001 - damaged content that a reader did not foresee
         raise CorruptCheckpointError(f"{path}: the checkpoint is damaged ({describe_exception(exc)})") from exc
-    check_finite_generator(generator, path)
     return generator
 
 
@@ -196,14 +197,26 @@ def _pinned_digest(sha256: str) -> str:
     return sha256.strip().lower()
 
 
+PROBE_FACES = 2
+"""Faces of each load-time probe (:func:`check_finite_generator`)."""
+
+
 def check_finite_generator(generator: Generator, path: str | os.PathLike) -> None:
-    """Refuse a generator with a NaN/inf weight or buffer, or whose probe image (one face, seed 0,
-    constant noise) is not finite: :class:`~cfexplain.errors.CorruptCheckpointError` naming the
-    file and the first bad tensor."""
+    """Refuse a generator with a NaN/inf weight or buffer, or that draws a non-finite image in one
+    of the modes users draw in: :data:`PROBE_FACES` faces from ``z`` with constant noise, and the
+    same faces truncated (ψ = 0.7, which scales towards the stored average ``w``) with random
+    noise (which the stored noise strengths scale). A damaged average or noise strength makes NaN
+    only there. :class:`~cfexplain.errors.CorruptCheckpointError` names the file and what failed."""
     for name, tensor in [*generator.named_parameters(), *generator.named_buffers()]:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CorruptCheckpointError(f"{path}: the weight {name!r} holds NaN or infinite values (a damaged file)")
-    with torch.no_grad():
-        image = generator.synthesize(generator.sample(1, seed=0), space="z", noise_mode="const")
-    if not bool(torch.isfinite(image).all()):
-        raise CorruptCheckpointError(f"{path}: the generator draws NaN or infinite images (a damaged file)")
+    probes = [("constant noise", generator.sample(PROBE_FACES, seed=0), "z", "const")]
+    if "w" in generator.spaces:
+        probes.append(("truncation 0.7 and random noise", generator.sample(PROBE_FACES, space="w", seed=0,
+                                                                           truncation=0.7), "w", "random"))
+    for mode, codes, space, noise in probes:
+        with torch.no_grad():
+            image = generator.synthesize(codes, space=space, noise_mode=noise, noise_seed=0)
+        if not bool(torch.isfinite(image).all()):
+            raise CorruptCheckpointError(f"{path}: the generator draws NaN or infinite images with {mode} (a damaged "
+                                         f"file: its stored average latent or noise strengths are out of range)")
