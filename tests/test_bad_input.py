@@ -366,3 +366,22 @@ def test_sigterm_keeps_the_finished_work_and_exits_143(workspace, tmp_path):
     assert "terminated (SIGTERM)" in done.stderr
     kept = CounterfactualResult.load(out / "partial")
     assert len(kept.table) == 2  # the first batch
+
+
+@pytest.mark.parametrize("section, line, words", [
+    ("generator", "checkpoint = true", "[generator] checkpoint must be a string, got True"),
+    ("audit", 'seed = "aaa"', "[audit] seed must be an integer"),
+    ("audit", "out = 2020-01-01", "[audit] out must be a string"),
+    ("classifier", 'threshold = "x"', "[classifier] threshold must be a number"),
+    ("classifier", "threshold = false", "[classifier] threshold must be a number"),
+    ("classifier", "labels = [1, 2]", "[classifier] labels must be a list of strings"),
+    ("audit", 'faces = "many"', "[audit] faces must be an integer or \"auto\""),
+    ("audit", 'budget = "big"', "[audit] budget must be a number"),
+    ("audit", "joint = 1", "[audit] joint must be true or false"),
+])
+def test_config_values_of_the_wrong_type_are_refused_by_key(workspace, tmp_path, capsys, section, line, words):
+    config = tmp_path / "config.toml"
+    config.write_text(f"[{section}]\n{line}\n")
+    assert main(_audit(workspace, "--config", str(config))) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert words in err and "config.toml" in err

@@ -30,18 +30,58 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["load_config", "merge", "make_generator", "make_analyzers", "make_classifier", "make_semantics"]
 
-_PHOTO_KEYS = ("images", "multiple_faces", "skip_unusable", "inversion_steps")
-_SEARCH_KEYS = tuple(field.name for field in cli_fields(SearchSettings))
-KEYS = {
-    "generator": ("checkpoint", "device", "sha256"),
-    "analyzers": ("stack", "parser", "landmarks"),
-    "learn": ("space", "semantics", "samples", "seed", "resolution", "method", "checkpoint_dir", "out"),
-    "classifier": ("model", "labels", "kind", "scores", "threshold", "preprocessing"),
-    "explain": ("subspaces", "faces", "seed", "target", "out", *_PHOTO_KEYS, *_SEARCH_KEYS),
-    "audit": ("subspaces", "faces", "seed", "target", "out", "fail_if", *_PHOTO_KEYS, "include_unfaithful",
-              "checkpoint_dir", *_SEARCH_KEYS, *(field.name for field in cli_fields(AuditSettings))),
+def _settings_types(settings_class: type) -> dict[str, str]:
+    """The configuration types of a settings dataclass's command-line fields (from their metadata)."""
+    names = {bool: "bool", int: "int", float: "number", str: "str"}
+    return {field.name: names[field.metadata["type"]] for field in cli_fields(settings_class)}
+
+
+_PHOTO_KEYS = {"images": "str", "multiple_faces": "str", "skip_unusable": "bool", "inversion_steps": "int"}
+_FACES = {"subspaces": "str", "faces": "int", "seed": "int", "target": "target", "out": "str"}
+KEYS: dict[str, dict[str, str]] = {
+    "generator": {"checkpoint": "str", "device": "str", "sha256": "str"},
+    "analyzers": {"stack": "str", "parser": "str", "landmarks": "str"},
+    "learn": {"space": "str", "semantics": "strs", "samples": "int", "seed": "int", "resolution": "int", "method": "str",
+              "checkpoint_dir": "str", "out": "str"},
+    "classifier": {"model": "str", "labels": "strs", "kind": "str", "scores": "str", "threshold": "number",
+                   "preprocessing": "table"},
+    "explain": {**_FACES, **_PHOTO_KEYS, **_settings_types(SearchSettings)},
+    "audit": {**_FACES, "faces": "faces", "fail_if": "strs", **_PHOTO_KEYS, "include_unfaithful": "bool",
+              "checkpoint_dir": "str", **_settings_types(SearchSettings), **_settings_types(AuditSettings)},
 }
-PREPROCESSING_KEYS = ("size", "crop", "value_range", "mean", "std", "channel_order", "interpolation", "antialias")
+"""Every configuration key of every section, with its type: ``str``, ``int``, ``number`` (an int
+or a float), ``bool``, ``strs`` (a list of strings), ``faces`` (an int or ``"auto"``), ``target``
+(a class name or index), ``table``."""
+PREPROCESSING_KEYS = {"size": "size", "crop": "numbers", "value_range": "numbers", "mean": "numbers", "std": "numbers",
+                      "channel_order": "str", "interpolation": "str", "antialias": "bool"}
+_TYPE_WORDS = {"str": "a string", "int": "an integer", "number": "a number", "bool": "true or false",
+               "strs": "a list of strings", "numbers": "a list of numbers", "faces": "an integer or \"auto\"",
+               "target": "a class name or index", "table": "a table", "size": "an integer or [height, width]"}
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    number = integer or isinstance(value, float)
+    return {"str": isinstance(value, str), "int": integer, "number": number, "bool": isinstance(value, bool),
+            "strs": isinstance(value, list) and all(isinstance(v, str) for v in value),
+            "numbers": isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        for v in value),
+            "faces": integer or value == "auto", "target": integer or isinstance(value, str),
+            "size": integer or (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                 for v in value)),
+            "table": isinstance(value, dict)}[kind]
+
+
+def _check_types(file: Path, where: str, values: Mapping[str, Any], types: Mapping[str, str]) -> None:
+    stray = set(values) - set(types)
+    if stray:
+        raise InputError(f"{file}: unknown keys {sorted(stray)} in [{where}]; keys are {list(types)}")
+    for key, value in values.items():
+        if not _has_type(value, types[key]):
+            raise InputError(f"{file}: [{where}] {key} must be {_TYPE_WORDS[types[key]]}, got {value!r} "
+                             f"({type(value).__name__})")
+
+
 SECTIONS = tuple(KEYS)
 
 
@@ -62,12 +102,9 @@ def load_config(path: str | None) -> dict[str, Any]:
     for section, values in config.items():
         if not isinstance(values, dict):
             raise InputError(f"{file}: [{section}] must be a table of keys")
-        stray = set(values) - set(KEYS[section])
-        if stray:
-            raise InputError(f"{file}: unknown keys {sorted(stray)} in [{section}]; keys are {list(KEYS[section])}")
-    stray = set(config.get("classifier", {}).get("preprocessing", {})) - set(PREPROCESSING_KEYS)
-    if stray:
-        raise InputError(f"{file}: unknown keys {sorted(stray)} in [classifier.preprocessing]; keys are {list(PREPROCESSING_KEYS)}")
+        _check_types(file, section, values, KEYS[section])
+    _check_types(file, "classifier.preprocessing", config.get("classifier", {}).get("preprocessing", {}),
+                 PREPROCESSING_KEYS)
     for section, key in (("generator", "checkpoint"), ("analyzers", "parser"), ("analyzers", "landmarks"),
                          ("classifier", "model"), ("audit", "subspaces"), ("explain", "subspaces")):
         value = config.get(section, {}).get(key)
