@@ -4,11 +4,12 @@ the setting, what it must be and what it got."""
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from .errors import InputError
 
-__all__ = ["check_positive_int", "check_number", "check_int"]
+__all__ = ["check_positive_int", "check_number", "check_int", "check_fits_in_memory"]
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> None:
@@ -30,3 +31,21 @@ def check_number(name: str, value: Any, *, zero: bool = False, below: float | No
         kind = "non-negative" if zero else "positive"
         bound = f" below {below:g}" if below is not None else ""
         raise InputError(f"{name} must be a {kind} finite number{bound}, got {value!r}")
+
+
+def physical_memory() -> int | None:
+    """The machine's physical memory in bytes (``None`` where the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits_in_memory(needed: float, what: str, way_out: str) -> None:
+    """Refuse, before any work, a request whose tensors alone (``needed`` bytes, as estimated by the
+    caller) exceed the machine's physical memory: an :class:`InputError` with both numbers and
+    ``way_out``, rather than an allocation failure after minutes of work."""
+    total = physical_memory()
+    if total is not None and needed > total:
+        raise InputError(f"{what} needs at least {needed / 2**30:.3g} GiB for its tensors alone; this machine has "
+                         f"{total / 2**30:.3g} GiB. {way_out}")

@@ -385,3 +385,14 @@ def test_config_values_of_the_wrong_type_are_refused_by_key(workspace, tmp_path,
     assert main(_audit(workspace, "--config", str(config))) == EXIT_USAGE
     err = capsys.readouterr().err
     assert words in err and "config.toml" in err
+
+
+def test_a_run_too_large_for_the_machine_is_refused_before_the_work(workspace, capsys):
+    started = time.perf_counter()
+    assert main(_audit(workspace, "--faces", "1000000000")) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "GiB for its tensors alone" in err and "torchrun" in err and time.perf_counter() - started < 60
+    explainer = CounterfactualExplainer(workspace["generator"], Classifier(Brightness(), output=OutputSpec.softmax(
+        ["dark", "bright"])), _subspaces(workspace["generator"]), progress=False)
+    with pytest.raises(InputError, match="searching 1000000000000 faces"):
+        explainer.explain(10**12)

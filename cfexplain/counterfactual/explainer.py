@@ -19,6 +19,7 @@ from .._checkpoint import Checkpoint
 from .._fingerprint import fingerprint
 from ..classifiers import Classifier
 from ..distributed import SINGLE_PROCESS, Ranks
+from .._validation import check_fits_in_memory
 from ..errors import InputError
 from ..generators.base import Generator
 from ..subspaces.core import SubspaceSet
@@ -30,7 +31,18 @@ from .settings import SearchSettings
 from .targets import resolve_target, target_probability
 from .units import edit_basis
 
-__all__ = ["CounterfactualExplainer"]
+__all__ = ["CounterfactualExplainer", "check_search_memory"]
+
+
+def check_search_memory(faces: int, searches: int, latent_shape: Sequence[int]) -> None:
+    """Refuse, before any work, ``faces`` faces × ``searches`` searches whose results alone (each
+    face's code, each item's two edits of the search space, as floats) would not fit in the
+    machine's memory, saying how to split the work."""
+    dim = math.prod(latent_shape)
+    check_fits_in_memory(4.0 * faces * dim * (1 + 2 * (searches + 1)), f"searching {faces} faces in {searches} "
+                         f"subspaces of a {dim}-dimensional space",
+                         "Search fewer faces at a time, or share them among processes with torchrun "
+                         "(docs/distributed.md).")
 
 
 @dataclass
@@ -206,6 +218,7 @@ class CounterfactualExplainer:
         if isinstance(codes_or_seeds, int) and not isinstance(codes_or_seeds, bool):
             if codes_or_seeds < 1:
                 raise InputError("the number of faces must be positive")
+            check_search_memory(codes_or_seeds, len(self.subspaces), self.subspaces.latent_shape)
             return self.generator.sample(codes_or_seeds, space=self._space, seed=self.settings.seed)
         seeds = list(codes_or_seeds)
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
