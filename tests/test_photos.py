@@ -332,3 +332,25 @@ def test_stylegan2_inverts_in_w_plus_with_regularised_noise_maps():
     smooth = torch.nn.functional.interpolate(torch.randn(1, 1, 8, 8), size=32, mode="bilinear")
     smooth = (smooth - smooth.mean()) / smooth.std()
     assert _noise_penalty([white]) < 0.01 * _noise_penalty([smooth])  # the regulariser punishes structure
+
+
+@pytest.mark.parametrize("side, words", [(11_000, "11000×11000 pixels, more than the 100 megapixels"),
+                                         (20_000, "too large to decode safely")])
+def test_a_huge_or_non_finite_photo_is_refused_by_name_before_decoding(tmp_path, side, words):
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    small = tmp_path / "small.png"
+    Image.new("RGB", (8, 8)).save(small)
+    data = bytearray(small.read_bytes())
+    header = struct.pack(">II", side, side) + bytes(data[24:29])  # IHDR: width, height, depth, colour …
+    data[16:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(bytes(data))
+    with pytest.raises(PhotoError, match=f"huge.png: unreadable: {words}"):
+        load_photos(huge)
+    with pytest.raises(InputError, match="NaN"):
+        load_photos(torch.full((1, 3, 8, 8), float("nan")))

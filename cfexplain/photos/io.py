@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +35,27 @@ def pixels_of(image) -> torch.Tensor:
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
+MAX_PHOTO_PIXELS = 100_000_000
+"""The most pixels a photo file may have (decoding one takes 16 bytes a pixel as floats)."""
+
+
 def _read(path: Path) -> Photo:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # PIL warns above 89 megapixels; the limit here is MAX_PHOTO_PIXELS
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            width, height = image.size
+            if width * height > MAX_PHOTO_PIXELS:
+                raise PhotoError(str(path), "unreadable", f"{width}×{height} pixels, more than the "
+                                 f"{MAX_PHOTO_PIXELS // 1_000_000} megapixels a photo may have; scale it down first")
             pixels = pixels_of(image)
     except FileNotFoundError:
         raise PhotoError(str(path), "unreadable", "no such file") from None
+    except Image.DecompressionBombError as exc:
+        raise PhotoError(str(path), "unreadable", f"too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise PhotoError(str(path), "unreadable", f"not an image PIL can read ({exc})") from exc
     return Photo(str(path), pixels)
@@ -54,6 +68,8 @@ def _from_tensor(images: torch.Tensor) -> list[Photo]:
         raise ShapeError(f"photos as a tensor must be (N, 3|1, H, W) or (3|1, H, W) in [-1, 1], got {tuple(images.shape)}")
     if not images.is_floating_point():
         raise InputError(f"photo tensors must be float in [-1, 1], got {images.dtype} (uint8 pixels: x / 127.5 - 1)")
+    if not bool(torch.isfinite(images).all()):
+        raise InputError("photo tensors hold NaN or infinite values; images must be finite, in [-1, 1]")
     if images.numel() and (images.min() < -1.001 or images.max() > 1.001):
         raise InputError(f"photo tensors must be in [-1, 1], got values in [{float(images.min()):.3g}, "
                          f"{float(images.max()):.3g}]")
