@@ -396,3 +396,16 @@ def test_a_run_too_large_for_the_machine_is_refused_before_the_work(workspace, c
         ["dark", "bright"])), _subspaces(workspace["generator"]), progress=False)
     with pytest.raises(InputError, match="searching 1000000000000 faces"):
         explainer.explain(10**12)
+
+
+def test_api_inputs_that_are_empty_non_finite_or_of_the_wrong_kind_are_input_errors(workspace):
+    generator = workspace["generator"]
+    cases = [(lambda: generator.synthesize(torch.zeros(0, generator.latent_dim("z")), space="z"), "empty batch"),
+             (lambda: generator.sample(2, space="w", truncation=float("nan")), "truncation must be a finite"),
+             (lambda: generator.sample(2, space="w", truncation=1e30), "within ±2"),
+             (lambda: generator.sample(2, space="w", truncation="0.7"), "truncation must be"),
+             (lambda: load_generator(5), "a checkpoint's path"),
+             (lambda: load_generator(None), "a checkpoint's path")]
+    for call, words in cases:
+        with pytest.raises(InputError, match=words):
+            call()

@@ -28,6 +28,10 @@ _NORMAL_BLOCK = 16
 draws a ragged tail (and any tensor of fewer than 16 values) differently."""
 
 _CONVERT_BLOCK = 16
+
+MAX_TRUNCATION = 2.0
+"""The largest truncation ψ accepted (in absolute value): beyond it codes are extrapolated far
+outside what the generator was trained on (ψ = 1e30 drew finite but meaningless images)."""
 """Sampled faces are converted out of ``z`` in the blocks ``[16 j, 16 j + 16)`` of the draw, whoever
 draws them: a mapping network's output depends on its batch at rounding level, and with fixed
 blocks a face's code is bit-identical in every prefix and every shard."""
@@ -291,6 +295,8 @@ class Generator(nn.Module, abc.ABC):
         if not isinstance(codes, torch.Tensor):
             raise InputError(f"codes must be a torch.Tensor, got {type(codes).__name__}")
         expected = self.latent_shape(space)
+        if codes.ndim >= 1 and codes.shape[0] == 0:
+            raise InputError(f"codes for space {space!r} are an empty batch; give at least one face")
         if codes.ndim != len(expected) + 1 or tuple(codes.shape[1:]) != expected:
             raise ShapeError(
                 f"codes for space {space!r} must have shape (N, {', '.join(map(str, expected))}), "
@@ -326,9 +332,14 @@ class Generator(nn.Module, abc.ABC):
                 f"got resolution={resolution}"
             )
 
-    def check_conversion(self, src: str, dst: str) -> None:
+    def check_conversion(self, src: str, dst: str, truncation: float = 1.0) -> None:
         """Raise :class:`~cfexplain.errors.InputError` unless codes can be converted from ``src`` to
-        ``dst`` (both known, ``dst`` not before ``src`` in :attr:`spaces`)."""
+        ``dst`` (both known, ``dst`` not before ``src`` in :attr:`spaces`) with ``truncation`` ψ (a
+        finite number within ±:data:`MAX_TRUNCATION`)."""
+        if isinstance(truncation, bool) or not isinstance(truncation, (int, float)) or not math.isfinite(truncation) \
+                or abs(truncation) > MAX_TRUNCATION:
+            raise InputError(f"truncation must be a finite number within ±{MAX_TRUNCATION:g} (ψ: 1 leaves codes as "
+                             f"drawn, 0.5–0.7 is usual), got {truncation!r}")
         self.check_space(src)
         self.check_space(dst)
         if self.spaces.index(dst) < self.spaces.index(src):

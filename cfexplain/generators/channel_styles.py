@@ -192,7 +192,7 @@ class ChannelStyleGenerator(ModuleGenerator):
 
     def convert(self, codes: torch.Tensor, src: str, dst: str, *, truncation: float = 1.0) -> torch.Tensor:
         """``"z" → "s"`` appends zero styles (the same faces); ``truncation`` ψ scales the ``z`` part."""
-        self.check_conversion(src, dst)
+        self.check_conversion(src, dst, truncation)
         z_dim = self.style_layout.z_dim
         if truncation != 1.0:
             codes = torch.cat([codes[:, :z_dim] * truncation, codes[:, z_dim:]], dim=1)

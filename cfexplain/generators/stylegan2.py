@@ -576,7 +576,7 @@ class StyleGAN2Generator(Generator):
         Truncation ``w_avg + ψ (w − w_avg)`` is applied when the conversion starts at ``"z"``
         and passes through ``"w"``; converting from ``"w"`` or later leaves codes as given.
         """
-        self.check_conversion(src, dst)
+        self.check_conversion(src, dst, truncation)
         if truncation != 1.0 and (src != "z" or dst == "z"):
             raise InputError(
                 f"truncation applies when mapping z to w; it cannot be applied converting {src!r} "

@@ -74,7 +74,7 @@ class ModuleGenerator(Generator):
 
     def convert(self, codes: torch.Tensor, src: str, dst: str, *, truncation: float = 1.0) -> torch.Tensor:
         """Only ``"z" → "z"``; ``truncation`` scales the codes by ψ."""
-        self.check_conversion(src, dst)
+        self.check_conversion(src, dst, truncation)
         return codes if truncation == 1.0 else codes * truncation
 
     def _run(self, codes: torch.Tensor) -> torch.Tensor:

@@ -164,6 +164,8 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu
         >>> G = cfexplain.load_generator("stylegan2-ffhq-config-f.pkl")  # doctest: +SKIP
         >>> images = G.synthesize(G.sample(4, space="w+", seed=0, truncation=0.7))  # doctest: +SKIP
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"load_generator takes a checkpoint's path (a str or os.PathLike), got {type(path).__name__}")
     path = Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(f"no checkpoint file at {path}")
