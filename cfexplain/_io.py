@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import CorruptCheckpointError
+from .errors import CorruptCheckpointError, InputError
 
 __all__ = ["atomic_write", "read_versioned_json", "sha256_file", "reading_document"]
 
@@ -74,6 +74,8 @@ def reading_document(where: object, what: str) -> Iterator[None]:
     :class:`CorruptCheckpointError` naming ``where`` instead of a raw ``KeyError``/``TypeError``."""
     try:
         yield
+    except InputError as exc:  # a value the object refuses (a NaN basis, a mis-shaped tensor)
+        raise CorruptCheckpointError(f"{where}: damaged {what}: {exc}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise CorruptCheckpointError(f"{where}: damaged {what}: an entry is missing or of the wrong type "
                                      f"({type(exc).__name__}: {str(exc)[:200]})") from None

@@ -129,7 +129,7 @@ CLI_CASES = [
     ("subspaces-eigenvalue-edited", lambda ws: _audit(ws, subspaces=ws["damaged"]["edited-eigenvalue"]), EXIT_USAGE,
      "edited or damaged"),
     ("subspaces-bases-truncated", lambda ws: _audit(ws, subspaces=ws["damaged"]["truncated-bases"]), EXIT_USAGE,
-     "truncated or damaged tensor file"),
+     "truncated or damaged torch file"),
     ("subspaces-tensor-edited", lambda ws: _audit(ws, subspaces=ws["damaged"]["edited-tensor"]), EXIT_USAGE,
      "'lip_colour' was changed or damaged"),
     ("subspaces-missing", lambda ws: _audit(ws, subspaces=ws["folder"] / "nowhere"), EXIT_USAGE,
@@ -409,3 +409,10 @@ def test_api_inputs_that_are_empty_non_finite_or_of_the_wrong_kind_are_input_err
     for call, words in cases:
         with pytest.raises(InputError, match=words):
             call()
+
+
+def test_a_subspace_with_non_finite_values_is_refused():
+    with pytest.raises(InputError, match="NaN or infinite"):
+        Subspace("bad", torch.full((4, 1), float("nan")), torch.ones(1), "z", (4,))
+    with pytest.raises(InputError, match="NaN or infinite"):
+        Subspace("bad", torch.eye(4)[:, :1], torch.tensor([float("inf")]), "z", (4,))

@@ -122,6 +122,8 @@ class Subspace:
                              f"got {tuple(self.basis.shape)}")
         if self.eigenvalues.shape != (self.basis.shape[1],):
             raise ShapeError(f"subspace {self.name!r}: {self.eigenvalues.shape[0]} eigenvalues for {self.basis.shape[1]} directions")
+        if not bool(torch.isfinite(self.basis).all()) or not bool(torch.isfinite(self.eigenvalues).all()):
+            raise InputError(f"subspace {self.name!r}: its basis or eigenvalues hold NaN or infinite values")
 
     @property
     def dim(self) -> int:
