@@ -245,7 +245,7 @@ API_CASES = [
     ("subspaces-tensor-edited", lambda ws, tmp: SubspaceSet.load(ws["damaged"]["edited-tensor"]),
      CorruptCheckpointError, "changed or damaged"),
     ("analyzer-truncated-checkpoint", lambda ws, tmp: BiSeNetParser.from_checkpoint(_truncated_torch_file(tmp)),
-     CorruptCheckpointError, "not a readable torch checkpoint"),
+     CorruptCheckpointError, "truncated or damaged torch file"),
     ("analyzer-nan-weights", lambda ws, tmp: load_state_dict_file(_nan_state_dict(tmp)), CorruptCheckpointError,
      "'conv.weight' holds NaN or infinite values"),
     ("seed-out-of-range", lambda ws, tmp: ws["generator"].sample(1, seed=2 ** 70), InputError,
