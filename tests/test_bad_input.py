@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -416,3 +417,17 @@ def test_a_subspace_with_non_finite_values_is_refused():
         Subspace("bad", torch.full((4, 1), float("nan")), torch.ones(1), "z", (4,))
     with pytest.raises(InputError, match="NaN or infinite"):
         Subspace("bad", torch.eye(4)[:, :1], torch.tensor([float("inf")]), "z", (4,))
+
+
+def test_relative_output_paths_in_a_config_are_relative_to_the_file(tmp_path, monkeypatch):
+    from cfexplain.cli.config import load_config
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "config.toml").write_text('[audit]\nout = "results/run1"\ncheckpoint_dir = "work"\n'
+                                         '[generator]\ncheckpoint = "zoo:dcgan"\n')
+    monkeypatch.chdir(tmp_path)
+    config = load_config(str(Path("project") / "config.toml"))
+    assert Path(config["audit"]["out"]).resolve() == (folder / "results" / "run1").resolve()
+    assert Path(config["audit"]["checkpoint_dir"]).resolve() == (folder / "work").resolve()
+    assert config["generator"]["checkpoint"] == "zoo:dcgan"  # a spec, not a path

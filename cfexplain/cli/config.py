@@ -107,9 +107,14 @@ def load_config(path: str | None) -> dict[str, Any]:
                  PREPROCESSING_KEYS)
     for section, key in (("generator", "checkpoint"), ("analyzers", "parser"), ("analyzers", "landmarks"),
                          ("classifier", "model"), ("audit", "subspaces"), ("explain", "subspaces")):
-        value = config.get(section, {}).get(key)
+        value = config.get(section, {}).get(key)  # a spec such as zoo:dcgan is not a path: only existing files move
         if isinstance(value, str) and not Path(value).is_absolute() and (file.parent / value).exists():
             config[section][key] = str(file.parent / value)  # paths are relative to the configuration file
+    for section, key in (("learn", "out"), ("learn", "checkpoint_dir"), ("explain", "out"), ("explain", "images"),
+                         ("audit", "out"), ("audit", "checkpoint_dir"), ("audit", "images")):
+        value = config.get(section, {}).get(key)  # always paths, often still to be made
+        if isinstance(value, str) and not Path(value).is_absolute():
+            config[section][key] = str(file.parent / value)
     return config
 
 
