@@ -76,6 +76,6 @@ def reading_document(where: object, what: str) -> Iterator[None]:
         yield
     except InputError as exc:  # a value the object refuses (a NaN basis, a mis-shaped tensor)
         raise CorruptCheckpointError(f"{where}: damaged {what}: {exc}") from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
         raise CorruptCheckpointError(f"{where}: damaged {what}: an entry is missing or of the wrong type "
                                      f"({type(exc).__name__}: {str(exc)[:200]})") from None

@@ -17,6 +17,7 @@ from cfexplain.errors import CorruptCheckpointError
 from cfexplain.generators.checkpoints._safe_pickle import PickleLimits, safe_load_pickle, scan_pickle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from fuzz_documents import run as run_documents  # noqa: E402
 from fuzz_loaders import hostile_streams, load_outcome, run  # noqa: E402
 
 NEVER = ("crash", "hang", "unnamed error")
@@ -95,3 +96,13 @@ def test_artefact_json_that_is_damaged_is_a_clean_error(tmp_path, text, why):
     (folder / "bases.pt").write_bytes(b"")
     with pytest.raises(CorruptCheckpointError, match=f"subspaces.json: not a readable .*{why}"):
         SubspaceSet.load(folder)
+
+
+def test_resealed_documents_and_configs_of_the_wrong_shape_end_cleanly(tmp_path):
+    """Structure-aware mutations (an entry deleted or retyped, the manifest recomputed; a config
+    value of another type; damaged text): a clean error naming the file, or a document still valid."""
+    rows = run_documents(45, seed=2, timeout=60, folder=tmp_path)
+    problems = [row for row in rows if row["outcome"] in NEVER]
+    assert not problems, problems[:5]
+    for family in ("documents", "configs"):
+        assert sum(row["outcome"] == "clean error" for row in rows if row["family"] == family) > 10

@@ -16,7 +16,7 @@ import pandas as pd
 from .._integrity import seal, verify
 from .._io import atomic_write, read_versioned_json, reading_document
 from ..counterfactual import CounterfactualResult
-from .columns import TABLE_COLUMNS
+from .columns import COLUMNS, TABLE_COLUMNS
 from .evidence import EVIDENCE
 from .summary import describe, headline
 
@@ -134,11 +134,31 @@ class AuditResult:
             metrics = {str(k): float("nan") if v is None else float(v) for k, v in data["metrics"].items()}
             if not isinstance(data["settings"], dict) or not isinstance(data["provenance"], dict):
                 raise TypeError("settings and provenance must be objects")
+            _check_read(table, data["settings"])
             return cls(table, counterfactuals, pd.DataFrame(data["joint"]), metrics, data["target"], data["settings"],
                        data["provenance"], pd.DataFrame(data.get("baseline", [])))
 
 
 _TEXT = ("semantic", "verdict", "reason")
+_NUMERIC_SETTINGS = ("budget", "alpha", "n", "controls")
+
+
+def _check_read(table: pd.DataFrame, settings: dict[str, Any]) -> None:
+    """The entries the answer in words reads: every row with every column the table always has
+    (the sigmoid-only ones aside), text where text belongs, and numeric settings that are numbers."""
+    always = [c.name for c in COLUMNS if c.when != "sigmoid"]
+    missing = [name for name in always if name not in table]
+    if missing:
+        raise KeyError(f"the semantics' rows lack {missing}")
+    for name in _TEXT:
+        if not table[name].map(lambda v: isinstance(v, str)).all():
+            raise TypeError(f"the column {name!r} must hold text")
+    for name in _NUMERIC_SETTINGS:
+        value = settings.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TypeError(f"the setting {name!r} must be a number, got {type(value).__name__}")
+    if not isinstance(settings.get("unit", "image"), str):
+        raise TypeError("the setting 'unit' must be text")
 
 
 def _numeric(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

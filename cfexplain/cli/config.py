@@ -85,6 +85,13 @@ def _check_types(file: Path, where: str, values: Mapping[str, Any], types: Mappi
 SECTIONS = tuple(KEYS)
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system, say: not a file here
+        return False
+
+
 def load_config(path: str | None) -> dict[str, Any]:
     """The TOML configuration at ``path`` (``{}`` for ``None``); unknown sections are refused."""
     if path is None:
@@ -93,9 +100,9 @@ def load_config(path: str | None) -> dict[str, Any]:
     if not file.is_file():
         raise CheckpointNotFoundError(f"no configuration file at {file}")
     try:
-        config = tomllib.loads(file.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{file} is not valid TOML: {exc}") from exc
+        config = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{file} is not valid TOML: {exc}") from None
     unknown = set(config) - set(SECTIONS)
     if unknown:
         raise InputError(f"{file}: unknown sections {sorted(unknown)}; sections are {list(SECTIONS)}")
@@ -108,7 +115,7 @@ def load_config(path: str | None) -> dict[str, Any]:
     for section, key in (("generator", "checkpoint"), ("analyzers", "parser"), ("analyzers", "landmarks"),
                          ("classifier", "model"), ("audit", "subspaces"), ("explain", "subspaces")):
         value = config.get(section, {}).get(key)  # a spec such as zoo:dcgan is not a path: only existing files move
-        if isinstance(value, str) and not Path(value).is_absolute() and (file.parent / value).exists():
+        if isinstance(value, str) and not Path(value).is_absolute() and _exists(file.parent / value):
             config[section][key] = str(file.parent / value)  # paths are relative to the configuration file
     for section, key in (("learn", "out"), ("learn", "checkpoint_dir"), ("explain", "out"), ("explain", "images"),
                          ("audit", "out"), ("audit", "checkpoint_dir"), ("audit", "images")):
