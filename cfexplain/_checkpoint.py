@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ._integrity import load_tensors
-from ._io import atomic_write
+from ._torch_files import write_torch_file
 
 __all__ = ["Checkpoint"]
 
@@ -30,4 +28,4 @@ class Checkpoint:
 
     def save(self, state: dict[str, Any]) -> None:
         """Replace the saved state with ``state``."""
-        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
+        write_torch_file(self.path, state)

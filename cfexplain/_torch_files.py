@@ -11,6 +11,7 @@ does, and any layout other than the dense one cfexplain saves (sparse tensors), 
 from __future__ import annotations
 
 import argparse
+import io
 import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,11 +19,21 @@ from typing import IO, Any
 
 import torch
 
+from ._io import atomic_write
 from .errors import CorruptCheckpointError, UnsafeCheckpointError, describe_exception
 
-__all__ = ["read_torch_file", "check_tensors"]
+__all__ = ["read_torch_file", "write_torch_file", "check_tensors"]
 
 _MAX_DEPTH = 64
+
+
+def write_torch_file(path: str | Path, value: Any) -> None:
+    """``torch.save(value)`` to ``path``, atomically (:func:`~cfexplain._io.atomic_write`) and byte
+    for byte the same for the same value: the archive is made in memory, so its inner folder name
+    does not come from the temporary file's random name, as it would if torch wrote the file."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
 
 def read_torch_file(source: str | Path | IO[bytes], where: object, *, safe_globals: Iterable[type] = ()) -> Any:

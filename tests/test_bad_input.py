@@ -431,3 +431,17 @@ def test_relative_output_paths_in_a_config_are_relative_to_the_file(tmp_path, mo
     assert Path(config["audit"]["out"]).resolve() == (folder / "results" / "run1").resolve()
     assert Path(config["audit"]["checkpoint_dir"]).resolve() == (folder / "work").resolve()
     assert config["generator"]["checkpoint"] == "zoo:dcgan"  # a spec, not a path
+
+
+def test_saving_the_same_artefact_twice_gives_the_same_bytes(workspace, tmp_path):
+    """Tensor files are made in memory, so their archive's inner name does not come from the
+    temporary file's random name: two saves of one audit are byte for byte the same."""
+    from cfexplain.audit import audit
+
+    classifier = Classifier(Brightness(), output=OutputSpec.softmax(["dark", "bright"]))
+    result = audit(workspace["generator"], classifier, _subspaces(workspace["generator"]), faces=2, joint=False,
+                   controls=0, progress=False)
+    one, two = result.save(tmp_path / "one"), result.save(tmp_path / "two")
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)

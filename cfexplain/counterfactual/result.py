@@ -17,6 +17,7 @@ import torch
 
 from .._integrity import load_tensors, seal, verify
 from .._io import atomic_write, read_versioned_json, reading_document
+from .._torch_files import write_torch_file
 from ..errors import InputError
 from ..generators.base import Generator
 from ..photos.faithfulness import PhotoFaces
@@ -164,7 +165,7 @@ class CounterfactualResult:
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = self._tensors()
-        atomic_write(folder / "tensors.pt", lambda tmp: torch.save(tensors, tmp))
+        write_torch_file(folder / "tensors.pt", tensors)
         text = self.to_json()
         atomic_write(folder / "result.json", lambda tmp: tmp.write_text(text))
         return folder

@@ -29,8 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._io import atomic_write
-from .._torch_files import read_torch_file
+from .._torch_files import read_torch_file, write_torch_file
 from ..errors import InputError
 from ..generators.base import Generator, make_rng
 
@@ -205,7 +204,7 @@ def _train(generator, deformator, reconstructor, settings: _Settings, *, train_d
                 state = {"deformator": deformator.state_dict(), "reconstructor": reconstructor.state_dict(),
                          "optimizers": [o.state_dict() for o in optimizers], "rng": rng.get_state(), "step": step,
                          "history": {k: torch.tensor(v) for k, v in history.items()}}
-                atomic_write(path, lambda tmp: torch.save(state, tmp))
+                write_torch_file(path, state)
     reconstructor.eval()
     return {"history": history, "seconds": time.perf_counter() - started}
 

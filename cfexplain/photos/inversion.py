@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .._io import atomic_write, reading_document
-from .._torch_files import read_torch_file
+from .._io import reading_document
+from .._torch_files import read_torch_file, write_torch_file
 from .._version import software_provenance
 from ..errors import InputError, ShapeError
 from ..generators.base import Generator
@@ -160,7 +160,7 @@ class InversionResult:
                 "settings": json.loads(json.dumps(self.settings, default=str)),
                 "provenance": json.loads(json.dumps(self.provenance, default=str)),
                 "noise": None if self.noise is None else [n.cpu() for n in self.noise]}
-        atomic_write(path, lambda f: torch.save(data, f))
+        write_torch_file(path, data)
         return path
 
     @classmethod
@@ -416,7 +416,7 @@ class _Checkpoint:
 
     def _write(self) -> None:
         if self.path is not None:
-            atomic_write(self.path, lambda f: torch.save(self.data, f))
+            write_torch_file(self.path, self.data)
 
     def remove(self) -> None:
         if self.path is not None and self.path.exists():

