@@ -1,7 +1,10 @@
 """Fuzzing the checkpoint loaders: damaged and hostile files end in bounded time, as a clean error.
 
 Mutations of the three res32 fixtures (NVlabs pickle, TensorFlow pickle, rosinality torch file):
-byte flips, truncations, insertions, zeroed spans, swapped chunks, and hand-made hostile streams
+byte flips, truncations, insertions, zeroed spans, swapped chunks (``--family bytes``), or
+structure-aware changes (``--family structured``: a pickle opcode's argument, such as a dtype
+code, a global's name, a shape, a stride or a tuple size; a torch zip entry: its pickle's opcodes,
+a storage cut short or grown, a record), and hand-made hostile streams
 (deep nesting, huge declared lengths, memo floods, a tensor that claims more elements than its
 storage). Each file is loaded with :func:`cfexplain.load_generator` in a forked child with a
 watchdog. Outcomes:
@@ -15,7 +18,7 @@ watchdog. Outcomes:
 
 Usage::
 
-    python benchmarks/fuzz_loaders.py [--mutations 10000] [--seed 0] [--timeout 10]
+    python benchmarks/fuzz_loaders.py [--mutations 10000] [--seed 0] [--timeout 10] [--family bytes|structured]
 
 Prints a table and writes ``benchmarks/results/fuzz-loaders.json``. ``tests/test_hostile_files.py``
 runs a few hundred of the same mutations in the default suite.
@@ -25,16 +28,19 @@ from __future__ import annotations
 
 import argparse
 import collections
+import io
 import json
 import multiprocessing
 import os
 import pickle
+import pickletools
 import platform
 import random
 import struct
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,6 +82,76 @@ def _giant_tensor_pickle() -> bytes:
         return pickle.dumps({"G_ema": Rebuild()}, protocol=2)
     except Exception:  # noqa: BLE001 - a torch without picklable storages: skip this stream
         return b""
+
+
+_SAME_LENGTH = {"f4": ("M8", "m8", "V4", "U1", "O8", "i8", "c8", "b1"), "<": (">", "|", "=", "x"),
+                "float32": ("float64", "int64xx"), "FloatStorage": ("ShortStorage", "ObjectStorag")}
+"""Replacements of the same length for strings the fixtures' pickles hold (dtype codes, byte
+orders, dtype and storage names), so that a framed pickle stays well framed."""
+
+
+def _opcode_mutation(data: bytes, rng: random.Random) -> tuple[str, bytes]:
+    """One opcode argument of a pickle changed in place: a string (dtype code, byte order, global
+    or key), or an integer (a shape, a stride, a tuple size, an offset), keeping the framing."""
+    try:
+        ops = [(op, arg, pos) for op, arg, pos in pickletools.genops(data) if arg is not None and pos is not None]
+    except Exception:  # noqa: BLE001 - a stream pickletools cannot walk: fall back to a flip
+        ops = []
+    candidates = [(op, arg, pos) for op, arg, pos in ops if op.name in _STRING_OPS or op.name in _INT_OPS]
+    if not candidates:
+        return "opcode (none)", data
+    op, arg, pos = rng.choice(candidates)
+    buf = bytearray(data)
+    if op.name in _INT_OPS:
+        width, fmt = _INT_OPS[op.name]
+        value = rng.choice([0, 1, -1, 2 ** 31 - 1, 3, 7, 4096, rng.randrange(2 ** 16)])
+        lo, hi = {"<B": (0, 255), "<H": (0, 65535), "<i": (-2 ** 31, 2 ** 31 - 1)}[fmt]
+        buf[pos + 1:pos + 1 + width] = struct.pack(fmt, min(max(value, lo), hi))
+        return f"opcode {op.name}={value}", bytes(buf)
+    text = arg if isinstance(arg, str) else arg.decode("latin-1") if isinstance(arg, bytes) else str(arg)
+    new = rng.choice(_SAME_LENGTH.get(text, ())) if text in _SAME_LENGTH else \
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789_. ") for _ in text)
+    raw_old, raw_new = text.encode("utf-8"), new.encode("utf-8")
+    start = data.find(raw_old, pos)
+    if start < 0 or len(raw_new) != len(raw_old):
+        return "opcode (skipped)", data
+    buf[start:start + len(raw_old)] = raw_new
+    return f"opcode {op.name} {text[:12]!r}->{new[:12]!r}", bytes(buf)
+
+
+_STRING_OPS = ("SHORT_BINUNICODE", "BINUNICODE", "GLOBAL", "SHORT_BINSTRING", "BINSTRING", "UNICODE")
+_INT_OPS = {"BININT1": (1, "<B"), "BININT2": (2, "<H"), "BININT": (4, "<i")}
+
+
+def _zip_entry_mutation(data: bytes, rng: random.Random) -> tuple[str, bytes]:
+    """One entry of a torch zip file changed: its pickle (an opcode argument), a storage cut short
+    or grown, or the byte order record; the archive rebuilt with the same entry names."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        entries = {info.filename: archive.read(info) for info in archive.infolist()}
+    name = rng.choice(list(entries))
+    if name.endswith(".pkl"):
+        kind, entries[name] = _opcode_mutation(entries[name], rng)
+    elif "/data/" in name:
+        content = entries[name]
+        if rng.random() < 0.5:
+            entries[name], kind = content[:rng.randrange(len(content) + 1)], "storage cut"
+        else:
+            entries[name], kind = content + bytes(rng.randrange(1, 4096)), "storage grown"
+    else:
+        entries[name], kind = rng.choice([b"big", b"", b"x" * 64]), "record"
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        for entry, content in entries.items():
+            archive.writestr(entry, content)
+    return f"zip entry {name.split('/', 1)[-1]}: {kind}", out.getvalue()
+
+
+def structured_mutations(data: bytes, n: int, rng: random.Random) -> Iterator[tuple[str, bytes]]:
+    """``n`` structure-aware mutations of ``data``: opcode arguments of a pickle, or the entries of
+    a torch zip file (its pickle's opcodes, its storages, its records)."""
+    is_zip = data[:2] == b"PK"
+    for _ in range(n):
+        yield _zip_entry_mutation(data, rng) if is_zip else _opcode_mutation(data, rng)
 
 
 def mutations(data: bytes, n: int, rng: random.Random) -> Iterator[tuple[str, bytes]]:
@@ -153,8 +229,15 @@ def references() -> dict[str, torch.Tensor]:
     return probes
 
 
-def run(n_mutations: int, seed: int, timeout: float, folder: Path, progress: bool = False) -> list[dict]:
-    """Outcome rows of ``n_mutations`` mutations (spread over the sources) and the hostile streams."""
+FAMILIES = {"bytes": mutations, "structured": structured_mutations}
+"""The mutation families: byte-level damage, and structure-aware changes (opcodes, zip entries)."""
+
+
+def run(n_mutations: int, seed: int, timeout: float, folder: Path, progress: bool = False,
+        family: str = "bytes") -> list[dict]:
+    """Outcome rows of ``n_mutations`` mutations of ``family`` (spread over the sources) and the
+    hostile streams."""
+    mutate = FAMILIES[family]
     from tqdm.auto import tqdm
 
     torch.set_num_threads(1)
@@ -166,7 +249,7 @@ def run(n_mutations: int, seed: int, timeout: float, folder: Path, progress: boo
         yield from (("hostile", name, data) for name, data in hostile)
         for source, share in zip(SOURCES, shares):
             data = (FIXTURES / "stylegan2" / source).read_bytes()
-            yield from ((source, kind, mutated) for kind, mutated in mutations(data, share, rng))
+            yield from ((source, kind, mutated) for kind, mutated in mutate(data, share, rng))
 
     bar = tqdm(cases(), total=len(hostile) + n_mutations, desc="loading damaged files", unit="file",
                disable=not progress)
@@ -184,10 +267,12 @@ def main() -> None:
     parser.add_argument("--mutations", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--family", choices=list(FAMILIES), default="bytes",
+                        help="byte-level damage, or structure-aware changes (pickle opcodes, torch zip entries)")
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        rows = run(args.mutations, args.seed, args.timeout, Path(folder), progress=True)
+        rows = run(args.mutations, args.seed, args.timeout, Path(folder), progress=True, family=args.family)
     counts = collections.Counter(row["outcome"] for row in rows)
     print(f"{len(rows)} files ({args.mutations} mutations + {len(rows) - args.mutations} hostile streams), "
           f"{time.perf_counter() - start:.0f} s")
@@ -197,8 +282,9 @@ def main() -> None:
         if row["outcome"] in ("crash", "hang", "unnamed error"):
             print(f"  ! {row['source']} {row['mutation']}: {row['outcome']}: {row['detail']}", file=sys.stderr)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fuzz-loaders.json").write_text(json.dumps({
-        "files": len(rows), "mutations": args.mutations, "seed": args.seed, "timeout_s": args.timeout,
+    name = "fuzz-loaders.json" if args.family == "bytes" else f"fuzz-loaders-{args.family}.json"
+    (RESULTS / name).write_text(json.dumps({
+        "family": args.family, "files": len(rows), "mutations": args.mutations, "seed": args.seed, "timeout_s": args.timeout,
         "counts": {o: counts.get(o, 0) for o in OUTCOMES}, "seconds": time.perf_counter() - start,
         "problems": [r for r in rows if r["outcome"] in ("crash", "hang", "unnamed error")],
         "machine": platform.platform(), "torch": torch.__version__}, indent=1))

@@ -38,6 +38,14 @@ def test_a_few_hundred_mutations_end_cleanly(tmp_path):
     assert sum(row["outcome"] == "clean error" for row in rows) > len(rows) / 3  # the mutations do damage
 
 
+def test_structure_aware_mutations_end_cleanly(tmp_path):
+    """Opcode arguments (dtype codes, globals, shapes, strides) and torch zip entries changed."""
+    rows = run(120, seed=4, timeout=20, folder=tmp_path, family="structured")
+    problems = [row for row in rows if row["outcome"] in NEVER]
+    assert not problems, problems[:5]
+    assert sum(row["outcome"] == "clean error" for row in rows) > len(rows) / 4
+
+
 def test_scan_budgets():
     deep = b"\x80\x04" + b"(" * 50 + b"N" + b"t" * 50 + b"."
     scan_pickle(deep)
