@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from cfexplain import zoo
-from cfexplain.errors import InputError, PhotoError, ShapeError
+from cfexplain.errors import CorruptCheckpointError, InputError, PhotoError, ShapeError
 from cfexplain.imaging import to_pil
 from cfexplain.photos import (FFHQFraming, InversionLoss, InversionResult, Photos, TemplateFraming, align_faces,
                               check_faithfulness, invert, load_photos, photo_codes, square_crop)
@@ -215,7 +215,7 @@ def test_inversion_checks_its_input(generator, in_domain, tmp_path):
     result = invert(generator, faces[:1], space="s", steps=2, starts=2)
     loaded = InversionResult.load(result.save(tmp_path / "inv.pt"))
     assert torch.equal(loaded.codes, result.codes) and loaded.names == result.names
-    with pytest.raises(InputError, match="not an inversion file"):
+    with pytest.raises(CorruptCheckpointError, match="junk.pt .an inversion file.: truncated or damaged"):
         (tmp_path / "junk.pt").write_bytes(b"junk")
         InversionResult.load(tmp_path / "junk.pt")
 
@@ -354,3 +354,22 @@ def test_a_huge_or_non_finite_photo_is_refused_by_name_before_decoding(tmp_path,
         load_photos(huge)
     with pytest.raises(InputError, match="NaN"):
         load_photos(torch.full((1, 3, 8, 8), float("nan")))
+
+
+def test_a_saved_inversion_carries_a_manifest_and_an_edited_one_is_refused(tmp_path):
+    n = 2
+    result = InversionResult(torch.randn(n, 4), "z", torch.rand(n, 3, 8, 8) * 2 - 1, torch.rand(n, 3, 8, 8) * 2 - 1,
+                             torch.tensor([20.0, 21.0]), {"lpips": torch.rand(n)}, ["a", "b"], {"steps": 3}, {},
+                             [torch.randn(1, 1, 4, 4)])
+    path = result.save(tmp_path / "inversion.pt")
+    loaded = InversionResult.load(path)
+    assert torch.equal(loaded.codes, result.codes) and loaded.names == ["a", "b"] and len(loaded.noise) == 1
+    assert torch.equal(loaded.losses["lpips"], result.losses["lpips"])
+    data = torch.load(path, weights_only=True)
+    data["tensors"]["codes"][0, 0] += 1.0
+    torch.save(data, path)
+    with pytest.raises(CorruptCheckpointError, match="inversion.pt: the inversion file's tensor 'codes' was changed"):
+        InversionResult.load(path)
+    torch.save({"format": 1, "codes": result.codes}, path)
+    with pytest.raises(InputError, match="format 1; this cfexplain reads format 2"):
+        InversionResult.load(path)

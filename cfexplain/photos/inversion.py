@@ -41,15 +41,16 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .._integrity import seal, verify
 from .._io import reading_document
 from .._torch_files import read_torch_file, write_torch_file
 from .._version import software_provenance
-from ..errors import InputError, ShapeError
+from ..errors import CorruptCheckpointError, InputError, ShapeError
 from ..generators.base import Generator
 
 __all__ = ["InversionLoss", "InversionResult", "invert", "psnr"]
 
-INVERSION_FORMAT_VERSION = 1
+INVERSION_FORMAT_VERSION = 2
 
 
 def psnr(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -152,31 +153,44 @@ class InversionResult:
                 f"(min {float(values.min()):.1f}, max {float(values.max()):.1f})")
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write to one ``.pt`` file (tensors and JSON-able metadata only); :meth:`load` reads it."""
+        """Write to one ``.pt`` file (tensors and JSON-able metadata only, sealed with an integrity
+        manifest as every saved artefact is); :meth:`load` reads it."""
         path = Path(path)
-        data = {"format": INVERSION_FORMAT_VERSION, "codes": self.codes.cpu(), "space": self.space,
-                "targets": self.targets.cpu(), "reconstructions": self.reconstructions.cpu(), "psnr": self.psnr.cpu(),
-                "losses": {k: v.cpu() for k, v in self.losses.items()}, "names": list(self.names),
-                "settings": json.loads(json.dumps(self.settings, default=str)),
-                "provenance": json.loads(json.dumps(self.provenance, default=str)),
-                "noise": None if self.noise is None else [n.cpu() for n in self.noise]}
-        write_torch_file(path, data)
+        tensors = {"codes": self.codes.cpu(), "targets": self.targets.cpu(),
+                   "reconstructions": self.reconstructions.cpu(), "psnr": self.psnr.cpu(),
+                   **{f"loss:{name}": value.cpu() for name, value in self.losses.items()},
+                   **{f"noise:{i}": value.cpu() for i, value in enumerate(self.noise or [])}}
+        document = {"format": INVERSION_FORMAT_VERSION, "space": self.space, "names": list(self.names),
+                    "losses": list(self.losses), "noise": None if self.noise is None else len(self.noise),
+                    "settings": json.loads(json.dumps(self.settings, default=str)),
+                    "provenance": json.loads(json.dumps(self.provenance, default=str))}
+        write_torch_file(path, {"document": seal(document, tensors), "tensors": tensors})
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "InversionResult":
-        """Read a file written by :meth:`save`."""
+        """Read a file written by :meth:`save` (its manifest checked: an edited file is refused)."""
         if not Path(path).is_file():
             raise InputError(f"{path}: no such inversion file")
         data = read_torch_file(Path(path), f"{path} (an inversion file)")
-        if not isinstance(data, dict) or data.get("format") != INVERSION_FORMAT_VERSION:
-            raise InputError(f"{path}: not an inversion file of format {INVERSION_FORMAT_VERSION}")
+        document = data.get("document") if isinstance(data, dict) else None
+        found = document.get("format") if isinstance(document, dict) else data.get("format") if isinstance(data, dict) \
+            else None
+        if found != INVERSION_FORMAT_VERSION:
+            raise InputError(f"{path}: an inversion file of format {found!r}; this cfexplain reads format "
+                             f"{INVERSION_FORMAT_VERSION} (invert the photos again)")
+        tensors = data.get("tensors")
+        if not isinstance(tensors, dict):
+            raise CorruptCheckpointError(f"{path}: damaged inversion file (no tensors)")
+        verify(document, tensors, Path(path), "inversion file")
         with reading_document(path, "inversion file"):
-            tensors = [data[key] for key in ("codes", "targets", "reconstructions", "psnr")]
-            if not all(isinstance(t, torch.Tensor) for t in tensors) or len({len(t) for t in tensors}) != 1:
-                raise TypeError("codes, targets, reconstructions and psnr must be tensors of one length each")
-            return cls(data["codes"], data["space"], data["targets"], data["reconstructions"], data["psnr"],
-                       dict(data["losses"]), list(data["names"]), data["settings"], data["provenance"], data["noise"])
+            rows = [tensors[key] for key in ("codes", "targets", "reconstructions", "psnr")]
+            if len({len(t) for t in rows}) != 1 or len(document["names"]) != len(rows[0]):
+                raise ValueError("codes, targets, reconstructions, psnr and names must be of one length")
+            noise = None if document["noise"] is None else [tensors[f"noise:{i}"] for i in range(int(document["noise"]))]
+            return cls(tensors["codes"], document["space"], tensors["targets"], tensors["reconstructions"],
+                       tensors["psnr"], {name: tensors[f"loss:{name}"] for name in document["losses"]},
+                       list(document["names"]), document["settings"], document["provenance"], noise)
 
 
 class _Objective:
