@@ -332,7 +332,7 @@ def test_an_interrupted_explain_saves_the_finished_batches(workspace, tmp_path, 
     from cfexplain.counterfactual import CounterfactualExplainer
 
     folder, checkpoint = workspace
-    search, calls = CounterfactualExplainer.search, []
+    search, calls = CounterfactualExplainer._search, []
 
     def interrupted_second_batch(self, *args, **kwargs):  # Ctrl-C while the second batch is searched
         calls.append(1)
@@ -340,7 +340,7 @@ def test_an_interrupted_explain_saves_the_finished_batches(workspace, tmp_path, 
             raise KeyboardInterrupt
         return search(self, *args, **kwargs)
 
-    monkeypatch.setattr(CounterfactualExplainer, "search", interrupted_second_batch)
+    monkeypatch.setattr(CounterfactualExplainer, "_search", interrupted_second_batch)
     out = tmp_path / "cf"
     code = main(["explain", "--generator", checkpoint, "--subspaces", str(folder / "subspaces"), "--classifier",
                  str(folder / "bright.pt"), "--labels", "dark", "bright", "--faces", "2", "--batch-size", "2",
