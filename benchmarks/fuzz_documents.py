@@ -10,7 +10,7 @@ Two families, beside :mod:`fuzz_loaders` (checkpoints):
 * **configs**: a valid TOML configuration with one key given a value of another type, an unknown
   key or section, or its text damaged.
 
-Each case is loaded in a forked child with a watchdog (:func:`fuzz_loaders.load_outcome`'s way).
+Each case is loaded in a forked child with a watchdog (:func:`fuzz_loaders.outcome_in_child`).
 Outcomes: ``clean error`` (a :class:`~cfexplain.errors.CfexplainError` naming the file),
 ``unnamed error``, ``crash`` (any other exception), ``hang``, ``loaded`` (the mutation left the
 document valid: e.g. a number changed within range).
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import multiprocessing
 import platform
 import random
 import resource
@@ -40,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fuzz_loaders import FIXTURES, outcome_in_child  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUTCOMES = ("clean error", "unnamed error", "crash", "hang", "loaded")
@@ -54,9 +56,6 @@ def make_artefacts(folder: Path) -> dict[str, Path]:
     from cfexplain.audit import audit
     from cfexplain.classifiers import Classifier, OutputSpec
     from cfexplain.subspaces import Subspace, SubspaceSet
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from fuzz_loaders import FIXTURES
 
     class Brightness(nn.Module):
         def forward(self, x):
@@ -219,21 +218,7 @@ def _child(load: Callable[[str, str], None], kind: str, path: str, connection) -
 
 def outcome(load: Callable[[str, str], None], kind: str, path: Path, timeout: float) -> tuple[str, str]:
     """The outcome of ``load(kind, path)`` in a forked child within ``timeout`` seconds."""
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(load, kind, str(path), send))
-    child.start()
-    send.close()
-    if not receive.poll(timeout):
-        child.kill()
-        child.join()
-        return "hang", f"no answer within {timeout:g} s"
-    try:
-        found = receive.recv()
-    except EOFError:
-        found = ("crash", f"the child died (exit code {child.exitcode})")
-    child.join()
-    return found
+    return outcome_in_child(_child, (load, kind, str(path)), timeout)
 
 
 def run(n_mutations: int, seed: int, timeout: float, folder: Path, progress: bool = False) -> list[dict]:

@@ -199,9 +199,16 @@ def _probe(path: str, reference: torch.Tensor | None, connection) -> None:
 
 def load_outcome(path: Path, reference: torch.Tensor | None, timeout: float) -> tuple[str, str]:
     """The outcome of loading ``path`` in a forked child within ``timeout`` seconds."""
+    return outcome_in_child(_probe, (str(path), reference), timeout)
+
+
+def outcome_in_child(probe, args: tuple, timeout: float) -> tuple[str, str]:
+    """``probe(*args, connection)`` in a forked child, which sends back ``(outcome, detail)``:
+    ``("hang", …)`` when no answer comes within ``timeout`` seconds, ``("crash", …)`` when the
+    child dies without one."""
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_probe, args=(str(path), reference, send))
+    child = context.Process(target=probe, args=(*args, send))
     child.start()
     send.close()
     ready = receive.poll(timeout)
