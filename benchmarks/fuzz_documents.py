@@ -12,8 +12,9 @@ Two families, beside :mod:`fuzz_loaders` (checkpoints):
 
 Each case is loaded in a forked child with a watchdog (:func:`fuzz_loaders.outcome_in_child`).
 Outcomes: ``clean error`` (a :class:`~cfexplain.errors.CfexplainError` naming the file),
-``unnamed error``, ``crash`` (any other exception), ``hang``, ``loaded`` (the mutation left the
-document valid: e.g. a number changed within range).
+``unnamed error``, ``raw error`` (any other exception), ``crash`` (the child died), ``hang``,
+``loaded`` (the mutation left the document valid: e.g. a number changed within range). The peak
+memory of the children is reported beside the counts.
 
 Usage::
 
@@ -30,7 +31,6 @@ import collections
 import json
 import platform
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -41,10 +41,11 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fuzz_loaders import FIXTURES, outcome_in_child  # noqa: E402
+from fuzz_loaders import FIXTURES, outcome_in_child, peak_child_memory_mib  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-OUTCOMES = ("clean error", "unnamed error", "crash", "hang", "loaded")
+OUTCOMES = ("clean error", "unnamed error", "raw error", "crash", "hang", "loaded")
+PROBLEMS = ("unnamed error", "raw error", "crash", "hang")
 DOCUMENTS = {"subspaces": "subspaces.json", "counterfactuals": "result.json", "audit": "audit.json"}
 
 
@@ -213,7 +214,7 @@ def _child(load: Callable[[str, str], None], kind: str, path: str, connection) -
         connection.send(("clean error" if path in str(exc) else "unnamed error",
                          f"{type(exc).__name__}: {exc}"[:300]))
     except BaseException as exc:  # noqa: BLE001 - what the fuzzer is looking for
-        connection.send(("crash", f"{type(exc).__name__}: {exc}"[:300]))
+        connection.send(("raw error", f"{type(exc).__name__}: {exc}"[:300]))
 
 
 def outcome(load: Callable[[str, str], None], kind: str, path: Path, timeout: float) -> tuple[str, str]:
@@ -256,7 +257,7 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         rows = run(args.mutations, args.seed, args.timeout, Path(folder), progress=True)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak = peak_child_memory_mib()
     summary = {}
     for family in ("documents", "configs"):
         counts = collections.Counter(row["outcome"] for row in rows if row["family"] == family)
@@ -266,14 +267,14 @@ def main() -> None:
             print(f"  {name:<16} {counts.get(name, 0):>7}")
     print(f"peak memory of a child: {peak:.0f} MiB; {time.perf_counter() - start:.0f} s")
     for row in rows:
-        if row["outcome"] in ("crash", "hang", "unnamed error"):
+        if row["outcome"] in PROBLEMS:
             print(f"  ! {row['family']} {row['source']} {row['mutation']}: {row['outcome']}: {row['detail']}",
                   file=sys.stderr)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "fuzz-documents.json").write_text(json.dumps({
         "mutations_per_family": args.mutations, "seed": args.seed, "timeout_s": args.timeout, "counts": summary,
         "peak_child_memory_mib": peak, "seconds": time.perf_counter() - start,
-        "problems": [r for r in rows if r["outcome"] in ("crash", "hang", "unnamed error")],
+        "problems": [r for r in rows if r["outcome"] in PROBLEMS],
         "machine": platform.platform(), "torch": torch.__version__}, indent=1))
 
 

@@ -11,10 +11,15 @@ watchdog. Outcomes:
 
 * ``clean error``: a :class:`~cfexplain.errors.CfexplainError` whose message names the file;
 * ``unnamed error``: a ``CfexplainError`` that does not name the file;
-* ``crash``: any other exception (a raw traceback for the user);
+* ``raw error``: any other exception (a raw traceback for the user);
+* ``crash``: the child died (a signal such as SIGSEGV, or the kernel's out-of-memory killer);
 * ``hang``: still running at the watchdog (``--timeout`` seconds);
+* ``silent NaN``: it loaded, but draws NaN or infinite faces for one of 4 seeds truncated
+  (ψ = 0.7) with random noise;
 * ``loaded, same images`` / ``loaded, changed images``: it loaded (finite weights and probe image,
   as :func:`load_generator` checks) and draws the same / other faces than the original.
+
+The peak memory of the children (their largest resident set) is reported beside the counts.
 
 Usage::
 
@@ -36,6 +41,7 @@ import pickle
 import pickletools
 import platform
 import random
+import resource
 import struct
 import sys
 import tempfile
@@ -49,7 +55,9 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 FIXTURES = Path(os.environ.get("CFEXPLAIN_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 SOURCES = ("nvlabs_res32.pkl", "tf_res32.pkl", "rosinality_res32.pt")
-OUTCOMES = ("clean error", "unnamed error", "crash", "hang", "loaded, same images", "loaded, changed images")
+OUTCOMES = ("clean error", "unnamed error", "raw error", "crash", "hang", "silent NaN", "loaded, same images",
+            "loaded, changed images")
+PROBLEMS = ("unnamed error", "raw error", "crash", "hang", "silent NaN")
 
 
 def hostile_streams() -> Iterator[tuple[str, bytes]]:
@@ -189,12 +197,17 @@ def _probe(path: str, reference: torch.Tensor | None, connection) -> None:
         generator = load_generator(path)
         with torch.no_grad():
             image = generator.synthesize(generator.sample(1, seed=0), space="z")
+            drawn = [generator.synthesize(generator.sample(1, space="w", seed=seed, truncation=0.7), space="w",
+                                          noise_mode="random", noise_seed=seed) for seed in range(1, 5)]
         same = reference is not None and image.shape == reference.shape and torch.allclose(image, reference, atol=1e-6)
-        connection.send(("loaded, same images" if same else "loaded, changed images", ""))
+        if not all(bool(torch.isfinite(faces).all()) for faces in drawn):
+            connection.send(("silent NaN", "NaN faces for a truncated seed with random noise"))
+        else:
+            connection.send(("loaded, same images" if same else "loaded, changed images", ""))
     except CfexplainError as exc:
         connection.send(("clean error" if path in str(exc) else "unnamed error", f"{type(exc).__name__}: {exc}"[:300]))
     except BaseException as exc:  # noqa: BLE001 - what the fuzzer is looking for
-        connection.send(("crash", f"{type(exc).__name__}: {exc}"[:300]))
+        connection.send(("raw error", f"{type(exc).__name__}: {exc}"[:300]))
 
 
 def load_outcome(path: Path, reference: torch.Tensor | None, timeout: float) -> tuple[str, str]:
@@ -222,6 +235,11 @@ def outcome_in_child(probe, args: tuple, timeout: float) -> tuple[str, str]:
         outcome = ("crash", f"the child died (exit code {child.exitcode})")
     child.join()
     return outcome
+
+
+def peak_child_memory_mib() -> float:
+    """The largest resident set of any finished child of this process, in MiB."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def references() -> dict[str, torch.Tensor]:
@@ -285,15 +303,17 @@ def main() -> None:
           f"{time.perf_counter() - start:.0f} s")
     for outcome in OUTCOMES:
         print(f"  {outcome:<24} {counts.get(outcome, 0):>7}")
+    peak = peak_child_memory_mib()
+    print(f"peak memory of a child: {peak:.0f} MiB")
     for row in rows:
-        if row["outcome"] in ("crash", "hang", "unnamed error"):
+        if row["outcome"] in PROBLEMS:
             print(f"  ! {row['source']} {row['mutation']}: {row['outcome']}: {row['detail']}", file=sys.stderr)
     RESULTS.mkdir(exist_ok=True)
     name = "fuzz-loaders.json" if args.family == "bytes" else f"fuzz-loaders-{args.family}.json"
     (RESULTS / name).write_text(json.dumps({
         "family": args.family, "files": len(rows), "mutations": args.mutations, "seed": args.seed, "timeout_s": args.timeout,
-        "counts": {o: counts.get(o, 0) for o in OUTCOMES}, "seconds": time.perf_counter() - start,
-        "problems": [r for r in rows if r["outcome"] in ("crash", "hang", "unnamed error")],
+        "counts": {o: counts.get(o, 0) for o in OUTCOMES}, "peak_child_memory_mib": peak,
+        "seconds": time.perf_counter() - start, "problems": [r for r in rows if r["outcome"] in PROBLEMS],
         "machine": platform.platform(), "torch": torch.__version__}, indent=1))
 
 

@@ -41,11 +41,13 @@ def physical_memory() -> int | None:
         return None
 
 
-def check_fits_in_memory(needed: float, what: str, way_out: str) -> None:
+def check_fits_in_memory(needed: float, what: str, way_out: str, *, available: int | None = None,
+                         where: str = "this machine") -> None:
     """Refuse, before any work, a request whose tensors alone (``needed`` bytes, as estimated by the
-    caller) exceed the machine's physical memory: an :class:`InputError` with both numbers and
-    ``way_out``, rather than an allocation failure after minutes of work."""
-    total = physical_memory()
+    caller) exceed ``available`` bytes (default: the machine's physical memory): an
+    :class:`InputError` with both numbers and ``way_out``, rather than an allocation failure after
+    minutes of work."""
+    total = physical_memory() if available is None else available
     if total is not None and needed > total:
-        raise InputError(f"{what} needs at least {needed / 2**30:.3g} GiB for its tensors alone; this machine has "
+        raise InputError(f"{what} needs at least {needed / 2**30:.3g} GiB for its tensors alone; {where} has "
                          f"{total / 2**30:.3g} GiB. {way_out}")

@@ -399,6 +399,22 @@ def test_a_run_too_large_for_the_machine_is_refused_before_the_work(workspace, c
         explainer.explain(10**12)
 
 
+def test_a_batch_whose_activations_cannot_fit_is_refused_before_the_work(workspace):
+    """Two faces fit; a batch of 10⁸ items, each keeping its activations for the backward pass, does not."""
+    explainer = CounterfactualExplainer(workspace["generator"], Classifier(Brightness(), output=OutputSpec.softmax(
+        ["dark", "bright"])), _subspaces(workspace["generator"]), progress=False, batch_size=10**8)
+    with pytest.raises(InputError, match="searching 2 faces.*GiB.*smaller batch_size"):
+        explainer.explain(2)
+
+
+def test_saved_activation_bytes_counts_what_the_backward_pass_keeps():
+    from cfexplain.counterfactual.explainer import saved_activation_bytes
+
+    weight = torch.randn(1000, 10)
+    assert saved_activation_bytes(lambda x: (x @ weight.T).relu(), torch.zeros(1, 10)) >= 1000 * 4
+    assert saved_activation_bytes(lambda x: x.detach() * 2, torch.zeros(1, 10)) == 0
+
+
 def test_api_inputs_that_are_empty_non_finite_or_of_the_wrong_kind_are_input_errors(workspace):
     generator = workspace["generator"]
     cases = [(lambda: generator.synthesize(torch.zeros(0, generator.latent_dim("z")), space="z"), "empty batch"),

@@ -176,18 +176,37 @@ def test_numpy_values_in_a_pickle_are_checked_before_numpy_builds_them():
         safe_load_pickle(io.BytesIO(direct))
 
 
-@pytest.mark.parametrize("damage, mode", [("mapping.w_avg", "truncation 0.7"), ("noise_strength", "random noise")])
-def test_a_generator_that_draws_nan_only_when_truncated_or_with_random_noise_is_refused(tmp_path, damage, mode):
-    """A huge but finite average latent or noise strength draws finite faces with constant noise
-    and no truncation; the load-time probe also draws in the other modes users use."""
+def _damaged_statistics(tmp_path, damage: str, value: float):
     generator = small_generator()
     with torch.no_grad():
         for name, tensor in [*generator.named_parameters(), *generator.named_buffers()]:
             if name.endswith(damage):
-                tensor.fill_(1e38 if damage == "noise_strength" else 3e38)
+                tensor.fill_(value)
             elif damage == "noise_strength" and name.endswith("noise_const"):
                 tensor.zero_()  # the stored noise is then harmless; fresh noise is not
     path = tmp_path / "damaged.pkl"
     write_nvlabs_pickle(generator, path)
+    return path
+
+
+@pytest.mark.parametrize("damage, value, words", [("mapping.w_avg", 3e38, "stored average w"),
+                                                  ("mapping.w_avg", 1e4, "stored average w"),
+                                                  ("noise_strength", 1e38, "noise strength of layer"),
+                                                  ("noise_strength", 500.0, "noise strength of layer")])
+def test_stored_statistics_out_of_range_are_refused_at_load(tmp_path, damage, value, words):
+    """A huge but finite average latent or noise strength draws finite faces with constant noise
+    and no truncation; its range is checked when the file loads, whether or not it makes NaN."""
+    path = _damaged_statistics(tmp_path, damage, value)
+    with pytest.raises(CorruptCheckpointError, match=f"damaged.pkl: .*{words}"):
+        cfexplain.load_generator(path)
+
+
+@pytest.mark.parametrize("damage, mode", [("mapping.w_avg", "truncation 0.7"), ("noise_strength", "random noise")])
+def test_the_load_time_probe_draws_in_the_modes_users_use(tmp_path, monkeypatch, damage, mode):
+    """Behind the range check, the probe itself draws truncated faces and random noise."""
+    from cfexplain.generators.stylegan2 import StyleGAN2Generator
+
+    monkeypatch.setattr(StyleGAN2Generator, "check_statistics", lambda self: None)
+    path = _damaged_statistics(tmp_path, damage, 1e38 if damage == "noise_strength" else 3e38)
     with pytest.raises(CorruptCheckpointError, match=f"damaged.pkl: the generator draws NaN .*{mode}"):
         cfexplain.load_generator(path)

@@ -14,7 +14,6 @@ import torch
 from .._version import software_provenance
 from ..classifiers import Classifier
 from ..counterfactual import CounterfactualExplainer, CounterfactualResult, attach_partial_result
-from ..counterfactual.explainer import check_search_memory
 from ..counterfactual.joint import JOINT_BATCH_FACES
 from ..counterfactual.settings import SearchSettings
 from ..distributed import SINGLE_PROCESS, Ranks, ranks_for
@@ -238,8 +237,7 @@ def _faces(explainer: CounterfactualExplainer, settings: AuditSettings, ranks: R
         codes, gated, _ = photos.codes(explainer.generator, explainer.classifier, explainer.subspaces.space,
                                        progress=explainer.settings.progress)
         return codes, gated, 0
-    check_search_memory(-(-settings.n // ranks.world_size), len(explainer.subspaces) * (1 + settings.controls),
-                        explainer.subspaces.latent_shape)
+    explainer._check_memory(-(-settings.n // ranks.world_size), len(explainer.subspaces) * (1 + settings.controls))
     if ranks.world_size == 1:
         return explainer.generator.sample(settings.n, space=explainer.subspaces.space, seed=settings.seed), None, 0
     ranks.check_shareable(settings.n, "faces", block=JOINT_BATCH_FACES)

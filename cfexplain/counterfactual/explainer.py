@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,15 +34,41 @@ from .units import edit_basis
 __all__ = ["CounterfactualExplainer", "check_search_memory"]
 
 
-def check_search_memory(faces: int, searches: int, latent_shape: Sequence[int]) -> None:
-    """Refuse, before any work, ``faces`` faces × ``searches`` searches whose results alone (each
-    face's code, each item's two edits of the search space, as floats) would not fit in the
-    machine's memory, saying how to split the work."""
+def check_search_memory(faces: int, searches: int, latent_shape: Sequence[int], *, batch_items: int = 0,
+                        item_bytes: int = 0, device: torch.device | str = "cpu") -> None:
+    """Refuse, before any work, ``faces`` faces × ``searches`` searches that would not fit in
+    memory: the results (each face's code, each item's two edits of the search space, as floats) in
+    the machine's memory, and a batch of ``batch_items`` items whose forward and backward pass keeps
+    ``item_bytes`` each (:func:`saved_activation_bytes`) in the memory of ``device``. The message
+    says how to split the work."""
     dim = math.prod(latent_shape)
-    check_fits_in_memory(4.0 * faces * dim * (1 + 2 * (searches + 1)), f"searching {faces} faces in {searches} "
-                         f"subspaces of a {dim}-dimensional space",
-                         "Search fewer faces at a time, or share them among processes with torchrun "
-                         "(docs/distributed.md).")
+    results = 4.0 * faces * dim * (1 + 2 * (searches + 1))
+    what = f"searching {faces} faces in {searches} subspaces of a {dim}-dimensional space"
+    way_out = ("Search fewer faces at a time, or share them among processes with torchrun (docs/distributed.md); "
+               "a smaller batch_size (--batch-size) needs less for its activations.")
+    activations = float(batch_items * item_bytes)
+    if torch.device(device).type == "cuda":
+        check_fits_in_memory(results, what, way_out)
+        check_fits_in_memory(activations, f"a batch of {batch_items} items", way_out,
+                             available=torch.cuda.get_device_properties(torch.device(device)).total_memory,
+                             where="this GPU")
+    else:
+        check_fits_in_memory(results + activations, what, way_out)
+
+
+def saved_activation_bytes(logits_of: Callable[[torch.Tensor], torch.Tensor], code: torch.Tensor) -> int:
+    """Bytes that autograd keeps for the backward pass of ``logits_of(code)`` (one item), each
+    storage counted once: what every item of a search batch holds at its peak."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        logits_of(code.detach().requires_grad_(True))
+    return sum(storages.values())
 
 
 @dataclass
@@ -140,6 +166,7 @@ class CounterfactualExplainer:
         self.generator, self.classifier, self.subspaces, self.ranks = generator, classifier, subspaces, ranks
         self.settings = SearchSettings().replace(**options) if options else SearchSettings()
         self._edit_bases: dict[str, torch.Tensor] = {}
+        self._item_bytes: int | None = None  # one search item's activations, measured on first use
 
     @property
     def _space(self) -> str:
@@ -218,12 +245,21 @@ class CounterfactualExplainer:
         if isinstance(codes_or_seeds, int) and not isinstance(codes_or_seeds, bool):
             if codes_or_seeds < 1:
                 raise InputError("the number of faces must be positive")
-            check_search_memory(codes_or_seeds, len(self.subspaces), self.subspaces.latent_shape)
+            self._check_memory(codes_or_seeds, len(self.subspaces))
             return self.generator.sample(codes_or_seeds, space=self._space, seed=self.settings.seed)
         seeds = list(codes_or_seeds)
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise InputError("codes_or_seeds must be codes, a number of faces or a list of int seeds")
         return torch.cat([self.generator.sample(1, space=self._space, seed=s) for s in seeds])
+
+    def _check_memory(self, faces: int, searches: int) -> None:
+        """:func:`check_search_memory` for ``faces`` × ``searches`` searches in batches of the
+        settings' ``batch_size``, with one item's activations measured on the models."""
+        if self._item_bytes is None:
+            code = self.generator.sample(1, space=self._space, seed=0).reshape(1, -1)
+            self._item_bytes = saved_activation_bytes(self._logits, code)
+        check_search_memory(faces, searches, self.subspaces.latent_shape, batch_items=self.settings.batch_size,
+                            item_bytes=self._item_bytes, device=self.generator.device)
 
     def _images(self, flat: torch.Tensor) -> torch.Tensor:
         """Images of flattened codes ``(N, D)`` of the search space."""

@@ -348,6 +348,11 @@ class Generator(nn.Module, abc.ABC):
                 f"{' → '.join(self.spaces)}"
             )
 
+    def check_statistics(self) -> None:
+        """Raise ``ValueError`` naming a stored statistic (an average latent, a noise strength …)
+        that lies outside the range a trained network has. The loaders call it on every checkpoint;
+        by default there is nothing to check."""
+
     def _tensors(self):
         yield from self.parameters()
         yield from self.buffers()

@@ -520,6 +520,13 @@ class SynthesisNetwork(nn.Module):
 # --------------------------------------------------------------------------- the generator
 
 
+MAX_NOISE_STRENGTH = 100.0
+"""The largest noise strength a StyleGAN2 checkpoint may store (trained networks keep them well
+under 1: the noise is added to unit-variance, demodulated activations)."""
+MAX_AVERAGE_RATIO = 100.0
+"""How many times farther from zero than any mapped ``w`` the stored ``w_avg`` may lie."""
+
+
 class StyleGAN2Generator(Generator):
     """StyleGAN2 generator with the latent spaces ``z → w → w+ → s``.
 
@@ -626,6 +633,23 @@ class StyleGAN2Generator(Generator):
     def style_weights(self) -> dict[str, torch.Tensor]:
         return {entry.name: layer.affine.weight
                 for entry, layer in zip(self.style_layout, self.synthesis.modulated_layers())}
+
+    def check_statistics(self) -> None:
+        """Refuse a noise strength above :data:`MAX_NOISE_STRENGTH` in magnitude, or a ``w_avg``
+        more than :data:`MAX_AVERAGE_RATIO` times farther from zero than any mapped ``w`` of 64 faces
+        (a trained ``w_avg`` is their running mean; an untrained one is zero)."""
+        for index, layer in enumerate(self.synthesis.modulated_layers()):
+            strength = getattr(layer, "noise_strength", None)
+            if strength is not None and not abs(float(strength)) <= MAX_NOISE_STRENGTH:
+                raise ValueError(f"the noise strength of layer {self.style_layout[index].name} is {float(strength):.3g}, "
+                                 f"outside ±{MAX_NOISE_STRENGTH:g}")
+        with torch.no_grad():
+            ws = self.mapping(self.sample(64, seed=0).to(self.device, self.dtype))
+        reach = float(ws.abs().max())
+        average = float(self.mapping.w_avg.abs().max())
+        if not average <= MAX_AVERAGE_RATIO * max(reach, 1e-6):
+            raise ValueError(f"the stored average w (w_avg / latent_avg) reaches {average:.3g}, more than {MAX_AVERAGE_RATIO:g} "
+                             f"times farther than any mapped w ({reach:.3g})")
 
     def check_resolution(self, resolution: int) -> None:
         if resolution not in self.config.block_resolutions:

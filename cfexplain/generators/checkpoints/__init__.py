@@ -212,6 +212,10 @@ def check_finite_generator(generator: Generator, path: str | os.PathLike) -> Non
     for name, tensor in [*generator.named_parameters(), *generator.named_buffers()]:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CorruptCheckpointError(f"{path}: the weight {name!r} holds NaN or infinite values (a damaged file)")
+    try:
+        generator.check_statistics()
+    except ValueError as exc:
+        raise CorruptCheckpointError(f"{path}: {exc} (a damaged file)") from exc
     probes = [("constant noise", generator.sample(PROBE_FACES, seed=0), "z", "const")]
     if "w" in generator.spaces:
         probes.append(("truncation 0.7 and random noise", generator.sample(PROBE_FACES, space="w", seed=0,
