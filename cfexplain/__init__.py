@@ -8,10 +8,11 @@ The public API is flat: generators (:func:`load_generator`, :class:`StyleGAN2Gen
 :class:`SearchSettings`, :func:`audit`, :mod:`cfexplain.trust`), the classifier adapter
 (:class:`Classifier`, :class:`Preprocessing`, :class:`OutputSpec`), real photos (:func:`align_faces`,
 :func:`invert`, :func:`check_faithfulness`, :mod:`cfexplain.photos`), the offline models
-(:mod:`cfexplain.zoo`) and the exceptions (:mod:`cfexplain.errors`).
+(:mod:`cfexplain.zoo`), torch's CPU threads (:func:`set_threads`) and the exceptions
+(:mod:`cfexplain.errors`).
 """
 
-from . import analyzers, criteria, discovery, distributed, errors, photos, presets, trust, zoo
+from . import analyzers, criteria, discovery, distributed, errors, photos, presets, threads, trust, zoo
 from .audit import AuditResult, audit
 from .photos import InversionResult, PhotoFaces, align_faces, check_faithfulness, invert
 from .counterfactual import CounterfactualExplainer, CounterfactualResult, SearchSettings
@@ -54,6 +55,7 @@ from .generators import (
 )
 
 from ._version import __version__
+from .threads import set_threads
 
 __all__ = [
     "AuditResult",
@@ -112,6 +114,7 @@ __all__ = [
     "measure_specificity",
     "photos",
     "presets",
+    "set_threads",
     "subspace_agreement",
     "trust",
     "zoo",

@@ -14,5 +14,6 @@ __version__ = "0.1.0"
 
 
 def software_provenance(**fields: Any) -> dict[str, Any]:
-    """``{"cfexplain", "torch", "python"}`` versions, followed by ``fields``."""
-    return {"cfexplain": __version__, "torch": torch.__version__, "python": platform.python_version(), **fields}
+    """``{"cfexplain", "torch", "python"}`` versions and torch's CPU ``threads``, followed by ``fields``."""
+    return {"cfexplain": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads(), **fields}

@@ -37,6 +37,7 @@ from torch import nn
 from ._device import module_device
 from .analyzers.base import check_images
 from .errors import CfexplainError, CheckpointNotFoundError, CorruptCheckpointError, InputError, ModelOutputError, describe_exception
+from .imaging import bilinear_resize
 
 __all__ = ["Classifier", "IDENTITY", "OutputSpec", "Preprocessing"]
 
@@ -96,11 +97,14 @@ class Preprocessing:
         if self.size is not None:
             size = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
             if tuple(x.shape[-2:]) != size:
-                kwargs = {}
-                if self.interpolation in ("bilinear", "bicubic"):
+                if self.interpolation == "bilinear":
+                    x = bilinear_resize(x, size, antialias=self.antialias)
+                elif self.interpolation == "bicubic":
                     shrinking = x.shape[-1] > size[1] or x.shape[-2] > size[0]
-                    kwargs = {"align_corners": False, "antialias": self.antialias and shrinking}
-                x = F.interpolate(x, size=size, mode=self.interpolation, **kwargs)
+                    x = F.interpolate(x, size=size, mode="bicubic", align_corners=False,
+                                      antialias=self.antialias and shrinking)
+                else:
+                    x = F.interpolate(x, size=size, mode=self.interpolation)
         low, high = self.value_range
         x = (x + 1) * ((high - low) / 2) + low
         if self.channel_order == "BGR":

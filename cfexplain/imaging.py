@@ -6,11 +6,12 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .errors import ShapeError
 
-__all__ = ["to_uint8", "to_pil", "image_grid", "bilinear_sample", "window_positions", "window_points"]
+__all__ = ["to_uint8", "to_pil", "image_grid", "bilinear_resize", "bilinear_sample", "window_positions", "window_points"]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -37,6 +38,20 @@ def image_grid(images: torch.Tensor, *, columns: int | None = None, padding: int
         top, left = padding + (i // columns) * (h + padding), padding + (i % columns) * (w + padding)
         canvas[top:top + h, left:left + w] = tile
     return Image.fromarray(canvas.squeeze(-1) if c == 1 else canvas)
+
+
+def bilinear_resize(images: torch.Tensor, size: tuple[int, int], *, antialias: bool = True) -> torch.Tensor:
+    """Bilinear resize of ``(N, C, H, W)`` images to ``size`` (height, width), differentiable in both
+    modes (``torch.func.jvp`` included).
+
+    Shrinking is antialiased unless ``antialias`` is false. Growing uses the antialiased kernel
+    too, which is the same tent filter when growing: torch's plain bilinear upsampling on CPU
+    rounds differently with the number of threads (up to 1e-7), which eigen-decompositions
+    downstream amplify, while this path gives the same bits for any thread count."""
+    height, width = size
+    shrinking = images.shape[-2] > height or images.shape[-1] > width
+    smooth = (antialias or not shrinking) and images.device.type != "mps"  # MPS has no antialiased kernel
+    return F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False, antialias=smooth)
 
 
 def bilinear_sample(images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, ShapeError
+from ..imaging import bilinear_resize
 
 __all__ = ["FaceParser", "FaceParsing", "LandmarkDetector", "check_images"]
 
@@ -155,8 +155,7 @@ class LandmarkDetector(nn.Module, abc.ABC):
 
 
 def resize_to_square(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize to ``size × size`` (antialiased when shrinking), differentiable."""
+    """Bilinear resize to ``size × size`` (:func:`~cfexplain.imaging.bilinear_resize`), differentiable."""
     if images.shape[-2:] == (size, size):
         return images
-    shrinking = images.shape[-1] > size or images.shape[-2] > size
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)
+    return bilinear_resize(images, (size, size))

@@ -26,6 +26,8 @@ from ..counterfactual.settings import SearchSettings
 from ..distributed import launched_by_torchrun
 from ..errors import CfexplainError, InputError, describe_exception
 from ..photos.inversion import invert
+from ..threads import AUTO_THREADS, auto_threads, set_threads
+from .config import load_config
 from ..subspaces.learn import learn_subspaces
 from .commands import (EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE,
                        EXPLAIN_FACES, run_audit, run_demo, run_explain, run_learn, run_report)
@@ -58,8 +60,27 @@ _EPILOG = ("Exit codes: 0 success, 1 an audit gate (--fail-if) held, 2 bad usage
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="a TOML configuration file (flags override its values)")
     parser.add_argument("--device", help="torch device for the models (default: cpu)")
+    _threads(parser)
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors and failed gates")
     _debug(parser)
+
+
+def _thread_count(text: str) -> int | str:
+    if text == AUTO_THREADS:
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1 or {AUTO_THREADS!r}, got {text!r}")
+    return count
+
+
+def _threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=_thread_count, metavar="N|auto",
+                        help="CPU threads for torch (default: auto, the cores other work leaves free; results "
+                             "do not depend on it)")
 
 
 def _debug(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +128,7 @@ def _add_demo(commands: _Subcommands) -> None:
     demo.add_argument("--out", default="cfexplain-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--faces", type=int, default=16, help="faces per audit (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the faces (default: %(default)s)")
+    _threads(demo)
     demo.add_argument("--quiet", action="store_true", help="print nothing but errors")
     _debug(demo)
     demo.set_defaults(run=run_demo)
@@ -244,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if launched_by_torchrun() and args.command not in DISTRIBUTED_COMMANDS:
             raise InputError(f"`cfexplain {args.command}` runs in one process; under torchrun, run "
                              f"{' or '.join(f'`cfexplain {c}`' for c in DISTRIBUTED_COMMANDS)}")
+        _apply_threads(args)
         return args.run(args)
     except CfexplainError as exc:
         print(f"{me}: error: {exc}", file=sys.stderr)
@@ -267,6 +290,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         restore_sigterm()
         _leave_process_group()
+
+
+def _apply_threads(args: argparse.Namespace) -> None:
+    """Set torch's thread count from ``--threads``, else the configuration's ``[runtime] threads``,
+    else ``auto``; under torchrun each process takes its share of the cores."""
+    threads = getattr(args, "threads", None)
+    if threads is None and getattr(args, "config", None):
+        threads = load_config(args.config).get("runtime", {}).get("threads")
+    if threads is None or threads == AUTO_THREADS:
+        world = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched_by_torchrun() else 1
+        threads = max(1, auto_threads() // max(world, 1))
+    set_threads(threads)
 
 
 def _speaker() -> str:

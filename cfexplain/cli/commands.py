@@ -141,6 +141,7 @@ def _demo_subspaces(generator, semantics, args: argparse.Namespace):
 
     key = hashlib.sha256(json.dumps({"version": __version__, "format": FORMAT_VERSION, "samples": DEMO_SEMANTICS_SAMPLES,
                                      "space": DEMO_SPACE, "specificity": "cross gains with intervals",
+                                     "resize": "thread-independent",
                                      "layout": [(layer.name, layer.size) for layer in generator.style_layout],
                                      "semantics": [s.describe() for s in semantics]}, sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]

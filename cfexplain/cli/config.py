@@ -39,6 +39,7 @@ def _settings_types(settings_class: type) -> dict[str, str]:
 _PHOTO_KEYS = {"images": "str", "multiple_faces": "str", "skip_unusable": "bool", "inversion_steps": "int"}
 _FACES = {"subspaces": "str", "faces": "int", "seed": "int", "target": "target", "out": "str"}
 KEYS: dict[str, dict[str, str]] = {
+    "runtime": {"threads": "threads"},
     "generator": {"checkpoint": "str", "device": "str", "sha256": "str"},
     "analyzers": {"stack": "str", "parser": "str", "landmarks": "str"},
     "learn": {"space": "str", "semantics": "strs", "samples": "int", "seed": "int", "resolution": "int", "method": "str",
@@ -51,12 +52,13 @@ KEYS: dict[str, dict[str, str]] = {
 }
 """Every configuration key of every section, with its type: ``str``, ``int``, ``number`` (an int
 or a float), ``bool``, ``strs`` (a list of strings), ``faces`` (an int or ``"auto"``), ``target``
-(a class name or index), ``table``."""
+(a class name or index), ``table``, ``threads`` (an int ≥ 1 or ``"auto"``)."""
 PREPROCESSING_KEYS = {"size": "size", "crop": "numbers", "value_range": "numbers", "mean": "numbers", "std": "numbers",
                       "channel_order": "str", "interpolation": "str", "antialias": "bool"}
 _TYPE_WORDS = {"str": "a string", "int": "an integer", "number": "a number", "bool": "true or false",
                "strs": "a list of strings", "numbers": "a list of numbers", "faces": "an integer or \"auto\"",
-               "target": "a class name or index", "table": "a table", "size": "an integer or [height, width]"}
+               "target": "a class name or index", "table": "a table", "size": "an integer or [height, width]",
+               "threads": "an integer ≥ 1 or \"auto\""}
 
 
 def _has_type(value: Any, kind: str) -> bool:
@@ -69,7 +71,7 @@ def _has_type(value: Any, kind: str) -> bool:
             "faces": integer or value == "auto", "target": integer or isinstance(value, str),
             "size": integer or (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
                                                                  for v in value)),
-            "table": isinstance(value, dict)}[kind]
+            "table": isinstance(value, dict), "threads": (integer and value >= 1) or value == "auto"}[kind]
 
 
 def _check_types(file: Path, where: str, values: Mapping[str, Any], types: Mapping[str, str]) -> None:

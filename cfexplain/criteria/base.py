@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..analyzers.base import check_images
 from ..errors import InputError
+from ..imaging import bilinear_resize
 
 __all__ = ["Criterion", "Context", "resize_images"]
 
@@ -33,11 +33,10 @@ any other fixed data). Treated as constants when outputs are differentiated."""
 
 
 def resize_images(images: torch.Tensor, resolution: int | None) -> torch.Tensor:
-    """Bilinear resize to ``resolution²`` (antialiased when shrinking); ``None`` keeps the size."""
+    """Bilinear resize to ``resolution²`` (:func:`~cfexplain.imaging.bilinear_resize`); ``None`` keeps the size."""
     if resolution is None or images.shape[-1] == resolution and images.shape[-2] == resolution:
         return images
-    shrinking = images.shape[-1] > resolution
-    return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=shrinking)
+    return bilinear_resize(images, (resolution, resolution))
 
 
 class Criterion(abc.ABC):

@@ -11,6 +11,7 @@ from ..analyzers.base import FaceParser
 from ..errors import InputError
 from .._shared import shared
 from .base import Context, Criterion, resize_images
+from ..imaging import bilinear_resize
 
 __all__ = ["RegionPixels", "RegionColor", "ColorResidual", "HighFrequency", "region_mask"]
 
@@ -162,7 +163,7 @@ class HighFrequency(Criterion):
 
     def outputs(self, images: torch.Tensor, context: Context) -> torch.Tensor:
         x = resize_images(images, self.resolution)
-        low = F.interpolate(resize_images(x, self.cutoff), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        low = bilinear_resize(resize_images(x, self.cutoff), tuple(x.shape[-2:]))
         out = low if self.low else x - low
         if "mask" in context:
             out = out * context["mask"]

@@ -24,7 +24,7 @@ from torch import nn
 
 from .._device import module_device
 from ..errors import ShapeError
-from ..imaging import bilinear_sample, window_points, window_positions
+from ..imaging import bilinear_resize, bilinear_sample, window_points, window_positions
 
 __all__ = ["BlazeFaceDetector", "FaceDetection", "BLAZEFACE_KEYPOINTS", "photo_landmarks", "square_crop"]
 
@@ -114,8 +114,7 @@ class BlazeFaceDetector(nn.Module):
         h, w = image.shape[-2:]
         scale = self.input_size / max(h, w)
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        resized = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False,
-                                antialias=scale < 1)
+        resized = bilinear_resize(image[None].float(), size)
         pad_x, pad_y = (self.input_size - size[1]) / 2, (self.input_size - size[0]) / 2
         left, top = int(math.floor(pad_x)), int(math.floor(pad_y))
         padded = F.pad(resized, [left, self.input_size - size[1] - left, top, self.input_size - size[0] - top])
