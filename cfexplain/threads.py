@@ -3,8 +3,8 @@
 torch starts one thread per core. On a machine where other work runs, those threads wait for each
 other at every parallel operation while the neighbours hold the cores, and a run gets several
 times slower than with fewer threads (docs/benchmarks.md, "Threads"). ``"auto"`` therefore uses
-the cores that are free now: the usable cores less the system's one-minute load average, at
-least one. cfexplain's results do not depend on the thread count (the resizes that did are
+the cores that are free now: the usable cores less those other work holds (the one-minute load
+average, or the processes running right now where that is more), at least one. cfexplain's results do not depend on the thread count (the resizes that did are
 written to give the same bits for any count), so the choice changes the speed only.
 
 The command line applies the policy (``--threads``, default ``auto``); the library leaves torch's
@@ -14,10 +14,11 @@ setting alone unless :func:`set_threads` is called.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from .errors import InputError
 
-__all__ = ["AUTO_THREADS", "available_cores", "auto_threads", "set_threads"]
+__all__ = ["AUTO_THREADS", "available_cores", "auto_threads", "busy_cores", "set_threads"]
 
 AUTO_THREADS = "auto"
 """The ``threads`` value that picks the free cores (:func:`auto_threads`)."""
@@ -31,15 +32,26 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def auto_threads() -> int:
-    """The usable cores less the one-minute load average (rounded), at least 1: the cores that
-    other work leaves free."""
-    cores = available_cores()
+def busy_cores() -> int:
+    """Cores that other work holds: the larger of the one-minute load average (rounded) and the
+    processes running right now besides this one (Linux's ``/proc/loadavg``; the load average lags
+    a neighbour that has just started). 0 where the system says neither."""
     try:
-        busy = round(os.getloadavg()[0])
-    except (AttributeError, OSError):  # a system without a load average: take every core
-        busy = 0
-    return max(1, min(cores, cores - busy))
+        average = round(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        average = 0
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
+    except (OSError, IndexError, ValueError):
+        running = 0
+    return max(average, running, 0)
+
+
+def auto_threads() -> int:
+    """The usable cores less the busy ones (:func:`busy_cores`), at least 1: the cores that other
+    work leaves free."""
+    cores = available_cores()
+    return max(1, min(cores, cores - busy_cores()))
 
 
 def _resolved(threads: int | str) -> int:
