@@ -236,5 +236,6 @@ def _usable_faces(detector: BlazeFaceDetector, photo: Photo, smallest: float, re
     if len(large) > 1 and multiple == "error":
         raise PhotoError(photo.name, "several faces",
                          f"{len(large)} faces of at least {smallest:.0f} px; crop the photo, or pass "
-                         f"multiple='largest' or 'all'")
+                         f"multiple='largest' or 'all' (on the command line: --multiple-faces largest|all, "
+                         f"or --skip-unusable to leave it out)")
     return [max(large, key=lambda f: f.size)] if multiple == "largest" else large

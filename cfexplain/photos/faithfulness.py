@@ -96,7 +96,8 @@ class PhotoFaces:
     def summary(self) -> str:
         """One line: how many decisions survive inversion, and the PSNR."""
         kept = int(self.faithful.sum())
-        skipped = f"; {len(self.skipped)} photos skipped (no usable face)" if self.skipped else ""
+        skipped = ("; skipped: " + ", ".join(f"{name} ({reason})" for name, reason in self.skipped)
+                   if self.skipped else "")
         return (f"{kept}/{len(self)} photos keep their decision on the reconstruction "
                 f"(PSNR median {float(self.psnr.double().median()):.1f} dB){skipped}")
 
