@@ -373,3 +373,28 @@ def test_a_saved_inversion_carries_a_manifest_and_an_edited_one_is_refused(tmp_p
     torch.save({"format": 1, "codes": result.codes}, path)
     with pytest.raises(InputError, match="format 1; this cfexplain reads format 2"):
         InversionResult.load(path)
+
+
+def test_a_photos_inversion_and_verdict_do_not_depend_on_the_other_photos(tmp_path, generator):
+    """The bundled astronaut alone, and first or last in a folder with the group photo's faces and
+    Hanks (batches of 4 mixing them): the same code, reconstruction and verdict, bit for bit."""
+    photos = {photo.name: photo for photo in zoo.example_photos()}
+    classifier = zoo.gender_classifier()
+    options = {"alignment": {"multiple": "all"}, "inversion": {"steps": 8, "starts": 4, "batch_size": 4}}
+    results = []
+    for folder_name, names in (("alone", {"astronaut": "astronaut"}),
+                               ("first", {"astronaut": "a-astronaut", "group": "b-group", "hanks": "c-hanks"}),
+                               ("last", {"group": "a-group", "hanks": "b-hanks", "astronaut": "z-astronaut"})):
+        folder = tmp_path / folder_name
+        folder.mkdir()
+        for photo, file in names.items():
+            to_pil(photos[photo].pixels[None])[0].save(folder / f"{file}.png")
+        codes, faces, _ = Photos(folder, **options).codes(generator, classifier, "s")
+        row = next(i for i, name in enumerate(faces.names) if "astronaut" in name)
+        results.append((codes[row], faces.reconstructions[row], faces.reconstruction_probabilities[row],
+                        bool(faces.faithful[row]), len(faces.names)))
+    alone, *others = results
+    assert all(other[-1] > 3 for other in others)  # the astronaut shared its batches
+    for other in others:
+        assert torch.equal(alone[0], other[0]) and torch.equal(alone[1], other[1])
+        assert torch.equal(alone[2], other[2]) and alone[3] == other[3]

@@ -21,6 +21,7 @@ import torch
 from ..classifiers import Classifier
 from ..errors import InputError
 from .inversion import InversionResult
+from .._batching import in_fixed_batches
 
 __all__ = ["PhotoFaces", "check_faithfulness"]
 
@@ -28,7 +29,7 @@ __all__ = ["PhotoFaces", "check_faithfulness"]
 def _decisions(classifier: Classifier, images: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities ``(N, K)`` and decisions: class indices ``(N,)`` (softmax) or head booleans ``(N, K)``."""
     with torch.no_grad():  # the classifier moves each batch to its own device
-        probabilities = torch.cat([classifier.probabilities(part).cpu() for part in images.split(batch_size)])
+        probabilities = in_fixed_batches(lambda part: classifier.probabilities(part).cpu(), images, batch_size)
     if classifier.kind == "softmax":
         return probabilities, probabilities.argmax(dim=1)
     return probabilities, probabilities > classifier.output.threshold

@@ -47,6 +47,7 @@ from .._torch_files import read_torch_file, write_torch_file
 from .._version import software_provenance
 from ..errors import CorruptCheckpointError, InputError, ShapeError
 from ..generators.base import Generator
+from .._batching import in_fixed_batches, padded
 
 __all__ = ["InversionLoss", "InversionResult", "invert", "psnr"]
 
@@ -232,6 +233,10 @@ def _schedule(step: int, steps: int, lr: float) -> float:
     return lr * ramp * min(1.0, t / 0.05)
 
 
+RECONSTRUCTION_BATCH = 16
+"""Codes synthesized together for the reconstructions (a fixed size: see :mod:`cfexplain._batching`)."""
+
+
 def invert(generator: Generator, images: torch.Tensor, *, space: str | None = None, steps: int = 300,
            lr: float = 0.1, starts: int = 16, loss: InversionLoss | None = None, batch_size: int = 16,
            optimize_space: str | None = None, optimize_noise: bool = False, landmarks=None,
@@ -249,7 +254,9 @@ def invert(generator: Generator, images: torch.Tensor, *, space: str | None = No
         lr: peak learning rate, in units of the sampled codes' spread.
         starts: sampled codes tried as starts; each image starts from its best.
         loss: the loss weights (default :class:`InversionLoss`).
-        batch_size: images optimised together.
+        batch_size: images optimised together. Every batch runs at this size (the last one padded
+            with copies of its last image), and each image's random streams are seeded from its
+            pixels, so that an image's result does not depend on the other images or their order.
         optimize_space: the space optimised in (default ``space``; StyleGAN2's ``"s"`` codes are
             optimised in ``"w+"`` and converted). Must convert to ``space``.
         optimize_noise: StyleGAN2 only: also optimise per-image noise maps (the projector's
@@ -314,17 +321,32 @@ def invert(generator: Generator, images: torch.Tensor, *, space: str | None = No
                 bar.update(steps)
                 continue
             targets = targets_all[start:start + batch_size]
-            items = range(start, start + len(targets))
-            state.store(b, _invert_batch(generator, objective, targets, candidates, candidate_images, sigma,
-                                         steps, lr, [seed * 1_000_003 + i for i in items], noise_maps, state, b, bar))
+            seeds = [_item_seed(seed, target) for target in targets]
+            seeds += seeds[-1:] * (batch_size - len(seeds))  # the padding repeats the last item
+            found = _invert_batch(generator, objective, padded(targets, batch_size), candidates, candidate_images,
+                                  sigma, steps, lr, seeds, noise_maps, state, b, bar)
+            state.store(b, _first_items(found, len(targets)))
     return _assemble(generator, state, len(batches), space, optimize_space, images, names, settings)
+
+
+def _item_seed(seed: int, target: torch.Tensor) -> int:
+    """The seed of an image's random streams: from the inversion's seed and the image's pixels,
+    so that a photo draws the same jitter wherever it stands in a folder."""
+    digest = hashlib.sha256(str(seed).encode() + target.detach().float().cpu().contiguous().numpy().tobytes())
+    return int.from_bytes(digest.digest()[:7], "little")
+
+
+def _first_items(found: dict[str, Any], count: int) -> dict[str, Any]:
+    """A batch's results without the padding."""
+    return {"codes": found["codes"][:count], "terms": {k: v[:count] for k, v in found["terms"].items()},
+            "noise": None if found["noise"] is None else [n[:count] for n in found["noise"]]}
 
 
 def _invert_batch(generator: Generator, objective: _Objective, targets: torch.Tensor, candidates: torch.Tensor,
                   candidate_images: torch.Tensor, sigma: torch.Tensor, steps: int, lr: float, seeds: list[int],
                   noise_maps, state: "_Checkpoint", batch: int, bar) -> dict[str, Any]:
-    """Optimise one batch; every item has its own random streams (``seeds``), so that an image's
-    result does not depend on the batch it is in."""
+    """Optimise one batch (of the full batch size); every item has its own random streams
+    (``seeds``), so that an image's result does not depend on the batch it is in."""
     shape = generator.latent_shape(objective.space)
     with torch.no_grad():
         distance = torch.cdist(targets.flatten(1), candidate_images.flatten(1))
@@ -444,7 +466,8 @@ def _assemble(generator: Generator, state: _Checkpoint, batches: int, space: str
     codes = flat.reshape(-1, *generator.latent_shape(optimize_space)).to(generator.device, generator.dtype)
     codes = generator.convert(codes, optimize_space, space) if optimize_space != space else codes
     with torch.no_grad():
-        reconstructions = torch.cat([generator.synthesize(c, space=space).float().cpu() for c in codes.split(16)])
+        reconstructions = in_fixed_batches(lambda c: generator.synthesize(c, space=space).float().cpu(), codes,
+                                           RECONSTRUCTION_BATCH)
     losses = {k: torch.cat([p["terms"][k] for p in parts]) for k in parts[0]["terms"]}
     noise = None
     if parts[0]["noise"] is not None:
