@@ -12,50 +12,78 @@ The public API is flat: generators (:func:`load_generator`, :class:`StyleGAN2Gen
 (:mod:`cfexplain.errors`).
 """
 
-from . import analyzers, criteria, discovery, distributed, errors, photos, presets, threads, trust, zoo
-from .audit import AuditResult, audit
-from .photos import InversionResult, PhotoFaces, align_faces, check_faithfulness, invert
-from .counterfactual import CounterfactualExplainer, CounterfactualResult, SearchSettings
-from .discovery import VoynovDiscovery, discover_directions
-from .analyzers import (
-    BiSeNetParser,
-    FaceMeshLandmarks,
-    FaceParser,
-    FaceParsing,
-    FANLandmarks,
-    LandmarkDetector,
-    LandmarkRegionParser,
-)
-from .classifiers import Classifier, OutputSpec, Preprocessing
-from .errors import (
-    CfexplainError,
-    CheckpointError,
-    CheckpointNotFoundError,
-    CorruptCheckpointError,
-    InputError,
-    ModelFetchError,
-    ModelOutputError,
-    PhotoError,
-    ShapeError,
-    UnknownCheckpointFormatError,
-    UnsafeCheckpointError,
-    UnsupportedModelError,
-)
-from .subspaces import (LowSpecificityWarning, Semantic, Subspace, SubspaceSet, learn_subspaces, measure_specificity,
-                        subspace_agreement)
-from .generators import (
-    ChannelStyleGenerator,
-    Generator,
-    ModuleGenerator,
-    StyleGAN2Config,
-    StyleGAN2Generator,
-    StyleLayer,
-    StyleLayout,
-    load_generator,
-)
-
+from ._lazy import lazy_attributes
 from ._version import __version__
-from .threads import set_threads
+from . import audit as _audit_package  # imported now, so that the name below is the function, not the package
+
+del audit  # the import bound the package to this name; cfexplain.audit is the function (read lazily)
+
+_SOURCES = {
+    "analyzers": ".analyzers",
+    "criteria": ".criteria",
+    "discovery": ".discovery",
+    "distributed": ".distributed",
+    "errors": ".errors",
+    "photos": ".photos",
+    "presets": ".presets",
+    "threads": ".threads",
+    "trust": ".trust",
+    "zoo": ".zoo",
+    "AuditResult": ".audit",
+    "audit": ".audit",
+    "InversionResult": ".photos",
+    "PhotoFaces": ".photos",
+    "align_faces": ".photos",
+    "check_faithfulness": ".photos",
+    "invert": ".photos",
+    "CounterfactualExplainer": ".counterfactual",
+    "CounterfactualResult": ".counterfactual",
+    "SearchSettings": ".counterfactual",
+    "VoynovDiscovery": ".discovery",
+    "discover_directions": ".discovery",
+    "BiSeNetParser": ".analyzers",
+    "FaceMeshLandmarks": ".analyzers",
+    "FaceParser": ".analyzers",
+    "FaceParsing": ".analyzers",
+    "FANLandmarks": ".analyzers",
+    "LandmarkDetector": ".analyzers",
+    "LandmarkRegionParser": ".analyzers",
+    "Classifier": ".classifiers",
+    "OutputSpec": ".classifiers",
+    "Preprocessing": ".classifiers",
+    "CfexplainError": ".errors",
+    "CheckpointError": ".errors",
+    "CheckpointNotFoundError": ".errors",
+    "CorruptCheckpointError": ".errors",
+    "InputError": ".errors",
+    "ModelFetchError": ".errors",
+    "ModelOutputError": ".errors",
+    "PhotoError": ".errors",
+    "ShapeError": ".errors",
+    "UnknownCheckpointFormatError": ".errors",
+    "UnsafeCheckpointError": ".errors",
+    "UnsupportedModelError": ".errors",
+    "LowSpecificityWarning": ".subspaces",
+    "Semantic": ".subspaces",
+    "Subspace": ".subspaces",
+    "SubspaceSet": ".subspaces",
+    "learn_subspaces": ".subspaces",
+    "measure_specificity": ".subspaces",
+    "subspace_agreement": ".subspaces",
+    "ChannelStyleGenerator": ".generators",
+    "Generator": ".generators",
+    "ModuleGenerator": ".generators",
+    "StyleGAN2Config": ".generators",
+    "StyleGAN2Generator": ".generators",
+    "StyleLayer": ".generators",
+    "StyleLayout": ".generators",
+    "load_generator": ".generators",
+    "set_threads": ".threads",
+}
+"""Where each public name lives: imported on first use (so that ``cfexplain --help`` answers
+before torch is imported)."""
+
+__getattr__, __dir__ = lazy_attributes(__name__, _SOURCES)
 
 __all__ = [
     "AuditResult",

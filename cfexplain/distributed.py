@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from ._launch import launched_by_torchrun
 from .errors import InputError
 
 __all__ = ["Ranks", "SINGLE_PROCESS", "initialize", "launched_by_torchrun", "ranks_for"]
@@ -131,11 +132,6 @@ SINGLE_PROCESS = Ranks()
 def ranks_for(distributed: bool) -> Ranks:
     """:meth:`Ranks.current` when ``distributed``, else :data:`SINGLE_PROCESS`."""
     return Ranks.current() if distributed else SINGLE_PROCESS
-
-
-def launched_by_torchrun() -> bool:
-    """Whether this process was started by ``torchrun`` with more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
 def initialize(*, device: torch.device | str | None = None, backend: str | None = None,

@@ -53,10 +53,11 @@ def chromium() -> str:
     return _installed() or _install()
 
 
-def dump_dom(browser: str, page: Path, *, wait_ms: int = 5000) -> str:
-    """The page's DOM after loading (and running its scripts), serialised by the browser."""
-    done = subprocess.run([browser, *FLAGS, f"--virtual-time-budget={wait_ms}", "--dump-dom", page.resolve().as_uri()],
-                          capture_output=True, text=True, timeout=120)
+def dump_dom(browser: str, page: Path, *, wait_ms: int = 5000, width: int = 1280) -> str:
+    """The page's DOM after loading (and running its scripts) in a window ``width`` pixels wide,
+    serialised by the browser."""
+    done = subprocess.run([browser, *FLAGS, f"--window-size={width},1000", f"--virtual-time-budget={wait_ms}",
+                           "--dump-dom", page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
     if done.returncode != 0 or "<html" not in done.stdout:
         raise RuntimeError(f"chromium --dump-dom failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return done.stdout
@@ -85,17 +86,25 @@ window.addEventListener("load", () => {
     bars: [...document.querySelectorAll(".bar-row")].map((r) => r.dataset.semantic),
     provenance: document.querySelector("#provenance pre") ? document.querySelector("#provenance pre").textContent : "",
     overflow: document.documentElement.scrollWidth > window.innerWidth + 1,
+    width: window.innerWidth,
+    clipped: [...document.querySelectorAll("table")].filter((t) => {
+      const box = t.closest(".wide");
+      const right = t.getBoundingClientRect().right;
+      return box ? (box.scrollWidth > box.clientWidth + 1 && getComputedStyle(box).overflowX !== "auto")
+                 : right > window.innerWidth + 1;
+    }).length,
   };
   document.body.setAttribute("data-probe", JSON.stringify(probe));
 });
 </script>"""
 
 
-def probe(browser: str, report: Path, work: Path) -> dict:
-    """Load a copy of ``report`` with :data:`PROBE` appended in the browser and return what it found."""
+def probe(browser: str, report: Path, work: Path, *, width: int = 1280) -> dict:
+    """Load a copy of ``report`` with :data:`PROBE` appended in a window ``width`` pixels wide and
+    return what it found."""
     page = work / f"probe-{report.name}"
     page.write_text(report.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    found = re.search(r'data-probe="([^"]*)"', dump_dom(browser, page))
+    found = re.search(r'data-probe="([^"]*)"', dump_dom(browser, page, width=width))
     if found is None:
         raise AssertionError("the page's load event never ran the probe (the browser did not finish loading it)")
     return json.loads(html.unescape(found.group(1)))

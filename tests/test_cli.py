@@ -166,6 +166,9 @@ def test_audit_gates_and_report(workspace, capsys):
     assert main(["report", "--generator", checkpoint, "--audit", str(out / "audit"), "--subspaces",
                  str(folder / "subspaces"), "--out", str(folder / "rendered"), "--quiet"]) == EXIT_OK
     assert "data:image/png;base64," in (folder / "rendered" / "report.html").read_text()
+    assert main(["report", "--generator", checkpoint, "--audit", str(out), "--subspaces",
+                 str(folder / "subspaces"), "--out", str(folder / "rendered"), "--quiet"]) == EXIT_USAGE
+    assert f"give --audit {out / 'audit'}" in capsys.readouterr().err
 
 
 def test_audit_under_torchrun_equals_one_process(workspace, tmp_path):
@@ -351,3 +354,14 @@ def test_an_interrupted_explain_saves_the_finished_batches(workspace, tmp_path, 
     rows = list(csv.DictReader(open(out / "partial" / "table.csv")))
     assert [row["face"] for row in rows] == ["0", "0"]
     assert len(CounterfactualResult.load(out / "partial").table) == 2
+
+
+def test_help_and_argument_errors_answer_before_torch_is_imported():
+    """``--help`` and a bad flag are answered by argparse alone: torch (seconds to import on a busy
+    machine) is not loaded, and neither is any model."""
+    probe = ("import sys\nfrom cfexplain.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+             "    print('exit', e.code, 'torch' in sys.modules)\n")
+    for argv, code in ((["--help"], 0), (["audit", "--help"], 0), (["audit", "--threads", "x"], 2),
+                       (["demo", "--faces", "many"], 2)):
+        done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120)
+        assert done.stdout.strip().splitlines()[-1] == f"exit {code} False", (argv, done.stdout, done.stderr)

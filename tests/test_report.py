@@ -64,6 +64,38 @@ def test_report_shows_the_controls(written):
     for label in ("original", "boundary", "1.5× the edit", "2× the edit", "difference at the boundary"):
         assert label in strip
     assert strip.count("red ") + strip.count("blue ") >= 4  # "red 0.73": the class and its probability, per image
+    assert 'alt="difference scale"' in page and "the same scale for every map" in page
+    assert "<details><summary><h2>Configuration and provenance</h2></summary>" in page  # collapsed
+    assert "faces × semantics flipped" in page and "attribution error (IG completeness)" in page  # metric labels
+
+
+def test_difference_maps_share_one_scale():
+    """A 0.002 change stays near black; a change of the full scale or more is white."""
+    import torch
+
+    from cfexplain.report.figures import DIFFERENCE_FULL_SCALE, difference_map
+
+    before = torch.zeros(2, 3, 4, 4)
+    after = before.clone()
+    after[0] += 0.002
+    after[1] += DIFFERENCE_FULL_SCALE
+    maps = difference_map(before, after)
+    assert maps[0].max() <= 3 and (maps[1] == 255).all()
+
+
+def test_an_attribution_that_fails_its_convergence_check_is_flagged(written):
+    from cfexplain.report.html import _attribution
+
+    _, result = written
+    trusted = _attribution(result)
+    assert ("Attribution not shown" in trusted) == (not result.metrics["ig_relative_convergence_delta"] <= 0.1)
+    measured = result.metrics["ig_relative_convergence_delta"]
+    result.metrics["ig_relative_convergence_delta"] = 0.518
+    try:
+        flagged = _attribution(result)
+    finally:
+        result.metrics["ig_relative_convergence_delta"] = measured
+    assert "Attribution not shown" in flagged and "0.52" in flagged and "--ig-steps" in flagged
 
 
 def test_report_in_headless_chromium(written, browser, tmp_path):
@@ -75,7 +107,10 @@ def test_report_in_headless_chromium(written, browser, tmp_path):
     assert set(found["bars"]) == set(result.table.dropna(subset=["attribution"])["semantic"])
     assert "left redness: flip" in found["headings"] and "Configuration and provenance" in found["headings"]
     assert '"faces": 12' in found["provenance"] and '"torch"' in found["provenance"]
-    assert not found["overflow"]
+    assert not found["overflow"] and found["clipped"] == 0
+    for width in (1024, 1400):  # the page fits; a table wider than the window scrolls inside its own box
+        narrow = probe(browser, paths["report"], tmp_path, width=width)
+        assert narrow["width"] == width and not narrow["overflow"] and narrow["clipped"] == 0, narrow
 
     shot = screenshot(browser, paths["report"], tmp_path / "report.png")
     picture = np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)

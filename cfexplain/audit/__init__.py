@@ -14,11 +14,25 @@ words. ``docs/audit.md`` describes the method and the measurements behind it.
 
 from __future__ import annotations
 
-from .columns import COLUMNS, METRICS, TABLE_COLUMNS, Column, Metric
-from .core import MissingSemanticsWarning, audit
-from .evidence import CANNOT_TELL, EVIDENCE, NO_EVIDENCE, NOT_TESTED, VERDICTS
-from .result import AUDIT_FORMAT_VERSION, AuditResult
-from .settings import AuditSettings
+from .._lazy import lazy_attributes
 
 __all__ = ["AUDIT_FORMAT_VERSION", "AuditResult", "AuditSettings", "CANNOT_TELL", "COLUMNS", "Column", "EVIDENCE",
            "METRICS", "Metric", "MissingSemanticsWarning", "NOT_TESTED", "NO_EVIDENCE", "TABLE_COLUMNS", "VERDICTS", "audit"]
+
+__getattr__, __dir__ = lazy_attributes(__name__, {
+    "COLUMNS": ".columns",
+    "METRICS": ".columns",
+    "TABLE_COLUMNS": ".columns",
+    "Column": ".columns",
+    "Metric": ".columns",
+    "MissingSemanticsWarning": ".core",
+    "audit": ".core",
+    "CANNOT_TELL": ".evidence",
+    "EVIDENCE": ".evidence",
+    "NO_EVIDENCE": ".evidence",
+    "NOT_TESTED": ".evidence",
+    "VERDICTS": ".evidence",
+    "AUDIT_FORMAT_VERSION": ".result",
+    "AuditResult": ".result",
+    "AuditSettings": ".settings",
+})

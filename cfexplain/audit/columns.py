@@ -69,9 +69,11 @@ class Column:
 
 @dataclass(frozen=True)
 class Metric:
-    """One entry of ``AuditResult.metrics``: its name, meaning and when it holds a value."""
+    """One entry of ``AuditResult.metrics``: its name, its label in reports, its meaning and when it
+    holds a value."""
 
     name: str
+    label: str
     meaning: str
     when: str = "always"
 
@@ -137,20 +139,28 @@ TABLE_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 """The names of :data:`COLUMNS`, in table order."""
 
 METRICS: tuple[Metric, ...] = (
-    Metric("validity", "fraction of face × semantic items flipped"),
-    Metric("proximity_std_units", "mean minimal edit of flipped items, in the audit's unit (the name is historical)"),
-    Metric("proximity_latent_l1", "mean L1 norm of the latent change of flipped items"),
-    Metric("proximity_latent_l2", "mean L2 norm of the latent change of flipped items"),
-    Metric("proximity_pixel_l1", "mean L1 image change of flipped items at the minimal counterfactual"),
-    Metric("proximity_pixel_l2", "mean L2 (RMS) image change of flipped items at the minimal counterfactual"),
-    Metric("detectable_effect", "the smallest effect the audit's faces can show as evidence (at Holm's strictest "
-           "level, one face left out): with more faces it falls", "control"),
-    Metric("semantics_with_evidence", "the number of semantics whose verdict is `evidence`", "control"),
-    Metric("joint_validity", "fraction of faces the joint search flips", "joint"),
-    Metric("joint_median_min_edit", "median minimal edit of the joint counterfactuals", "joint"),
-    Metric("joint_sparsity", "mean number of semantics a flipped face's joint counterfactual needs", "joint"),
-    Metric("ig_relative_convergence_delta", "Integrated Gradients' completeness error relative to the attributed "
-           "change (small = trustworthy attributions)", "joint"),
+    Metric("validity", "faces × semantics flipped", "fraction of face × semantic items flipped"),
+    Metric("proximity_std_units", "mean minimal edit",
+           "mean minimal edit of flipped items, in the audit's unit (the name is historical)"),
+    Metric("proximity_latent_l1", "latent change (L1)", "mean L1 norm of the latent change of flipped items"),
+    Metric("proximity_latent_l2", "latent change (L2)", "mean L2 norm of the latent change of flipped items"),
+    Metric("proximity_pixel_l1", "image change (L1)",
+           "mean L1 image change of flipped items at the minimal counterfactual"),
+    Metric("proximity_pixel_l2", "image change (RMS)",
+           "mean L2 (RMS) image change of flipped items at the minimal counterfactual"),
+    Metric("detectable_effect", "smallest detectable effect",
+           "the smallest effect the audit's faces can show as evidence (at Holm's strictest level, one face left "
+           "out): with more faces it falls", "control"),
+    Metric("semantics_with_evidence", "semantics with evidence", "the number of semantics whose verdict is `evidence`",
+           "control"),
+    Metric("joint_validity", "faces the joint search flips", "fraction of faces the joint search flips", "joint"),
+    Metric("joint_median_min_edit", "joint search: median minimal edit",
+           "median minimal edit of the joint counterfactuals", "joint"),
+    Metric("joint_sparsity", "joint search: semantics per counterfactual",
+           "mean number of semantics a flipped face's joint counterfactual needs", "joint"),
+    Metric("ig_relative_convergence_delta", "attribution error (IG completeness)",
+           "Integrated Gradients' completeness error relative to the attributed change (small = trustworthy "
+           "attributions; above 0.1 the report flags the attribution)", "joint"),
 )
 """The audit's metrics."""
 

@@ -19,6 +19,7 @@ import torch
 
 from .._checkpoint import Checkpoint
 from .._fingerprint import fingerprint
+from .._progress import status
 from ..counterfactual import CounterfactualResult
 from .stages import AuditContext, Shard, Stage, Summary
 
@@ -46,8 +47,11 @@ class StageRunner:
     def __init__(self, context: AuditContext, stages: Sequence[type[Stage]]) -> None:
         self.context = context
         self.stages = [stage(context) for stage in stages]
+        self.talk = context.explainer.settings.progress and context.ranks.is_main
+        status("audit: measuring the edit unit of every subspace", self.talk)
         for stage in self.stages:
             stage.prepare()
+        status(f"audit: {self.stages[0].title if self.stages else 'searching'}", self.talk)
 
     def run(self, codes: torch.Tensor, search: CounterfactualResult, first_face: int = 0) -> list[ShardParts] | None:
         """Every stage on this process's faces ``codes``, faces ``first_face, …`` of the audit (whose
@@ -58,6 +62,8 @@ class StageRunner:
         state = (checkpoint.load() or {}) if checkpoint is not None else {}
         for stage in self.stages:
             if stage.name not in state:
+                if type(stage).run is not Stage.run:
+                    status(f"audit: {stage.title}", self.talk)
                 state[stage.name] = stage.run(shard)
                 if checkpoint is not None:
                     checkpoint.save(state)

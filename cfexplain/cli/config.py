@@ -14,14 +14,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._device import check_device
 from .._options import cli_fields
-from ..audit import AuditSettings
+from ..audit.settings import AuditSettings
 from ..counterfactual.settings import SearchSettings
-from ..classifiers import IDENTITY, Classifier, OutputSpec, Preprocessing
 from ..errors import CheckpointNotFoundError, InputError
+
+if TYPE_CHECKING:
+    from ..classifiers import Classifier
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -136,6 +137,7 @@ def merge(config: Mapping[str, Any], section: str, overrides: Mapping[str, Any])
 
 def make_generator(settings: Mapping[str, Any]):
     """A generator from ``checkpoint`` (path or ``zoo:dcgan``) and ``device``."""
+    from .._device import check_device
     from .. import zoo
     from ..generators import load_generator
 
@@ -153,6 +155,7 @@ def make_generator(settings: Mapping[str, Any]):
 
 def make_analyzers(settings: Mapping[str, Any], device: str = "cpu"):
     """``(stack, parser, landmarks)`` from ``stack`` and, for ``bisenet_fan``, the two checkpoints."""
+    from .._device import check_device
     from .. import zoo
     from ..analyzers import BiSeNetParser, FANLandmarks
 
@@ -179,6 +182,8 @@ def make_semantics(stack: str, parser, landmarks, names: list[str] | None):
 def make_classifier(settings: Mapping[str, Any], device: str = "cpu") -> Classifier:
     """A :class:`Classifier` from ``model`` and its ``labels``, ``kind``, ``scores``,
     ``threshold`` and ``[classifier.preprocessing]``."""
+    from .._device import check_device
+    from ..classifiers import IDENTITY, Classifier, OutputSpec, Preprocessing
     from .. import zoo
 
     spec, device = settings.get("model"), str(check_device(device))

@@ -37,14 +37,34 @@ attribution); :mod:`.result` (:class:`CounterfactualResult`: the table and edits
 loaded).
 """
 
-from .explainer import CounterfactualExplainer
-from .result import RESULT_FORMAT_VERSION, CounterfactualResult, attach_partial_result
-from .search import Crossing, SearchChunk, SearchEnd, SearchProblem, adam_search, minimal_edit, newton_search
-from .settings import SearchSettings
-from .targets import TargetSpec, decision_gap, resolve_target
-from .units import DEFAULT_BUDGETS, EDIT_UNITS, edit_basis, image_metric, latent_spread
+from __future__ import annotations
+
+from .._lazy import lazy_attributes
 
 __all__ = ["CounterfactualExplainer", "CounterfactualResult", "TargetSpec", "resolve_target", "decision_gap",
            "DEFAULT_BUDGETS", "EDIT_UNITS", "edit_basis", "image_metric", "latent_spread", "RESULT_FORMAT_VERSION",
            "Crossing", "SearchChunk", "SearchEnd", "SearchProblem", "SearchSettings", "adam_search", "attach_partial_result",
            "minimal_edit", "newton_search"]
+
+__getattr__, __dir__ = lazy_attributes(__name__, {
+    "CounterfactualExplainer": ".explainer",
+    "RESULT_FORMAT_VERSION": ".result",
+    "CounterfactualResult": ".result",
+    "attach_partial_result": ".result",
+    "Crossing": ".search",
+    "SearchChunk": ".search",
+    "SearchEnd": ".search",
+    "SearchProblem": ".search",
+    "adam_search": ".search",
+    "minimal_edit": ".search",
+    "newton_search": ".search",
+    "SearchSettings": ".settings",
+    "TargetSpec": ".targets",
+    "decision_gap": ".targets",
+    "resolve_target": ".targets",
+    "DEFAULT_BUDGETS": ".units",
+    "EDIT_UNITS": ".units",
+    "edit_basis": ".units",
+    "image_metric": ".units",
+    "latent_spread": ".units",
+})

@@ -193,7 +193,11 @@ class CounterfactualExplainer:
         """Measure the edit unit of the named subspaces (default: all) now rather than at their
         first search: in a distributed run this takes collectives, so every rank prepares the same
         subspaces in the same order before searching (a distributed audit does)."""
-        for name in self._names(subspaces):
+        from tqdm.auto import tqdm
+
+        names = [name for name in self._names(subspaces) if name not in self._edit_bases]
+        for name in tqdm(names, desc="edit units", unit="subspace", leave=False,
+                         disable=not self.settings.progress or not self.ranks.is_main or len(names) < 2):
             self._edit_basis(name)
 
     def explain_jointly(self, codes_or_seeds: torch.Tensor | int | Sequence[int], *, target: Any = "flip",

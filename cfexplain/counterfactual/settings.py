@@ -14,9 +14,13 @@ from typing import Any
 from .._options import setting
 from .._validation import check_number, check_positive_int
 from ..errors import InputError
-from .units import DEFAULT_BUDGETS, EDIT_UNITS
 
-__all__ = ["SearchSettings", "OPTIMIZERS", "LOSSES"]
+__all__ = ["SearchSettings", "OPTIMIZERS", "LOSSES", "EDIT_UNITS", "DEFAULT_BUDGETS"]
+
+EDIT_UNITS = ("image", "latent")
+DEFAULT_BUDGETS = {"image": 0.2, "latent": 3.0}
+"""The default edit budget per unit: an RMS image change of 0.2 (about what a random 3σ edit of
+the zoo DCGAN's ``z`` does; two different faces differ by about 0.5), or 3 standard deviations."""
 
 OPTIMIZERS = ("auto", "newton", "adam")
 LOSSES = ("margin", "ce")

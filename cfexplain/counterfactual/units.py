@@ -24,13 +24,9 @@ from ..distributed import SINGLE_PROCESS, Ranks
 from ..errors import InputError
 from ..generators.base import Generator
 from ..subspaces.core import Subspace
+from .settings import DEFAULT_BUDGETS, EDIT_UNITS
 
 __all__ = ["EDIT_UNITS", "DEFAULT_BUDGETS", "latent_spread", "image_metric", "edit_basis", "metric_view"]
-
-EDIT_UNITS = ("image", "latent")
-DEFAULT_BUDGETS = {"image": 0.2, "latent": 3.0}
-"""The default edit budget per unit: an RMS image change of 0.2 (about what a random 3σ edit of
-the zoo DCGAN's ``z`` does; two different faces differ by about 0.5), or 3 standard deviations."""
 
 _METRIC_RESOLUTION = 128
 """Images are average-pooled to at most this size for the image metric (RMS changes are smooth)."""

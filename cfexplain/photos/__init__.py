@@ -9,12 +9,9 @@ latent space, and check that the classifier decides on each reconstruction as on
 docs/photos.md is the tutorial.
 """
 
-from .alignment import AlignedFaces, FFHQFraming, Framing, TemplateFraming, align_faces, default_framing
-from .detection import BLAZEFACE_KEYPOINTS, BlazeFaceDetector, FaceDetection, photo_landmarks, square_crop
-from .faithfulness import PhotoFaces, check_faithfulness
-from .inversion import InversionLoss, InversionResult, invert, psnr
-from .io import PHOTO_SUFFIXES, Photo, load_photos, pixels_of
-from .pipeline import Photos, photo_codes
+from __future__ import annotations
+
+from .._lazy import lazy_attributes
 
 __all__ = [
     "AlignedFaces", "BLAZEFACE_KEYPOINTS", "BlazeFaceDetector", "FFHQFraming", "FaceDetection", "Framing",
@@ -22,3 +19,29 @@ __all__ = [
     "check_faithfulness", "default_framing", "invert", "load_photos", "photo_codes", "photo_landmarks", "pixels_of", "psnr",
     "square_crop",
 ]
+
+__getattr__, __dir__ = lazy_attributes(__name__, {
+    "AlignedFaces": ".alignment",
+    "FFHQFraming": ".alignment",
+    "Framing": ".alignment",
+    "TemplateFraming": ".alignment",
+    "align_faces": ".alignment",
+    "default_framing": ".alignment",
+    "BLAZEFACE_KEYPOINTS": ".detection",
+    "BlazeFaceDetector": ".detection",
+    "FaceDetection": ".detection",
+    "photo_landmarks": ".detection",
+    "square_crop": ".detection",
+    "PhotoFaces": ".faithfulness",
+    "check_faithfulness": ".faithfulness",
+    "InversionLoss": ".inversion",
+    "InversionResult": ".inversion",
+    "invert": ".inversion",
+    "psnr": ".inversion",
+    "PHOTO_SUFFIXES": ".io",
+    "Photo": ".io",
+    "load_photos": ".io",
+    "pixels_of": ".io",
+    "Photos": ".pipeline",
+    "photo_codes": ".pipeline",
+})

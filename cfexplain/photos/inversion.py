@@ -48,6 +48,7 @@ from .._version import software_provenance
 from ..errors import CorruptCheckpointError, InputError, ShapeError
 from ..generators.base import Generator
 from .._batching import in_fixed_batches, padded
+from .._defaults import INVERSION_STEPS
 
 __all__ = ["InversionLoss", "InversionResult", "invert", "psnr"]
 
@@ -237,7 +238,7 @@ RECONSTRUCTION_BATCH = 16
 """Codes synthesized together for the reconstructions (a fixed size: see :mod:`cfexplain._batching`)."""
 
 
-def invert(generator: Generator, images: torch.Tensor, *, space: str | None = None, steps: int = 300,
+def invert(generator: Generator, images: torch.Tensor, *, space: str | None = None, steps: int = INVERSION_STEPS,
            lr: float = 0.1, starts: int = 16, loss: InversionLoss | None = None, batch_size: int = 16,
            optimize_space: str | None = None, optimize_noise: bool = False, landmarks=None,
            names: list[str] | None = None, seed: int = 0, checkpoint: str | os.PathLike | None = None,

@@ -17,7 +17,7 @@ from ..generators.base import Generator
 from ..imaging import to_uint8
 from ..subspaces.core import SubspaceSet
 
-__all__ = ["png_data_uri", "difference_map", "telling_examples", "example_images", "edit_strip", "photo_panels",
+__all__ = ["png_data_uri", "DIFFERENCE_FULL_SCALE", "difference_map", "difference_scale_bar", "telling_examples", "example_images", "edit_strip", "photo_panels",
            "traversal"]
 
 STRIP_SCALES = (0.0, 1.0, 1.5, 2.0)
@@ -35,15 +35,31 @@ def png_data_uri(image: np.ndarray | Image.Image, *, size: int | None = 160) -> 
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def difference_map(before: torch.Tensor, after: torch.Tensor) -> np.ndarray:
-    """``(N, H, W, 3)`` uint8 heat maps of ``|after − before|`` (summed over channels), each scaled
-    to its own maximum: black = unchanged, through red and yellow to white = most changed."""
-    change = (after - before).abs().sum(dim=1)
-    change = change / change.flatten(1).amax(dim=1).clamp_min(1e-8)[:, None, None]
+DIFFERENCE_FULL_SCALE = 0.5
+"""The mean change per colour channel that a difference map shows as white (a quarter of the
+``[-1, 1]`` pixel range); every map of a report is on this one scale, so a small edit looks small."""
+
+
+def _heat(change: torch.Tensor) -> np.ndarray:
+    """uint8 RGB of ``change`` in ``[0, 1]``: black, through red and yellow, to white."""
     red = (change * 3).clamp(0, 1)
     green = (change * 3 - 1).clamp(0, 1)
     blue = (change * 3 - 2).clamp(0, 1)
     return (torch.stack([red, green, blue], dim=-1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def difference_map(before: torch.Tensor, after: torch.Tensor) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 heat maps of ``|after − before|`` (the mean over channels), on one
+    fixed scale: black = unchanged, through red and yellow to white = :data:`DIFFERENCE_FULL_SCALE`
+    or more (:func:`difference_scale_bar` is its legend)."""
+    change = (after - before).abs().mean(dim=1) / DIFFERENCE_FULL_SCALE
+    return _heat(change.clamp(0, 1))
+
+
+def difference_scale_bar(width: int = 160, height: int = 10) -> np.ndarray:
+    """``(height, width, 3)`` uint8: the difference maps' colours from no change (left) to
+    :data:`DIFFERENCE_FULL_SCALE` (right)."""
+    return _heat(torch.linspace(0, 1, width)[None].expand(height, width))
 
 
 def telling_examples(audit: AuditResult, semantic: str, count: int) -> pd.DataFrame:

@@ -14,13 +14,16 @@ import pandas as pd
 import torch
 
 from .._version import __version__
-from ..audit import COLUMNS, AuditResult
+from ..audit import COLUMNS, METRICS, AuditResult
 from ..audit.evidence import CANNOT_TELL, EVIDENCE
 from ..classifiers import Classifier
 from ..counterfactual import latent_spread
+from ..counterfactual.joint import IG_TRUSTED_ERROR
 from ..generators.base import Generator
 from ..subspaces.core import SubspaceSet
-from .figures import edit_strip, example_images, photo_panels, png_data_uri, telling_examples, traversal
+from ..subspaces.specificity import is_low_specificity
+from .figures import (DIFFERENCE_FULL_SCALE, difference_scale_bar, edit_strip, example_images, photo_panels,
+                      png_data_uri, telling_examples, traversal)
 
 __all__ = ["ReportSection", "render_report"]
 
@@ -49,6 +52,9 @@ figure img { display: block; image-rendering: pixelated; border-radius: 3px; }
 .traversal { display: flex; gap: .25rem; margin: .4rem 0 1rem; }
 pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .8rem; border-radius: 6px; }
 .note { color: #5b6670; font-size: .88rem; }
+td.key { color: #8a949d; font-size: .8rem; text-align: left; }
+summary h2 { display: inline-block; margin: 0; } #provenance { margin-top: 2.2rem; }
+.legend { text-align: left; margin: .2rem 0 .6rem; } .legend img { height: 12px; width: 160px; }
 """
 
 _COLUMNS = [c for c in COLUMNS if c.report and c.name != "semantic"]
@@ -60,7 +66,8 @@ _NOTE = ("Every semantic is tested face by face against {controls} random subspa
          "than a random edit ({unit}; 0.5 = like random), with its 95 % interval and a p-value corrected for the number "
          "of semantics. Evidence needs a significant effect, a specific subspace and no other semantic that explains it "
          "away; cannot tell marks subspaces not specific enough for their result to mean anything. Semantics no paired "
-         "test separates share a rank. Hover a row for the reason of its verdict.")
+         "test separates share a rank. Grey rows are verdicts of cannot tell; the specificity table below greys the "
+         "subspaces too unspecific to be tested, which always get it. Hover a row for the reason of its verdict.")
 
 
 @dataclass
@@ -110,6 +117,18 @@ def _attribution(audit: AuditResult) -> str:
     table = audit.table.dropna(subset=["attribution"]).sort_values("attribution", ascending=False)
     if table.empty:
         return '<p class="note">No attribution (the joint search or Integrated Gradients was not run).</p>'
+    error = audit.metrics.get("ig_relative_convergence_delta", float("nan"))
+    bars = _bars(table)
+    if not error <= IG_TRUSTED_ERROR:
+        return (f'<p class="unfaithful">Attribution not shown: Integrated Gradients\' completeness error is {error:.2f} '
+                f'of the attributed change (trusted up to {IG_TRUSTED_ERROR:g}), so the shares below do not add up '
+                f'to what the edits did. Run the audit with more ig_steps (--ig-steps).</p>'
+                f'<details class="untrusted"><summary>show the untrusted shares</summary>{bars}</details>')
+    return bars
+
+
+def _bars(table: pd.DataFrame) -> str:
+    """The attribution shares as horizontal bars, largest first."""
     largest = max(table["attribution"].abs().max(), 1e-9)
     rows = []
     for _, row in table.iterrows():
@@ -133,7 +152,7 @@ def _specificity(subspaces: SubspaceSet) -> str:
         return '<p class="note">The specificity of these subspaces was not measured when they were learned.</p>'
     rows = []
     for _, row in table.iterrows():
-        css = ' class="weak"' if row["low"] <= 1.0 or row["specificity"] < 1.5 else ""
+        css = ' class="weak"' if is_low_specificity(row["specificity"], row["low"]) else ""
         rows.append(f'<tr{css} data-semantic="{html.escape(row["semantic"])}"><td class="name">{html.escape(row["semantic"])}'
                     f'</td><td>{row["specificity"]:.2f}</td><td>{row["low"]:.2f}–{row["high"]:.2f}</td>'
                     f'<td>{row["target_gain"]:.2f}</td><td>{html.escape(row["keep_gains"])}</td></tr>')
@@ -171,6 +190,14 @@ def _strip(generator: Generator, section: ReportSection, item: pd.DataFrame, uni
     return (f'<div class="example">{figures}<figure><img alt="difference" src="{png_data_uri(difference, size=112)}">'
             f'<figcaption>difference at the boundary<br>minimal edit {row["min_edit"]:.3g}{html.escape(unit)}'
             '</figcaption></figure></div>')
+
+
+def _difference_legend() -> str:
+    """The difference maps' one scale, as a colour bar."""
+    return ('<figure class="legend"><img alt="difference scale" src="'
+            f'{png_data_uri(difference_scale_bar(), size=None)}"><figcaption>difference maps: 0 (black) to '
+            f'{DIFFERENCE_FULL_SCALE:g} or more (white) mean change per colour channel, on the pixel range '
+            '[−1, 1]; the same scale for every map</figcaption></figure>')
 
 
 def _unflipped(generator: Generator, audit: AuditResult, item: pd.DataFrame) -> str:
@@ -245,9 +272,14 @@ def _traversals(generator: Generator, subspaces: SubspaceSet, section: ReportSec
 
 
 def _metrics(audit: AuditResult) -> str:
-    rows = "".join(f'<tr><td class="name">{html.escape(k)}</td><td>{_fmt(v, "{:.3f}")}</td></tr>'
-                   for k, v in audit.metrics.items())
-    return f'<table class="metrics"><tbody>{rows}</tbody></table>'
+    declared = {metric.name: metric for metric in METRICS}
+    rows = []
+    for name, value in audit.metrics.items():
+        metric = declared.get(name)
+        label, meaning = (metric.label, metric.meaning) if metric is not None else (name, "")
+        rows.append(f'<tr title="{html.escape(meaning)}"><td class="name">{html.escape(label)}</td>'
+                    f'<td>{_fmt(value, "{:.3f}")}</td><td class="key">{html.escape(name)}</td></tr>')
+    return f'<table class="metrics"><tbody>{"".join(rows)}</tbody></table>'
 
 
 def render_report(generator: Generator, subspaces: SubspaceSet, sections: Sequence[ReportSection], *,
@@ -280,15 +312,15 @@ def render_report(generator: Generator, subspaces: SubspaceSet, sections: Sequen
             f'<h3>How specific the subspaces are</h3>{_specificity(subspaces)}'
             f'<h3>Attribution (Integrated Gradients over all subspaces)</h3>{_attribution(audit)}'
             f'{_photos(generator, section)}'
-            f'<h3>Most telling counterfactuals</h3>{_examples(generator, section, examples)}'
+            f'<h3>Most telling counterfactuals</h3>{_difference_legend()}{_examples(generator, section, examples)}'
             f'<h3>Subspace traversals</h3>{_traversals(generator, subspaces, section, traversal_steps)}'
             f'<h3>Metrics</h3>{_metrics(audit)}</section>')
     config = {"report": {"cfexplain": __version__, "torch": torch.__version__, "created": now},
               "subspaces": subspaces.provenance, **(dict(provenance) if provenance else {}),
               "audits": [{"title": s.title, "settings": s.audit.settings, "provenance": s.audit.provenance} for s in sections]}
     body.insert(1, f'<nav><ul>{"".join(navigation)}</ul></nav>')
-    body.append('<section id="provenance"><h2>Configuration and provenance</h2>'
-                f'<pre>{html.escape(json.dumps(config, indent=1, default=str))}</pre></section>')
+    body.append('<section id="provenance"><details><summary><h2>Configuration and provenance</h2></summary>'
+                f'<pre>{html.escape(json.dumps(config, indent=1, default=str))}</pre></details></section>')
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>'
             f'<body>{"".join(body)}</body></html>')

