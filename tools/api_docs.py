@@ -20,6 +20,7 @@ MODULES = (
     "cfexplain.generators", "cfexplain.analyzers", "cfexplain.zoo", "cfexplain.classifiers", "cfexplain.criteria",
     "cfexplain.presets", "cfexplain.subspaces", "cfexplain.jacobian", "cfexplain.discovery", "cfexplain.counterfactual",
     "cfexplain.audit", "cfexplain.distributed", "cfexplain.photos", "cfexplain.trust", "cfexplain.report", "cfexplain.cli", "cfexplain.errors",
+    "cfexplain.threads", "cfexplain.imaging",
 )
 
 
