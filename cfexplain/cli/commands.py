@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..distributed import Ranks
     from ..photos.pipeline import Photos
 
-__all__ = ["EXIT_OK", "EXIT_GATE_FAILED", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "run_demo", "run_learn", "run_explain", "run_audit", "run_report"]
+__all__ = ["EXIT_OK", "EXIT_GATE_FAILED", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "run_demo", "run_photos", "run_learn", "run_explain", "run_audit", "run_report"]
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
 
@@ -198,6 +198,22 @@ def run_demo(args: argparse.Namespace) -> int:
         shutil.rmtree(out / "subspaces")
     subspaces.save(out / "subspaces")
     _say(args, f"wrote {paths['report']}, {paths['results']}, {paths['table']} and {out / 'subspaces'}")
+    return EXIT_OK
+
+
+def run_photos(args: argparse.Namespace) -> int:
+    """Write the zoo's example photos (scikit-image's astronaut, insightface's portrait and group
+    photo) to a folder as PNG files, to try ``--images`` on."""
+    from .. import zoo
+    from ..imaging import to_pil
+
+    out = _output_folder(args.out, "example-photos")
+    check_writable(out, "--out")
+    names = ("astronaut", "hanks", "group")
+    for name, photo in zip(names, zoo.example_photos(names)):
+        to_pil(photo.pixels[None])[0].save(out / f"{name}.png")
+    _say(args, f"wrote {', '.join(f'{name}.png' for name in names)} to {out} (the group photo holds several faces: "
+               f"pass --multiple-faces all or largest, or --skip-unusable)")
     return EXIT_OK
 
 

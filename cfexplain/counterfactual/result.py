@@ -115,8 +115,11 @@ class CounterfactualResult:
         counterfactual, image range [-1, 1]), ``sensitivity`` (``‖∇_α gap‖`` at the face: how far
         the decision gap moves per unit edit, to first order), ``other_heads_flipped`` (sigmoid
         classifiers). Edits (``min_edit``, ``end_edit``) are in the search's unit
-        (``settings["unit"]``)."""
-        return self.table.copy()
+        (``settings["unit"]``). For photos, ``photo`` (the photo's name) follows ``face``."""
+        table = self.table.copy()
+        if self.photos is not None:
+            table.insert(1, "photo", [self.photos.names[face] for face in table["face"]])
+        return table
 
     def codes_of(self, which: str = "minimal") -> torch.Tensor:
         """Counterfactual codes ``(items, *latent_shape)``: at the ``"minimal"`` edit or the search ``"end"``."""

@@ -76,16 +76,18 @@ class PhotoFaces:
         return torch.zeros(len(self), dtype=torch.long)
 
     def table(self) -> pd.DataFrame:
-        """One row per photo: ``photo``, ``psnr``, ``decision_photo``, ``p_photo`` (the probability
-        of that decision's class or, for heads, of the first head), ``decision_reconstruction``,
-        ``p_reconstruction`` (same class or head), ``faithful``."""
+        """One row per photo: ``photo``, ``psnr``, ``decision_photo``, ``decision_reconstruction``,
+        ``p_photo_decision_on_photo`` and ``p_photo_decision_on_reconstruction`` (the probability of
+        the photo's decision, its class or, for heads, the first head, on each), ``faithful`` (the
+        same decision on both)."""
         index = self._index()
         return pd.DataFrame({
             "photo": self.names, "psnr": self.psnr.double().numpy(),
             "decision_photo": self._decision(self.photo_probabilities),
-            "p_photo": self.photo_probabilities.gather(1, index[:, None])[:, 0].double().numpy(),
             "decision_reconstruction": self._decision(self.reconstruction_probabilities),
-            "p_reconstruction": self.reconstruction_probabilities.gather(1, index[:, None])[:, 0].double().numpy(),
+            "p_photo_decision_on_photo": self.photo_probabilities.gather(1, index[:, None])[:, 0].double().numpy(),
+            "p_photo_decision_on_reconstruction":
+                self.reconstruction_probabilities.gather(1, index[:, None])[:, 0].double().numpy(),
             "faithful": self.faithful.numpy().astype(bool),
         })
 
