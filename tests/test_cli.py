@@ -65,6 +65,7 @@ def test_demo_runs_a_real_audit(tmp_path, capsys):
     assert main(photo_audit + ["--skip-unusable"]) == EXIT_OK
     printed = capsys.readouterr().out
     assert "photos keep their decision" in printed and f"skipped: {photos / 'wall.png'} (no face)" in printed
+    assert "Only 1 photo counted: the rates below describe this photo" in printed
     page = (tmp_path / "photo-audit" / "report.html").read_text()
     assert "<h3>Photos</h3>" in page and 'data-photo="' in page and "astronaut.png" in page
     saved = AuditResult.load(tmp_path / "photo-audit" / "audit")

@@ -23,6 +23,8 @@ from .summary import describe, headline
 __all__ = ["AuditResult", "AUDIT_FORMAT_VERSION"]
 
 AUDIT_FORMAT_VERSION = 3
+FEW_PHOTOS = 5
+"""Below this many counted photos, an audit's summary warns that its rates are anecdotes."""
 
 
 @dataclass
@@ -84,8 +86,18 @@ class AuditResult:
         return headline(self)
 
     def summary(self) -> str:
-        """The answer in a few sentences, with its evidence and its controls."""
-        return describe(self) + self._photo_note()
+        """The answer in a few sentences, with its evidence and its controls; an audit of fewer than
+        :data:`FEW_PHOTOS` photos says first that its rates are anecdotes."""
+        return self._anecdote_note() + describe(self) + self._photo_note()
+
+    def _anecdote_note(self) -> str:
+        photos = getattr(self.counterfactuals, "photos", None)
+        counted = int(self.settings.get("n") or 0)
+        if photos is None or counted >= FEW_PHOTOS:
+            return ""
+        return (f"Only {counted} photo{'' if counted == 1 else 's'} counted: the rates below describe "
+                f"{'this photo' if counted == 1 else 'these photos'}, not the classifier (anecdotes, not estimates; "
+                f"the evidence test needs many faces). ")
 
     def _photo_note(self) -> str:
         """For photo audits: how many photos passed the faithfulness gate, and which the table uses."""

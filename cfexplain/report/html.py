@@ -251,11 +251,23 @@ def _baseline(audit: AuditResult) -> str:
             'a smaller side effect, explains the decision with less collateral change.</p>')
 
 
+def _first_counted_face(audit: AuditResult) -> int:
+    """The first face the audit's table counts: for photos, the first faithful one (unless the
+    audit included the unfaithful ones)."""
+    photos = audit.counterfactuals.photos
+    if photos is None or audit.settings.get("include_unfaithful") or not bool(photos.faithful.any()):
+        return 0
+    return int(photos.faithful.nonzero()[0, 0])
+
+
 def _traversals(generator: Generator, subspaces: SubspaceSet, section: ReportSection, steps: Sequence[float]) -> str:
     audit = section.audit
-    codes = audit.counterfactuals.codes[:1].to(generator.device)
+    face = _first_counted_face(audit)
+    codes = audit.counterfactuals.codes[face:face + 1].to(generator.device)
     label = section.classifier.labels[-1] if section.classifier is not None else None
-    parts = []
+    photos = audit.counterfactuals.photos
+    shown = f"the photo {photos.names[face]}" if photos is not None else f"face {face}"
+    parts = [f'<p class="note">Each subspace traversed from {html.escape(shown)}, in steps of its latent spread.</p>']
     for semantic in audit.ranking():
         subspace = subspaces[semantic]
         if subspace.dim == 0:
