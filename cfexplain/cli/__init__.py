@@ -269,11 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     me = _speaker()
     restore_sigterm = _sigterm_as_interrupt()
     stop_messages = _library_messages(quiet=getattr(args, "quiet", False))
+    restore_threads: Callable[[], None] = lambda: None  # noqa: E731 - until the count is set
     try:
         if launched_by_torchrun() and args.command not in DISTRIBUTED_COMMANDS:
             raise InputError(f"`cfexplain {args.command}` runs in one process; under torchrun, run "
                              f"{' or '.join(f'`cfexplain {c}`' for c in DISTRIBUTED_COMMANDS)}")
-        _apply_threads(args)
+        restore_threads = _apply_threads(args)
         return args.run(args)
     except CfexplainError as exc:
         print(f"{me}: error: {exc}", file=sys.stderr)
@@ -295,20 +296,26 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"please report it)", file=sys.stderr)
         return EXIT_INTERNAL
     finally:
+        restore_threads()
         stop_messages()
         restore_sigterm()
         _leave_process_group()
 
 
-def _apply_threads(args: argparse.Namespace) -> None:
+def _apply_threads(args: argparse.Namespace) -> Callable[[], None]:
     """Set torch's thread count from ``--threads``, else the configuration's ``[runtime] threads``,
-    else ``auto``; under torchrun each process takes its share of the cores."""
+    else ``auto`` (under torchrun each process takes its share of the cores); returns what puts
+    the previous count back (for ``main`` called from Python)."""
+    import torch
+
     threads = getattr(args, "threads", None)
     if threads is None and getattr(args, "config", None):
         threads = load_config(args.config).get("runtime", {}).get("threads")
     if threads is None or threads == AUTO_THREADS:
         threads = max(1, auto_threads() // processes_on_this_machine())
+    previous = torch.get_num_threads()
     set_threads(threads)
+    return lambda: torch.set_num_threads(previous)
 
 
 def _library_messages(quiet: bool) -> Callable[[], None]:
