@@ -192,6 +192,7 @@ def run_demo(args: argparse.Namespace) -> int:
         result = audit(generator, classifier, subspaces, args.faces, **options)
         sections.append(ReportSection(title, result, classifier))
         _say(args, f"  answer: {result.headline()}")
+    _say(args, "writing the report (examples, traversals)…")
     paths = write_report(out, generator, subspaces, sections, title="cfexplain demo: auditing the zoo's classifiers",
                          config={"demo": {"faces": args.faces, "seed": args.seed}})
     if (out / "subspaces").exists():
@@ -234,6 +235,8 @@ def run_learn(args: argparse.Namespace) -> int:
     out = _output_folder(settings.get("out"), "subspaces")
     _check_checkpoint_dir(settings)
     ranks = _join_ranks(args, gen)
+    _say(args, f"loading the generator ({gen.get('checkpoint')}) and the {stack_settings.get('stack', 'facemesh')} "
+               "analyzers…")
     generator = make_generator(gen)
     stack, parser, landmarks = make_analyzers(stack_settings, gen.get("device", "cpu"))
     semantics = make_semantics(stack, parser, landmarks, settings.get("semantics"))
@@ -313,6 +316,7 @@ def _audit_inputs(args: argparse.Namespace, section: str):
     _check_checkpoint_dir(settings)
     ranks = _join_ranks(args, gen)
     subspaces = SubspaceSet.load(settings["subspaces"])
+    _say(args, f"loading the generator ({gen.get('checkpoint')}) and the classifier ({clf.get('model')})…")
     generator = make_generator(gen)
     classifier = make_classifier(clf, gen.get("device", "cpu"))
     return config, generator, classifier, subspaces, settings, out, ranks
@@ -404,6 +408,7 @@ def run_audit(args: argparse.Namespace) -> int:
         return EXIT_OK
     result.save(out / "audit")
     title = f"{classifier.name}: {result.target}"
+    _say(args, "writing the report (examples, traversals)…")
     write_report(out, generator, subspaces, [ReportSection(title, result, classifier)], title=f"cfexplain audit of {classifier.name}",
                  config=config)
     _say(args, result.table.drop(columns=["reason"]).to_string(index=False))
@@ -445,6 +450,7 @@ def run_report(args: argparse.Namespace) -> int:
     if clf.get("model"):
         classifier = make_classifier(clf, gen.get("device", "cpu"))
     title = f"{result.provenance.get('classifier', 'classifier')}: {result.target}"
+    _say(args, "writing the report (examples, traversals)…")
     paths = write_report(out, generator, subspaces, [ReportSection(title, result, classifier)], config=config)
     _say(args, f"wrote {paths['report']}")
     return EXIT_OK
