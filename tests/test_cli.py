@@ -377,3 +377,12 @@ def test_photos_writes_the_example_photos(tmp_path, capsys):
     assert written == ["astronaut.png", "group.png", "hanks.png"]
     assert Image.open(tmp_path / "photos" / "group.png").size[0] > 200
     assert "--multiple-faces" in capsys.readouterr().out
+
+
+def test_demo_refuses_bad_arguments_before_loading_a_model(tmp_path, monkeypatch, capsys):
+    def loaded(*args, **kwargs):
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(zoo, "dcgan_faces", loaded)
+    assert main(["demo", "--faces", "0", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "--faces must be an int ≥ 1, got 0" in capsys.readouterr().err
