@@ -24,6 +24,7 @@ The peak memory of the children (their largest resident set) is reported beside 
 Usage::
 
     python benchmarks/fuzz_loaders.py [--mutations 10000] [--seed 0] [--timeout 10] [--family bytes|structured]
+                                      [--sources nvlabs_res32.pkl tf_res32.pkl rosinality_res32.pt]
 
 Prints a table and writes ``benchmarks/results/fuzz-loaders.json``. ``tests/test_hostile_files.py``
 runs a few hundred of the same mutations in the default suite.
@@ -259,8 +260,8 @@ FAMILIES = {"bytes": mutations, "structured": structured_mutations}
 
 
 def run(n_mutations: int, seed: int, timeout: float, folder: Path, progress: bool = False,
-        family: str = "bytes") -> list[dict]:
-    """Outcome rows of ``n_mutations`` mutations of ``family`` (spread over the sources) and the
+        family: str = "bytes", sources: tuple[str, ...] = SOURCES) -> list[dict]:
+    """Outcome rows of ``n_mutations`` mutations of ``family`` (spread over ``sources``) and the
     hostile streams."""
     mutate = FAMILIES[family]
     from tqdm.auto import tqdm
@@ -268,11 +269,11 @@ def run(n_mutations: int, seed: int, timeout: float, folder: Path, progress: boo
     torch.set_num_threads(1)
     rng, refs, rows = random.Random(seed), references(), []
     hostile = [(name, data) for name, data in hostile_streams() if data]
-    shares = [n_mutations // len(SOURCES) + (1 if i < n_mutations % len(SOURCES) else 0) for i in range(len(SOURCES))]
+    shares = [n_mutations // len(sources) + (1 if i < n_mutations % len(sources) else 0) for i in range(len(sources))]
 
     def cases() -> Iterator[tuple[str, str, bytes]]:  # one mutated file in memory at a time
         yield from (("hostile", name, data) for name, data in hostile)
-        for source, share in zip(SOURCES, shares):
+        for source, share in zip(sources, shares):
             data = (FIXTURES / "stylegan2" / source).read_bytes()
             yield from ((source, kind, mutated) for kind, mutated in mutate(data, share, rng))
 
@@ -294,10 +295,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--family", choices=list(FAMILIES), default="bytes",
                         help="byte-level damage, or structure-aware changes (pickle opcodes, torch zip entries)")
+    parser.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES),
+                        help="the fixtures to mutate (pickles: opcode mutations; the torch file: zip entries)")
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        rows = run(args.mutations, args.seed, args.timeout, Path(folder), progress=True, family=args.family)
+        rows = run(args.mutations, args.seed, args.timeout, Path(folder), progress=True, family=args.family,
+                   sources=tuple(args.sources))
     counts = collections.Counter(row["outcome"] for row in rows)
     print(f"{len(rows)} files ({args.mutations} mutations + {len(rows) - args.mutations} hostile streams), "
           f"{time.perf_counter() - start:.0f} s")
@@ -310,9 +314,14 @@ def main() -> None:
             print(f"  ! {row['source']} {row['mutation']}: {row['outcome']}: {row['detail']}", file=sys.stderr)
     RESULTS.mkdir(exist_ok=True)
     name = "fuzz-loaders.json" if args.family == "bytes" else f"fuzz-loaders-{args.family}.json"
+    if tuple(args.sources) != SOURCES:
+        name = name.replace(".json", "-" + "+".join(Path(source).stem for source in args.sources) + ".json")
+    by_source = {source: dict(collections.Counter(row["outcome"] for row in rows if row["source"] == source))
+                 for source in ("hostile", *args.sources)}
     (RESULTS / name).write_text(json.dumps({
-        "family": args.family, "files": len(rows), "mutations": args.mutations, "seed": args.seed, "timeout_s": args.timeout,
-        "counts": {o: counts.get(o, 0) for o in OUTCOMES}, "peak_child_memory_mib": peak,
+        "family": args.family, "sources": args.sources, "files": len(rows), "mutations": args.mutations,
+        "seed": args.seed, "timeout_s": args.timeout, "counts": {o: counts.get(o, 0) for o in OUTCOMES},
+        "counts_by_source": by_source, "peak_child_memory_mib": peak,
         "seconds": time.perf_counter() - start, "problems": [r for r in rows if r["outcome"] in PROBLEMS],
         "machine": platform.platform(), "torch": torch.__version__}, indent=1))
 

@@ -323,8 +323,10 @@ def test_a_resealed_document_with_a_missing_or_mistyped_entry_is_a_clean_error(w
     loaded = AuditResult.load(folder)
     assert loaded.table["specificity"].isna().all() and loaded.summary() == result.summary()
     original = json.loads((folder / "audit.json").read_text())
+    without_budget = {k: v for k, v in original["settings"].items() if k != "budget"}
     for broken in ({k: v for k, v in original.items() if k != "semantics"}, {**original, "metrics": [1, 2]},
-                   {**original, "settings": "x"}):
+                   {**original, "settings": "x"}, {**original, "settings": {"a": 1}},
+                   {**original, "settings": without_budget}, {**original, "settings": {**without_budget, "budget": None}}):
         (folder / "audit.json").write_text(json.dumps(seal({k: v for k, v in broken.items() if k != "integrity"}, {})))
         with pytest.raises(CorruptCheckpointError, match="audit.json: damaged audit"):
             AuditResult.load(folder)

@@ -157,7 +157,8 @@ _NUMERIC_SETTINGS = ("budget", "alpha", "n", "controls")
 
 def _check_read(table: pd.DataFrame, settings: dict[str, Any]) -> None:
     """The entries the answer in words reads: every row with every column the table always has
-    (the sigmoid-only ones aside), text where text belongs, and numeric settings that are numbers."""
+    (the sigmoid-only ones aside), text where text belongs, the numeric settings (present, finite
+    numbers) and the unit (text)."""
     always = [c.name for c in COLUMNS if c.when != "sigmoid"]
     missing = [name for name in always if name not in table]
     if missing:
@@ -166,10 +167,12 @@ def _check_read(table: pd.DataFrame, settings: dict[str, Any]) -> None:
         if not table[name].map(lambda v: isinstance(v, str)).all():
             raise TypeError(f"the column {name!r} must hold text")
     for name in _NUMERIC_SETTINGS:
-        value = settings.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise TypeError(f"the setting {name!r} must be a number, got {type(value).__name__}")
-    if not isinstance(settings.get("unit", "image"), str):
+        if name not in settings:
+            raise KeyError(f"the setting {name!r} is missing")
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TypeError(f"the setting {name!r} must be a finite number, got {value!r}")
+    if not isinstance(settings.get("unit"), str):
         raise TypeError("the setting 'unit' must be text")
 
 
