@@ -18,9 +18,10 @@ memory of the children is reported beside the counts.
 
 Usage::
 
-    python benchmarks/fuzz_documents.py [--mutations 10000] [--seed 0] [--timeout 20]
+    python benchmarks/fuzz_documents.py [--mutations 10000] [--seed 0] [--timeout 20] [--families documents configs]
 
-Prints a table per family and writes ``benchmarks/results/fuzz-documents.json``;
+Prints a table per family and writes ``benchmarks/results/fuzz-documents+configs.json`` (or
+``fuzz-documents.json``, ``fuzz-configs.json`` for one family);
 ``tests/test_hostile_files.py`` runs a few dozen of each in the default suite.
 """
 
@@ -222,14 +223,19 @@ def outcome(load: Callable[[str, str], None], kind: str, path: Path, timeout: fl
     return outcome_in_child(_child, (load, kind, str(path)), timeout)
 
 
-def run(n_mutations: int, seed: int, timeout: float, folder: Path, progress: bool = False) -> list[dict]:
-    """Outcome rows of ``n_mutations`` document mutations (spread over the artefacts) and as many
-    configuration mutations."""
+FAMILIES = ("documents", "configs")
+
+
+def run(n_mutations: int, seed: int, timeout: float, folder: Path, progress: bool = False,
+        families: tuple[str, ...] = FAMILIES) -> list[dict]:
+    """Outcome rows of ``n_mutations`` mutations of each of ``families``: documents (spread over
+    the artefacts) and configurations."""
     from tqdm.auto import tqdm
 
     rng, rows = random.Random(seed), []
-    artefacts = make_artefacts(folder / "artefacts")
-    for index in tqdm(range(n_mutations), desc="damaged documents", disable=not progress):
+    artefacts = make_artefacts(folder / "artefacts") if "documents" in families else {}
+    for index in tqdm(range(n_mutations if "documents" in families else 0), desc="damaged documents",
+                      disable=not progress):
         kind = list(DOCUMENTS)[index % len(DOCUMENTS)]
         file = artefacts[kind] / DOCUMENTS[kind]
         original = file.read_bytes()
@@ -238,7 +244,8 @@ def run(n_mutations: int, seed: int, timeout: float, folder: Path, progress: boo
         found, detail = outcome(_load_document, kind, artefacts[kind], timeout)
         file.write_bytes(original)
         rows.append({"family": "documents", "source": kind, "mutation": mutation, "outcome": found, "detail": detail})
-    for index in tqdm(range(n_mutations), desc="damaged configs", disable=not progress):
+    for index in tqdm(range(n_mutations if "configs" in families else 0), desc="damaged configs",
+                      disable=not progress):
         mutation, data = mutate_config(rng)
         path = folder / f"config-{index}.toml"
         path.write_bytes(data)
@@ -253,13 +260,14 @@ def main() -> None:
     parser.add_argument("--mutations", type=int, default=10_000, help="per family")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=20.0)
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        rows = run(args.mutations, args.seed, args.timeout, Path(folder), progress=True)
+        rows = run(args.mutations, args.seed, args.timeout, Path(folder), progress=True, families=tuple(args.families))
     peak = peak_child_memory_mib()
     summary = {}
-    for family in ("documents", "configs"):
+    for family in args.families:
         counts = collections.Counter(row["outcome"] for row in rows if row["family"] == family)
         summary[family] = {o: counts.get(o, 0) for o in OUTCOMES}
         print(f"{family}: {sum(counts.values())} files")
@@ -271,7 +279,7 @@ def main() -> None:
             print(f"  ! {row['family']} {row['source']} {row['mutation']}: {row['outcome']}: {row['detail']}",
                   file=sys.stderr)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fuzz-documents.json").write_text(json.dumps({
+    (RESULTS / f"fuzz-{'+'.join(args.families)}.json").write_text(json.dumps({
         "mutations_per_family": args.mutations, "seed": args.seed, "timeout_s": args.timeout, "counts": summary,
         "peak_child_memory_mib": peak, "seconds": time.perf_counter() - start,
         "problems": [r for r in rows if r["outcome"] in PROBLEMS],
