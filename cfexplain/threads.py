@@ -3,9 +3,10 @@
 torch starts one thread per core. On a machine where other work runs, those threads wait for each
 other at every parallel operation while the neighbours hold the cores, and a run gets several
 times slower than with fewer threads (docs/benchmarks.md, "Threads"). ``"auto"`` therefore uses
-the cores that are free now: the usable cores less those other work holds (the one-minute load
-average, or the processes running right now where that is more), at least one. cfexplain's results do not depend on the thread count (the resizes that did are
-written to give the same bits for any count), so the choice changes the speed only.
+the cores that are free now: the usable cores less those other work holds (the processes running
+right now besides this one; the load average where the system does not say), at least one.
+cfexplain's results do not depend on the thread count (the resizes that did are written to give
+the same bits for any count), so the choice changes the speed only.
 
 The command line applies the policy (``--threads``, default ``auto``); the library leaves torch's
 setting alone unless :func:`set_threads` is called.
@@ -14,6 +15,8 @@ setting alone unless :func:`set_threads` is called.
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from pathlib import Path
 
 from .errors import InputError
@@ -32,19 +35,25 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def busy_cores() -> int:
-    """Cores that other work holds: the larger of the one-minute load average (rounded) and the
-    processes running right now besides this one (Linux's ``/proc/loadavg``; the load average lags
-    a neighbour that has just started). 0 where the system says neither."""
+def busy_cores(samples: int = 5) -> int:
+    """Cores that other work holds now: on Linux, the median over ``samples`` readings 10 ms apart
+    of the processes running (``procs_running`` in ``/proc/stat``) besides this one; elsewhere the
+    one-minute load average, rounded (which lags, and counts this process's own recent work)."""
+    counts = []
+    for sample in range(samples):
+        try:
+            text = Path("/proc/stat").read_text()
+        except OSError:
+            break
+        counts += [int(line.split()[1]) - 1 for line in text.splitlines() if line.startswith("procs_running")]
+        if sample + 1 < samples:
+            time.sleep(0.01)
+    if counts:
+        return max(0, int(statistics.median(counts)))
     try:
-        average = round(os.getloadavg()[0])
+        return max(0, round(os.getloadavg()[0]))
     except (AttributeError, OSError):
-        average = 0
-    try:
-        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
-    except (OSError, IndexError, ValueError):
-        running = 0
-    return max(average, running, 0)
+        return 0
 
 
 def auto_threads() -> int:
