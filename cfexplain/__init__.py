@@ -12,11 +12,15 @@ The public API is flat: generators (:func:`load_generator`, :class:`StyleGAN2Gen
 (:mod:`cfexplain.errors`).
 """
 
+from importlib import import_module as _import_module
+
 from ._lazy import lazy_attributes
 from ._version import __version__
-from . import audit as _audit_package  # imported now, so that the name below is the function, not the package
 
-del audit  # the import bound the package to this name; cfexplain.audit is the function (read lazily)
+# Importing the subpackage binds it to the name `audit` here, once. Do it now and drop the binding,
+# so that `cfexplain.audit` is the function (read lazily below), as it always was, not the package.
+_import_module(".audit", __name__)
+globals().pop("audit")
 
 _SOURCES = {
     "analyzers": ".analyzers",
