@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import InputError
 from .evidence import VERDICTS
 
-__all__ = ["Column", "Metric", "COLUMNS", "METRICS", "TABLE_COLUMNS", "WHEN", "column", "check_gate_target",
+__all__ = ["Column", "Metric", "COLUMNS", "IG_TRUSTED_ERROR", "METRICS", "TABLE_COLUMNS", "WHEN", "column", "check_gate_target",
            "markdown_table", "schema_properties"]
 
 WHEN: dict[str, str] = {
@@ -138,6 +138,11 @@ COLUMNS: tuple[Column, ...] = (
 TABLE_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 """The names of :data:`COLUMNS`, in table order."""
 
+IG_TRUSTED_ERROR = 0.1
+"""The largest ``ig_relative_convergence_delta`` (Integrated Gradients' completeness error relative
+to the attributed change) at which the attribution is shown as it is; above it, the report flags
+it as untrustworthy (more ``ig_steps`` usually bring the error down)."""
+
 METRICS: tuple[Metric, ...] = (
     Metric("validity", "faces × semantics flipped", "fraction of face × semantic items flipped"),
     Metric("proximity_std_units", "mean minimal edit",
@@ -160,7 +165,7 @@ METRICS: tuple[Metric, ...] = (
            "mean number of semantics a flipped face's joint counterfactual needs", "joint"),
     Metric("ig_relative_convergence_delta", "attribution error (IG completeness)",
            "Integrated Gradients' completeness error relative to the attributed change (small = trustworthy "
-           "attributions; above 0.1 the report flags the attribution)", "joint"),
+           f"attributions; above {IG_TRUSTED_ERROR:g} the report flags the attribution)", "joint"),
 )
 """The audit's metrics."""
 

@@ -26,7 +26,7 @@ from .search import SearchChunk, SearchProblem, adam_search, minimal_edit
 from .settings import SearchSettings
 from .targets import decision_gap
 
-__all__ = ["IG_TRUSTED_ERROR", "JOINT_BATCH_FACES", "JointResult", "joint_counterfactuals", "summarise_joint"]
+__all__ = ["JOINT_BATCH_FACES", "JointResult", "joint_counterfactuals", "summarise_joint"]
 
 
 @dataclass
@@ -101,11 +101,6 @@ def _semantics_needed(chunk: SearchChunk, alpha: torch.Tensor, groups: torch.Ten
     needed[pending] = count
     return needed
 
-
-IG_TRUSTED_ERROR = 0.1
-"""The largest ``ig_relative_convergence_delta`` (Integrated Gradients' completeness error relative
-to the attributed change) at which the attribution is shown as it is; above it, the report flags
-it as untrustworthy (more ``ig_steps`` usually bring the error down)."""
 
 JOINT_BATCH_FACES = 8
 """Faces the joint search and its attribution take together. Each batch is searched on its own, so

@@ -21,9 +21,8 @@ from typing import Any
 
 import torch
 
-from ..analyzers.base import check_images
+from ..analyzers.base import check_images, resize_to_square
 from ..errors import InputError
-from ..imaging import bilinear_resize
 
 __all__ = ["Criterion", "Context", "resize_images"]
 
@@ -33,10 +32,9 @@ any other fixed data). Treated as constants when outputs are differentiated."""
 
 
 def resize_images(images: torch.Tensor, resolution: int | None) -> torch.Tensor:
-    """Bilinear resize to ``resolution²`` (:func:`~cfexplain.imaging.bilinear_resize`); ``None`` keeps the size."""
-    if resolution is None or images.shape[-1] == resolution and images.shape[-2] == resolution:
-        return images
-    return bilinear_resize(images, (resolution, resolution))
+    """Bilinear resize to ``resolution²`` (:func:`~cfexplain.analyzers.base.resize_to_square`); ``None`` keeps
+    the size."""
+    return images if resolution is None else resize_to_square(images, resolution)
 
 
 class Criterion(abc.ABC):

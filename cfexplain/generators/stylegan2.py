@@ -644,7 +644,7 @@ class StyleGAN2Generator(Generator):
                 raise ValueError(f"the noise strength of layer {self.style_layout[index].name} is {float(strength):.3g}, "
                                  f"outside ±{MAX_NOISE_STRENGTH:g}")
         with torch.no_grad():
-            ws = self.mapping(self.sample(64, seed=0).to(self.device, self.dtype))
+            ws = self.mapping(self.sample(64, seed=0))
         reach = float(ws.abs().max())
         average = float(self.mapping.w_avg.abs().max())
         if not average <= MAX_AVERAGE_RATIO * max(reach, 1e-6):

@@ -15,10 +15,10 @@ import torch
 
 from .._version import __version__
 from ..audit import COLUMNS, METRICS, AuditResult
+from ..audit.columns import IG_TRUSTED_ERROR
 from ..audit.evidence import CANNOT_TELL, EVIDENCE
 from ..classifiers import Classifier
 from ..counterfactual import latent_spread
-from ..counterfactual.joint import IG_TRUSTED_ERROR
 from ..generators.base import Generator
 from ..subspaces.core import SubspaceSet
 from ..subspaces.specificity import is_low_specificity
