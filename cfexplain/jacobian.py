@@ -151,34 +151,40 @@ class _Batch:
 
 
 def _forward_rows(batch: _Batch, indices: Sequence[int], chunk: int) -> list[torch.Tensor]:
-    """Full Jacobians ``(B, m_c, D)`` of the given criteria by forward mode."""
+    """Full Jacobians ``(B, m_c, D)`` of the given criteria by forward mode (filled in place, chunk
+    by chunk of columns, so a batch holds one copy of its Jacobians)."""
     fn, u = batch.function(indices), batch.latents
-    dim = u.shape[1]
-    columns: list[list[torch.Tensor]] = [[] for _ in indices]
+    b, dim = u.shape
+    jacobians = [torch.empty(b, batch.sizes[i], dim, dtype=u.dtype, device=u.device) for i in indices]
     eye = torch.eye(dim, dtype=u.dtype, device=u.device)
     for start in range(0, dim, chunk):
-        tangents = eye[start:start + chunk][:, None, :].expand(-1, u.shape[0], -1)
+        tangents = eye[start:start + chunk][:, None, :].expand(-1, b, -1)
         outs = vmap(lambda t: jvp(fn, (u,), (t,))[1])(tangents)  # per criterion (k, B, m)
-        for store, out in zip(columns, outs):
-            store.append(out)
-    return [torch.cat(cols, dim=0).permute(1, 2, 0) for cols in columns]
+        for jacobian, out in zip(jacobians, outs):
+            jacobian[:, :, start:start + out.shape[0]] = out.permute(1, 2, 0)
+    return jacobians
 
 
 def _reverse_rows(batch: _Batch, indices: Sequence[int], chunk: int) -> list[torch.Tensor]:
-    """Full Jacobians ``(B, m_c, D)`` of the given criteria by reverse mode (one-hot cotangents)."""
+    """Full Jacobians ``(B, m_c, D)`` of the given criteria by reverse mode (one-hot cotangents).
+
+    Each criterion gets its own pullback: a cotangent then flows back through that criterion's
+    models only, not through every model of the group (a zero cotangent still costs a full pass).
+    """
     u = batch.latents
-    sizes = [batch.sizes[i] for i in indices]
-    total = sum(sizes)
-    _, pullback = vjp(batch.concatenated(indices), u)
-    rows = []
-    for start in range(0, total, chunk):
-        count = min(chunk, total - start)
-        cotangents = torch.zeros(count, u.shape[0], total, dtype=u.dtype, device=u.device)
-        index = torch.arange(count, device=u.device)
-        cotangents[index, :, start + index] = 1.0
-        rows.append(vmap(lambda c: pullback(c)[0])(cotangents))  # (k, B, D)
-    jacobian = torch.cat(rows, dim=0).permute(1, 0, 2)  # (B, total, D)
-    return list(torch.split(jacobian, sizes, dim=1))
+    jacobians = []
+    for i in indices:
+        size = batch.sizes[i]
+        _, pullback = vjp(batch.concatenated([i]), u)
+        rows = []
+        for start in range(0, size, chunk):
+            count = min(chunk, size - start)
+            cotangents = torch.zeros(count, u.shape[0], size, dtype=u.dtype, device=u.device)
+            index = torch.arange(count, device=u.device)
+            cotangents[index, :, start + index] = 1.0
+            rows.append(vmap(lambda c: pullback(c)[0])(cotangents))  # (k, B, D)
+        jacobians.append(torch.cat(rows, dim=0).permute(1, 0, 2))  # (B, m_c, D)
+    return jacobians
 
 
 def directional_changes(generator: Generator, criteria: Sequence[Criterion], latents: torch.Tensor,
@@ -294,9 +300,13 @@ def _randomized_rows(batch: _Batch, indices: Sequence[int], tolerances: Sequence
     return factors
 
 
-def _choose(method: str, sizes: Sequence[int], dim: int, batch: int, memory_limit: int) -> list[str]:
+def _choose(method: str, sizes: Sequence[int], dim: int, batch: int, memory_limit: int,
+            analyzers: Sequence[tuple[object, ...] | None] | None = None) -> list[str]:
+    """Each criterion's method under ``"auto"``, from its output count, ``D``, the memory bound and
+    the models it runs (:attr:`Criterion.analyzers`, ``None`` where unknown)."""
     if method != "auto":
         return [method] * len(sizes)
+    analyzers = list(analyzers) if analyzers is not None else [None] * len(sizes)
     bytes_per = 8
     forward_memory = dim * batch * sum(s for s in sizes if s > dim) * bytes_per
     dense_forward_ok = dim <= 2048 and forward_memory <= memory_limit
@@ -308,12 +318,20 @@ def _choose(method: str, sizes: Sequence[int], dim: int, batch: int, memory_limi
             choice.append("forward")
         else:
             choice.append("randomized")
+    if "forward" not in choice:
+        return choice
     # When forward passes run anyway, a reverse criterion joining them adds only its own tangent
-    # computation to each of the D passes, while staying costs one full pass (generator included)
-    # per output; criteria often share an analyzer (all landmark criteria share one detector), so
-    # the reverse group moves as a whole once its outputs add up to more than D/2.
+    # arithmetic to each of the D passes, while staying costs a pass through the generator and its
+    # models per output. A criterion whose models all run in the forward passes already joins them.
+    running = {id(model) for c, models in zip(choice, analyzers) if c == "forward" and models for model in models}
+    choice = ["forward" if c == "reverse" and models and {id(m) for m in models} <= running else c
+              for c, models in zip(choice, analyzers)]
+    # Where the models are unknown, criteria often share one (all landmark criteria share a
+    # detector), so the remaining reverse group moves as a whole once its outputs add up to more
+    # than D/2.
+    unknown = sum(s for c, s, models in zip(choice, sizes, analyzers) if c == "reverse" and models is None)
     reverse_outputs = sum(s for c, s in zip(choice, sizes) if c == "reverse")
-    if "forward" in choice and reverse_outputs > dim // 2:
+    if unknown and reverse_outputs > dim // 2:
         choice = ["forward" if c == "reverse" else c for c in choice]
     return choice
 
@@ -452,7 +470,8 @@ def estimate_metrics(
             batch = _Batch(images_of, criteria, latents[start:start + batch_size])
             b = batch.latents.shape[0]
             state["passes"]["forward"] += b
-            methods = _choose(method, batch.sizes, dim, b, int(memory_limit_mb * 2**20))
+            methods = _choose(method, batch.sizes, dim, b, int(memory_limit_mb * 2**20),
+                              [c.analyzers for c in criteria])
             if per_image is None:
                 per_image = batch.activation_bytes()
                 state["passes"]["forward"] += b
@@ -460,8 +479,9 @@ def estimate_metrics(
             rng = torch.Generator().manual_seed(seed * 1_000_003 + sample_offset + start)
             rows = _batch_rows(batch, methods, _chunk_within(memory_limit_mb, per_image, b, chunk_size),
                                tolerances, block_size, max_rank, rng, state["passes"])
-            for i, new in enumerate(rows):
-                new = new.detach().double().cpu().numpy().reshape(-1, dim)
+            for i in range(len(rows)):
+                new = rows[i].detach().double().cpu().numpy().reshape(-1, dim)
+                rows[i] = None  # each batch Jacobian is freed once folded into its factor
                 state["rows"][i] = _compress(np.concatenate([state["rows"][i], new], axis=0))
             state["done"] = start + b
             state["seconds"] = time.perf_counter() - start_time

@@ -173,6 +173,7 @@ def facemesh_semantics(parser: FaceParser, landmarks: LandmarkDetector, *, names
     semantic = partial(Semantic, target_ratio=ratio, keep_ratios=keep_ratio, solver=solver, max_directions=directions,
                        origin=origin)
     eye_detector = _eye_detector(landmarks, eyes) if names is None or "eye_shape" in names else landmarks
+    lip_shape = LandmarkShape(landmarks, "lips", centered=True)  # one criterion for two roles: estimated once
     semantics = [
         semantic("face_boundary", LandmarkShape(landmarks, "jaw"),
                  [LandmarkShape(landmarks, "jaw", complement=True),
@@ -184,11 +185,11 @@ def facemesh_semantics(parser: FaceParser, landmarks: LandmarkDetector, *, names
                  [RegionPixels(parser, "eyes", inside=False, dilation=0.1, resolution=small)]),
         semantic("lip_colour", RegionPixels(parser, "lips", dilation=0.01, resolution=r),
                  [RegionPixels(parser, "lips", inside=False, dilation=0.01, resolution=r),
-                  LandmarkShape(landmarks, "lips", centered=True)]),
+                  lip_shape]),
         semantic("face_colour", RegionColor(parser, "skin", resolution=r),
                  [ColorResidual(parser, "skin", resolution=r), RegionPixels(parser, "skin", inside=False, resolution=r),
                   RegionColor(parser, "lips", resolution=r)]),
-        semantic("mouth_shape", LandmarkShape(landmarks, "lips", centered=True),
+        semantic("mouth_shape", lip_shape,
                  [LandmarkShape(landmarks, "lips", centered=True, complement=True),
                   BlendedPixels(landmarks, parser=parser, regions=("skin", "brows", "eyes", "nose"), dilation=0.05,
                                 resolution=small)],

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import cfexplain
-from cfexplain.criteria import FunctionCriterion, LandmarkShape, RegionPixels
+from cfexplain.criteria import BlendedPixels, FunctionCriterion, LandmarkShape, RegionPixels
 from cfexplain.errors import CheckpointNotFoundError, CorruptCheckpointError, InputError, ShapeError
 from cfexplain.jacobian import estimate_metrics
 from cfexplain.subspaces import (
@@ -166,6 +166,22 @@ def test_auto_folds_many_reverse_outputs_into_the_shared_forward_pass(synthetic)
     for folded, reference in zip(many.factors, exact.factors):
         m = reference.T @ reference
         assert np.allclose(folded.T @ folded, m, rtol=1e-5, atol=1e-6 * np.abs(m).max())  # float32 passes
+
+
+def test_auto_joins_the_forward_passes_where_a_criterion_s_model_already_runs_there(synthetic):
+    generator, _, _ = synthetic
+    detector, another = RegionCentroids(), RegionCentroids()
+    warped = BlendedPixels(detector, resolution=8)  # 192 outputs > D = 12: forward mode, running detector
+    shared = LandmarkShape(detector, "left")  # 2 outputs, but its detector runs in the forward passes anyway
+    separate = LandmarkShape(another, "left")  # 2 outputs on a model the forward passes do not run
+    latents = generator.sample(2, seed=0)
+    estimate = estimate_metrics(generator, [warped, shared, separate], latents, space="z", progress=False)
+    assert estimate.methods == ["forward", "forward", "reverse"]
+    assert estimate.passes["vjp"] == 2 * 2 and estimate.passes["jvp"] == 2 * 12
+    exact = estimate_metrics(generator, [shared, separate], latents, space="z", method="reverse", progress=False)
+    for ours, reference in zip(estimate.factors[1:], exact.factors):
+        m = reference.T @ reference
+        assert np.allclose(ours.T @ ours, m, rtol=1e-5, atol=1e-6 * np.abs(m).max())
 
 
 def test_randomized_rank_adapts(synthetic):

@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cfexplain import zoo
 from cfexplain.analyzers import FaceMeshLandmarks, LandmarkRegionParser
 from cfexplain.errors import ModelFetchError
 from cfexplain.generators import ModuleGenerator
 from cfexplain.zoo import _wheels
+from cfexplain.zoo._graph import GraphModule, GraphNode
 from cfexplain.zoo._onnx import convert_onnx
 from cfexplain.zoo._tflite import convert_tflite
 from conftest import fixture_path
@@ -114,6 +116,26 @@ def test_facemesh_matches_litert_fixture(wheels):
     scale = np.abs(reference).max()
     assert np.abs(landmarks.reshape(1, -1).numpy() - reference).max() <= 1e-4 * scale
     assert abs(face_flag.item() - expected["face_flag"].item()) <= 1e-3
+
+
+def test_graph_module_runs_pads_and_prelu_as_written_and_frees_what_no_later_node_reads():
+    g = torch.Generator().manual_seed(0)
+    weights = {"w1": torch.randn(4, 1, 3, 3, generator=g), "w2": torch.randn(4, 4, 3, 3, generator=g),
+               "alpha": torch.rand(4, generator=g)}
+    nodes = [GraphNode("conv2d", ["x", "w1"], "a", {"pads": [1, 1, 1, 1], "groups": 4}),  # symmetric: the conv pads
+             GraphNode("prelu", ["a", "alpha"], "b"),
+             GraphNode("conv2d", ["b", "w2"], "c", {"stride": [2, 2], "pads": [0, 1, 0, 1]}),  # TF "SAME", stride 2
+             GraphNode("max_pool", ["b"], "d", {"kernel": [2, 2], "stride": [2, 2]}),  # b read again after c
+             GraphNode("add", ["c", "d"], "out")]
+    graph = GraphModule(nodes, weights, ["x"], ["out", "b"])
+    x = torch.randn(2, 4, 8, 8, generator=g)
+    a = F.conv2d(F.pad(x, [1, 1, 1, 1]), weights["w1"], groups=4)
+    b = torch.where(a >= 0, a, a * weights["alpha"].reshape(1, -1, 1, 1))
+    expected = F.conv2d(F.pad(b, [0, 1, 0, 1]), weights["w2"], stride=2) + F.max_pool2d(b, 2, 2)
+    out, kept = graph(x)
+    assert torch.allclose(out, expected, atol=1e-5) and torch.allclose(kept, b, atol=1e-6)
+    # a is dropped after b, c after out; b is a graph output and x the caller's, so neither is dropped
+    assert graph._released_after == [(), ("a",), (), (), ("c", "d")]
 
 
 def test_facemesh_detector_on_generated_faces(faces):

@@ -158,7 +158,7 @@ def _demo_subspaces(generator, semantics, args: argparse.Namespace):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LowSpecificityWarning)
         subspaces = learn_subspaces(generator, semantics, space=DEMO_SPACE, n_samples=DEMO_SEMANTICS_SAMPLES,
-                                    batch_size=4, seed=0, checkpoint_dir=folder.parent / "checkpoints",
+                                    batch_size=2, seed=0, checkpoint_dir=folder.parent / "checkpoints",
                                     progress=_progress(args))
     subspaces.save(folder)
     _report_specificity(args, subspaces, caught)

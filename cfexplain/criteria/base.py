@@ -48,6 +48,17 @@ class Criterion(abc.ABC):
 
     name: str = "criterion"
 
+    @property
+    def analyzers(self) -> tuple[object, ...] | None:
+        """The models :meth:`outputs` runs on the images (a landmark detector, an embedding
+        network), ``()`` when it is plain arithmetic on the pixels (masks and meshes fixed by
+        :meth:`prepare`), or ``None`` when unknown (the default).
+
+        The Jacobian engine reads it to price each criterion's passes: a criterion whose models
+        already run in a forward-mode pass of other criteria joins that pass at almost no cost.
+        """
+        return None
+
     def prepare(self, images: torch.Tensor) -> Context:
         """Per-sample constants for :meth:`outputs` (called without gradient). Default: none."""
         return {}

@@ -58,6 +58,11 @@ class LandmarkShape(Criterion):
         label = group if isinstance(group, str) else f"{len(self.indices)} points"
         self.name = name or f"landmarks:{'not ' if complement else ''}{label}{' (centred)' if centered else ''}"
 
+    @property
+    def analyzers(self) -> tuple[object, ...]:
+        """The landmark detector."""
+        return (self.detector,)
+
     def outputs(self, images: torch.Tensor, context: Context) -> torch.Tensor:
         points = shared_landmarks(self.detector, images)[:, list(self.indices)]
         if self.centered:
@@ -91,6 +96,11 @@ class BlendedPixels(Criterion):
             raise InputError("regions need a parser")
         self.dilation, self.erosion, self.resolution = dilation, erosion, resolution
         self.name = name or ("blended:" + "+".join(self.regions) if self.regions else "blended")
+
+    @property
+    def analyzers(self) -> tuple[object, ...]:
+        """The landmark detector (the parser's mask is fixed by :meth:`prepare`)."""
+        return (self.detector,)
 
     def _to_grid(self, points: torch.Tensor, size: int) -> torch.Tensor:
         return (points + 0.5) * (self.resolution / size) - 0.5

@@ -27,6 +27,11 @@ class Identity(Criterion):
             raise InputError("embedding must be callable")
         self.embedding, self.normalize, self.name = embedding, normalize, name
 
+    @property
+    def analyzers(self) -> tuple[object, ...]:
+        """The embedding."""
+        return (self.embedding,)
+
     def outputs(self, images: torch.Tensor, context: Context) -> torch.Tensor:
         features = self.embedding(images).flatten(1)
         return torch.nn.functional.normalize(features, dim=1) if self.normalize else features

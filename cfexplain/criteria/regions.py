@@ -62,6 +62,11 @@ class _RegionCriterion(Criterion):
         self.dilation, self.erosion, self.resolution = dilation, erosion, resolution
         self.name = name or self.name_prefix + "+".join(self.regions)
 
+    @property
+    def analyzers(self) -> tuple[object, ...]:
+        """None: the parser's mask is fixed by :meth:`prepare`."""
+        return ()
+
     def prepare(self, images: torch.Tensor) -> Context:
         return {"mask": region_mask(self.parser, images, self.regions, dilation=self.dilation, erosion=self.erosion,
                                     resolution=self.resolution or images.shape[-1])}
@@ -155,6 +160,11 @@ class HighFrequency(Criterion):
         if self.regions and parser is None:
             raise InputError("regions need a parser")
         self.name = name or ("low_frequency" if low else "high_frequency")
+
+    @property
+    def analyzers(self) -> tuple[object, ...]:
+        """None: resizing and the (fixed) region mask only."""
+        return ()
 
     def prepare(self, images: torch.Tensor) -> Context:
         if not self.regions:

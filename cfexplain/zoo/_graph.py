@@ -41,11 +41,18 @@ def _pad_spatial(x: torch.Tensor, pads: Sequence[int], value: float = 0.0) -> to
 
 
 def _conv2d(x, weight, bias=None, *, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+    top, bottom, left, right = pads
+    if top == bottom and left == right:  # the convolution pads by itself, without a padded copy of x
+        return F.conv2d(x, weight, bias, stride=tuple(stride), padding=(top, left), dilation=tuple(dilation),
+                        groups=groups)
     return F.conv2d(_pad_spatial(x, pads), weight, bias, stride=tuple(stride), dilation=tuple(dilation), groups=groups)
 
 
 def _prelu(x, alpha):
-    return torch.where(x >= 0, x, x * alpha.reshape(1, -1, 1, 1))
+    # x times a per-element gain (1 or alpha): in forward mode the gain is computed once from the
+    # primal and each tangent costs one multiplication (where(x ≥ 0, x, αx) costs two passes)
+    one = torch.ones((), dtype=x.dtype, device=x.device)
+    return x * torch.where(x >= 0, one, alpha.reshape(1, -1, 1, 1))
 
 
 def _max_pool(x, *, kernel, stride, pads=(0, 0, 0, 0)):
@@ -127,13 +134,16 @@ class GraphModule(nn.Module):
         missing_outputs = [v for v in self.outputs if v not in known]
         if missing_outputs:
             raise CorruptCheckpointError(f"graph outputs {missing_outputs} are never computed")
+        self._released_after = _last_uses(self.nodes, self.outputs)
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         values: dict[str, torch.Tensor] = dict(zip(self.inputs, args))
         for name, buffer_name in self._buffer_names.items():
             values[name] = getattr(self, buffer_name)
-        for node in self.nodes:
+        for node, released in zip(self.nodes, self._released_after):
             values[node.output] = OPS[node.op](*(values[v] for v in node.inputs), **node.attrs)
+            for name in released:  # an intermediate no later node reads is freed at once
+                del values[name]
         results = tuple(values[name] for name in self.outputs)
         return results[0] if len(results) == 1 else results
 
@@ -153,3 +163,19 @@ class GraphModule(nn.Module):
             return cls(nodes, data["constants"], data["inputs"], data["outputs"])
         except (KeyError, TypeError) as exc:
             raise CorruptCheckpointError(f"not a converted graph: {exc}") from exc
+
+
+def _last_uses(nodes: Sequence[GraphNode], outputs: Sequence[str]) -> list[tuple[str, ...]]:
+    """Per node, the intermediate values it is the last reader of (graph outputs excepted): what
+    :meth:`GraphModule.forward` can drop after running it, so that a pass holds only the live
+    values instead of every intermediate (which matters most for many tangents at once)."""
+    produced = {node.output for node in nodes}
+    last: dict[str, int] = {}
+    for position, node in enumerate(nodes):
+        for name in node.inputs:
+            last[name] = position
+    released: list[list[str]] = [[] for _ in nodes]
+    for name, position in last.items():
+        if name in produced and name not in outputs:
+            released[position].append(name)
+    return [tuple(names) for names in released]
