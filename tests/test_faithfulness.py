@@ -3,6 +3,7 @@ solver, edit units, the equal-image-change ranking, and the planted-shortcut mea
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -152,6 +153,27 @@ def test_image_unit_whitens_a_subspace_by_its_image_change():
     assert 0.03 < float(rms.mean()) < 0.07
     with pytest.raises(InputError, match="unit"):
         edit_basis(generator, subspace, "pixels")
+
+
+def test_a_scaled_basis_is_measured_once_per_generator_until_its_weights_change(monkeypatch):
+    from cfexplain.counterfactual import units
+
+    generator, _, subspaces, _ = planted_rule_setting()
+    subspace = subspaces["left_colour"]
+    calls = []
+    measure = units.image_metric
+    monkeypatch.setattr(units, "image_metric", lambda *args, **kwargs: calls.append(1) or measure(*args, **kwargs))
+    first = edit_basis(generator, subspace, "image", image_samples=4)
+    again = edit_basis(generator, subspace, "image", image_samples=4)
+    assert len(calls) == 1 and torch.equal(first, again)
+    again.zero_()  # the caller's copy: the remembered basis is unchanged
+    assert torch.equal(edit_basis(generator, subspace, "image", image_samples=4), first) and len(calls) == 1
+    edit_basis(generator, subspace, "image", image_samples=5)  # other settings: measured
+    assert len(calls) == 2
+    with torch.no_grad():
+        next(itertools.chain(generator.parameters(), generator.buffers())).mul_(2.0)  # changed in place: measured again
+    changed = edit_basis(generator, subspace, "image", image_samples=4)
+    assert len(calls) == 3 and not torch.allclose(changed, first)
 
 
 def test_explainer_budget_follows_its_unit():

@@ -15,6 +15,10 @@ different subspaces can be compared.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import weakref
+
 import torch
 import torch.nn.functional as F
 from torch.func import jvp, vmap
@@ -47,10 +51,13 @@ def image_metric(generator: Generator, directions: torch.Tensor, space: str, *, 
                  seed: int = 7919, chunk_size: int = 16, ranks: Ranks = SINGLE_PROCESS) -> torch.Tensor:
     """``P (k, k)``: the mean over ``n_samples`` faces of ``(J d_a) · (J d_b) / pixels`` for the
     directions ``(D, k)``: ``αᵀPα`` is the mean squared image change of the edit ``directions · α``
-    (first order). With ``ranks`` of a distributed run, each process measures its share of the
-    faces and every process gets the whole sum."""
+    (first order). A pass takes up to ``chunk_size`` images (directions × faces). With ``ranks``
+    of a distributed run, each process measures its share of the faces and every process gets the
+    whole sum."""
     if directions.ndim != 2 or directions.shape[0] != generator.latent_dim(space):
         raise InputError(f"directions must be (D, k) with D = {generator.latent_dim(space)}, got {tuple(directions.shape)}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise InputError(f"chunk_size must be an int ≥ 1, got {chunk_size!r}")
     shape = generator.latent_shape(space)
     tangents = directions.T.to(device=generator.device, dtype=generator.dtype)
     precise = accumulation_dtype(tangents.device)
@@ -58,26 +65,56 @@ def image_metric(generator: Generator, directions: torch.Tensor, space: str, *, 
     def images(flat: torch.Tensor) -> torch.Tensor:
         return metric_view(generator.synthesize(flat.reshape(-1, *shape), space=space))
 
-    metric = torch.zeros(directions.shape[1], directions.shape[1], dtype=precise, device=tangents.device)
+    k = tangents.shape[0]
+    metric = torch.zeros(k, k, dtype=precise, device=tangents.device)
     mine = ranks.span(n_samples)
     if mine:
         codes = generator.sample(len(mine), space=space, seed=seed, start=mine.start).reshape(len(mine), -1)
-        for code in codes:
-            jv = torch.cat([vmap(lambda t: jvp(images, (code[None],), (t[None],))[1])(part).reshape(part.shape[0], -1)
-                            for part in tangents.split(chunk_size)]).detach().to(precise)
-            metric += jv @ jv.T / jv.shape[1]
+        per_pass = min(k, chunk_size)
+        faces_per_pass = max(1, chunk_size // per_pass)
+        for group in codes.split(faces_per_pass):
+            changes = torch.cat([vmap(lambda t: jvp(images, (group,), (t.expand(len(group), -1),))[1])(part)
+                                 .reshape(part.shape[0], len(group), -1) for part in tangents.split(per_pass)])
+            changes = changes.detach().to(precise)  # (k, faces, pixels)
+            metric += torch.einsum("afp,bfp->ab", changes, changes) / changes.shape[2]
     return ranks.sum(metric.double().cpu()) / n_samples
+
+
+_SCALED_BASES: weakref.WeakKeyDictionary[Generator, dict[tuple, torch.Tensor]] = weakref.WeakKeyDictionary()
+"""Scaled bases already measured, per generator (entries go with the generator): audits of several
+classifiers on the same subspaces, random controls included, measure each basis once."""
+
+
+def _weights_version(generator: Generator) -> int:
+    """Changes whenever a parameter or buffer of the generator is modified in place."""
+    return sum(tensor._version for tensor in itertools.chain(generator.parameters(), generator.buffers()))
 
 
 def edit_basis(generator: Generator, subspace: Subspace, unit: str, *, scale_samples: int = 2000,
                image_samples: int = 16, seed: int = 7919, ranks: Ranks = SINGLE_PROCESS) -> torch.Tensor:
     """The subspace's basis scaled to ``unit`` (:data:`EDIT_UNITS`): ``(D, k)`` columns whose
     coefficient ``α`` is measured in that unit (the edit is ``basis_scaled · α``); ``ranks``: the
-    processes of a distributed run, which share the image metric's faces."""
+    processes of a distributed run, which share the image metric's faces.
+
+    The result is remembered for the generator (as long as its weights are unchanged), so the
+    same basis with the same settings is measured once per process."""
     if unit not in EDIT_UNITS:
         raise InputError(f"unit must be one of {EDIT_UNITS}, got {unit!r}")
     if subspace.dim == 0:
         return subspace.basis.clone()
+    basis = subspace.basis.detach()
+    key = (subspace.space, unit, scale_samples, image_samples, seed, ranks.world_size, str(generator.device),
+           str(generator.dtype), _weights_version(generator), str(basis.dtype), tuple(basis.shape),
+           hashlib.sha256(basis.cpu().contiguous().numpy().tobytes()).hexdigest())
+    remembered = _SCALED_BASES.setdefault(generator, {})
+    if key not in remembered:
+        remembered[key] = _scaled_basis(generator, subspace, unit, scale_samples, image_samples, seed, ranks)
+    return remembered[key].clone()
+
+
+def _scaled_basis(generator: Generator, subspace: Subspace, unit: str, scale_samples: int, image_samples: int,
+                  seed: int, ranks: Ranks) -> torch.Tensor:
+    """:func:`edit_basis`, measured."""
     if unit == "latent":
         return subspace.basis * latent_spread(generator, subspace, n_samples=scale_samples, seed=seed)
     metric = image_metric(generator, subspace.basis, subspace.space, n_samples=image_samples, seed=seed,
