@@ -96,6 +96,28 @@ class MetricEstimate:
         return sum(self.passes.values())
 
 
+class _BatchProgress:
+    """Moves a bar counted in samples through one batch as its passes complete, so that a batch
+    of many passes shows progress (and the bar an ETA) long before it ends."""
+
+    def __init__(self, bar: Any, samples: int, planned_vectors: int) -> None:
+        self.bar, self.samples, self.planned, self.done = bar, samples, max(planned_vectors, 1), 0.0
+
+    def __call__(self, vectors: int) -> None:
+        """``vectors`` more tangent or cotangent vectors have gone through the batch."""
+        step = min(self.samples * vectors / self.planned, 0.99 * self.samples - self.done)
+        if step > 0:
+            self.done += step
+            self.bar.update(step)
+
+    def finish(self) -> None:
+        self.bar.update(self.samples - self.done)
+
+
+def _no_progress(vectors: int) -> None:
+    """A batch's progress, not shown."""
+
+
 def _stack(out: Sequence[torch.Tensor] | torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
@@ -150,7 +172,8 @@ class _Batch:
         return lambda latents: torch.cat(parts(latents), dim=1)
 
 
-def _forward_rows(batch: _Batch, indices: Sequence[int], chunk: int) -> list[torch.Tensor]:
+def _forward_rows(batch: _Batch, indices: Sequence[int], chunk: int,
+                  advance: Callable[[int], None] = _no_progress) -> list[torch.Tensor]:
     """Full Jacobians ``(B, m_c, D)`` of the given criteria by forward mode (filled in place, chunk
     by chunk of columns, so a batch holds one copy of its Jacobians)."""
     fn, u = batch.function(indices), batch.latents
@@ -162,10 +185,12 @@ def _forward_rows(batch: _Batch, indices: Sequence[int], chunk: int) -> list[tor
         outs = vmap(lambda t: jvp(fn, (u,), (t,))[1])(tangents)  # per criterion (k, B, m)
         for jacobian, out in zip(jacobians, outs):
             jacobian[:, :, start:start + out.shape[0]] = out.permute(1, 2, 0)
+        advance(tangents.shape[0])
     return jacobians
 
 
-def _reverse_rows(batch: _Batch, indices: Sequence[int], chunk: int) -> list[torch.Tensor]:
+def _reverse_rows(batch: _Batch, indices: Sequence[int], chunk: int,
+                  advance: Callable[[int], None] = _no_progress) -> list[torch.Tensor]:
     """Full Jacobians ``(B, m_c, D)`` of the given criteria by reverse mode (one-hot cotangents).
 
     Each criterion gets its own pullback: a cotangent then flows back through that criterion's
@@ -183,6 +208,7 @@ def _reverse_rows(batch: _Batch, indices: Sequence[int], chunk: int) -> list[tor
             index = torch.arange(count, device=u.device)
             cotangents[index, :, start + index] = 1.0
             rows.append(vmap(lambda c: pullback(c)[0])(cotangents))  # (k, B, D)
+            advance(count)
         jacobians.append(torch.cat(rows, dim=0).permute(1, 0, 2))  # (B, m_c, D)
     return jacobians
 
@@ -239,7 +265,8 @@ def _orthonormalize(block: torch.Tensor, basis: torch.Tensor | None) -> torch.Te
 
 
 def _randomized_rows(batch: _Batch, indices: Sequence[int], tolerances: Sequence[float], chunk: int,
-                     block: int, max_rank: int | None, generator: torch.Generator, counts: dict[str, int]) -> list[torch.Tensor]:
+                     block: int, max_rank: int | None, generator: torch.Generator, counts: dict[str, int],
+                     advance: Callable[[int], None] = _no_progress) -> list[torch.Tensor]:
     """Factors ``(B, r_c, D)`` with ``FᵀF ≈ JᵀJ`` by adaptive randomized range finding.
 
     A criterion stops growing its basis once the largest eigenvalue its basis misses,
@@ -262,6 +289,7 @@ def _randomized_rows(batch: _Batch, indices: Sequence[int], tolerances: Sequence
             tangents = omega[start:start + chunk][:, None, :].expand(-1, n, -1)
             part = vmap(lambda t: jvp(fn, (u,), (t,))[1])(tangents)
             outs.append(part)
+            advance(tangents.shape[0])
         counts["jvp"] += k * n
         still = []
         for position, a in enumerate(active):
@@ -295,6 +323,7 @@ def _randomized_rows(batch: _Batch, indices: Sequence[int], tolerances: Sequence
             cotangents = torch.zeros(part.shape[0], n, total, dtype=u.dtype, device=u.device)
             cotangents[..., offsets[a]:offsets[a + 1]] = part
             rows.append(vmap(lambda c: pullback(c)[0])(cotangents))
+            advance(part.shape[0])
         counts["vjp"] += r * n
         factors.append(torch.cat(rows, dim=0).permute(1, 0, 2))  # (B, r, D)
     return factors
@@ -378,26 +407,31 @@ def _resume(checkpoint: Checkpoint | None, dim: int, n_criteria: int) -> dict[st
 
 
 def _batch_rows(batch: _Batch, methods: Sequence[str], chunk: int, tolerances: Sequence[float], block_size: int,
-                max_rank: int | None, rng: torch.Generator, passes: dict[str, int]) -> list[torch.Tensor]:
+                max_rank: int | None, rng: torch.Generator, passes: dict[str, int], bar: Any) -> list[torch.Tensor]:
     """Each criterion's Jacobian rows (or sketch of them) on one batch, by its chosen method.
 
-    ``passes`` is updated with the JVPs and VJPs spent.
+    ``passes`` is updated with the JVPs and VJPs spent; ``bar`` (counted in samples) advances
+    through the batch as its passes complete.
     """
     groups: dict[str, list[int]] = {}
     for i, m in enumerate(methods):
         groups.setdefault(m, []).append(i)
     b, dim = batch.latents.shape
+    planned = (dim if "forward" in groups else 0) + sum(batch.sizes[i] for i in groups.get("reverse", ())) + sum(
+        2 * min(block_size, batch.sizes[i], dim) for i in groups.get("randomized", ()))  # at least a round each
+    advance = _BatchProgress(bar, b, planned)
     results: dict[int, torch.Tensor] = {}
     if "forward" in groups:
-        results.update(zip(groups["forward"], _forward_rows(batch, groups["forward"], chunk)))
+        results.update(zip(groups["forward"], _forward_rows(batch, groups["forward"], chunk, advance)))
         passes["jvp"] += dim * b
     if "reverse" in groups:
-        results.update(zip(groups["reverse"], _reverse_rows(batch, groups["reverse"], chunk)))
+        results.update(zip(groups["reverse"], _reverse_rows(batch, groups["reverse"], chunk, advance)))
         passes["vjp"] += sum(batch.sizes[i] for i in groups["reverse"]) * b
     if "randomized" in groups:
         rows = _randomized_rows(batch, groups["randomized"], [tolerances[i] for i in groups["randomized"]],
-                                chunk, block_size, max_rank, rng, passes)
+                                chunk, block_size, max_rank, rng, passes, advance)
         results.update(zip(groups["randomized"], rows))
+    advance.finish()
     return [results[i] for i in range(len(methods))]
 
 
@@ -465,7 +499,8 @@ def estimate_metrics(
 
     start_time = time.perf_counter() - state["seconds"]
     per_image: int | None = None
-    with tqdm(total=n, initial=state["done"], desc="criterion metrics", unit="sample", disable=not progress) as bar:
+    with tqdm(total=n, initial=state["done"], desc="criterion metrics", unit="sample", disable=not progress,
+              bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]") as bar:
         for start in range(state["done"], n, batch_size):
             batch = _Batch(images_of, criteria, latents[start:start + batch_size])
             b = batch.latents.shape[0]
@@ -478,7 +513,7 @@ def estimate_metrics(
             state["methods"], state["sizes"] = methods, batch.sizes
             rng = torch.Generator().manual_seed(seed * 1_000_003 + sample_offset + start)
             rows = _batch_rows(batch, methods, _chunk_within(memory_limit_mb, per_image, b, chunk_size),
-                               tolerances, block_size, max_rank, rng, state["passes"])
+                               tolerances, block_size, max_rank, rng, state["passes"], bar)
             for i in range(len(rows)):
                 new = rows[i].detach().double().cpu().numpy().reshape(-1, dim)
                 rows[i] = None  # each batch Jacobian is freed once folded into its factor
@@ -487,7 +522,6 @@ def estimate_metrics(
             state["seconds"] = time.perf_counter() - start_time
             if checkpoint is not None:
                 checkpoint.save({**state, "rows": [torch.from_numpy(r) for r in state["rows"]]})
-            bar.update(b)
     factors = [rows / math.sqrt(n) for rows in state["rows"]]
     return MetricEstimate(factors=factors, methods=state["methods"], output_sizes=state["sizes"], samples=n,
                           passes=dict(state["passes"]), seconds=time.perf_counter() - start_time)

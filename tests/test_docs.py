@@ -10,8 +10,8 @@ reader's first copy-paste:
 * every Python block compiles, and every name it imports from cfexplain, or reads as
   ``cfexplain.<name>``, exists.
 
-Running the blocks end to end (they need the demo's outputs, real checkpoints or GPUs) is not
-done here.
+Running the blocks end to end (on the demo's outputs and the example photos) is the slow
+``tests/test_docs_run.py``.
 """
 
 from __future__ import annotations

@@ -184,6 +184,29 @@ def test_auto_joins_the_forward_passes_where_a_criterion_s_model_already_runs_th
         assert np.allclose(ours.T @ ours, m, rtol=1e-5, atol=1e-6 * np.abs(m).max())
 
 
+def test_the_metrics_bar_moves_within_a_batch_and_ends_on_the_sample_count(synthetic, monkeypatch):
+    import tqdm.auto
+
+    generator, _, criteria = synthetic
+    positions = []
+    real = tqdm.auto.tqdm
+
+    class Recording(real):
+        def update(self, n=1):
+            result = super().update(n)
+            positions.append(self.n)
+            return result
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    landmarks = LandmarkShape(RegionCentroids(), "left")  # reverse mode beside the forward passes
+    estimate_metrics(generator, [criteria["left_in"], landmarks], generator.sample(4, seed=0), space="z",
+                     batch_size=2, chunk_size=3, progress=True)
+    within_first = [p for p in positions if 0 < p < 2]
+    assert len(within_first) >= 3  # D = 12 tangents in chunks of 3, then 2 cotangents: steps inside the batch
+    assert positions == sorted(positions) and positions[-1] == pytest.approx(4.0)
+    assert 2.0 in [pytest.approx(p) for p in positions]  # a batch ends on its sample count
+
+
 def test_randomized_rank_adapts(synthetic):
     generator, _, criteria = synthetic
     low_rank = criteria["left_in"]  # rank 3 per sample
@@ -315,7 +338,8 @@ def test_memory_bound_shrinks_the_passes_not_the_result(synthetic, monkeypatch):
     latents = generator.sample(2, seed=3)
     chunks = []
     real = engine._forward_rows
-    monkeypatch.setattr(engine, "_forward_rows", lambda batch, idx, chunk: chunks.append(chunk) or real(batch, idx, chunk))
+    monkeypatch.setattr(engine, "_forward_rows",
+                        lambda batch, idx, chunk, advance: chunks.append(chunk) or real(batch, idx, chunk, advance))
     roomy = estimate_metrics(generator, crits, latents, space="z", method="forward", progress=False, chunk_size=12)
     tight = estimate_metrics(generator, crits, latents, space="z", method="forward", progress=False, chunk_size=12,
                              memory_limit_mb=0.05)
