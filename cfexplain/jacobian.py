@@ -100,18 +100,26 @@ class _BatchProgress:
     """Moves a bar counted in samples through one batch as its passes complete, so that a batch
     of many passes shows progress (and the bar an ETA) long before it ends."""
 
+    PASSES_SHARE = 0.85
+    """The share of a batch's bar its passes cover; folding the rows into the factors, the rest."""
+
     def __init__(self, bar: Any, samples: int, planned_vectors: int) -> None:
         self.bar, self.samples, self.planned, self.done = bar, samples, max(planned_vectors, 1), 0.0
 
+    def _move_to(self, position: float) -> None:
+        if position > self.done:
+            self.bar.update(position - self.done)
+            self.done = position
+
     def __call__(self, vectors: int) -> None:
         """``vectors`` more tangent or cotangent vectors have gone through the batch."""
-        step = min(self.samples * vectors / self.planned, 0.99 * self.samples - self.done)
-        if step > 0:
-            self.done += step
-            self.bar.update(step)
+        share = self.PASSES_SHARE * self.samples
+        self._move_to(min(self.done + share * vectors / self.planned, share))
 
-    def finish(self) -> None:
-        self.bar.update(self.samples - self.done)
+    def folded(self, fraction: float) -> None:
+        """``fraction`` of the batch's rows are folded into the factors."""
+        share = self.PASSES_SHARE * self.samples
+        self._move_to(share + (self.samples - share) * min(fraction, 1.0))
 
 
 def _no_progress(vectors: int) -> None:
@@ -126,7 +134,7 @@ def _compress(rows: np.ndarray) -> np.ndarray:
     """A factor with the same ``FᵀF`` and at most ``D`` rows (the R of a QR)."""
     if rows.shape[0] <= rows.shape[1]:
         return rows
-    return np.linalg.qr(rows, mode="r")
+    return torch.linalg.qr(torch.from_numpy(rows), mode="r")[1].numpy()  # torch's QR: about 1.7× numpy's here
 
 
 class _Batch:
@@ -406,20 +414,26 @@ def _resume(checkpoint: Checkpoint | None, dim: int, n_criteria: int) -> dict[st
             "sizes": None, "passes": {"forward": 0, "jvp": 0, "vjp": 0}, "seconds": 0.0}
 
 
+def _planned_vectors(batch: _Batch, methods: Sequence[str], block_size: int) -> int:
+    """The tangent and cotangent vectors a batch will take, for its progress (the randomized method
+    counted at its first round: its rank is found as it goes)."""
+    dim = batch.latents.shape[1]
+    return (dim if "forward" in methods else 0) + sum(
+        size if m == "reverse" else 2 * min(block_size, size, dim) if m == "randomized" else 0
+        for m, size in zip(methods, batch.sizes))
+
+
 def _batch_rows(batch: _Batch, methods: Sequence[str], chunk: int, tolerances: Sequence[float], block_size: int,
-                max_rank: int | None, rng: torch.Generator, passes: dict[str, int], bar: Any) -> list[torch.Tensor]:
+                max_rank: int | None, rng: torch.Generator, passes: dict[str, int],
+                advance: Callable[[int], None] = _no_progress) -> list[torch.Tensor]:
     """Each criterion's Jacobian rows (or sketch of them) on one batch, by its chosen method.
 
-    ``passes`` is updated with the JVPs and VJPs spent; ``bar`` (counted in samples) advances
-    through the batch as its passes complete.
+    ``passes`` is updated with the JVPs and VJPs spent; ``advance`` is told of every vector done.
     """
     groups: dict[str, list[int]] = {}
     for i, m in enumerate(methods):
         groups.setdefault(m, []).append(i)
     b, dim = batch.latents.shape
-    planned = (dim if "forward" in groups else 0) + sum(batch.sizes[i] for i in groups.get("reverse", ())) + sum(
-        2 * min(block_size, batch.sizes[i], dim) for i in groups.get("randomized", ()))  # at least a round each
-    advance = _BatchProgress(bar, b, planned)
     results: dict[int, torch.Tensor] = {}
     if "forward" in groups:
         results.update(zip(groups["forward"], _forward_rows(batch, groups["forward"], chunk, advance)))
@@ -431,7 +445,6 @@ def _batch_rows(batch: _Batch, methods: Sequence[str], chunk: int, tolerances: S
         rows = _randomized_rows(batch, groups["randomized"], [tolerances[i] for i in groups["randomized"]],
                                 chunk, block_size, max_rank, rng, passes, advance)
         results.update(zip(groups["randomized"], rows))
-    advance.finish()
     return [results[i] for i in range(len(methods))]
 
 
@@ -512,12 +525,14 @@ def estimate_metrics(
                 state["passes"]["forward"] += b
             state["methods"], state["sizes"] = methods, batch.sizes
             rng = torch.Generator().manual_seed(seed * 1_000_003 + sample_offset + start)
+            advance = _BatchProgress(bar, b, _planned_vectors(batch, methods, block_size))
             rows = _batch_rows(batch, methods, _chunk_within(memory_limit_mb, per_image, b, chunk_size),
-                               tolerances, block_size, max_rank, rng, state["passes"], bar)
+                               tolerances, block_size, max_rank, rng, state["passes"], advance)
             for i in range(len(rows)):
                 new = rows[i].detach().double().cpu().numpy().reshape(-1, dim)
                 rows[i] = None  # each batch Jacobian is freed once folded into its factor
                 state["rows"][i] = _compress(np.concatenate([state["rows"][i], new], axis=0))
+                advance.folded((i + 1) / len(rows))
             state["done"] = start + b
             state["seconds"] = time.perf_counter() - start_time
             if checkpoint is not None:

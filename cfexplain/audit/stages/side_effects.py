@@ -22,19 +22,26 @@ __all__ = ["SideEffects", "LatentGradientControl", "side_effect_ratios"]
 
 
 def side_effect_ratios(generator: Generator, result: CounterfactualResult, first_face: int,
-                       keep_criteria: Mapping[str, Sequence[Criterion]], seed: int, chunk: int) -> dict[str, list[float]]:
+                       keep_criteria: Mapping[str, Sequence[Criterion]], seed: int, chunk: int,
+                       progress: bool = False) -> dict[str, list[float]]:
     """Per subspace of ``result`` (whose faces are faces ``first_face, first_face + 1, …`` of the
     audit), the ratios mean_k ‖Δkeep_k(minimal)‖ / ‖Δkeep_k(random edit of the same size)‖ over the
     subspace's ``keep_criteria``, one per flipped item, measured ``chunk`` items at a time.
 
     Each item's random edit is drawn from its own stream, seeded by ``seed``, the item's face in the
     audit and its subspace's place in ``result``: it is the same however the faces are shared out
-    among processes or rounds."""
+    among processes or rounds. ``progress`` shows a bar over the items."""
+    from tqdm.auto import tqdm
+
     table = result.table
     ratios: dict[str, list[float]] = {}
+    measured = {name: table.index[(table["subspace"] == name) & table["flipped"]].to_numpy()
+                for name in result.subspaces if keep_criteria.get(name)}
+    bar = tqdm(total=sum(len(rows) for rows in measured.values()), desc="side effects", unit="item",
+               disable=not progress, leave=False)
     for position, name in enumerate(result.subspaces):
         keep = list(keep_criteria.get(name, ()))
-        rows = table.index[(table["subspace"] == name) & table["flipped"]].to_numpy()
+        rows = measured.get(name, ())
         ratios[name] = []
         if not keep or len(rows) == 0:
             continue
@@ -45,6 +52,8 @@ def side_effect_ratios(generator: Generator, result: CounterfactualResult, first
                                               generator=make_rng(seed + 104729 + 7919 * position + 1_000_003 * int(face)))
                                   for face in faces])
             ratios[name].extend(_keep_ratios(generator, result, torch.tensor(block, dtype=torch.long), random, keep).tolist())
+            bar.update(len(block))
+    bar.close()
     return ratios
 
 
@@ -88,7 +97,8 @@ class SideEffects(Stage):
         context = self.context
         keep = {s.name: list(s.keep) for s in context.semantics if s.name in context.names}
         return side_effect_ratios(context.explainer.generator, shard.search, shard.first_face, keep,
-                                  context.settings.seed, context.explainer.settings.batch_size)
+                                  context.settings.seed, context.explainer.settings.batch_size,
+                                  context.explainer.settings.progress and context.ranks.is_main)
 
     def summarise(self, parts: Sequence[Any], summary: Summary) -> None:
         summary.columns["side_effect"] = [median_ratio([r for part in parts for r in part.get(name, [])])
@@ -109,7 +119,8 @@ class LatentGradientControl(Stage):
         for semantic in context.semantics:
             together += [c for c in semantic.keep if all(c is not k for k in together)]
         ratios = side_effect_ratios(context.explainer.generator, shard.search, shard.first_face,
-                                    {BASELINE_NAME: together}, context.settings.seed, context.explainer.settings.batch_size)
+                                    {BASELINE_NAME: together}, context.settings.seed, context.explainer.settings.batch_size,
+                                    context.explainer.settings.progress and context.ranks.is_main)
         return ratios[BASELINE_NAME]
 
     def summarise(self, parts: Sequence[Any], summary: Summary) -> None:
