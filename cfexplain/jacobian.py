@@ -230,11 +230,14 @@ def directional_changes(generator: Generator, criteria: Sequence[Criterion], lat
         generator, criteria, space, resolution: as for :func:`estimate_metrics`.
         latents: ``(N, *latent_shape(space))`` or ``(N, D)`` sample codes.
         directions: ``(D, K)`` edits (columns, in the flattened space; their length is the edit).
-        chunk_size: directions per vmapped forward-mode pass.
+        chunk_size: directions (or output rows) per vmapped pass.
 
     Returns:
-        Per criterion, ``(N, K)``: ``‖J_i d_j‖²`` for sample ``i`` and direction ``j`` (one JVP per
-        sample and direction, shared by all criteria).
+        Per criterion, ``(N, K)``: ``‖J_i d_j‖²`` for sample ``i`` and direction ``j``. Most
+        criteria take one JVP per sample and direction, shared among them; a criterion with fewer
+        outputs than directions, on models those passes do not run, takes its Jacobian rows by
+        reverse mode instead (one VJP per output), as :func:`estimate_metrics` chooses with the
+        directions in place of the latent dimensions.
     """
     images_of = LatentImages(generator, space, resolution)
     latents = latents.reshape(latents.shape[0], -1).to(device=generator.device, dtype=generator.dtype)
@@ -245,19 +248,33 @@ def directional_changes(generator: Generator, criteria: Sequence[Criterion], lat
 
     rows: list[list[torch.Tensor]] = [[] for _ in criteria]  # per criterion, per sample: (K,) on the device
     precise = accumulation_dtype(tangents.device)
+    analyzers = [c.analyzers for c in criteria]
     for i in tqdm(range(latents.shape[0]), desc="directional changes", unit="sample", disable=not progress):
         batch = _Batch(images_of, criteria, latents[i:i + 1])
-        fn = batch.function(range(len(criteria)))
-        parts: list[list[torch.Tensor]] = [[] for _ in criteria]
-        for start in range(0, tangents.shape[0], chunk_size):
-            part = tangents[start:start + chunk_size][:, None, :]
-            outs = vmap(lambda t: jvp(fn, (batch.latents,), (t,))[1])(part)  # per criterion (k, 1, m)
-            for store, out in zip(parts, outs):
-                store.append(out.detach().to(precise).square().sum(dim=(1, 2)))
-        for store, part in zip(rows, parts):
-            store.append(torch.cat(part))
+        methods = _choose("auto", batch.sizes, tangents.shape[0], 1, _UNBOUNDED, analyzers)
+        forward = [c for c, m in enumerate(methods) if m != "reverse"]
+        reverse = [c for c, m in enumerate(methods) if m == "reverse"]
+        changes: dict[int, torch.Tensor] = {}
+        if forward:
+            fn = batch.function(forward)
+            parts: list[list[torch.Tensor]] = [[] for _ in forward]
+            for start in range(0, tangents.shape[0], chunk_size):
+                part = tangents[start:start + chunk_size][:, None, :]
+                outs = vmap(lambda t: jvp(fn, (batch.latents,), (t,))[1])(part)  # per criterion (k, 1, m)
+                for store, out in zip(parts, outs):
+                    store.append(out.detach().to(precise).square().sum(dim=(1, 2)))
+            changes.update((c, torch.cat(part)) for c, part in zip(forward, parts))
+        if reverse:
+            for c, jacobian in zip(reverse, _reverse_rows(batch, reverse, chunk_size)):
+                changes[c] = (jacobian[0].detach().to(precise) @ tangents.T.to(precise)).square().sum(dim=0)
+        for c, store in enumerate(rows):
+            store.append(changes[c])
     return [torch.stack(store).double().cpu() if store else torch.zeros(0, tangents.shape[0], dtype=torch.float64)
             for store in rows]
+
+
+_UNBOUNDED = 2**62
+"""No memory bound on a method choice (one sample's dense rows always fit)."""
 
 
 def _orthonormalize(block: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 import cfexplain
 from cfexplain.criteria import BlendedPixels, FunctionCriterion, LandmarkShape, RegionPixels
 from cfexplain.errors import CheckpointNotFoundError, CorruptCheckpointError, InputError, ShapeError
-from cfexplain.jacobian import estimate_metrics
+from cfexplain.jacobian import LatentImages, directional_changes, estimate_metrics
 from cfexplain.subspaces import (
     Semantic,
     Subspace,
@@ -205,6 +205,31 @@ def test_the_metrics_bar_moves_within_a_batch_and_ends_on_the_sample_count(synth
     assert len(within_first) >= 3  # D = 12 tangents in chunks of 3, then 2 cotangents: steps inside the batch
     assert positions == sorted(positions) and positions[-1] == pytest.approx(4.0)
     assert 2.0 in [pytest.approx(p) for p in positions]  # a batch ends on its sample count
+
+
+def test_directional_changes_match_the_jacobian_whichever_mode_a_criterion_takes(synthetic, monkeypatch):
+    import cfexplain.jacobian as engine
+
+    generator, _, criteria = synthetic
+    landmarks = LandmarkShape(RegionCentroids(), "left")  # 2 outputs < 6 directions: reverse mode
+    pixels = criteria["left_in"]  # many outputs: forward mode
+    latents = generator.sample(3, seed=1)
+    directions = torch.randn(12, 6, generator=torch.Generator().manual_seed(0))
+    reversed_criteria = []
+    real = engine._reverse_rows
+    monkeypatch.setattr(engine, "_reverse_rows", lambda batch, idx, chunk, *rest: reversed_criteria.extend(
+        batch.criteria[i].name for i in idx) or real(batch, idx, chunk, *rest))
+    changes = directional_changes(generator, [pixels, landmarks], latents, directions, space="z")
+    assert set(reversed_criteria) == {landmarks.name}
+    images_of = LatentImages(generator, "z")
+    for criterion, measured in zip([pixels, landmarks], changes):
+        for i in range(3):
+            code = latents[i:i + 1].reshape(1, -1)
+            context = criterion.prepare(images_of(code))
+            jacobian = torch.autograd.functional.jacobian(
+                lambda u: criterion.outputs(images_of(u[None]), context)[0], code[0]).double()
+            expected = (jacobian @ directions.double()).square().sum(dim=0)
+            assert torch.allclose(measured[i], expected, rtol=1e-4, atol=1e-9 * float(expected.max()))
 
 
 def test_randomized_rank_adapts(synthetic):
