@@ -194,7 +194,7 @@ def run_demo(args: argparse.Namespace) -> int:
         _say(args, f"  answer: {result.headline()}")
     _say(args, "writing the report (examples, traversals)…")
     paths = write_report(out, generator, subspaces, sections, title="cfexplain demo: auditing the zoo's classifiers",
-                         config={"demo": {"faces": args.faces, "seed": args.seed}})
+                         config={"demo": {"faces": args.faces, "seed": args.seed}}, progress=_progress(args))
     if (out / "subspaces").exists():
         shutil.rmtree(out / "subspaces")
     subspaces.save(out / "subspaces")
@@ -410,7 +410,7 @@ def run_audit(args: argparse.Namespace) -> int:
     title = f"{classifier.name}: {result.target}"
     _say(args, "writing the report (examples, traversals)…")
     write_report(out, generator, subspaces, [ReportSection(title, result, classifier)], title=f"cfexplain audit of {classifier.name}",
-                 config=config)
+                 config=config, progress=_progress(args))
     _say(args, result.table.drop(columns=["reason"]).to_string(index=False))
     for row in result.table.itertuples():
         _say(args, f"  {row.semantic}: {row.verdict}: {row.reason}")
@@ -451,6 +451,7 @@ def run_report(args: argparse.Namespace) -> int:
         classifier = make_classifier(clf, gen.get("device", "cpu"))
     title = f"{result.provenance.get('classifier', 'classifier')}: {result.target}"
     _say(args, "writing the report (examples, traversals)…")
-    paths = write_report(out, generator, subspaces, [ReportSection(title, result, classifier)], config=config)
+    paths = write_report(out, generator, subspaces, [ReportSection(title, result, classifier)], config=config,
+                         progress=_progress(args))
     _say(args, f"wrote {paths['report']}")
     return EXIT_OK

@@ -220,7 +220,8 @@ class CounterfactualExplainer:
         blocks = [self._edit_basis(name) for name in names]
         problem = self._problem(self._faces(codes_or_seeds), target, [torch.cat(blocks, dim=1)], every_pair=False)
         return joint_counterfactuals(problem, self.settings, names, [block.shape[1] for block in blocks],
-                                     group_weight=group_weight, steps=steps, ig_steps=ig_steps, attribution=attribution)
+                                     group_weight=group_weight, steps=steps, ig_steps=ig_steps, attribution=attribution,
+                                     progress=self.settings.progress and self.ranks.is_main)
 
     def _names(self, subspaces: Sequence[str] | None) -> list[str]:
         """The named subspaces (default: all); unknown names and all-empty choices are refused."""

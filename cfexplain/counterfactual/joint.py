@@ -111,19 +111,26 @@ networks turns rounding differences of other batch compositions into visible one
 
 def joint_counterfactuals(problem: SearchProblem, settings: SearchSettings, names: Sequence[str],
                           widths: Sequence[int], *, group_weight: float = 0.1, steps: int = 100, ig_steps: int = 32,
-                          attribution: bool = True) -> JointResult:
+                          attribution: bool = True, progress: bool = False) -> JointResult:
     """The joint search of ``problem`` (one item per face, in the stacked bases of the subspaces
     ``names``, ``widths`` coefficients each), its sparsity and (with ``attribution``) its
     Integrated-Gradients attribution (module docstring), :data:`JOINT_BATCH_FACES` faces at a
-    time, with the search's ``settings`` (its unit, budget, margin …).
+    time, with the search's ``settings`` (its unit, budget, margin …); ``progress`` shows a bar
+    over the faces.
     :meth:`CounterfactualExplainer.explain_jointly` builds the problem and calls it."""
     names = list(names)
     like = problem.codes
     groups = torch.as_tensor(np.repeat(np.arange(len(names)), list(widths)), device=like.device)
     faces = torch.arange(problem.items, device=like.device)
-    table = pd.concat([_joint_batch(settings, problem.chunk(rows, with_images=False), names, groups, group_weight,
-                                    steps, ig_steps, attribution) for rows in faces.split(JOINT_BATCH_FACES)],
-                      ignore_index=True)
+    from tqdm.auto import tqdm
+
+    parts = []
+    with tqdm(total=problem.items, desc="joint search", unit="face", disable=not progress, leave=False) as bar:
+        for rows in faces.split(JOINT_BATCH_FACES):
+            parts.append(_joint_batch(settings, problem.chunk(rows, with_images=False), names, groups, group_weight,
+                                      steps, ig_steps, attribution))
+            bar.update(len(rows))
+    table = pd.concat(parts, ignore_index=True)
     return JointResult(table, *summarise_joint(table, names))
 
 

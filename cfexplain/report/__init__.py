@@ -46,13 +46,16 @@ def results_document(sections: Sequence[ReportSection], subspaces: SubspaceSet,
 
 
 def write_report(out: str | os.PathLike, generator: Generator, subspaces: SubspaceSet, sections: Sequence[ReportSection], *,
-                 title: str = "cfexplain audit", config: Mapping[str, Any] | None = None) -> dict[str, Path]:
+                 title: str = "cfexplain audit", config: Mapping[str, Any] | None = None,
+                 progress: bool = False) -> dict[str, Path]:
     """Write ``report.html``, ``results.json`` and ``table.csv`` into the folder ``out``; returns their
     paths. ``table.csv`` is the audit's table, the same as :meth:`AuditResult.save` writes; with
-    several audits, their tables one after the other, with an ``audit`` column first."""
+    several audits, their tables one after the other, with an ``audit`` column first. ``progress``
+    shows a bar while the report's images are drawn."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    page = render_report(generator, subspaces, sections, title=title, provenance={"config": dict(config or {})})
+    page = render_report(generator, subspaces, sections, title=title, provenance={"config": dict(config or {})},
+                         progress=progress)
     document = json.dumps(results_document(sections, subspaces, config), indent=1)
     if len(sections) == 1:
         table = sections[0].audit.table.to_csv(index=False)

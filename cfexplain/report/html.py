@@ -296,8 +296,9 @@ def _metrics(audit: AuditResult) -> str:
 
 def render_report(generator: Generator, subspaces: SubspaceSet, sections: Sequence[ReportSection], *,
                   title: str = "cfexplain audit", examples: int = 3, traversal_steps: Sequence[float] = (-2, -1, 0, 1, 2),
-                  provenance: Mapping[str, Any] | None = None) -> str:
-    """The HTML of a report over one or more audits (one section each).
+                  provenance: Mapping[str, Any] | None = None, progress: bool = False) -> str:
+    """The HTML of a report over one or more audits (one section each); ``progress`` shows a bar
+    over the images it draws (each section's photos, examples and traversals).
 
     Contents per audit: the ranked summary table, the attribution ranking, for every semantic the
     most telling examples (original, counterfactual, difference map), subspace traversals of one
@@ -308,9 +309,18 @@ def render_report(generator: Generator, subspaces: SubspaceSet, sections: Sequen
     body = [f"<header><h1>{html.escape(title)}</h1><p class=\"meta\">cfexplain {__version__} · {now} · "
             f"{len(sections)} audit{'s' if len(sections) != 1 else ''} · latent space {html.escape(str(subspaces.space))}</p></header>"]
     navigation = []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=3 * len(sections), desc="report images", unit="part", disable=not progress, leave=False)
     for number, section in enumerate(sections, start=1):
         anchor = f"audit-{number}"
         audit = section.audit
+        images = []
+        for draw in (lambda: _photos(generator, section), lambda: _examples(generator, section, examples),
+                     lambda: _traversals(generator, subspaces, section, traversal_steps)):
+            images.append(draw())
+            bar.update()
+        photos, telling, traversals = images
         navigation.append(f'<li><a href="#{anchor}">{html.escape(section.title)}</a></li>')
         settings = audit.settings
         body.append(
@@ -323,10 +333,11 @@ def render_report(generator: Generator, subspaces: SubspaceSet, sections: Sequen
             f'<p class="note">{_NOTE.format(unit=_unit(audit).strip(), controls=settings.get("controls", 0))}</p>'
             f'<h3>How specific the subspaces are</h3>{_specificity(subspaces)}'
             f'<h3>Attribution (Integrated Gradients over all subspaces)</h3>{_attribution(audit)}'
-            f'{_photos(generator, section)}'
-            f'<h3>Most telling counterfactuals</h3>{_difference_legend()}{_examples(generator, section, examples)}'
-            f'<h3>Subspace traversals</h3>{_traversals(generator, subspaces, section, traversal_steps)}'
+            f'{photos}'
+            f'<h3>Most telling counterfactuals</h3>{_difference_legend()}{telling}'
+            f'<h3>Subspace traversals</h3>{traversals}'
             f'<h3>Metrics</h3>{_metrics(audit)}</section>')
+    bar.close()
     config = {"report": {"cfexplain": __version__, "torch": torch.__version__, "created": now},
               "subspaces": subspaces.provenance, **(dict(provenance) if provenance else {}),
               "audits": [{"title": s.title, "settings": s.audit.settings, "provenance": s.audit.provenance} for s in sections]}
