@@ -545,11 +545,12 @@ def estimate_metrics(
             advance = _BatchProgress(bar, b, _planned_vectors(batch, methods, block_size))
             rows = _batch_rows(batch, methods, _chunk_within(memory_limit_mb, per_image, b, chunk_size),
                                tolerances, block_size, max_rank, rng, state["passes"], advance)
-            for i in range(len(rows)):
-                new = rows[i].detach().double().cpu().numpy().reshape(-1, dim)
-                rows[i] = None  # each batch Jacobian is freed once folded into its factor
+            count = len(rows)
+            rows.reverse()
+            for i in range(count):  # each batch Jacobian is freed once folded into its factor
+                new = rows.pop().detach().double().cpu().numpy().reshape(-1, dim)
                 state["rows"][i] = _compress(np.concatenate([state["rows"][i], new], axis=0))
-                advance.folded((i + 1) / len(rows))
+                advance.folded((i + 1) / count)
             state["done"] = start + b
             state["seconds"] = time.perf_counter() - start_time
             if checkpoint is not None:
