@@ -88,9 +88,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         subspaces = cache_dir() / "demo"
-        found = sorted(subspaces.glob("subspaces-*/subspaces.json"))
+        found = sorted(subspaces.glob("subspaces-*/subspaces.json"), key=lambda path: path.stat().st_mtime)
         for name in options.commands:
-            cache = scratch / ("cache-" + name.split("-")[0])
+            cache = scratch / ("cache-" + name.split("-")[1])  # the warm audit reuses the cold audit's
             if name.startswith("cold") and cache.exists():
                 shutil.rmtree(cache)
             env = {**os.environ, "CFEXPLAIN_CACHE": str(cache), "CFEXPLAIN_WHEEL_DIR": wheels, "PYTHONUNBUFFERED": "1"}

@@ -24,31 +24,36 @@ from pathlib import Path
 
 import pytest
 
-from test_docs import PAGES, ROOT, _command_lines
+from test_docs import BLOCKS, PAGES, ROOT, _command_lines
 
 pytestmark = pytest.mark.slow
 
 SKIP = re.compile(r"<!--\s*not run:(.*?)-->\s*$")
 
 
-def _page_blocks(page: Path) -> list[tuple[int, str, str, str | None]]:
-    """``(line, language, text, reason not run or None)`` of every fenced block of ``page``."""
-    text = page.read_text(encoding="utf-8")
-    blocks = []
-    for match in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.S | re.M):
-        before = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1]
-        marker = SKIP.search(before)
-        reason = marker.group(1).strip() if marker else None
-        blocks.append((text[:match.start()].count("\n") + 1, match.group(1), match.group(2), reason))
-    return blocks
+def _reason_not_run(page: Path, line: int) -> str | None:
+    """The reason on the line above the fence at ``line`` of ``page``, or None if it runs."""
+    above = page.read_text(encoding="utf-8").splitlines()[line - 2] if line > 1 else ""
+    marker = SKIP.search(above)
+    return marker.group(1).strip() if marker else None
 
 
 def _runnable(language: str, text: str) -> bool:
     return language == "python" or (language in ("bash", "yaml", "") and bool(_command_lines(text)))
 
 
-PLAN = [(page, line, language, text, reason) for page in PAGES for line, language, text, reason in _page_blocks(page)
-        if _runnable(language, text)]
+def _plan() -> list[tuple[Path, int, str, str, str | None]]:
+    """``(page, line, language, text, reason not run or None)`` of every block that could run."""
+    plan = []
+    for where, language, text in BLOCKS:
+        name, line = where.rsplit(":", 1)
+        page = ROOT / name
+        if _runnable(language, text):
+            plan.append((page, int(line), language, text, _reason_not_run(page, int(line))))
+    return plan
+
+
+PLAN = _plan()
 
 
 def test_every_block_not_run_says_why():

@@ -64,7 +64,7 @@ class _RegionCriterion(Criterion):
 
     @property
     def analyzers(self) -> tuple[object, ...]:
-        """None: the parser's mask is fixed by :meth:`prepare`."""
+        """No model: the parser's mask is fixed by :meth:`prepare`."""
         return ()
 
     def prepare(self, images: torch.Tensor) -> Context:
@@ -163,7 +163,7 @@ class HighFrequency(Criterion):
 
     @property
     def analyzers(self) -> tuple[object, ...]:
-        """None: resizing and the (fixed) region mask only."""
+        """No model: resizing and the (fixed) region mask only."""
         return ()
 
     def prepare(self, images: torch.Tensor) -> Context:

@@ -315,12 +315,12 @@ def render_report(generator: Generator, subspaces: SubspaceSet, sections: Sequen
     for number, section in enumerate(sections, start=1):
         anchor = f"audit-{number}"
         audit = section.audit
-        images = []
-        for draw in (lambda: _photos(generator, section), lambda: _examples(generator, section, examples),
-                     lambda: _traversals(generator, subspaces, section, traversal_steps)):
-            images.append(draw())
-            bar.update()
-        photos, telling, traversals = images
+        photos = _photos(generator, section)
+        bar.update()
+        telling = _examples(generator, section, examples)
+        bar.update()
+        traversals = _traversals(generator, subspaces, section, traversal_steps)
+        bar.update()
         navigation.append(f'<li><a href="#{anchor}">{html.escape(section.title)}</a></li>')
         settings = audit.settings
         body.append(
