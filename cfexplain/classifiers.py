@@ -295,6 +295,55 @@ class Classifier(nn.Module):
         return path
 
     @classmethod
+    def from_onnx(cls, path: str | os.PathLike, *, output: OutputSpec, preprocessing: Preprocessing | None = None,
+                  layout: Literal["NCHW", "NHWC"] | None = None, output_name: str | None = None,
+                  tolerance: float = 1e-4, device: torch.device | str = "cpu", name: str | None = None) -> "Classifier":
+        """Convert an ONNX image classifier into a differentiable torch module, checked against an
+        ONNX runtime.
+
+        The graph is read by cfexplain's own converter (:data:`cfexplain.graphs.SUPPORTED_OPERATORS`
+        lists the operators; any other is refused by name). What the graph says is used:
+
+        * the layout, NCHW or NHWC, from its input shape (``layout`` decides when the shape cannot,
+          e.g. a dynamic channel dimension);
+        * the input size, which ``preprocessing.size`` may leave out (and must give when the graph's
+          size is dynamic);
+        * a final Softmax (or LogSoftmax, or a Sigmoid for sigmoid heads) is taken off and its input
+          used as the logits, so the graph's probabilities need no declaring.
+
+        Value range, normalisation and channel order are not in an ONNX file: declare them in
+        ``preprocessing`` as for any classifier. When the graph loads, it runs on a probe batch of
+        two preprocessed random images in the converted module and in onnxruntime (or, without it,
+        the ``onnx`` package's reference evaluator); a difference above ``tolerance × max(1,
+        largest |output|)`` is refused. The comparison is kept as ``conversion_check``.
+
+        Args:
+            path: the ``.onnx`` file (external weight files next to it are read).
+            output: the labels and output kind.
+            preprocessing: how generator images become the graph's input.
+            layout: ``"NCHW"`` or ``"NHWC"``; read from the graph when ``None``.
+            output_name: which graph output holds the scores, when it has several.
+            tolerance: the conversion check's relative tolerance.
+            device: where the converted module runs.
+            name: a display name (default: the file's stem).
+
+        Raises:
+            CheckpointNotFoundError, CorruptCheckpointError: no file, or not a valid ONNX model.
+            UnsupportedModelError: operators the converter lacks, several inputs, a fixed batch
+                above one, or a conversion that does not reproduce the runtime.
+            InputError: an ambiguous layout, a dynamic size without ``preprocessing.size``.
+            ModelOutputError: outputs that do not match the labels, or NaN.
+        """
+        from .graphs import onnx_classifier_parts
+
+        parts = onnx_classifier_parts(path, output=output, preprocessing=preprocessing or Preprocessing(),
+                                      layout=layout, output_name=output_name, tolerance=tolerance)
+        classifier = cls(parts.module.to(device), preprocessing=parts.preprocessing, output=parts.output,
+                         name=name or Path(path).stem)
+        classifier.conversion_check = parts.check
+        return classifier
+
+    @classmethod
     def from_callable(cls, spec: str, **kwargs) -> "Classifier":
         """Import ``"package.module:attribute"``.
 

