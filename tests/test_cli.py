@@ -6,10 +6,12 @@ import csv
 import dataclasses
 import json
 import subprocess
+import warnings
 import sys
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -173,6 +175,36 @@ def test_audit_gates_and_report(workspace, capsys):
     assert main(["report", "--generator", checkpoint, "--audit", str(out), "--subspaces",
                  str(folder / "subspaces"), "--out", str(folder / "rendered"), "--quiet"]) == EXIT_USAGE
     assert f"give --audit {out / 'audit'}" in capsys.readouterr().err
+
+
+class ChannelsLastBrightness(nn.Module):
+    """Brightness on NHWC images, as a Keras model exported to ONNX takes them."""
+
+    def forward(self, x):
+        return Brightness()(x.permute(0, 3, 1, 2))
+
+
+def test_audit_of_an_onnx_classifier_equals_its_torchscript_audit(workspace, tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is a test dependency: pip install '.[test]'")
+    folder, checkpoint = workspace
+    onnx_file = tmp_path / "bright.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's notice that the TorchScript-based exporter is the legacy one
+        torch.onnx.export(ChannelsLastBrightness(), (torch.randn(1, 32, 32, 3),), str(onnx_file), dynamo=False,
+                          input_names=["images"], dynamic_axes={"images": {0: "n"}})
+    common = ["audit", "--generator", checkpoint, "--subspaces", str(folder / "subspaces"), "--labels", "dark", "bright",
+              "--faces", "2", "--controls", "0", "--quiet"]
+    assert main([*common, "--classifier", str(onnx_file), "--out", str(tmp_path / "onnx")]) == EXIT_OK  # NHWC, read
+    assert main([*common, "--classifier", str(folder / "bright.pt"), "--out", str(tmp_path / "ts")]) == EXIT_OK
+    through_onnx, through_torchscript = (AuditResult.load(tmp_path / name / "audit").table for name in ("onnx", "ts"))
+    assert list(through_onnx["flip_rate"]) == list(through_torchscript["flip_rate"])
+    assert np.allclose(through_onnx["median_min_edit"], through_torchscript["median_min_edit"], rtol=1e-3, equal_nan=True)
+    (tmp_path / "damaged.onnx").write_bytes(onnx_file.read_bytes()[:100])
+    assert main([*common, "--classifier", str(tmp_path / "damaged.onnx"), "--out", str(tmp_path / "x")]) == EXIT_USAGE
+    assert "ONNX model" in capsys.readouterr().err
+    assert main([*common, "--classifier", str(folder / "bright.pt"), "--layout", "NHWC",
+                 "--out", str(tmp_path / "y")]) == EXIT_USAGE
+    assert "settings of an ONNX classifier" in capsys.readouterr().err
 
 
 def test_audit_under_torchrun_equals_one_process(workspace, tmp_path):

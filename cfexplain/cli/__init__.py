@@ -90,10 +90,13 @@ def _generator(parser: argparse.ArgumentParser) -> None:
 
 def _classifier(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("classifier")
-    group.add_argument("--classifier", help="TorchScript file, package.module:callable, zoo:gender or zoo:age")
+    group.add_argument("--classifier", help="TorchScript file, ONNX file (.onnx), package.module:callable, zoo:gender "
+                                            "or zoo:age")
     group.add_argument("--labels", nargs="+", help="class (or head) labels, in output order")
     group.add_argument("--kind", choices=["softmax", "sigmoid", "heads"], help="output kind (default: softmax)")
     group.add_argument("--scores", choices=["logits", "probabilities"], help="what the model returns (default: logits)")
+    group.add_argument("--layout", choices=["NCHW", "NHWC"],
+                       help="an ONNX classifier's input layout, when its input shape cannot tell")
 
 
 def _search(parser: argparse.ArgumentParser, default_out: str) -> None:

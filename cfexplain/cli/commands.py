@@ -302,7 +302,7 @@ def _audit_inputs(args: argparse.Namespace, section: str):
     config = load_config(args.config)
     gen = _generator_settings(args, config)
     clf = merge(config, "classifier", {"model": args.classifier, "labels": args.labels, "kind": args.kind,
-                                       "scores": args.scores})
+                                       "scores": args.scores, "layout": args.layout})
     flags = [*cli_fields(SearchSettings), *(cli_fields(AuditSettings) if section == "audit" else [])]
     settings = merge(config, section, {"subspaces": args.subspaces, "faces": args.faces, "seed": args.seed,
                                        "target": args.target, "images": args.images, "multiple_faces": args.multiple_faces,
@@ -446,7 +446,7 @@ def run_report(args: argparse.Namespace) -> int:
     subspaces = SubspaceSet.load(args.subspaces)
     classifier = None
     clf = merge(config, "classifier", {"model": args.classifier, "labels": args.labels, "kind": args.kind,
-                                       "scores": args.scores})
+                                       "scores": args.scores, "layout": args.layout})
     if clf.get("model"):
         classifier = make_classifier(clf, gen.get("device", "cpu"))
     title = f"{result.provenance.get('classifier', 'classifier')}: {result.target}"

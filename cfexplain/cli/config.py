@@ -6,7 +6,8 @@ A configuration has sections ``[generator]``, ``[analyzers]``, ``[learn]``, ``[c
 * generator: a checkpoint path (StyleGAN2, any supported format) or ``"zoo:dcgan"``;
 * analyzers: ``stack = "facemesh"`` (the zoo's FaceMesh; no files) or ``"bisenet_fan"`` with
   ``parser`` (BiSeNet ``79999_iter.pth``) and ``landmarks`` (FAN ``.pth.tar`` or TorchScript ``.zip``);
-* classifier: a TorchScript file, ``"package.module:callable"``, or ``"zoo:gender"`` / ``"zoo:age"``.
+* classifier: a TorchScript file, an ONNX file (``.onnx``), ``"package.module:callable"``, or
+  ``"zoo:gender"`` / ``"zoo:age"``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ KEYS: dict[str, dict[str, str]] = {
     "learn": {"space": "str", "semantics": "strs", "samples": "int", "seed": "int", "resolution": "int", "method": "str",
               "checkpoint_dir": "str", "out": "str"},
     "classifier": {"model": "str", "labels": "strs", "kind": "str", "scores": "str", "threshold": "number",
-                   "preprocessing": "table"},
+                   "layout": "str", "output": "str", "preprocessing": "table"},
     "explain": {**_FACES, **_PHOTO_KEYS, **_settings_types(SearchSettings)},
     "audit": {**_FACES, "faces": "faces", "fail_if": "strs", **_PHOTO_KEYS, "include_unfaithful": "bool",
               "checkpoint_dir": "str", **_settings_types(SearchSettings), **_settings_types(AuditSettings)},
@@ -181,25 +182,33 @@ def make_semantics(stack: str, parser, landmarks, names: list[str] | None):
 
 def make_classifier(settings: Mapping[str, Any], device: str = "cpu") -> Classifier:
     """A :class:`Classifier` from ``model`` and its ``labels``, ``kind``, ``scores``,
-    ``threshold`` and ``[classifier.preprocessing]``."""
+    ``threshold``, ``[classifier.preprocessing]`` and, for an ONNX file, ``layout`` and ``output``
+    (the graph output holding the scores)."""
     from .._device import check_device
     from ..classifiers import IDENTITY, Classifier, OutputSpec, Preprocessing
+    from ..graphs import load_onnx
     from .. import zoo
 
     spec, device = settings.get("model"), str(check_device(device))
     if not spec:
-        raise InputError("no classifier: give --classifier (TorchScript file, module:callable, zoo:gender or zoo:age)")
+        raise InputError("no classifier: give --classifier (TorchScript or ONNX file, module:callable, zoo:gender or "
+                         "zoo:age)")
     if spec == "zoo:gender":
         return zoo.gender_classifier(device=device)
     if spec == "zoo:age":
         return zoo.age_classifier(device=device)
     if spec.startswith("zoo:"):
         raise InputError(f"unknown zoo classifier {spec!r}; the zoo has zoo:gender and zoo:age")
-    is_file = Path(spec).suffix in (".pt", ".pth", ".zip", ".ts") or Path(spec).is_file()
+    is_onnx = Path(spec).suffix.lower() == ".onnx"
+    is_file = Path(spec).suffix in (".pt", ".pth", ".zip", ".ts", ".onnx") or Path(spec).is_file()
     if is_file and not Path(spec).is_file():
         raise CheckpointNotFoundError(f"no classifier file at {spec}")
-    if is_file:
+    if is_onnx:
+        load_onnx(spec)  # a damaged file is refused before its labels are asked for
+    elif is_file:
         Classifier.check_torchscript_file(spec)
+    if not is_onnx and (settings.get("layout") or settings.get("output")):
+        raise InputError("layout and output are settings of an ONNX classifier (a .onnx file)")
     labels = settings.get("labels")
     if not labels:
         raise InputError("the classifier needs its labels (--labels or [classifier] labels)")
@@ -223,6 +232,9 @@ def make_classifier(settings: Mapping[str, Any], device: str = "cpu") -> Classif
         preprocessing = Preprocessing(**pre)
     except TypeError as exc:
         raise InputError(f"[classifier.preprocessing]: {exc}") from exc
+    if is_onnx:
+        return Classifier.from_onnx(spec, device=device, preprocessing=preprocessing, output=output,
+                                    layout=settings.get("layout"), output_name=settings.get("output"))
     if is_file:
         return Classifier.from_torchscript(spec, device=device, preprocessing=preprocessing, output=output)
     if str(Path.cwd()) not in sys.path:
