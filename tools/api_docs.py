@@ -17,7 +17,7 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 MODULES = (
-    "cfexplain.generators", "cfexplain.analyzers", "cfexplain.zoo", "cfexplain.classifiers", "cfexplain.criteria",
+    "cfexplain.generators", "cfexplain.analyzers", "cfexplain.zoo", "cfexplain.classifiers", "cfexplain.graphs", "cfexplain.criteria",
     "cfexplain.presets", "cfexplain.subspaces", "cfexplain.jacobian", "cfexplain.discovery", "cfexplain.counterfactual",
     "cfexplain.audit", "cfexplain.distributed", "cfexplain.photos", "cfexplain.trust", "cfexplain.report", "cfexplain.cli", "cfexplain.errors",
     "cfexplain.threads", "cfexplain.imaging",
