@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -297,9 +297,10 @@ class Classifier(nn.Module):
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, *, output: OutputSpec, preprocessing: Preprocessing | None = None,
                   layout: Literal["NCHW", "NHWC"] | None = None, output_name: str | None = None,
-                  tolerance: float = 1e-4, device: torch.device | str = "cpu", name: str | None = None) -> "Classifier":
+                  tolerance: float = 1e-4, device: torch.device | str = "cpu", name: str | None = None,
+                  black_box: bool = False) -> "Classifier":
         """Convert an ONNX image classifier into a differentiable torch module, checked against an
-        ONNX runtime.
+        ONNX runtime; or, with ``black_box``, run the file through the runtime as a black box.
 
         The graph is read by cfexplain's own converter (:data:`cfexplain.graphs.SUPPORTED_OPERATORS`
         lists the operators; any other is refused by name). What the graph says is used:
@@ -326,6 +327,10 @@ class Classifier(nn.Module):
             tolerance: the conversion check's relative tolerance.
             device: where the converted module runs.
             name: a display name (default: the file's stem).
+            black_box: do not convert: query the file through onnxruntime (or the reference
+                evaluator) as a black box (:meth:`from_function`), for graphs with operators
+                the converter lacks. Layout, size and element type are read as above; the graph's
+                output is taken as it is (probabilities after a final Softmax or Sigmoid).
 
         Raises:
             CheckpointNotFoundError, CorruptCheckpointError: no file, or not a valid ONNX model.
@@ -334,14 +339,88 @@ class Classifier(nn.Module):
             InputError: an ambiguous layout, a dynamic size without ``preprocessing.size``.
             ModelOutputError: outputs that do not match the labels, or NaN.
         """
+        from .errors import UnsupportedModelError
         from .graphs import onnx_classifier_parts
 
-        parts = onnx_classifier_parts(path, output=output, preprocessing=preprocessing or Preprocessing(),
-                                      layout=layout, output_name=output_name, tolerance=tolerance)
+        if black_box:
+            return cls._from_onnx_runtime(path, output=output, preprocessing=preprocessing or Preprocessing(),
+                                          layout=layout, output_name=output_name, name=name)
+        try:
+            parts = onnx_classifier_parts(path, output=output, preprocessing=preprocessing or Preprocessing(),
+                                          layout=layout, output_name=output_name, tolerance=tolerance)
+        except UnsupportedModelError as exc:
+            raise UnsupportedModelError(f"{exc}. It can still be audited as a black box through onnxruntime: "
+                                        f"black_box=True (command line: --black-box)") from exc
         classifier = cls(parts.module.to(device), preprocessing=parts.preprocessing, output=parts.output,
                          name=name or Path(path).stem)
         classifier.conversion_check = parts.check
         return classifier
+
+    @classmethod
+    def _from_onnx_runtime(cls, path: str | os.PathLike, *, output: OutputSpec, preprocessing: Preprocessing,
+                           layout: Literal["NCHW", "NHWC"] | None, output_name: str | None,
+                           name: str | None) -> "Classifier":
+        """:meth:`from_onnx` with ``black_box``: the file queried through an ONNX runtime."""
+        from dataclasses import replace
+
+        from .black_box import QueryFunction
+        from .graphs import reference_runner
+        from .graphs.onnx_model import read_image_input
+
+        model, sig, index, layout, preprocessing, dtype = read_image_input(path, preprocessing, layout, output_name)
+        activation = sig.activations[index]
+        if activation is not None and activation[0] in ("Softmax", "Sigmoid"):
+            output = replace(output, scores="probabilities")
+        _, run = reference_runner(model)
+        function = QueryFunction(lambda x: run(x)[index], layout=layout, dtype=dtype,
+                                 batch_size=1 if sig.input_shape[0] == 1 else 64,
+                                 simplex=output.kind == "softmax" and output.scores == "probabilities")
+        function.__name__ = Path(path).stem
+        return cls(function, preprocessing=preprocessing, output=output, name=name or Path(path).stem)
+
+    @classmethod
+    def from_function(cls, function: Callable[[Any], Any], *, output: OutputSpec,
+                      preprocessing: Preprocessing | None = None, layout: Literal["NHWC", "NCHW"] = "NHWC",
+                      dtype: str = "uint8", batch_size: int = 64, cache: bool = True,
+                      name: str | None = None) -> "Classifier":
+        """A classifier reached only through its predictions: any function from a batch of images
+        (a NumPy array) to probabilities or logits: a service, a scikit-learn or TensorFlow model,
+        an ensemble.
+
+        It has no gradients, so audits and searches run from queries only (finite-difference
+        Newton steps in the subspaces; see docs/classifiers.md, "Black-box classifiers"). Each
+        image sent is a query: :attr:`queries` counts them; repeated images are answered from a
+        cache; calls take at most ``batch_size`` images.
+
+        Args:
+            function: maps ``(N, H, W, 3)`` (NHWC) or ``(N, 3, H, W)`` (NCHW) arrays of
+                ``dtype`` to ``(N, K)`` scores (an array, a list, a tensor), K the labels.
+            output: the labels, kind, and whether it returns ``"logits"`` or ``"probabilities"``
+                (softmax probabilities are checked to sum to one).
+            preprocessing: generator images → the function's pixels. Default: 0–255 for
+                ``uint8``, 0–1 for floats, at the generator's size. ``uint8`` pixels are rounded
+                and clipped to 0–255, so their value range must be ``(0, 255)``.
+            layout: ``"NHWC"`` (default, as Keras and PIL) or ``"NCHW"``.
+            dtype: ``"uint8"`` (default), ``"float32"``, ``"float64"`` or ``"float16"``.
+            batch_size: the most images per call.
+            cache: answer repeated images from a cache.
+            name: a display name (default: the function's name).
+
+        Raises:
+            InputError: a bad layout, dtype or batch size, or a ``uint8`` value range other than 0–255.
+            ModelOutputError: (when called) the wrong shape, NaN, softmax probabilities that do not
+                sum to one, or the function's own error.
+        """
+        from .black_box import QueryFunction
+
+        if dtype == "uint8" and preprocessing is not None and tuple(preprocessing.value_range) != (0.0, 255.0):
+            raise InputError(f"uint8 images hold 0–255 pixels: the preprocessing's value_range must be (0, 255), got "
+                             f"{tuple(preprocessing.value_range)} (or declare dtype='float32')")
+        if preprocessing is None:
+            preprocessing = Preprocessing(value_range=(0.0, 255.0) if dtype == "uint8" else (0.0, 1.0))
+        model = QueryFunction(function, layout=layout, dtype=dtype, batch_size=batch_size, cache=cache,
+                              simplex=output.kind == "softmax" and output.scores == "probabilities")
+        return cls(model, preprocessing=preprocessing, output=output, name=name or model.__name__)
 
     @classmethod
     def from_callable(cls, spec: str, **kwargs) -> "Classifier":
@@ -389,6 +468,19 @@ class Classifier(nn.Module):
     def num_outputs(self) -> int:
         """K, the number of classes or heads."""
         return len(self.output.labels)
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether gradients reach the images (false for a black box: :meth:`from_function`,
+        ``from_onnx(black_box=True)``); searches then run from queries only."""
+        model = self.model if "model" in self._modules else self._function
+        return bool(getattr(model, "differentiable", True))
+
+    @property
+    def queries(self) -> int | None:
+        """Images sent to a black-box function so far (``None`` for a torch model)."""
+        model = self.model if "model" in self._modules else self._function
+        return getattr(model, "queries", None) if not self.differentiable else None
 
     def _run(self, x: torch.Tensor) -> object:
         model = self.model if "model" in self._modules else self._function

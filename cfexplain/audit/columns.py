@@ -27,6 +27,7 @@ WHEN: dict[str, str] = {
     "sigmoid": "sigmoid (multi-label) classifiers only",
     "semantics": "needs the semantics (`semantics=`, or subspaces that carry them)",
     "joint": "needs the joint search with attribution",
+    "black_box": "black-box audits only (`black_box`, or a classifier without gradients)",
 }
 """When a column or metric holds values, in words (its ``when`` key)."""
 
@@ -108,7 +109,8 @@ COLUMNS: tuple[Column, ...] = (
            "change): the typical distance to the decision boundary along the semantic (NaN when nothing flips)",
            "float", "median minimal edit", "{:.3f}"),
     Column("sensitivity", "median over faces of `‖∇_α gap‖` at the face: how far the decision gap (logits) moves per "
-           "unit edit in the best direction of the subspace, to first order", "float", "sensitivity", "{:.1f}"),
+           "unit edit in the best direction of the subspace, to first order (a black-box audit estimates the "
+           "gradient by forward differences)", "float", "sensitivity", "{:.1f}"),
     Column("mean_delta_prob", "mean change of the target probability where the searches stopped", "float",
            "mean Δ target prob.", "{:+.3f}"),
     Column("random_flip_rate", "the flip rate of the random control: every random subspace of the semantic's "
@@ -127,10 +129,13 @@ COLUMNS: tuple[Column, ...] = (
            "a random edit)", "float", "side effect", "{:.2f}", when="semantics"),
     Column("other_heads_flipped", "mean number of other heads that flipped (MNAC)", "float", "other heads flipped",
            "{:.2f}", when="sigmoid"),
-    Column("attribution", "share of the joint counterfactuals' decision change that Integrated Gradients gives the "
-           "semantic (faces the joint search flips, weighted by their decision change); shares closer than about "
-           "0.015 do not order the semantics", "float", "attribution (IG)", "{:.1%}", when="joint"),
-    Column("attribution_rank", "the ranking by attribution, a second, gradient-based view", "int",
+    Column("median_queries", "median classifier queries per counterfactual of the semantic (its search and its "
+           "minimal-edit root search; each query is one image)", "float", "queries", "{:.0f}", when="black_box"),
+    Column("attribution", "share of the joint counterfactuals' decision change that the attribution gives the "
+           "semantic (Integrated Gradients; a black-box audit: Shapley values over the semantics; faces the joint "
+           "search flips, weighted by their decision change); shares closer than about 0.015 do not order the "
+           "semantics", "float", "attribution", "{:.1%}", when="joint"),
+    Column("attribution_rank", "the ranking by attribution, a second view", "int",
            "attribution rank", "{:d}", when="joint", report=False),
 )
 """The audit table's columns, in table order."""
@@ -158,6 +163,8 @@ METRICS: tuple[Metric, ...] = (
            "out): with more faces it falls", "control"),
     Metric("semantics_with_evidence", "semantics with evidence", "the number of semantics whose verdict is `evidence`",
            "control"),
+    Metric("median_queries", "classifier queries per counterfactual",
+           "median classifier queries per counterfactual over every semantic's searches", "black_box"),
     Metric("joint_validity", "faces the joint search flips", "fraction of faces the joint search flips", "joint"),
     Metric("joint_median_min_edit", "joint search: median minimal edit",
            "median minimal edit of the joint counterfactuals", "joint"),
@@ -166,6 +173,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("ig_relative_convergence_delta", "attribution error (IG completeness)",
            "Integrated Gradients' completeness error relative to the attributed change (small = trustworthy "
            f"attributions; above {IG_TRUSTED_ERROR:g} the report flags the attribution)", "joint"),
+    Metric("shapley_relative_delta", "attribution error (Shapley efficiency)",
+           "a black-box audit's Shapley values: their sum's difference from the joint change, relative to it (0 "
+           "when exact, up to 8 semantics; the sampling error above; the report flags it above "
+           f"{IG_TRUSTED_ERROR:g})", "joint"),
 )
 """The audit's metrics."""
 

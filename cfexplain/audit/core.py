@@ -14,7 +14,7 @@ import torch
 from .._version import software_provenance
 from ..classifiers import Classifier
 from ..counterfactual import CounterfactualExplainer, CounterfactualResult, attach_partial_result
-from ..counterfactual.joint import JOINT_BATCH_FACES
+from ..counterfactual.joint import JOINT_BATCH_FACES, attribution_method
 from ..counterfactual.settings import SearchSettings
 from ..distributed import SINGLE_PROCESS, Ranks, ranks_for
 from ..errors import CfexplainError, InputError
@@ -104,6 +104,8 @@ def audit(generator: Generator, classifier: Classifier, subspaces: SubspaceSet,
         search_options["progress"] = search_options.get("progress", True) and ranks.is_main
     explainer = CounterfactualExplainer(generator, classifier, subspaces, seed=settings.seed, ranks=ranks,
                                         **search_options)
+    if explainer.settings.black_box and settings.baseline:  # the latent-gradient control follows the gradient
+        settings = settings.replace(baseline=False)
     if semantics is None:
         semantics = _recorded_semantics(subspaces, generator.device)
     if count == AUTO:
@@ -254,10 +256,13 @@ def _result(summary: Summary, context: AuditContext, shown: CounterfactualResult
     kind = explainer.classifier.kind
     columns = {"semantic": summary.names, **summary.columns}
     table = pd.DataFrame({c.name: columns.get(c.name, [float("nan")] * len(summary.names)) for c in COLUMNS
-                          if c.when != "sigmoid" or kind == "sigmoid"})
+                          if (c.when != "sigmoid" or kind == "sigmoid")
+                          and (c.when != "black_box" or explainer.settings.black_box)})
     table = table.sort_values(["rank", "effect", "median_min_edit"], ascending=[True, False, True],
                               kind="stable").reset_index(drop=True)
-    recorded = {**settings.to_dict(), "n": faces, "photos": photos is not None, **summary.search.settings}
+    recorded = {**settings.to_dict(), "n": faces, "photos": photos is not None, **summary.search.settings,
+                "attribution_method": attribution_method(explainer.settings.black_box, len(summary.names))
+                if settings.joint and settings.attribution else None}
     classifier = explainer.classifier
     provenance = software_provenance(generator=dict(explainer.generator.provenance), classifier=classifier.name,
                                      labels=list(classifier.labels), preprocessing=dataclasses.asdict(classifier.preprocessing),

@@ -157,9 +157,9 @@ _NUMERIC_SETTINGS = ("budget", "alpha", "n", "controls")
 
 def _check_read(table: pd.DataFrame, settings: dict[str, Any]) -> None:
     """The entries the answer in words reads: every row with every column the table always has
-    (the sigmoid-only ones aside), text where text belongs, the numeric settings (present, finite
+    (the sigmoid-only and black-box-only ones aside), text where text belongs, the numeric settings (present, finite
     numbers) and the unit (text)."""
-    always = [c.name for c in COLUMNS if c.when != "sigmoid"]
+    always = [c.name for c in COLUMNS if c.when not in ("sigmoid", "black_box")]
     missing = [name for name in always if name not in table]
     if missing:
         raise KeyError(f"the semantics' rows lack {missing}")

@@ -318,7 +318,7 @@ def _audit_inputs(args: argparse.Namespace, section: str):
     subspaces = SubspaceSet.load(settings["subspaces"])
     _say(args, f"loading the generator ({gen.get('checkpoint')}) and the classifier ({clf.get('model')})…")
     generator = make_generator(gen)
-    classifier = make_classifier(clf, gen.get("device", "cpu"))
+    classifier = make_classifier(clf, gen.get("device", "cpu"), black_box=bool(settings.get("black_box")))
     return config, generator, classifier, subspaces, settings, out, ranks
 
 

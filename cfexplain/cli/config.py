@@ -180,10 +180,11 @@ def make_semantics(stack: str, parser, landmarks, names: list[str] | None):
     return build(parser, landmarks, names=names or None)
 
 
-def make_classifier(settings: Mapping[str, Any], device: str = "cpu") -> Classifier:
+def make_classifier(settings: Mapping[str, Any], device: str = "cpu", *, black_box: bool = False) -> Classifier:
     """A :class:`Classifier` from ``model`` and its ``labels``, ``kind``, ``scores``,
     ``threshold``, ``[classifier.preprocessing]`` and, for an ONNX file, ``layout`` and ``output``
-    (the graph output holding the scores)."""
+    (the graph output holding the scores); with ``black_box``, an ONNX file is queried through
+    onnxruntime instead of converted."""
     from .._device import check_device
     from ..classifiers import IDENTITY, Classifier, OutputSpec, Preprocessing
     from ..graphs import load_onnx
@@ -234,7 +235,8 @@ def make_classifier(settings: Mapping[str, Any], device: str = "cpu") -> Classif
         raise InputError(f"[classifier.preprocessing]: {exc}") from exc
     if is_onnx:
         return Classifier.from_onnx(spec, device=device, preprocessing=preprocessing, output=output,
-                                    layout=settings.get("layout"), output_name=settings.get("output"))
+                                    layout=settings.get("layout"), output_name=settings.get("output"),
+                                    black_box=black_box)
     if is_file:
         return Classifier.from_torchscript(spec, device=device, preprocessing=preprocessing, output=output)
     if str(Path.cwd()) not in sys.path:

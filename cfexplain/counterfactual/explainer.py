@@ -26,7 +26,8 @@ from ..subspaces.core import SubspaceSet
 from .baseline import BASELINE_NAME, with_latent_gradient
 from .joint import JointResult, joint_counterfactuals
 from .result import CounterfactualResult, attach_partial_result
-from .search import SearchChunk, SearchProblem, adam_search, minimal_edit, newton_search
+from .queries import finite_difference_search
+from .search import SearchChunk, SearchEnd, SearchProblem, adam_search, minimal_edit, newton_search
 from .settings import SearchSettings
 from .targets import resolve_target, target_probability
 from .units import edit_basis
@@ -82,6 +83,7 @@ class _Records:
     minimal_t: torch.Tensor
     pixels: torch.Tensor
     sensitivity: torch.Tensor
+    queries: torch.Tensor
 
     @classmethod
     def empty(cls, problem: SearchProblem) -> "_Records":
@@ -92,7 +94,8 @@ class _Records:
                    torch.zeros(items, logits.shape[1], device=like.device, dtype=logits.dtype),
                    torch.zeros(items, device=like.device, dtype=like.dtype),
                    torch.zeros(items, 2, device=like.device, dtype=like.dtype),
-                   torch.zeros(items, device=like.device, dtype=like.dtype))
+                   torch.zeros(items, device=like.device, dtype=like.dtype),
+                   torch.zeros(items, dtype=torch.long))
 
     def head(self, count: int) -> "_Records":
         """The first ``count`` items."""
@@ -164,9 +167,15 @@ class CounterfactualExplainer:
             raise InputError(f"the subspaces are for latent shape {subspaces.latent_shape} in space {subspaces.space!r}, "
                              f"the generator has {generator.latent_shape(subspaces.space)} there")
         self.generator, self.classifier, self.subspaces, self.ranks = generator, classifier, subspaces, ranks
-        self.settings = SearchSettings().replace(**options) if options else SearchSettings()
+        self.settings = self._resolved(SearchSettings().replace(**options) if options else SearchSettings())
         self._edit_bases: dict[str, torch.Tensor] = {}
         self._item_bytes: int | None = None  # one search item's activations, measured on first use
+
+    def _resolved(self, settings: SearchSettings) -> SearchSettings:
+        """``settings``, black-box for a classifier without gradients."""
+        if not self.classifier.differentiable and not settings.black_box:
+            return settings.replace(black_box=True)
+        return settings
 
     @property
     def _space(self) -> str:
@@ -183,7 +192,7 @@ class CounterfactualExplainer:
         scaled bases are shared where they stay valid."""
         changes = {key: value for key, value in changes.items() if value is not None}
         other = CounterfactualExplainer(self.generator, self.classifier, self.subspaces, ranks=self.ranks)
-        other.settings = self.settings.replace(**changes)
+        other.settings = self._resolved(self.settings.replace(**changes))
         unit_of = lambda s: (s.unit, s.scale_samples, s.image_samples, s.seed)  # noqa: E731
         if unit_of(other.settings) == unit_of(self.settings):
             other._edit_bases = self._edit_bases
@@ -297,9 +306,14 @@ class CounterfactualExplainer:
         return SearchProblem(flat, padded, face_of, subspace_of, spec, original_logits, self._threshold_logit,
                              self._images, self.classifier.logits)
 
-    def _search(self, chunk: SearchChunk):
-        """Run the configured optimiser on a chunk (:func:`newton_search` or :func:`adam_search`)."""
+    def _search(self, chunk: SearchChunk) -> SearchEnd:
+        """Run the configured optimiser on a chunk (:func:`newton_search`, :func:`adam_search`, or
+        :func:`~cfexplain.counterfactual.queries.finite_difference_search` for a black box)."""
         s = self.settings
+        if s.black_box:
+            return finite_difference_search(chunk, budget=s.budget, margin=s.margin, steps=s.steps, patience=s.patience,
+                                            max_queries=s.max_queries, reserve=s.boundary_steps,
+                                            batch_size=s.batch_size)
         if s.optimizer == "newton":
             return newton_search(chunk, budget=s.budget, margin=s.margin, steps=s.steps, patience=s.patience)
         return adam_search(chunk, budget=s.budget, margin=s.margin, loss=s.loss, beta=s.beta, lr=s.lr, steps=s.steps)
@@ -336,6 +350,9 @@ class CounterfactualExplainer:
         if budget is not None or options:
             return self.with_options(budget=budget, **options).explain(codes_or_seeds, target=target, subspaces=subspaces,
                                                                        baseline=baseline, checkpoint_dir=checkpoint_dir)
+        if baseline and self.settings.black_box:
+            raise InputError("the latent-gradient control searches along the classifier's gradient, which a black-box "
+                             "search does not use: pass baseline=False")
         names = self._names(subspaces)
         codes = self._faces(codes_or_seeds)
         problem = self._problem(codes, target, [self._edit_basis(name) for name in names])
@@ -387,6 +404,8 @@ class CounterfactualExplainer:
         records.minimal_t[rows], records.minimal_logits[rows], records.pixels[rows] = (crossing.t, crossing.logits,
                                                                                         crossing.pixels)
         records.sensitivity[rows] = end.sensitivity
+        if end.queries is not None:
+            records.queries[rows.cpu()] = end.queries + crossing.queries
 
     def _result(self, problem: SearchProblem, names: list[str], dims: list[int], records: _Records,
                 count: int) -> CounterfactualResult:
@@ -415,6 +434,8 @@ class CounterfactualExplainer:
             "pixel_l1": column(records.pixels[:, 0]), "pixel_l2": column(records.pixels[:, 1]),
             "sensitivity": column(records.sensitivity),
         })
+        if self.settings.black_box:
+            table["queries"] = records.queries.numpy()
         if self.classifier.kind == "sigmoid":
             on_before = problem.original_logits[face_of] > self._threshold_logit
             changed = on_before != (records.minimal_logits > self._threshold_logit)

@@ -22,11 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .queries import EXACT_SHAPLEY_MAX, finite_difference_search, shapley_attribution
 from .search import SearchChunk, SearchProblem, adam_search, minimal_edit
 from .settings import SearchSettings
 from .targets import decision_gap
 
-__all__ = ["JOINT_BATCH_FACES", "JointResult", "joint_counterfactuals", "summarise_joint"]
+__all__ = ["JOINT_BATCH_FACES", "JointResult", "attribution_method", "joint_counterfactuals", "joint_queries",
+           "summarise_joint"]
 
 
 @dataclass
@@ -102,6 +104,21 @@ def _semantics_needed(chunk: SearchChunk, alpha: torch.Tensor, groups: torch.Ten
     return needed
 
 
+def joint_queries(settings: SearchSettings, width: int) -> int:
+    """The query budget of a black-box joint counterfactual over ``width`` stacked coefficients:
+    ``max_queries``, or enough for four finite-difference Newton steps and the root search when
+    that is more (each step's gradient costs ``width`` queries)."""
+    return max(settings.max_queries, 4 * (width + 1) + settings.boundary_steps + width)
+
+
+def attribution_method(black_box: bool, semantics: int) -> str:
+    """How the joint counterfactuals are attributed: ``"integrated_gradients"``, or for a black
+    box ``"shapley_exact"`` (up to :data:`EXACT_SHAPLEY_MAX` semantics) or ``"shapley_sampled"``."""
+    if not black_box:
+        return "integrated_gradients"
+    return "shapley_exact" if semantics <= EXACT_SHAPLEY_MAX else "shapley_sampled"
+
+
 JOINT_BATCH_FACES = 8
 """Faces the joint search and its attribution take together. Each batch is searched on its own, so
 a face's result depends on its batch only: a distributed audit, whose shares of the faces are whole
@@ -138,19 +155,33 @@ def _joint_batch(settings: SearchSettings, chunk: SearchChunk, names: list[str],
                  group_weight: float, steps: int, ig_steps: int, attribution: bool) -> pd.DataFrame:
     """The joint table's rows of one batch of faces (``chunk``, one item per face)."""
     s = settings
-    end = adam_search(chunk, budget=s.budget, margin=s.margin, loss=s.loss, beta=s.beta, lr=s.lr, steps=steps,
-                      groups=groups, group_weight=group_weight)
+    if s.black_box:
+        end = finite_difference_search(chunk, budget=s.budget, margin=s.margin, steps=s.steps, patience=s.patience,
+                                       max_queries=joint_queries(s, len(groups)), reserve=s.boundary_steps,
+                                       batch_size=s.batch_size)
+    else:
+        end = adam_search(chunk, budget=s.budget, margin=s.margin, loss=s.loss, beta=s.beta, lr=s.lr, steps=steps,
+                          groups=groups, group_weight=group_weight)
     crossing = minimal_edit(chunk, end, margin=s.margin, iterations=s.boundary_steps, batch_size=s.batch_size)
     alpha, flipped = end.alpha, ~torch.isnan(crossing.t)
     norms = torch.stack([alpha[:, groups == g].norm(dim=1) for g in range(len(names))], dim=1)  # (n, S)
     importance = norms  # norms order the sparsity count without attribution
     columns: dict[str, Any] = {}
+    if s.black_box:
+        columns["queries"] = (end.queries + crossing.queries).numpy()
     if attribution:  # of the counterfactual: the minimal edit where it flipped, else the search's end
         counterfactual = alpha * torch.nan_to_num(crossing.t, nan=1.0)[:, None]
-        change, importance, delta = _attribute(chunk, counterfactual, groups, len(names), ig_steps, s.batch_size)
+        if s.black_box:
+            change, importance, delta, queries = shapley_attribution(chunk, counterfactual, groups, len(names),
+                                                                     s.batch_size, seed=s.seed)
+            columns["attribution_queries"] = queries.numpy()
+            delta_column = "shapley_delta"
+        else:
+            change, importance, delta = _attribute(chunk, counterfactual, groups, len(names), ig_steps, s.batch_size)
+            delta_column = "ig_delta"
         importance = importance.detach()
-        columns = {"gap_change": change.detach().cpu().numpy(), "ig_delta": delta.detach().cpu().numpy(),
-                   **{f"attribution:{name}": importance[:, g].cpu().numpy() for g, name in enumerate(names)}}
+        columns.update({"gap_change": change.detach().cpu().numpy(), delta_column: delta.detach().cpu().numpy(),
+                        **{f"attribution:{name}": importance[:, g].cpu().numpy() for g, name in enumerate(names)}})
     needed = _semantics_needed(chunk, alpha, groups, importance, flipped)
     min_edit = (alpha.norm(dim=1) * torch.nan_to_num(crossing.t)).where(flipped, torch.full_like(crossing.t, float("nan")))
     used = [", ".join(np.array(names)[order[:k].cpu().numpy()]) if k > 0 else ""
@@ -170,16 +201,18 @@ def summarise_joint(table: pd.DataFrame, names: Sequence[str]) -> tuple[dict[str
     or of several over disjoint faces, concatenated)."""
     flipped = table["flipped"].to_numpy(dtype=bool)
     shares = {name: float("nan") for name in names}
-    convergence = float("nan")
+    errors = {"ig_delta": float("nan"), "shapley_delta": float("nan")}
     if "gap_change" in table:
         change = table["gap_change"].to_numpy()
         weight = np.abs(change[flipped]).sum()  # only counterfactuals: a failed edit's attributions mean nothing
         if weight > 1e-12:  # each face's shares weighted by its decision change: Σ_f sign(c_f) a_fs / Σ_f |c_f|
             shares = {name: float((np.sign(change) * table[f"attribution:{name}"].to_numpy())[flipped].sum() / weight)
                       for name in names}
-        convergence = float(np.abs(table["ig_delta"].to_numpy()).mean() / max(np.abs(change).mean(), 1e-12))
+        for delta in errors.keys() & set(table.columns):
+            errors[delta] = float(np.abs(table[delta].to_numpy()).mean() / max(np.abs(change).mean(), 1e-12))
     metrics = {"joint_validity": float(flipped.mean()),
                "joint_sparsity": float(table["sparsity"].to_numpy()[flipped].mean()) if flipped.any() else float("nan"),
                "joint_median_min_edit": float(np.nanmedian(table["min_edit"])) if flipped.any() else float("nan"),
-               "ig_relative_convergence_delta": convergence}
+               "ig_relative_convergence_delta": errors["ig_delta"],
+               "shapley_relative_delta": errors["shapley_delta"]}
     return shares, metrics

@@ -150,6 +150,8 @@ class SearchEnd:
         start_slopes: ``(n,)`` the gap's slope at ``t = 0`` along ``t·α``.
         pixels: ``(n, 2)`` mean absolute and RMS image change at the end point.
         sensitivity: ``(n,)`` ``‖∇_α gap‖`` at ``α = 0``: the decision's movement per unit edit.
+        queries: ``(n,)`` classifier queries spent (a black-box search counts them; ``None``
+            for a gradient search).
     """
 
     alpha: torch.Tensor
@@ -158,6 +160,7 @@ class SearchEnd:
     start_slopes: torch.Tensor
     pixels: torch.Tensor
     sensitivity: torch.Tensor
+    queries: torch.Tensor | None = None
 
 
 def _onto_ball(alpha: torch.Tensor, budget: float) -> torch.Tensor:
@@ -278,11 +281,13 @@ class Crossing:
             face already meets it; NaN where the path's end does not cross).
         logits: ``(n, classes)`` at the crossing (the original logits where not crossed).
         pixels: ``(n, 2)`` the image change there (0 where not crossed).
+        queries: ``(n,)`` the probes (classifier queries) the root search spent per item.
     """
 
     t: torch.Tensor
     logits: torch.Tensor
     pixels: torch.Tensor
+    queries: torch.Tensor
 
 
 @dataclass
@@ -335,6 +340,7 @@ def minimal_edit(chunk: SearchChunk, end: SearchEnd, *, margin: float, iteration
     state.hi_logits[already], state.hi_pixels[already], state.hi_t[already] = original_logits[already], 0.0, 0.0
     pending = crossed & ~already
     first_guess = _quadratic_root(lo_g - 0.05 * margin, end.start_slopes, hi_g - 0.05 * margin)
+    queries = torch.zeros(len(lo_g), dtype=torch.long)
     with torch.no_grad():
         for iteration in range(iterations):
             secant = state.lo_t + (state.hi_t - state.lo_t) * state.lo_g / (state.lo_g - state.hi_g)  # true gaps
@@ -352,5 +358,6 @@ def minimal_edit(chunk: SearchChunk, end: SearchEnd, *, margin: float, iteration
                       for part, tt in zip(idx.split(batch_size), t.split(batch_size))]
             logits, pixels = torch.cat([p[0] for p in probes]), torch.cat([p[1] for p in probes])
             state.update(idx, t, chunk.gap(logits, idx), logits, pixels)
+            queries[idx.cpu()] += 1
     t = torch.where(crossed | already, state.hi_t, torch.full_like(state.hi_t, float("nan")))
-    return Crossing(t, state.hi_logits, state.hi_pixels)
+    return Crossing(t, state.hi_logits, state.hi_pixels, queries)

@@ -52,6 +52,11 @@ class SearchSettings:
     batch_size: int = setting(64, "counterfactuals searched together: memory grows with it, and the finished "
                                   "batches are kept on an error")
     boundary_steps: int = setting(12, "most iterations of the minimal-edit root search per item")
+    black_box: bool = setting(False, "search from classifier queries only, without gradients (finite-difference "
+                                     "Newton steps in the subspace), even when the classifier has gradients; "
+                                     "always for a classifier without them")
+    max_queries: int = setting(200, "most classifier queries per counterfactual of a black-box search (its search "
+                                    "and its minimal-edit root search)")
     scale_samples: int = setting(2000, "latent samples that measure the spread along each direction (latent unit)")
     image_samples: int = setting(16, "faces the image metric is averaged over (image unit)")
     seed: int = setting(0, "seed of the faces and of the edit units' estimates", cli=False)  # the command's --seed
@@ -73,8 +78,17 @@ class SearchSettings:
         for name in ("budget", "margin", "lr"):
             check_number(name, getattr(self, name))
         check_number("beta", self.beta, zero=True)
-        for name in ("steps", "patience", "batch_size", "boundary_steps", "scale_samples", "image_samples"):
+        for name in ("steps", "patience", "batch_size", "boundary_steps", "scale_samples", "image_samples",
+                     "max_queries"):
             check_positive_int(name, getattr(self, name))
+        if not isinstance(self.black_box, bool):
+            raise InputError(f"black_box must be True or False, got {self.black_box!r}")
+        if self.black_box and self.optimizer != "newton":
+            raise InputError("a black-box search takes Newton steps (optimizer='newton' or 'auto' with the margin "
+                             "loss): Adam needs the gradient of its loss")
+        if self.black_box and self.max_queries <= self.boundary_steps + 1:
+            raise InputError(f"max_queries ({self.max_queries}) must exceed boundary_steps + 1 "
+                             f"({self.boundary_steps + 1}): the root search holds back boundary_steps queries")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise InputError(f"seed must be an int, got {self.seed!r}")
 

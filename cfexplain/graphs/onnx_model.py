@@ -21,7 +21,7 @@ from .onnx_reader import OnnxSignature, convert_onnx, load_onnx, signature
 if TYPE_CHECKING:
     from ..classifiers import OutputSpec, Preprocessing
 
-__all__ = ["ConversionCheck", "OnnxClassifierParts", "onnx_classifier_parts", "reference_runner"]
+__all__ = ["ConversionCheck", "OnnxClassifierParts", "onnx_classifier_parts", "read_image_input", "reference_runner"]
 
 DEFAULT_TOLERANCE = 1e-4
 """A converted graph's outputs may differ from the ONNX runtime's by at most this times
@@ -110,11 +110,7 @@ def onnx_classifier_parts(path: str | os.PathLike, *, output: "OutputSpec", prep
                           layout: Literal["NCHW", "NHWC"] | None = None, output_name: str | None = None,
                           tolerance: float = DEFAULT_TOLERANCE, seed: int = 0) -> OnnxClassifierParts:
     """Read, convert and check an ONNX image classifier (see :meth:`cfexplain.Classifier.from_onnx`)."""
-    model = load_onnx(path)
-    sig = signature(model)
-    index = _output_index(sig, output_name)
-    layout = _layout(sig, layout)
-    preprocessing = _sized(sig, layout, preprocessing)
+    model, sig, index, layout, preprocessing, _ = read_image_input(path, preprocessing, layout, output_name)
     batch = sig.input_shape[0]
     if batch not in (None, 1):
         raise UnsupportedModelError(f"the ONNX graph's batch size is fixed at {batch}; export it with a dynamic batch "
@@ -135,6 +131,24 @@ def onnx_classifier_parts(path: str | os.PathLike, *, output: "OutputSpec", prep
         graph = _OneByOne(graph)
     module = _ChannelsLast(graph) if layout == "NHWC" else graph
     return OnnxClassifierParts(module, preprocessing, output, layout, check)
+
+
+def read_image_input(path: str | os.PathLike, preprocessing: "Preprocessing", layout: str | None,
+                     output_name: str | None) -> tuple[Any, OnnxSignature, int, Literal["NCHW", "NHWC"],
+                                                       "Preprocessing", str]:
+    """What an ONNX image classifier takes and gives: the loaded model, its signature, the index of
+    the output holding the scores, the input layout, the preprocessing with the graph's input size,
+    and the input's element type (``"float32"``, ``"uint8"`` …)."""
+    model = load_onnx(path)
+    sig = signature(model)
+    index = _output_index(sig, output_name)
+    layout = _layout(sig, layout)
+    preprocessing = _sized(sig, layout, preprocessing)
+    element_type = next(v for v in model.graph.input if v.name == sig.input).type.tensor_type.elem_type
+    if element_type not in _INPUT_TYPES:
+        raise UnsupportedModelError(f"the ONNX graph's input {sig.input!r} has element type {element_type}; "
+                                    f"cfexplain feeds float32, float16, float64 or uint8 images")
+    return model, sig, index, layout, preprocessing, np.dtype(_INPUT_TYPES[element_type]).name
 
 
 def _output_index(sig: OnnxSignature, output_name: str | None) -> int:
@@ -202,10 +216,7 @@ def _check(model: Any, graph: nn.Module, sig: OnnxSignature, index: int, layout:
            preprocessing: "Preprocessing", output: "OutputSpec", tolerance: float, seed: int) -> ConversionCheck:
     """Compare the converted graph with an ONNX runtime on a probe batch; refuse on a mismatch."""
     element_type = next(v for v in model.graph.input if v.name == sig.input).type.tensor_type.elem_type
-    dtype = _INPUT_TYPES.get(element_type)
-    if dtype is None:
-        raise UnsupportedModelError(f"the ONNX graph's input {sig.input!r} has element type {element_type}; "
-                                    f"cfexplain feeds float32, float16, float64 or uint8 images")
+    dtype = _INPUT_TYPES[element_type]
     x = _probe(preprocessing, layout, seed)
     if dtype == np.uint8:
         x = x.round().clamp(0, 255)

@@ -117,14 +117,29 @@ def _attribution(audit: AuditResult) -> str:
     table = audit.table.dropna(subset=["attribution"]).sort_values("attribution", ascending=False)
     if table.empty:
         return '<p class="note">No attribution (the joint search or Integrated Gradients was not run).</p>'
-    error = audit.metrics.get("ig_relative_convergence_delta", float("nan"))
+    method = audit.settings.get("attribution_method") or "integrated_gradients"
+    shapley = method.startswith("shapley")
+    error = audit.metrics.get("shapley_relative_delta" if shapley else "ig_relative_convergence_delta", float("nan"))
     bars = _bars(table)
+    note = f'<p class="note">{html.escape(ATTRIBUTION_METHODS.get(method, method))}.</p>'
     if not error <= IG_TRUSTED_ERROR:
-        return (f'<p class="unfaithful">Attribution not shown: Integrated Gradients\' completeness error is {error:.2f} '
-                f'of the attributed change (trusted up to {IG_TRUSTED_ERROR:g}), so the shares below do not add up '
-                f'to what the edits did. Run the audit with more ig_steps (--ig-steps).</p>'
+        name, remedy = (("the sampled Shapley values' efficiency error", "Audit fewer semantics at once for exact "
+                         "values") if shapley else
+                        ("Integrated Gradients' completeness error", "Run the audit with more ig_steps (--ig-steps)"))
+        return (f'<p class="unfaithful">Attribution not shown: {name} is {error:.2f} of the attributed change (trusted '
+                f'up to {IG_TRUSTED_ERROR:g}), so the shares below do not add up to what the edits did. {remedy}.</p>'
                 f'<details class="untrusted"><summary>show the untrusted shares</summary>{bars}</details>')
-    return bars
+    return note + bars
+
+
+ATTRIBUTION_METHODS = {
+    "integrated_gradients": "Attribution: Integrated Gradients over the joint counterfactual's coefficients",
+    "shapley_exact": "Attribution: exact Shapley values over the semantics (every subset of semantics queried; "
+                     "a black-box audit)",
+    "shapley_sampled": "Attribution: Shapley values over the semantics estimated from random orders (a black-box "
+                       "audit of more semantics than exact values allow)",
+}
+"""How the report names each attribution method."""
 
 
 def _bars(table: pd.DataFrame) -> str:
@@ -242,6 +257,9 @@ def _photos(generator: Generator, section: ReportSection) -> str:
 def _baseline(audit: AuditResult) -> str:
     """The unconstrained latent-gradient control, under the table."""
     if audit.baseline is None or not len(audit.baseline):
+        if audit.settings.get("black_box"):
+            return ('<p class="note baseline">Unconstrained control: not available for a black-box audit (it searches '
+                    'along each face\'s latent gradient, which queries do not give).</p>')
         return ""
     row = audit.baseline.iloc[0]
     return (f'<p class="note baseline">Unconstrained control (each face along its own latent gradient in the whole '

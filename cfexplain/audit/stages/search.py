@@ -43,7 +43,7 @@ class SearchColumns(Stage):
     name = "search"
     title = "searching a counterfactual of every face in every subspace"
     columns = ("flip_rate", "median_min_edit", "sensitivity", "mean_delta_prob", "directions", "specificity",
-               "other_heads_flipped")
+               "other_heads_flipped", "median_queries")
 
     def prepare(self) -> None:
         self.context.explainer.prepare(self.context.names)  # the edit bases' collectives, before the searches
@@ -58,6 +58,10 @@ class SearchColumns(Stage):
         if "other_heads_flipped" in items:
             summary.columns["other_heads_flipped"] = [float(grouped.get_group(s)["other_heads_flipped"].mean())
                                                       for s in names]
+        if "queries" in items:  # a black-box search counted them
+            summary.columns["median_queries"] = [float(grouped.get_group(s)["queries"].median()) for s in names]
+            semantic_items = items[items["subspace"].isin(names)]
+            summary.metrics["median_queries"] = float(semantic_items["queries"].median())
         for name in names:
             rows = grouped.get_group(name).sort_values("face")
             summary.edits[name] = beyond_budget(rows["flipped"].to_numpy(), rows["min_edit"].to_numpy())
