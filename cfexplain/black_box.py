@@ -36,6 +36,7 @@ class QueryFunction:
         batch_size: the most images per call.
         cache: answer repeated images from a cache instead of calling again.
         simplex: the function returns softmax probabilities: each row must sum to one.
+        outputs: the number of scores per image it must return (``None``: not checked here).
 
     Attributes:
         queries: images sent to the function so far; calls: calls made; cache_hits: images
@@ -45,7 +46,8 @@ class QueryFunction:
     differentiable = False
 
     def __init__(self, function: Callable[[np.ndarray], Any], *, layout: Literal["NHWC", "NCHW"] = "NHWC",
-                 dtype: str = "uint8", batch_size: int = 64, cache: bool = True, simplex: bool = False) -> None:
+                 dtype: str = "uint8", batch_size: int = 64, cache: bool = True, simplex: bool = False,
+                 outputs: int | None = None) -> None:
         if not callable(function):
             raise InputError(f"the black-box function must be callable, got {type(function).__name__}")
         if layout not in ("NHWC", "NCHW"):
@@ -55,7 +57,7 @@ class QueryFunction:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         self.function, self.layout, self.dtype, self.batch_size = function, layout, dtype, batch_size
-        self.simplex = simplex
+        self.simplex, self.outputs = simplex, outputs
         self._cache: dict[bytes, np.ndarray] | None = {} if cache else None
         self.queries = self.calls = self.cache_hits = 0
         self.__name__ = getattr(function, "__name__", type(function).__name__)
@@ -103,6 +105,10 @@ class QueryFunction:
         if scores.ndim not in (1, 2) or scores.shape[0] != len(batch):
             raise ModelOutputError(f"the black-box function returned shape {scores.shape} for {len(batch)} images; "
                                    f"expected (N, K) scores, one row per image")
+        columns = 1 if scores.ndim == 1 else scores.shape[1]
+        if self.outputs is not None and columns != self.outputs:
+            raise ModelOutputError(f"the black-box function returned shape {scores.shape}, expected (N, {self.outputs}): "
+                                   f"one score per label")
         if not np.all(np.isfinite(scores)):
             raise ModelOutputError("the black-box function returned NaN or infinite scores")
         if self.simplex and (scores.ndim != 2 or np.any(scores < -1e-6) or np.any(np.abs(scores.sum(axis=1) - 1) > 1e-3)):

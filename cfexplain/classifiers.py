@@ -374,7 +374,8 @@ class Classifier(nn.Module):
         _, run = reference_runner(model)
         function = QueryFunction(lambda x: run(x)[index], layout=layout, dtype=dtype,
                                  batch_size=1 if sig.input_shape[0] == 1 else 64,
-                                 simplex=output.kind == "softmax" and output.scores == "probabilities")
+                                 simplex=output.kind == "softmax" and output.scores == "probabilities",
+                                 outputs=len(output.labels))
         function.__name__ = Path(path).stem
         return cls(function, preprocessing=preprocessing, output=output, name=name or Path(path).stem)
 
@@ -413,13 +414,16 @@ class Classifier(nn.Module):
         """
         from .black_box import QueryFunction
 
+        if output.multi_head:
+            raise InputError("a black-box function returns one array of scores: use OutputSpec.sigmoid for heads")
         if dtype == "uint8" and preprocessing is not None and tuple(preprocessing.value_range) != (0.0, 255.0):
             raise InputError(f"uint8 images hold 0–255 pixels: the preprocessing's value_range must be (0, 255), got "
                              f"{tuple(preprocessing.value_range)} (or declare dtype='float32')")
         if preprocessing is None:
             preprocessing = Preprocessing(value_range=(0.0, 255.0) if dtype == "uint8" else (0.0, 1.0))
         model = QueryFunction(function, layout=layout, dtype=dtype, batch_size=batch_size, cache=cache,
-                              simplex=output.kind == "softmax" and output.scores == "probabilities")
+                              simplex=output.kind == "softmax" and output.scores == "probabilities",
+                              outputs=len(output.labels))
         return cls(model, preprocessing=preprocessing, output=output, name=name or model.__name__)
 
     @classmethod

@@ -199,6 +199,12 @@ def test_audit_of_an_onnx_classifier_equals_its_torchscript_audit(workspace, tmp
     through_onnx, through_torchscript = (AuditResult.load(tmp_path / name / "audit").table for name in ("onnx", "ts"))
     assert list(through_onnx["flip_rate"]) == list(through_torchscript["flip_rate"])
     assert np.allclose(through_onnx["median_min_edit"], through_torchscript["median_min_edit"], rtol=1e-3, equal_nan=True)
+    # --black-box: the file is queried through onnxruntime, the search runs from queries only
+    assert main([*common, "--classifier", str(onnx_file), "--black-box", "--max-queries", "60",
+                 "--out", str(tmp_path / "queried")]) == EXIT_OK
+    queried = AuditResult.load(tmp_path / "queried" / "audit")
+    assert queried.settings["black_box"] and queried.table["median_queries"].le(60).all()
+    assert queried.counterfactuals.table["queries"].le(60).all()
     (tmp_path / "damaged.onnx").write_bytes(onnx_file.read_bytes()[:100])
     assert main([*common, "--classifier", str(tmp_path / "damaged.onnx"), "--out", str(tmp_path / "x")]) == EXIT_USAGE
     assert "ONNX model" in capsys.readouterr().err
