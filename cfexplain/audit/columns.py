@@ -174,9 +174,9 @@ METRICS: tuple[Metric, ...] = (
            "Integrated Gradients' completeness error relative to the attributed change (small = trustworthy "
            f"attributions; above {IG_TRUSTED_ERROR:g} the report flags the attribution)", "joint"),
     Metric("shapley_relative_delta", "attribution error (Shapley efficiency)",
-           "a black-box audit's Shapley values: their sum's difference from the joint change, relative to it (0 "
-           "when exact, up to 8 semantics; the sampling error above; the report flags it above "
-           f"{IG_TRUSTED_ERROR:g})", "joint"),
+           "a black-box audit's Shapley values: their sum's difference from the joint change, relative to it (0 up "
+           "to rounding: exact values and values averaged over orders both add up to the change; a check, which the "
+           f"report flags above {IG_TRUSTED_ERROR:g})", "joint"),
 )
 """The audit's metrics."""
 

@@ -123,8 +123,8 @@ def _attribution(audit: AuditResult) -> str:
     bars = _bars(table)
     note = f'<p class="note">{html.escape(ATTRIBUTION_METHODS.get(method, method))}.</p>'
     if not error <= IG_TRUSTED_ERROR:
-        name, remedy = (("the sampled Shapley values' efficiency error", "Audit fewer semantics at once for exact "
-                         "values") if shapley else
+        name, remedy = (("the Shapley values' efficiency error", "Shapley values add up to the change by "
+                         "construction: please report this audit") if shapley else
                         ("Integrated Gradients' completeness error", "Run the audit with more ig_steps (--ig-steps)"))
         return (f'<p class="unfaithful">Attribution not shown: {name} is {error:.2f} of the attributed change (trusted '
                 f'up to {IG_TRUSTED_ERROR:g}), so the shares below do not add up to what the edits did. {remedy}.</p>'
