@@ -205,6 +205,11 @@ def test_audit_of_an_onnx_classifier_equals_its_torchscript_audit(workspace, tmp
     queried = AuditResult.load(tmp_path / "queried" / "audit")
     assert queried.settings["black_box"] and queried.table["median_queries"].le(60).all()
     assert queried.counterfactuals.table["queries"].le(60).all()
+    explained = ["explain", "--generator", checkpoint, "--subspaces", str(folder / "subspaces"), "--labels", "dark",
+                 "bright", "--faces", "2", "--classifier", str(onnx_file), "--black-box", "--quiet"]
+    assert main([*explained, "--out", str(tmp_path / "explained")]) == EXIT_OK  # no latent-gradient control
+    rows = list(csv.DictReader(open(tmp_path / "explained" / "table.csv")))
+    assert len(rows) == 2 * 2 and all(row["subspace"] != "latent_gradient" and int(row["queries"]) > 0 for row in rows)
     (tmp_path / "damaged.onnx").write_bytes(onnx_file.read_bytes()[:100])
     assert main([*common, "--classifier", str(tmp_path / "damaged.onnx"), "--out", str(tmp_path / "x")]) == EXIT_USAGE
     assert "ONNX model" in capsys.readouterr().err

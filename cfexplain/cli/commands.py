@@ -361,19 +361,22 @@ def _photos(settings: dict[str, Any]) -> Photos | None:
 
 def run_explain(args: argparse.Namespace) -> int:
     """Counterfactuals of faces (generated, or the photos of --images) in every subspace and along
-    the unconstrained latent gradient; saved with their table."""
+    the unconstrained latent gradient (not for a black box, which has no gradient); saved with
+    their table."""
     from ..counterfactual import CounterfactualExplainer
 
     _, generator, classifier, subspaces, settings, out, _ = _audit_inputs(args, "explain")
     explainer = CounterfactualExplainer(generator, classifier, subspaces, **_search_options(settings, args))
+    baseline = not explainer.settings.black_box
     photos = _photos(settings)
     with _keeping_partial_results(args, out / "partial"):
         if photos is not None:
             codes, faces, _ = photos.codes(generator, classifier, subspaces.space, progress=_progress(args))
-            result = explainer.explain(codes, target=_target(settings.get("target")), baseline=True).with_photos(faces)
+            result = explainer.explain(codes, target=_target(settings.get("target")),
+                                       baseline=baseline).with_photos(faces)
         else:
             faces = settings["faces"] if settings.get("faces") is not None else EXPLAIN_FACES
-            result = explainer.explain(faces, target=_target(settings.get("target")), baseline=True)
+            result = explainer.explain(faces, target=_target(settings.get("target")), baseline=baseline)
     _save_counterfactuals(result, out)
     if result.photos is not None:
         _say(args, result.photos.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))

@@ -21,10 +21,10 @@ from itertools import combinations
 
 import torch
 
-from .search import SearchChunk, SearchEnd, _onto_ball
+from .search import BackpropGradients, SearchChunk, SearchEnd, newton_search
 
-__all__ = ["EXACT_SHAPLEY_MAX", "FINITE_DIFFERENCE_STEP", "SAMPLED_SHAPLEY_ORDERS", "finite_difference_search",
-           "shapley_attribution"]
+__all__ = ["EXACT_SHAPLEY_MAX", "FINITE_DIFFERENCE_STEP", "SAMPLED_SHAPLEY_ORDERS", "FiniteDifferences",
+           "finite_difference_search", "shapley_attribution"]
 
 FINITE_DIFFERENCE_STEP = 0.05
 """The forward-difference step, as a fraction of the budget (an RMS image change of 0.01 at the
@@ -55,80 +55,70 @@ def _gaps(chunk: SearchChunk, alpha: torch.Tensor, where: torch.Tensor, batch_si
     return torch.cat(gaps), torch.cat(logits), torch.cat(pixels)
 
 
-def finite_difference_gradient(chunk: SearchChunk, alpha: torch.Tensor, gap: torch.Tensor, idx: torch.Tensor,
-                               widths: torch.Tensor, step: float, batch_size: int) -> torch.Tensor:
-    """Forward-difference ``∇_α gap`` at ``alpha`` (``(len(idx), k)``) of the items ``idx``, whose
-    gaps there are ``gap``: ``width`` queries per item (padding directions stay 0)."""
-    k = alpha.shape[1]
-    grad = torch.zeros_like(alpha)
-    directions = torch.arange(k, device=alpha.device)
-    item, direction = (pairs.reshape(-1) for pairs in torch.meshgrid(torch.arange(len(idx), device=alpha.device),
-                                                                      directions, indexing="ij"))
-    used = direction < widths[idx][item]
-    item, direction = item[used], direction[used]
-    if len(item) == 0:
+class FiniteDifferences(BackpropGradients):
+    """The decision gap's gradient in each item's coefficients by forward differences, one query
+    per direction of the item's subspace (padding directions stay 0), with a budget of
+    ``max_queries`` per item of which ``reserve`` are held back (for the root search).
+
+    Args:
+        chunk: the items.
+        step: the difference step, in the edit unit.
+        max_queries, reserve: the per-item query budget and what is held back.
+        batch_size: images per classifier pass.
+    """
+
+    def __init__(self, chunk: SearchChunk, *, step: float, max_queries: int, reserve: int, batch_size: int) -> None:
+        self.step, self.batch_size = step, batch_size
+        self.spendable = max_queries - reserve
+        self.widths = _widths(chunk)
+        self.queries = torch.zeros(len(chunk), dtype=torch.long, device=chunk.problem.codes.device)
+
+    def start(self, chunk: SearchChunk, gap: torch.Tensor) -> torch.Tensor:
+        n, k = len(chunk), chunk.problem.bases.shape[2]
+        grad = torch.zeros(n, k, device=gap.device, dtype=chunk.problem.codes.dtype)
+        affordable = (self.widths <= self.spendable).nonzero()[:, 0]
+        grad[affordable] = self.at(chunk, torch.zeros_like(grad[affordable]), gap[affordable], affordable)
         return grad
-    points = alpha[item].clone()
-    points[torch.arange(len(item)), direction] += step
-    moved, _, _ = _gaps(chunk, points, idx[item], batch_size)
-    grad[item, direction] = (moved - gap[item]) / step
-    return grad
+
+    def at(self, chunk: SearchChunk, alpha: torch.Tensor, gap: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        k = alpha.shape[1]
+        grad = torch.zeros_like(alpha)
+        item, direction = (pairs.reshape(-1) for pairs in torch.meshgrid(
+            torch.arange(len(idx), device=alpha.device), torch.arange(k, device=alpha.device), indexing="ij"))
+        used = direction < self.widths[idx][item]
+        item, direction = item[used], direction[used]
+        self.queries[idx] += self.widths[idx]
+        if len(item) == 0:
+            return grad
+        points = alpha[item].clone()
+        points[torch.arange(len(item)), direction] += self.step
+        moved, _, _ = _gaps(chunk, points, idx[item], self.batch_size)
+        grad[item, direction] = (moved - gap[item]) / self.step
+        return grad
+
+    def probe(self, chunk: SearchChunk, alpha: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.queries[idx] += 1
+        _, logits, pixels = _gaps(chunk, alpha, idx, self.batch_size)
+        return logits, pixels
+
+    def exhausted(self, idx: torch.Tensor) -> torch.Tensor:
+        """Items that cannot afford one more point and the gradient there."""
+        return self.queries[idx] + self.widths[idx] + 1 > self.spendable
+
+    def spent(self) -> torch.Tensor:
+        return self.queries.cpu()
 
 
 def finite_difference_search(chunk: SearchChunk, *, budget: float, margin: float, steps: int, patience: int,
                              max_queries: int, reserve: int, batch_size: int,
                              step: float | None = None) -> SearchEnd:
-    """Newton steps inside each item's subspace with forward-difference gradients (module
-    docstring): the rules of :func:`~cfexplain.counterfactual.search.newton_search`, plus a query
-    budget of ``max_queries`` per item of which ``reserve`` are held back for the root search.
-    ``step`` defaults to :data:`FINITE_DIFFERENCE_STEP` × ``budget``. The end's ``queries`` count
-    the queries spent."""
-    n, k = len(chunk), chunk.problem.bases.shape[2]
-    like = chunk.problem.codes
-    step = FINITE_DIFFERENCE_STEP * budget if step is None else step
-    widths = _widths(chunk)
-    everyone = torch.arange(n, device=like.device)
-    alpha = torch.zeros(n, k, device=like.device, dtype=like.dtype)
-    steps_taken = torch.zeros(n, dtype=torch.long, device=like.device)
-    queries = torch.zeros(n, dtype=torch.long, device=like.device)
-    logits = chunk.problem.original_logits[chunk.faces].clone()
-    pixels = torch.zeros(n, 2, device=like.device, dtype=like.dtype)
-    gap = chunk.gap(logits)
-    spendable = max_queries - reserve
-    affordable = widths <= spendable
-    grad = torch.zeros_like(alpha)
-    first = everyone[affordable]
-    grad[first] = finite_difference_gradient(chunk, alpha[first], gap[first], first, widths, step, batch_size)
-    queries[first] += widths[first]
-    start_grad = grad.clone()
-    best, stalled = gap.clone(), torch.zeros(n, dtype=torch.long, device=like.device)
-    active = (gap < 0) & affordable & (queries + 1 <= spendable)
-    for iteration in range(1, steps + 1):
-        idx = active.nonzero()[:, 0]
-        if len(idx) == 0:
-            break
-        g = grad[idx]
-        delta = g * ((2 * margin - gap[idx]) / g.square().sum(dim=1).clamp_min(1e-20))[:, None]
-        alpha[idx] = _onto_ball(alpha[idx] + _onto_ball(delta, budget), budget)
-        steps_taken[idx] = iteration
-        gap[idx], logits[idx], pixels[idx] = _gaps(chunk, alpha[idx], idx, batch_size)
-        queries[idx] += 1
-        improved = gap[idx] > best[idx] + 0.01 * margin
-        stalled[idx] = torch.where(improved, torch.zeros_like(stalled[idx]), stalled[idx] + 1)
-        best[idx] = torch.maximum(best[idx], gap[idx])
-        out_of_queries = queries[idx] + widths[idx] + 1 > spendable
-        stop = (gap[idx] >= 0) | (stalled[idx] >= patience) | out_of_queries
-        active[idx[stop]] = False
-        going = idx[~stop]
-        if len(going) and iteration < steps:
-            grad[going] = finite_difference_gradient(chunk, alpha[going], gap[going], going, widths, step, batch_size)
-            queries[going] += widths[going]
-            g, a = grad[going], alpha[going]
-            on_sphere = a.norm(dim=1) >= budget * (1 - 1e-4)
-            reachable = gap[going] + budget * g.norm(dim=1) - (g * a).sum(dim=1)
-            active[going[on_sphere & (reachable < 0) & (stalled[going] > 0)]] = False
-    return SearchEnd(alpha, steps_taken.cpu(), logits, (start_grad * alpha).sum(dim=1), pixels, start_grad.norm(dim=1),
-                     queries.cpu())
+    """:func:`~cfexplain.counterfactual.search.newton_search` with :class:`FiniteDifferences`
+    gradients (module docstring): a budget of ``max_queries`` queries per item, ``reserve`` held
+    back for the root search, differences of ``step`` (default :data:`FINITE_DIFFERENCE_STEP` ×
+    ``budget``). The end's ``queries`` count the queries spent."""
+    gradients = FiniteDifferences(chunk, step=FINITE_DIFFERENCE_STEP * budget if step is None else step,
+                                  max_queries=max_queries, reserve=reserve, batch_size=batch_size)
+    return newton_search(chunk, budget=budget, margin=margin, steps=steps, patience=patience, gradients=gradients)
 
 
 def _shapley_weights(count: int) -> list[float]:

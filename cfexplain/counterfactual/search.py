@@ -27,7 +27,8 @@ import torch
 
 from .targets import TargetSpec, decision_gap, search_loss
 
-__all__ = ["SearchProblem", "SearchChunk", "SearchEnd", "Crossing", "newton_search", "adam_search", "minimal_edit"]
+__all__ = ["SearchProblem", "SearchChunk", "SearchEnd", "Crossing", "BackpropGradients", "newton_search", "adam_search",
+           "minimal_edit"]
 
 BOUNDARY_RTOL = 0.02
 """The minimal-edit search stops once the crossing is estimated within this fraction of ``t``."""
@@ -168,15 +169,47 @@ def _onto_ball(alpha: torch.Tensor, budget: float) -> torch.Tensor:
     return torch.where(norm > budget, alpha * (budget / norm), alpha)
 
 
-def newton_search(chunk: SearchChunk, *, budget: float, margin: float, steps: int, patience: int) -> SearchEnd:
+class BackpropGradients:
+    """The decision gap's gradient in each item's coefficients by backpropagation: what
+    :func:`newton_search` uses unless told otherwise. Its evaluations are not counted."""
+
+    def start(self, chunk: SearchChunk, gap: torch.Tensor) -> torch.Tensor:
+        """``∇_α gap`` at ``α = 0`` for every item (:meth:`SearchChunk.start_gradient`)."""
+        return chunk.start_gradient()
+
+    def at(self, chunk: SearchChunk, alpha: torch.Tensor, gap: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """``∇_α gap`` at ``alpha`` for the items ``idx`` (whose gaps there are ``gap``)."""
+        a = alpha.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(chunk.gap(chunk.logits(a, idx), idx).sum(), a)
+        return grad
+
+    def probe(self, chunk: SearchChunk, alpha: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and image change at ``alpha`` for the items ``idx``."""
+        return chunk.probe(alpha, idx)
+
+    def exhausted(self, idx: torch.Tensor) -> torch.Tensor:
+        """Which of the items ``idx`` cannot afford another step (none: backpropagation is not rationed)."""
+        return torch.zeros(len(idx), dtype=torch.bool, device=idx.device)
+
+    def spent(self) -> torch.Tensor | None:
+        """Classifier queries spent per item (``None``: not counted)."""
+        return None
+
+
+def newton_search(chunk: SearchChunk, *, budget: float, margin: float, steps: int, patience: int,
+                  gradients: BackpropGradients | None = None) -> SearchEnd:
     """Linearised-gap (DeepFool) steps inside each item's subspace, projected onto the budget ball.
 
     Each step goes to where the linearised gap reaches ``2·margin`` by the smallest change of the
     coefficients (capped at the budget). An item stops once it has crossed the boundary, after
-    ``patience`` steps without its gap improving by 1 % of the margin, or once it sits on the
+    ``patience`` steps without its gap improving by 1 % of the margin, once it sits on the
     budget sphere, stalled, and even the linearised gap cannot reach the boundary anywhere in the
-    budget ball. The first gradient is shared by every subspace of a face.
+    budget ball, or once ``gradients`` says it cannot afford another step. The gradients come
+    from ``gradients`` (default :class:`BackpropGradients`, whose first gradient is shared by
+    every subspace of a face; :class:`~cfexplain.counterfactual.queries.FiniteDifferences`
+    estimates them from queries).
     """
+    gradients = gradients or BackpropGradients()
     n, k = len(chunk), chunk.problem.bases.shape[2]
     like = chunk.problem.codes
     alpha = torch.zeros(n, k, device=like.device, dtype=like.dtype)
@@ -184,10 +217,10 @@ def newton_search(chunk: SearchChunk, *, budget: float, margin: float, steps: in
     logits = chunk.problem.original_logits[chunk.faces].clone()
     pixels = torch.zeros(n, 2, device=like.device, dtype=like.dtype)
     gap = chunk.gap(logits)
-    grad = chunk.start_gradient()
+    grad = gradients.start(chunk, gap)
     start_grad = grad.clone()
     best, stalled = gap.clone(), torch.zeros(n, dtype=torch.long, device=like.device)
-    active = gap < 0
+    active = (gap < 0) & ~gradients.exhausted(torch.arange(n, device=like.device))
     for step in range(1, steps + 1):
         idx = active.nonzero()[:, 0]
         if len(idx) == 0:
@@ -196,24 +229,24 @@ def newton_search(chunk: SearchChunk, *, budget: float, margin: float, steps: in
         delta = g * ((2 * margin - gap[idx]) / g.square().sum(dim=1).clamp_min(1e-20))[:, None]
         alpha[idx] = _onto_ball(alpha[idx] + _onto_ball(delta, budget), budget)
         steps_taken[idx] = step
-        logits[idx], pixels[idx] = chunk.probe(alpha[idx], idx)
+        logits[idx], pixels[idx] = gradients.probe(chunk, alpha[idx], idx)
         gap[idx] = chunk.gap(logits[idx], idx)
         improved = gap[idx] > best[idx] + 0.01 * margin
         stalled[idx] = torch.where(improved, torch.zeros_like(stalled[idx]), stalled[idx] + 1)
         best[idx] = torch.maximum(best[idx], gap[idx])
-        stop = (gap[idx] >= 0) | (stalled[idx] >= patience)
+        stop = (gap[idx] >= 0) | (stalled[idx] >= patience) | gradients.exhausted(idx)
         active[idx[stop]] = False
         going = idx[~stop]
         if len(going) and step < steps:
-            a = alpha[going].clone().requires_grad_(True)
-            (grad[going],) = torch.autograd.grad(chunk.gap(chunk.logits(a, going), going).sum(), a)
+            grad[going] = gradients.at(chunk, alpha[going], gap[going], going)
             # Give up on items that stalled at the budget and whose linearised gap cannot reach
             # the boundary anywhere on the budget ball: max_{‖α'‖ ≤ B} gap + ∇gapᵀ(α' − α) < 0.
             g, a = grad[going], alpha[going]
             on_sphere = a.norm(dim=1) >= budget * (1 - 1e-4)
             reachable = gap[going] + budget * g.norm(dim=1) - (g * a).sum(dim=1)
             active[going[on_sphere & (reachable < 0) & (stalled[going] > 0)]] = False
-    return SearchEnd(alpha, steps_taken.cpu(), logits, (start_grad * alpha).sum(dim=1), pixels, start_grad.norm(dim=1))
+    return SearchEnd(alpha, steps_taken.cpu(), logits, (start_grad * alpha).sum(dim=1), pixels, start_grad.norm(dim=1),
+                     gradients.spent())
 
 
 def adam_search(chunk: SearchChunk, *, budget: float, margin: float, loss: str, beta: float, lr: float, steps: int,
