@@ -207,13 +207,14 @@ def setting():
     return planted_rule_setting()
 
 
-@pytest.mark.parametrize("name", ["residual_bn", "keras_nhwc_0_255"])
+@pytest.mark.parametrize("name", list(NETS))
 def test_an_audit_through_the_onnx_file_equals_the_audit_in_torch(exported, setting, name):
     generator, _planted, subspaces, semantics = setting
     model, path = exported[name]
     _make, _shape, _options, preprocessing, output, _layout = NETS[name]
+    target = ("smile", "flip") if output.kind == "sigmoid" else "flip"
     options = dict(faces=3, seed=2, unit="latent", budget=4.0, semantics=semantics, joint=False, controls=0,
-                   progress=False)
+                   progress=False, target=target)
     through_onnx = audit(generator, Classifier.from_onnx(path, output=output, preprocessing=preprocessing),
                          subspaces, **options).to_dataframe().set_index("semantic")
     in_torch = audit(generator, _torch_classifier(name, model), subspaces, **options).to_dataframe().set_index("semantic")
@@ -327,6 +328,22 @@ OPERATOR_CASES = {
                                                  helper.make_node("Dropout", ["i"], ["d"]),
                                                  helper.make_node("Tanh", ["d"], ["h"]),
                                                  helper.make_node("Sigmoid", ["h"], ["y"])], {}, 17),
+    "normalisations": ([helper.make_node("InstanceNormalization", ["x", "s", "b"], ["i"], epsilon=1e-3),
+                        helper.make_node("LayerNormalization", ["i", "g", "h"], ["y"], axis=-2)],
+                       {"s": _weights(3), "b": _weights(3, seed=1), "g": _weights(8, 8, seed=2),
+                        "h": _weights(8, 8, seed=3)}, 17),
+    "activations_elu_selu_softplus_gelu": ([helper.make_node("Elu", ["x"], ["e"], alpha=0.7),
+                                            helper.make_node("Selu", ["e"], ["s"]),
+                                            helper.make_node("Softplus", ["s"], ["p"]),
+                                            helper.make_node("Gelu", ["p"], ["y"], approximate="tanh")], {}, 20),
+    "variadic_and_unary": ([helper.make_node("Abs", ["x"], ["a"]), helper.make_node("Log", ["a"], ["l"]),
+                            helper.make_node("Reciprocal", ["a"], ["r"]), helper.make_node("Max", ["x", "l", "c"], ["m"]),
+                            helper.make_node("Min", ["m", "r"], ["n"]), helper.make_node("Sum", ["n", "x", "c"], ["t"]),
+                            helper.make_node("Mean", ["t", "m"], ["y"])], {"c": _weights(3, 1, 1)}, 17),
+    "where_and_comparisons": ([helper.make_node("Greater", ["x", "c"], ["g"]), helper.make_node("Less", ["x", "d"], ["l"]),
+                               helper.make_node("Equal", ["g", "l"], ["e"]), helper.make_node("Neg", ["x"], ["n"]),
+                               helper.make_node("Where", ["e", "x", "n"], ["y"])],
+                              {"c": np.array(0.2, np.float32), "d": np.array(-0.3, np.float32)}, 17),
     "upsample_opset_9": ([helper.make_node("Upsample", ["x", "scales"], ["y"], mode="nearest")],
                          {"scales": np.array([1, 1, 2, 3], np.float32)}, 9),
 }

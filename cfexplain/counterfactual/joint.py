@@ -46,8 +46,9 @@ class JointResult:
             change, summing to 1) averaged with the face's absolute change as weight, so that a
             face whose edit barely moves the decision cannot swamp the mean (NaN without
             attribution, or when nothing flipped).
-        metrics: ``joint_validity``, ``joint_sparsity``, ``joint_median_min_edit``,
-            ``ig_relative_convergence_delta``.
+        metrics: ``joint_validity``, ``joint_sparsity``, ``joint_median_min_edit``, and the
+            attribution's check: ``ig_relative_convergence_delta`` (Integrated Gradients) or
+            ``shapley_relative_delta`` (a black box's Shapley values).
     """
 
     table: pd.DataFrame
@@ -201,18 +202,17 @@ def summarise_joint(table: pd.DataFrame, names: Sequence[str]) -> tuple[dict[str
     or of several over disjoint faces, concatenated)."""
     flipped = table["flipped"].to_numpy(dtype=bool)
     shares = {name: float("nan") for name in names}
-    errors = {"ig_delta": float("nan"), "shapley_delta": float("nan")}
+    delta = "shapley_delta" if "shapley_delta" in table else "ig_delta"  # the attribution's own check
+    error = float("nan")
     if "gap_change" in table:
         change = table["gap_change"].to_numpy()
         weight = np.abs(change[flipped]).sum()  # only counterfactuals: a failed edit's attributions mean nothing
         if weight > 1e-12:  # each face's shares weighted by its decision change: Σ_f sign(c_f) a_fs / Σ_f |c_f|
             shares = {name: float((np.sign(change) * table[f"attribution:{name}"].to_numpy())[flipped].sum() / weight)
                       for name in names}
-        for delta in errors.keys() & set(table.columns):
-            errors[delta] = float(np.abs(table[delta].to_numpy()).mean() / max(np.abs(change).mean(), 1e-12))
+        error = float(np.abs(table[delta].to_numpy()).mean() / max(np.abs(change).mean(), 1e-12))
     metrics = {"joint_validity": float(flipped.mean()),
                "joint_sparsity": float(table["sparsity"].to_numpy()[flipped].mean()) if flipped.any() else float("nan"),
                "joint_median_min_edit": float(np.nanmedian(table["min_edit"])) if flipped.any() else float("nan"),
-               "ig_relative_convergence_delta": errors["ig_delta"],
-               "shapley_relative_delta": errors["shapley_delta"]}
+               "shapley_relative_delta" if delta == "shapley_delta" else "ig_relative_convergence_delta": error}
     return shares, metrics

@@ -280,6 +280,30 @@ def _same(op: str) -> Handler:
     return handler
 
 
+def _elu(c: _Converter, node: Any, attrs: dict[str, Any]) -> None:
+    c.emit("elu", _inputs(node, 1), node.output[0], {"alpha": float(attrs.get("alpha", 1.0))})
+
+
+def _selu(c: _Converter, node: Any, attrs: dict[str, Any]) -> None:
+    c.emit("selu", _inputs(node, 1), node.output[0], {"alpha": float(attrs.get("alpha", 1.6732632423543772)),
+                                                       "gamma": float(attrs.get("gamma", 1.0507009873554805))})
+
+
+def _gelu(c: _Converter, node: Any, attrs: dict[str, Any]) -> None:
+    c.emit("gelu", _inputs(node, 1), node.output[0], {"approximate": attrs.get("approximate", "none")})
+
+
+def _layer_norm(c: _Converter, node: Any, attrs: dict[str, Any]) -> None:
+    if any(node.output[1:]) or attrs.get("stash_type", 1) != 1:
+        raise _refuse(node, "the mean and inverse-deviation outputs and stash types other than float are not supported")
+    c.emit("layer_norm", _inputs(node, 3), node.output[0],
+           {"axis": int(attrs.get("axis", -1)), "epsilon": float(attrs.get("epsilon", 1e-5))})
+
+
+def _instance_norm(c: _Converter, node: Any, attrs: dict[str, Any]) -> None:
+    c.emit("instance_norm", _inputs(node, 3), node.output[0], {"epsilon": float(attrs.get("epsilon", 1e-5))})
+
+
 def _leaky_relu(c: _Converter, node: Any, attrs: dict[str, Any]) -> None:
     c.emit("leaky_relu", _inputs(node, 1), node.output[0], {"alpha": float(attrs.get("alpha", 0.01))})
 
@@ -503,6 +527,11 @@ _HANDLERS: dict[str, Handler] = {
     "ReduceMax": _reduce("reduce_max", 18),
     "Shape": _shape, "Gather": _gather, "Cast": _cast, "Slice": _slice, "ConstantOfShape": _constant_of_shape,
     "Expand": _same("expand"), "Constant": _constant, "Identity": _identity, "Dropout": _identity,
+    "Abs": _same("abs"), "Log": _same("log"), "Reciprocal": _same("reciprocal"), "Max": _same("maximum"),
+    "Min": _same("minimum"), "Sum": _same("sum"), "Mean": _same("mean"), "Where": _same("where"),
+    "Equal": _same("equal"), "Greater": _same("greater"), "Less": _same("less"), "Elu": _elu, "Selu": _selu,
+    "Softplus": _same("softplus"), "Gelu": _gelu, "LayerNormalization": _layer_norm,
+    "InstanceNormalization": _instance_norm,
 }
 
 SUPPORTED_OPERATORS: tuple[str, ...] = tuple(sorted(_HANDLERS))

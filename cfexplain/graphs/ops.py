@@ -226,6 +226,33 @@ def _reduce(name: str) -> Callable[..., torch.Tensor]:
     return reduce
 
 
+def _layer_norm(x, scale, bias=None, *, axis=-1, epsilon=1e-5):
+    """ONNX LayerNormalization: normalise over the dimensions from ``axis`` on."""
+    dims = tuple(range(axis % x.ndim, x.ndim))
+    mean = x.mean(dim=dims, keepdim=True)
+    variance = (x - mean).square().mean(dim=dims, keepdim=True)
+    y = (x - mean) / torch.sqrt(variance + epsilon) * scale
+    return y if bias is None else y + bias
+
+
+def _instance_norm(x, scale, bias, *, epsilon=1e-5):
+    """ONNX InstanceNormalization: each image's channels normalised over their pixels."""
+    dims = tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mean = x.mean(dim=dims, keepdim=True)
+    variance = (x - mean).square().mean(dim=dims, keepdim=True)
+    return (x - mean) / torch.sqrt(variance + epsilon) * scale.reshape(shape) + bias.reshape(shape)
+
+
+def _variadic(combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, mean: bool = False):
+    def op(*xs):
+        result = xs[0]
+        for x in xs[1:]:
+            result = combine(result, x)
+        return result / len(xs) if mean else result
+    return op
+
+
 def _expand(x, shape):
     return torch.broadcast_to(x, torch.broadcast_shapes(tuple(x.shape), tuple(_ints(shape))))
 
@@ -301,6 +328,24 @@ OPS: Mapping[str, Callable[..., torch.Tensor]] = {
     "neg": torch.neg,
     "erf": torch.erf,
     "matmul": torch.matmul,
+    "abs": torch.abs,
+    "log": torch.log,
+    "reciprocal": torch.reciprocal,
+    "maximum": _variadic(torch.maximum),
+    "minimum": _variadic(torch.minimum),
+    "sum": _variadic(torch.add),
+    "mean": _variadic(torch.add, mean=True),
+    "where": torch.where,
+    "equal": torch.eq,
+    "greater": torch.gt,
+    "less": torch.lt,
+    "elu": lambda x, alpha=1.0: F.elu(x, alpha),
+    "selu": lambda x, alpha=1.6732632423543772, gamma=1.0507009873554805: gamma * torch.where(
+        x > 0, x, alpha * (torch.exp(x) - 1)),
+    "softplus": F.softplus,
+    "gelu": lambda x, approximate="none": F.gelu(x, approximate=approximate),
+    "layer_norm": _layer_norm,
+    "instance_norm": _instance_norm,
     "relu": F.relu,
     "relu6": lambda x: F.hardtanh(x, 0.0, 6.0),
     "leaky_relu": lambda x, alpha=0.01: F.leaky_relu(x, alpha),
