@@ -562,6 +562,15 @@ class _GroupedLogits(nn.Module):
         super().__init__()
         self.inner, self.members = inner, members
 
+    @property
+    def differentiable(self) -> bool:
+        """A grouping of a black box is a black box."""
+        return self.inner.differentiable
+
+    @property
+    def queries(self) -> int | None:
+        return self.inner.queries
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.inner.logits(images)
         return torch.stack([logits[:, group].logsumexp(dim=1) for group in self.members], dim=1)

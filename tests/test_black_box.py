@@ -133,6 +133,8 @@ def test_query_function_checks_batches_and_caches():
     again = classifier.probabilities(images[:4])  # the same images: answered from the cache
     assert calls == [3, 3, 1] and classifier.queries == 7 and classifier._function.cache_hits == 4
     torch.testing.assert_close(again, first[:4])
+    grouped = classifier.grouped({"dark": ["dark"], "bright": ["bright"]})
+    assert not grouped.differentiable and grouped.queries == classifier.queries  # a grouped black box is one too
     # float NCHW in [0, 1]
     seen = {}
 
