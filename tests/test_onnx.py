@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,6 +201,30 @@ def test_exported_nets_equal_onnxruntime_and_torch(exported, name):
     images.requires_grad_(True)
     classifier.logits(images)[:, 0].sum().backward()
     assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+DYNAMO_EXPORTS = Path(__file__).parent / "fixtures" / "onnx"
+
+
+@pytest.mark.parametrize("name", [n for n in NETS if n != "residual_folded_batch_of_one"])
+def test_nets_from_torchs_dynamo_exporter_equal_onnxruntime(name):
+    """The same nets as torch.onnx.export(dynamo=True) writes them (torch's default exporter since
+    2.9; committed by tools/export_dynamo_onnx.py, since it needs onnxscript)."""
+    path = DYNAMO_EXPORTS / f"dynamo_{name}.onnx"
+    _make, shape, _options, preprocessing, output, layout = NETS[name]
+    classifier = Classifier.from_onnx(path, output=output, preprocessing=preprocessing)
+    assert classifier.conversion_check.max_difference <= classifier.conversion_check.allowed
+    size = shape[2:] if layout == "NCHW" else shape[1:3]
+    assert classifier.preprocessing.size == tuple(size)
+    images = (torch.rand(5, 3, *size, generator=torch.Generator().manual_seed(3)) * 2 - 1).requires_grad_(True)
+    x = classifier.preprocessing(images.detach())
+    feed = (x.permute(0, 2, 3, 1) if layout == "NHWC" else x).numpy()
+    runtime = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"]).run(None, {"x": feed})[0]
+    if name == "mobilenet":
+        runtime = torch.from_numpy(runtime).softmax(dim=1).numpy()
+    np.testing.assert_allclose(classifier.probabilities(images).detach().numpy(), runtime, atol=2e-6)
+    classifier.logits(images)[:, 0].sum().backward()  # one batch of five: the batch is dynamic, and gradients flow
+    assert images.grad.abs().sum() > 0
 
 
 @pytest.fixture(scope="module")
