@@ -486,3 +486,42 @@ def test_without_onnxruntime_the_check_uses_the_onnx_reference_evaluator(tmp_pat
     classifier = Classifier.from_onnx(_save(tmp_path, _tiny()), output=OutputSpec.softmax(["a", "b"]))
     assert "reference evaluator" in classifier.conversion_check.reference
     assert classifier.conversion_check.max_difference <= classifier.conversion_check.allowed
+
+
+def test_external_weights_half_precision_and_uint8_inputs(tmp_path):
+    """Weights in a file of their own, a float16 graph (run in float32, checked within the
+    tolerance), and a graph taking uint8 pixels (cast inside), also queried as a black box."""
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(8, 2))
+    torch.manual_seed(0)
+    model = onnx.load_from_string(_export(net, (1, 3, 32, 32)))
+    spec = OutputSpec.softmax(["a", "b"])
+    onnx.save(onnx.load_from_string(model.SerializeToString()), str(tmp_path / "external.onnx"),  # a copy: the
+              save_as_external_data=True, location="external.data", size_threshold=0)  # save moves its weights out
+    assert (tmp_path / "external.data").is_file()
+    assert Classifier.from_onnx(tmp_path / "external.onnx", output=spec).conversion_check.max_difference < 1e-6
+    (tmp_path / "external.data").unlink()
+    with pytest.raises(CorruptCheckpointError, match="not a readable ONNX model"):
+        Classifier.from_onnx(tmp_path / "external.onnx", output=spec)
+    half = onnx.load_from_string(model.SerializeToString())
+    for initializer in half.graph.initializer:
+        initializer.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(initializer).astype(np.float16),
+                                                     initializer.name))
+    half.graph.input[0].type.tensor_type.elem_type = half.graph.output[0].type.tensor_type.elem_type = TensorProto.FLOAT16
+    check = Classifier.from_onnx(_save(tmp_path, half, "half.onnx"), output=spec).conversion_check
+    assert 0 < check.max_difference <= check.allowed  # float16 rounding, within the tolerance
+    graph = model.graph
+    for node in graph.node:
+        node.input[:] = ["scaled" if name == "x" else name for name in node.input]
+    cast = [helper.make_node("Cast", ["x"], ["pixels"], to=TensorProto.FLOAT),
+            helper.make_node("Constant", [], ["full"], value_float=255.0),
+            helper.make_node("Div", ["pixels", "full"], ["scaled"])]
+    pixels = helper.make_model(helper.make_graph(
+        cast + list(graph.node), "uint8", [helper.make_tensor_value_info("x", TensorProto.UINT8, ["n", 3, 32, 32])],
+        list(graph.output), list(graph.initializer)), opset_imports=model.opset_import)
+    path = _save(tmp_path, pixels, "uint8.onnx")
+    converted = Classifier.from_onnx(path, output=spec, preprocessing=Preprocessing(value_range=(0, 255)))
+    queried = Classifier.from_onnx(path, output=spec, preprocessing=Preprocessing(value_range=(0, 255)), black_box=True)
+    images = torch.rand(3, 3, 32, 32) * 2 - 1
+    assert converted.differentiable and not queried.differentiable
+    torch.testing.assert_close(queried.probabilities(images), converted.probabilities(images), atol=1e-4, rtol=1e-3)
