@@ -4,10 +4,10 @@ the same model."""
 
 from __future__ import annotations
 
-import io
+import json
 import math
-import warnings
 
+import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -43,7 +43,7 @@ def _left_redness_function():
 OPTIONS = dict(faces=8, seed=1, unit="latent", budget=4.0, progress=False)
 
 
-def test_a_black_box_audit_agrees_with_the_gradient_audit(setting):
+def test_a_black_box_audit_agrees_with_the_gradient_audit(setting, tmp_path):
     generator, classifier, subspaces, semantics = setting
     black_box = Classifier.from_function(_left_redness_function(),
                                          output=OutputSpec.softmax(["blue", "red"], scores="probabilities"))
@@ -69,8 +69,12 @@ def test_a_black_box_audit_agrees_with_the_gradient_audit(setting):
     assert (queried.joint["attribution_queries"] == 3).all()
     # the latent-gradient control needs gradients: not run, and the report says so
     assert len(gradient.baseline) == 1 and len(queried.baseline) == 0 and queried.settings["black_box"]
-    from cfexplain.report.html import _baseline
-    assert "not available for a black-box audit" in _baseline(queried)
+    from cfexplain.report import ReportSection, load_results_schema, write_report
+
+    paths = write_report(tmp_path, generator, subspaces, [ReportSection("left redness, queried", queried, black_box)])
+    page = paths["report"].read_text()
+    assert "not available for a black-box audit" in page and "exact Shapley values" in page and ">queries<" in page
+    jsonschema.validate(json.loads(paths["results"].read_text()), load_results_schema())
     assert black_box.queries > 0 and black_box._function.cache_hits > 0  # repeated images were not sent again
 
 
