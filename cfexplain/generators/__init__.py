@@ -1,9 +1,10 @@
-"""Generators: the protocol, the StyleGAN2 network, wrappers and checkpoint readers."""
+"""Generators: the protocol, the StyleGAN2 and StyleGAN3 networks, wrappers and checkpoint readers."""
 
 from .base import Generator, NoiseMode, Seed
 from .channel_styles import ChannelStyleGenerator, ChannelStyleLayer, ChannelStyleLayout
 from .checkpoints import load_generator
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator, StyleLayer, StyleLayout
+from .stylegan3 import StyleGAN3Config, StyleGAN3Generator
 from .wrapped import ModuleGenerator
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "Seed",
     "StyleGAN2Config",
     "StyleGAN2Generator",
+    "StyleGAN3Config",
+    "StyleGAN3Generator",
     "StyleLayer",
     "StyleLayout",
     "load_generator",

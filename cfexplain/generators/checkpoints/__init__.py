@@ -34,10 +34,10 @@ from ...errors import (
     describe_exception,
 )
 from ..base import Generator
-from ..stylegan2 import StyleGAN2Generator
 from ._canonical import ConfigHints, build_generator
 from ._safe_pickle import safe_load_pickle
 from .nvlabs import is_nvlabs, read_nvlabs
+from .nvlabs_stylegan3 import build_stylegan3, is_nvlabs_stylegan3, read_nvlabs_stylegan3
 from .rosinality import is_rosinality_state, read_rosinality
 from .tensorflow import is_tensorflow, read_tensorflow
 
@@ -99,6 +99,7 @@ FORMATS: list[CheckpointFormat] = [
                      read_rosinality, build_generator),
     CheckpointFormat("state_dict", "torch", lambda obj: isinstance(obj, dict) and "mapping.fc0.weight" in obj,
                      lambda obj: (dict(obj), ConfigHints()), build_generator),
+    CheckpointFormat("nvlabs-stylegan3", "pickle", is_nvlabs_stylegan3, read_nvlabs_stylegan3, build_stylegan3),
     CheckpointFormat("nvlabs", "pickle", is_nvlabs, read_nvlabs, build_generator),
     CheckpointFormat("tensorflow", "pickle", is_tensorflow, read_tensorflow, build_generator),
 ]
@@ -128,13 +129,14 @@ def _read(path: Path) -> tuple[CheckpointFormat, dict, Any]:
 
 
 def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu",
-                   sha256: str | None = None) -> StyleGAN2Generator:
-    """Load a StyleGAN2 generator from a checkpoint file of any supported format.
+                   sha256: str | None = None) -> Generator:
+    """Load a StyleGAN2 or StyleGAN3 generator from a checkpoint file of any supported format.
 
     The format and the network configuration (resolution, latent sizes, mapping depth, channels)
     are read from the file; nothing is passed by hand. Pickles are read without running any code
     from them. For NVlabs pickles the moving-average generator ``G_ema`` is used, for TensorFlow
-    pickles ``Gs``, for rosinality files ``g_ema``.
+    pickles ``Gs``, for rosinality files ``g_ema``. NVlabs StyleGAN3 pickles
+    (``stylegan3-{t,r}-*.pkl``) give a :class:`~cfexplain.generators.StyleGAN3Generator`.
 
     Args:
         path: the checkpoint file.
@@ -148,7 +150,8 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu
     instead of drawing NaN faces later.
 
     Returns:
-        A :class:`~cfexplain.generators.StyleGAN2Generator` in eval mode with frozen weights;
+        A :class:`~cfexplain.generators.StyleGAN2Generator` (or ``StyleGAN3Generator``) in eval
+        mode with frozen weights;
         ``provenance`` holds the path, the file's sha256 and the detected format.
 
     Raises:
@@ -157,7 +160,8 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu
         UnsafeCheckpointError: a pickle asks for a global outside the allow-list.
         CorruptCheckpointError: truncated or damaged file, non-finite weights or probe image, or
             a sha256 other than the pinned one.
-        UnsupportedModelError: StyleGAN3, conditional or non-"skip" generators.
+        UnsupportedModelError: conditional or non-"skip" generators, StyleGAN3 state dicts without
+            their pickle's configuration.
         ShapeError: weights whose shapes do not fit a StyleGAN2 network.
 
     Example:

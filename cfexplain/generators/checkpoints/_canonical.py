@@ -65,8 +65,8 @@ def fir_taps_from_kernel(kernel: torch.Tensor) -> tuple[float, ...]:
 def _detect_unsupported(state: Mapping[str, torch.Tensor], hints: ConfigHints) -> None:
     if any(k.startswith("synthesis.input.") or re.match(r"^synthesis\.L\d+_", k) for k in state):
         raise UnsupportedModelError(
-            "this is a StyleGAN3 generator; cfexplain supports StyleGAN2 generators only "
-            "(StyleGAN3's alias-free synthesis network has a different structure)"
+            "this is a StyleGAN3 state dict without its configuration: cfexplain reads StyleGAN3 generators "
+            "from NVlabs pickles (stylegan3-*.pkl), whose constructor kwargs give the network's schedule"
         )
     if (hints.c_dim or 0) > 0 or "mapping.embed.weight" in state:
         raise UnsupportedModelError(

@@ -1,0 +1,85 @@
+"""NVlabs StyleGAN3 pickles (``stylegan3-{t,r}-*.pkl``): the same snapshot dict and persistent
+objects as StyleGAN2's (:mod:`.nvlabs`), a generator whose synthesis network has an ``input``
+stage and ``L{i}_{size}_{channels}`` layers.
+
+The configuration comes from the constructor kwargs (``_init_kwargs``) and StyleGAN3's defaults;
+the layer names the pickle records must be the ones the paper's schedule gives for it, so a file
+whose kwargs and layers disagree is refused instead of built wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import torch
+
+from ..._state_dict import check_state_shapes
+from ...errors import CorruptCheckpointError, ShapeError, UnsupportedModelError
+from ..stylegan3 import StyleGAN3Config, StyleGAN3Generator
+from ._safe_pickle import PersistentObject
+from .nvlabs import _flatten, _select_generator, is_nvlabs
+
+__all__ = ["build_stylegan3", "is_nvlabs_stylegan3", "read_nvlabs_stylegan3"]
+
+
+def _network(obj: Any) -> Any:
+    return obj if isinstance(obj, PersistentObject) else obj.get("G_ema") or obj.get("G")
+
+
+def is_nvlabs_stylegan3(obj: Any) -> bool:
+    """Whether an unpickled NVlabs object holds a StyleGAN3 generator (a synthesis ``input`` stage)."""
+    if not is_nvlabs(obj):
+        return False
+    network = _network(obj)
+    modules = network.state.get("_modules") if isinstance(network, PersistentObject) else None
+    synthesis = modules.get("synthesis") if isinstance(modules, Mapping) else None
+    if not isinstance(synthesis, PersistentObject):
+        return False
+    children = synthesis.state.get("_modules")
+    return isinstance(children, Mapping) and "input" in children
+
+
+def read_nvlabs_stylegan3(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The generator's state dict, and its constructor kwargs and recorded layer names."""
+    network = _select_generator(obj)
+    state: dict[str, torch.Tensor] = {}
+    _flatten(network, "", state)
+    kwargs = network.state.get("_init_kwargs") or {}
+    if not isinstance(kwargs, Mapping):
+        raise CorruptCheckpointError(f"the generator's _init_kwargs is a {type(kwargs).__name__}, expected a dict")
+    synthesis = network.state["_modules"]["synthesis"]
+    names = synthesis.state.get("layer_names")
+    return state, {"kwargs": dict(kwargs), "layer_names": list(names) if isinstance(names, (list, tuple)) else None}
+
+
+def build_stylegan3(state: MutableMapping[str, torch.Tensor], hints: Mapping[str, Any], *, provenance: dict[str, str],
+                    device: torch.device | str = "cpu") -> StyleGAN3Generator:
+    """A :class:`StyleGAN3Generator` from a StyleGAN3 pickle's state and hints.
+
+    Raises:
+        UnsupportedModelError: a conditional generator.
+        CorruptCheckpointError: kwargs that do not give the recorded layers, or bad kwargs.
+        ShapeError: weights that do not fit the configured network.
+    """
+    kwargs = hints["kwargs"]
+    if int(kwargs.get("c_dim") or 0) > 0 or "mapping.embed.weight" in state:
+        raise UnsupportedModelError("this is a conditional (class-label) StyleGAN3 generator; cfexplain supports "
+                                    "unconditional generators only")
+    try:
+        config = StyleGAN3Config.from_kwargs(kwargs)
+    except (TypeError, ValueError) as exc:
+        raise CorruptCheckpointError(f"the StyleGAN3 constructor kwargs do not make a network: {exc}") from exc
+    generator = StyleGAN3Generator(config)
+    recorded = hints.get("layer_names")
+    if recorded is not None and list(recorded) != generator.synthesis.layer_names:
+        raise CorruptCheckpointError(f"the pickle's layers {recorded} are not the ones its kwargs give "
+                                     f"{generator.synthesis.layer_names}")
+    try:
+        check_state_shapes(generator, state)
+    except ShapeError as exc:
+        raise ShapeError(f"{exc} (configuration from the kwargs: {config})") from None
+    generator.load_state_dict({k: v.detach().to(torch.float32) for k, v in state.items()})
+    generator.requires_grad_(False).eval()
+    generator.provenance = provenance
+    return generator.to(device)
