@@ -216,34 +216,57 @@ def _zero_insert(x: torch.Tensor, dim: int, factor: int) -> torch.Tensor:
     return x.reshape(shape)
 
 
-def _filter_1d(x: torch.Tensor, taps: torch.Tensor, dim: int) -> torch.Tensor:
-    """Convolve every channel along one spatial ``dim`` (2 or 3) with ``taps`` ('valid')."""
-    channels = x.shape[1]
-    kernel = taps.flip(0).to(x.dtype)
-    weight = kernel.reshape(1, 1, -1, 1) if dim == 2 else kernel.reshape(1, 1, 1, -1)
-    return F.conv2d(x, weight.expand(channels, 1, *weight.shape[2:]), groups=channels)
+def _depthwise(taps: torch.Tensor, dim: int, channels: int, dtype: torch.dtype) -> torch.Tensor:
+    """``taps`` as a depthwise kernel along spatial ``dim`` (2: rows, 3: columns)."""
+    kernel = taps.to(dtype).reshape(1, 1, -1, 1) if dim == 2 else taps.to(dtype).reshape(1, 1, 1, -1)
+    return kernel.expand(channels, 1, *kernel.shape[2:])
+
+
+def _stride(dim: int, factor: int) -> tuple[int, int]:
+    return (factor, 1) if dim == 2 else (1, factor)
+
+
+def _upsample_1d(x: torch.Tensor, taps: torch.Tensor, dim: int, up: int, before: int, after: int) -> torch.Tensor:
+    """Zero insertion by ``up``, padding (``before``, ``after``; negative crops) and convolution
+    with ``taps`` along ``dim``, as one transposed convolution: the zeros are never multiplied."""
+    length, size = taps.shape[0], x.shape[dim]
+    full = F.conv_transpose2d(x, _depthwise(taps, dim, x.shape[1], x.dtype), stride=_stride(dim, up),
+                              groups=x.shape[1])  # the full convolution of the zero-inserted signal
+    start = length - 1 - before  # the 'valid' window of the padded signal, in the full convolution
+    count = size * up + before + after - length + 1
+    return _crop_or_pad(full, dim, -start, start + count - full.shape[dim])
+
+
+def _downsample_1d(x: torch.Tensor, taps: torch.Tensor, dim: int, down: int) -> torch.Tensor:
+    """Convolution with ``taps`` along ``dim`` ('valid'), keeping every ``down``-th output only."""
+    return F.conv2d(x, _depthwise(taps.flip(0), dim, x.shape[1], x.dtype), stride=_stride(dim, down),
+                    groups=x.shape[1])
 
 
 def upfirdn(x: torch.Tensor, taps: torch.Tensor | None, *, up: int = 1, down: int = 1,
             padding: Sequence[int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
     """Up-sample by zero insertion, pad or crop by ``padding`` (left, right, top, bottom), filter
-    (separable 1-D ``taps`` on both axes, or a 2-D kernel), scale by ``gain``, decimate."""
+    (separable 1-D ``taps`` on both axes, or a 2-D kernel), scale by ``gain``, decimate. Separable
+    filters run as strided 1-D passes (transposed for up-sampling), so that neither the inserted
+    zeros nor the dropped outputs cost multiplications."""
     left, right, top, bottom = padding
     if taps is None:
         x = _crop_or_pad(_crop_or_pad(_zero_insert(_zero_insert(x, 2, up), 3, up), 3, left, right), 2, top, bottom)
         return (x * gain if gain != 1 else x)[:, :, ::down, ::down]
     if taps.ndim == 1:
+        taps = taps * math.sqrt(gain)
         for dim, (before, after) in ((3, (left, right)), (2, (top, bottom))):
-            x = _crop_or_pad(_zero_insert(x, dim, up), dim, before, after)
-            x = _filter_1d(x, taps * math.sqrt(gain), dim)
-            if down > 1:
-                x = x[:, :, ::down] if dim == 2 else x[:, :, :, ::down]
+            if up > 1:
+                x = _upsample_1d(x, taps, dim, up, before, after)
+                if down > 1:
+                    x = x[:, :, ::down] if dim == 2 else x[:, :, :, ::down]
+            else:
+                x = _downsample_1d(_crop_or_pad(x, dim, before, after), taps, dim, down)
         return x
     x = _zero_insert(_zero_insert(x, 2, up), 3, up)
     x = _crop_or_pad(_crop_or_pad(x, 3, left, right), 2, top, bottom)
     kernel = (taps.flip([0, 1]) * gain).to(x.dtype)
-    x = F.conv2d(x, kernel[None, None].expand(x.shape[1], 1, *kernel.shape), groups=x.shape[1])
-    return x[:, :, ::down, ::down]
+    return F.conv2d(x, kernel[None, None].expand(x.shape[1], 1, *kernel.shape), stride=down, groups=x.shape[1])
 
 
 # --------------------------------------------------------------------------- the network
