@@ -114,6 +114,9 @@ def test_a_random_configuration_of_another_shape():
                                               [math.sin(angle), math.cos(angle), 0.0], [0.0, 0.0, 1.0]]))
         rotated = generator.synthesize(z, space="z")
     assert not torch.allclose(before, rotated, atol=1e-3)
+    for space in ("w", "w+", "s"):  # codes drawn in fixed blocks: a shard's faces are the same bits
+        assert torch.equal(generator.sample(18, space=space, seed=4)[16:], generator.sample(2, space=space, seed=4,
+                                                                                           start=16))
     with pytest.raises(InputError, match="no intermediate RGB"):
         generator.synthesize(z, space="z", resolution=32)
     with pytest.raises(InputError, match="3×3"):

@@ -338,14 +338,15 @@ class AliasFreeLayer(nn.Module):
         else:  # pre-normalised for range; demodulation cancels any per-image scale of the styles
             weight = weight * weight.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()
             styles = styles * styles.square().mean(dim=1, keepdim=True).rsqrt()
-        n = x.shape[0]
-        w = weight[None] * styles[:, None, :, None, None]
+        # the styles scale the input channels and demodulation the output channels of one convolution
+        # shared by the batch (the same as convolving with per-image modulated weights): no
+        # per-image weights, and each image's result does not depend on the batch around it
+        gain = self.magnitude_ema.to(x.dtype).rsqrt()
+        y = F.conv2d(x * (styles * gain)[:, :, None, None], weight, padding=plan.conv_kernel - 1)
         if not plan.is_torgb:
-            w = w * (w.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8).rsqrt()
-        w = w * self.magnitude_ema.to(x.dtype).rsqrt()
-        k = plan.conv_kernel
-        y = F.conv2d(x.reshape(1, -1, *x.shape[2:]), w.reshape(-1, *weight.shape[1:]), padding=k - 1, groups=n)
-        y = y.reshape(n, -1, *y.shape[2:]) + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
+            demodulation = (styles.square() @ weight.square().sum(dim=(2, 3)).t() + 1e-8).rsqrt()
+            y = y * demodulation[:, :, None, None]
+        y = y + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
         y = upfirdn(y, self.up_filter, up=plan.up_factor, padding=plan.padding, gain=plan.up_factor ** 2)
         if not plan.is_torgb:
             y = F.leaky_relu(y, LRELU_SLOPE) * LRELU_GAIN
