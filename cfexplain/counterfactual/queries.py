@@ -149,8 +149,9 @@ def shapley_attribution(chunk: SearchChunk, alpha: torch.Tensor, groups: torch.T
         coalitions = list(dict.fromkeys(frozenset(order[:m]) for order in orders for m in range(1, count + 1)))
     value = {frozenset(): torch.zeros(n, device=device, dtype=alpha.dtype)}
     everyone = torch.arange(n, device=device)
-    for part in range(0, len(coalitions), max(1, batch_size // max(n, 1))):
-        batch = coalitions[part:part + max(1, batch_size // max(n, 1))]
+    per_pass = max(1, batch_size // max(n, 1))  # coalitions whose images fill one batch
+    for part in range(0, len(coalitions), per_pass):
+        batch = coalitions[part:part + per_pass]
         masks = torch.stack([members[sorted(c)].any(dim=0) for c in batch]).to(alpha.dtype)  # (b, K)
         points = (alpha[None] * masks[:, None]).reshape(-1, alpha.shape[1])
         where = everyone.repeat(len(batch))

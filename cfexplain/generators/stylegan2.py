@@ -22,6 +22,7 @@ The numbers that matter, where they act:
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -527,34 +528,24 @@ MAX_AVERAGE_RATIO = 100.0
 """How many times farther from zero than any mapped ``w`` the stored ``w_avg`` may lie."""
 
 
-class StyleGAN2Generator(Generator):
-    """StyleGAN2 generator with the latent spaces ``z → w → w+ → s``.
+class MappedStyleGenerator(Generator):
+    """The latent chain StyleGAN families share: ``z → w → w+ → s``.
 
     * ``"z"``: ``(N, z_dim)`` Gaussian input of the mapping network;
-    * ``"w"``: ``(N, w_dim)`` mapping output, broadcast to every layer;
+    * ``"w"``: ``(N, w_dim)`` mapping output, broadcast to every W+ slot;
     * ``"w+"``: ``(N, num_ws, w_dim)``, one ``w`` per W+ slot;
-    * ``"s"``: ``(N, style_layout.total)``, StyleSpace: every layer's affine output, ToRGB
-      included, laid out as :attr:`style_layout` says.
+    * ``"s"``: ``(N, style_layout.total)``, StyleSpace: every layer's affine output, laid out as
+      :attr:`style_layout` says.
 
-    Build one from a checkpoint with :func:`cfexplain.load_generator`, or with random weights
-    from a :class:`StyleGAN2Config` (useful for tests and benchmarks).
-
-    Args:
-        config: the network's hyper-parameters.
-        seed: seed of the random initial weights (the NVlabs initialisation: unit Gaussian
-            weights, affine biases 1, zero noise strengths).
+    A family sets ``config`` (with ``resolution``, ``z_dim``, ``w_dim``, ``num_ws``), ``mapping``
+    (a :class:`MappingNetwork`) and ``style_layout``, and implements :meth:`styles_from_ws` and
+    ``generate``.
     """
 
     spaces = ("z", "w", "w+", "s")
     default_space = "w+"
-
-    def __init__(self, config: StyleGAN2Config, *, seed: Seed = 0) -> None:
-        super().__init__()
-        rng = make_rng(seed)
-        self.config = config
-        self.mapping = MappingNetwork(config, rng)
-        self.synthesis = SynthesisNetwork(config, rng)
-        self.style_layout = build_style_layout(config)
+    face_framing = "ffhq"
+    discovery_space = "w"
 
     @property
     def resolution(self) -> int:
@@ -598,6 +589,41 @@ class StyleGAN2Generator(Generator):
             x = torch.cat(self.styles_from_ws(x), dim=1)
         return x
 
+    @abc.abstractmethod
+    def styles_from_ws(self, ws: torch.Tensor) -> list[torch.Tensor]:
+        """Per-layer styles ``[(N, size_l)]`` of W+ codes, in :attr:`style_layout` order."""
+
+    def inversion_space(self, space: str) -> str:
+        """Photos are inverted in ``w+`` for StyleSpace codes (then converted), else in ``space``."""
+        return "w+" if space == "s" else space
+
+
+class StyleGAN2Generator(MappedStyleGenerator):
+    """StyleGAN2 generator with the latent spaces ``z → w → w+ → s``.
+
+    * ``"z"``: ``(N, z_dim)`` Gaussian input of the mapping network;
+    * ``"w"``: ``(N, w_dim)`` mapping output, broadcast to every layer;
+    * ``"w+"``: ``(N, num_ws, w_dim)``, one ``w`` per W+ slot;
+    * ``"s"``: ``(N, style_layout.total)``, StyleSpace: every layer's affine output, ToRGB
+      included, laid out as :attr:`style_layout` says.
+
+    Build one from a checkpoint with :func:`cfexplain.load_generator`, or with random weights
+    from a :class:`StyleGAN2Config` (useful for tests and benchmarks).
+
+    Args:
+        config: the network's hyper-parameters.
+        seed: seed of the random initial weights (the NVlabs initialisation: unit Gaussian
+            weights, affine biases 1, zero noise strengths).
+    """
+
+    def __init__(self, config: StyleGAN2Config, *, seed: Seed = 0) -> None:
+        super().__init__()
+        rng = make_rng(seed)
+        self.config = config
+        self.mapping = MappingNetwork(config, rng)
+        self.synthesis = SynthesisNetwork(config, rng)
+        self.style_layout = build_style_layout(config)
+
     def styles_from_ws(self, ws: torch.Tensor, resolution: int | None = None) -> list[torch.Tensor]:
         """Per-layer styles ``[(N, size_l)]`` for W+ codes, up to block ``resolution``."""
         layers = self.synthesis.modulated_layers(resolution)
@@ -619,13 +645,6 @@ class StyleGAN2Generator(Generator):
             ws = self.convert(codes, space, "w+")
             styles = self.styles_from_ws(ws, resolution)
         return self.synthesis(styles, noise_mode, noise_rng, resolution, noise)
-
-    face_framing = "ffhq"
-    discovery_space = "w"
-
-    def inversion_space(self, space: str) -> str:
-        """Photos are inverted in ``w+`` for StyleSpace codes (then converted), else in ``space``."""
-        return "w+" if space == "s" else space
 
     def noise_maps(self) -> list[torch.Tensor]:
         return [layer.noise_const for layer in self.synthesis.modulated_layers() if isinstance(layer, ModulatedConv)]

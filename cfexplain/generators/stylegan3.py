@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from .base import Generator, NoiseMode, Seed, make_rng
-from .stylegan2 import EqualizedLinear, StyleLayer, StyleLayout
+from .base import NoiseMode, Seed, make_rng
+from .stylegan2 import EqualizedLinear, MappedStyleGenerator, MappingNetwork, StyleLayer, StyleLayout
 
 __all__ = ["StyleGAN3Config", "LayerPlan", "layer_plan", "lowpass_filter", "StyleGAN3Generator"]
 
@@ -81,6 +81,11 @@ class StyleGAN3Config:
     def num_ws(self) -> int:
         """W+ slots: one for the input stage and one per layer."""
         return self.num_layers + 2
+
+    @property
+    def mapping_features(self) -> int:
+        """The mapping network's hidden width: ``w_dim`` (what :class:`MappingNetwork` reads)."""
+        return self.w_dim
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "StyleGAN3Config":
@@ -316,7 +321,7 @@ class FourierInput(nn.Module):
 class AliasFreeLayer(nn.Module):
     """One synthesis layer: modulated convolution, then the filtered leaky ReLU (module docstring)."""
 
-    def __init__(self, plan: LayerPlan, w_dim: int, conv_clamp: float | None, use_radial: bool,
+    def __init__(self, plan: LayerPlan, w_dim: int, conv_clamp: float | None,
                  rng: torch.Generator | None = None) -> None:
         super().__init__()
         self.plan, self.conv_clamp = plan, conv_clamp
@@ -365,12 +370,15 @@ class StyleGAN3Synthesis(nn.Module):
                                   stage["bandwidth"], rng)
         self.layer_names = [plan.name for plan in plans]
         for plan in plans:
-            self.add_module(plan.name, AliasFreeLayer(plan, config.w_dim, config.conv_clamp,
-                                                      config.use_radial_filters, rng))
+            self.add_module(plan.name, AliasFreeLayer(plan, config.w_dim, config.conv_clamp, rng))
         self.output_scale = config.output_scale
 
     def layers(self) -> list[AliasFreeLayer]:
         return [getattr(self, name) for name in self.layer_names]
+
+    def affines(self) -> list[EqualizedLinear]:
+        """The affines that make the styles from ``w``: the input stage's, then each layer's."""
+        return [self.input.affine] + [layer.affine for layer in self.layers()]
 
     def forward(self, styles: Sequence[torch.Tensor]) -> torch.Tensor:
         """Images from per-layer styles: ``styles[0]`` the input stage's 4, then one per layer."""
@@ -378,29 +386,6 @@ class StyleGAN3Synthesis(nn.Module):
         for layer, layer_styles in zip(self.layers(), styles[1:]):
             x = layer(x, layer_styles)
         return x * self.output_scale
-
-
-class _Mapping(nn.Module):
-    """``z → w``: second-moment normalisation, then ``mapping_layers`` equalised FC layers; holds
-    ``w_avg`` for truncation."""
-
-    def __init__(self, config: StyleGAN3Config, rng: torch.Generator | None = None) -> None:
-        super().__init__()
-        dims = [config.z_dim] + [config.w_dim] * config.mapping_layers
-        self.layer_names = [f"fc{i}" for i in range(config.mapping_layers)]
-        for name, d_in, d_out in zip(self.layer_names, dims[:-1], dims[1:]):
-            self.add_module(name, EqualizedLinear(d_in, d_out, lr_multiplier=config.mapping_lr_multiplier,
-                                                  activation=True, rng=rng))
-        self.register_buffer("w_avg", torch.zeros(config.w_dim))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
-        for name in self.layer_names:
-            x = getattr(self, name)(x)
-        return x
-
-    def truncate(self, w: torch.Tensor, psi: float) -> torch.Tensor:
-        return w if psi == 1.0 else self.w_avg + psi * (w - self.w_avg)
 
 
 def build_style_layout(synthesis: StyleGAN3Synthesis) -> StyleLayout:
@@ -413,34 +398,20 @@ def build_style_layout(synthesis: StyleGAN3Synthesis) -> StyleLayout:
     return StyleLayout(tuple(layers))
 
 
-class StyleGAN3Generator(Generator):
+class StyleGAN3Generator(MappedStyleGenerator):
     """StyleGAN3 generator with the latent spaces ``z → w → w+ → s`` (module docstring).
 
     Build one from a checkpoint with :func:`cfexplain.load_generator`, or with random weights from
     a :class:`StyleGAN3Config`.
     """
 
-    spaces = ("z", "w", "w+", "s")
-    default_space = "w+"
-    face_framing = "ffhq"
-    discovery_space = "w"
-
     def __init__(self, config: StyleGAN3Config, *, seed: Seed = 0) -> None:
         super().__init__()
         rng = make_rng(seed)
         self.config = config
-        self.mapping = _Mapping(config, rng)
+        self.mapping = MappingNetwork(config, rng)
         self.synthesis = StyleGAN3Synthesis(config, rng)
         self.style_layout = build_style_layout(self.synthesis)
-
-    @property
-    def resolution(self) -> int:
-        return self.config.resolution
-
-    @property
-    def num_ws(self) -> int:
-        """Number of W+ slots (the input stage's and one per layer)."""
-        return self.config.num_ws
 
     @property
     def transform(self) -> torch.Tensor:
@@ -456,30 +427,9 @@ class StyleGAN3Generator(Generator):
             raise InputError(f"the transform must be a finite 3×3 matrix, got shape {tuple(matrix.shape)}")
         self.synthesis.input.transform.copy_(matrix)
 
-    def latent_shape(self, space: str) -> tuple[int, ...]:
-        self.check_space(space)
-        c = self.config
-        return {"z": (c.z_dim,), "w": (c.w_dim,), "w+": (c.num_ws, c.w_dim), "s": (self.style_layout.total,)}[space]
-
-    def convert(self, codes: torch.Tensor, src: str, dst: str, *, truncation: float = 1.0) -> torch.Tensor:
-        """Convert codes forward along ``z → w → w+ → s`` (truncation applies from ``z``)."""
-        self.check_conversion(src, dst, truncation)
-        if truncation != 1.0 and (src != "z" or dst == "z"):
-            raise InputError(f"truncation applies when mapping z to w; it cannot be applied converting {src!r} to "
-                             f"{dst!r}")
-        x = codes
-        if src == "z" and dst != "z":
-            x = self.mapping.truncate(self.mapping(x), truncation)
-        if src in ("z", "w") and dst in ("w+", "s"):
-            x = x.unsqueeze(1).repeat(1, self.num_ws, 1)
-        if dst == "s" and src != "s":
-            x = torch.cat(self.styles_from_ws(x), dim=1)
-        return x
-
     def styles_from_ws(self, ws: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer styles for W+ codes: the input stage's 4, then each layer's."""
-        affines = [self.synthesis.input.affine] + [layer.affine for layer in self.synthesis.layers()]
-        return [affine(ws[:, entry.ws_index]) for affine, entry in zip(affines, self.style_layout)]
+        return [affine(ws[:, entry.ws_index]) for affine, entry in zip(self.synthesis.affines(), self.style_layout)]
 
     def generate(self, codes: torch.Tensor, space: str, noise_mode: NoiseMode, noise_seed: Seed | None,
                  resolution: int | None, noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
@@ -489,13 +439,8 @@ class StyleGAN3Generator(Generator):
             styles = self.styles_from_ws(self.convert(codes, space, "w+"))
         return self.synthesis(styles)
 
-    def inversion_space(self, space: str) -> str:
-        """Photos are inverted in ``w+`` for StyleSpace codes (then converted), else in ``space``."""
-        return "w+" if space == "s" else space
-
     def style_weights(self) -> dict[str, torch.Tensor]:
-        affines = [self.synthesis.input.affine] + [layer.affine for layer in self.synthesis.layers()]
-        return {entry.name: affine.weight for entry, affine in zip(self.style_layout, affines)}
+        return {entry.name: affine.weight for entry, affine in zip(self.style_layout, self.synthesis.affines())}
 
     def check_resolution(self, resolution: int) -> None:
         raise InputError("StyleGAN3 has no intermediate RGB outputs: early exit (resolution=) is not available; "

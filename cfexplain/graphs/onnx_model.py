@@ -110,13 +110,13 @@ def onnx_classifier_parts(path: str | os.PathLike, *, output: "OutputSpec", prep
                           layout: Literal["NCHW", "NHWC"] | None = None, output_name: str | None = None,
                           tolerance: float = DEFAULT_TOLERANCE, seed: int = 0) -> OnnxClassifierParts:
     """Read, convert and check an ONNX image classifier (see :meth:`cfexplain.Classifier.from_onnx`)."""
-    model, sig, index, layout, preprocessing, _ = read_image_input(path, preprocessing, layout, output_name)
+    model, sig, index, layout, preprocessing, dtype = read_image_input(path, preprocessing, layout, output_name)
     batch = sig.input_shape[0]
     if batch not in (None, 1):
         raise UnsupportedModelError(f"the ONNX graph's batch size is fixed at {batch}; export it with a dynamic batch "
                                     f"size (or a batch of 1)")
     full = convert_onnx(model, outputs=[sig.outputs[index]])
-    check = _check(model, full, sig, index, layout, preprocessing, output, tolerance, seed)
+    check = _check(model, full, sig, index, layout, preprocessing, output, dtype, tolerance, seed)
     activation = sig.activations[index]
     take_off = activation is not None and not output.multi_head and (
         (activation[0] in ("Softmax", "LogSoftmax") and output.kind == "softmax")
@@ -213,12 +213,12 @@ def _probe(preprocessing: "Preprocessing", layout: str, seed: int, count: int = 
 
 
 def _check(model: Any, graph: nn.Module, sig: OnnxSignature, index: int, layout: str,
-           preprocessing: "Preprocessing", output: "OutputSpec", tolerance: float, seed: int) -> ConversionCheck:
-    """Compare the converted graph with an ONNX runtime on a probe batch; refuse on a mismatch."""
-    element_type = next(v for v in model.graph.input if v.name == sig.input).type.tensor_type.elem_type
-    dtype = _INPUT_TYPES[element_type]
+           preprocessing: "Preprocessing", output: "OutputSpec", dtype: str, tolerance: float,
+           seed: int) -> ConversionCheck:
+    """Compare the converted graph with an ONNX runtime on a probe batch of the input's ``dtype``;
+    refuse on a mismatch."""
     x = _probe(preprocessing, layout, seed)
-    if dtype == np.uint8:
+    if dtype == "uint8":
         x = x.round().clamp(0, 255)
     reference, run = reference_runner(model)
     feeds = [x[i:i + 1] for i in range(len(x))] if sig.input_shape[0] == 1 else [x]

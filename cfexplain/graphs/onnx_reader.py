@@ -175,8 +175,8 @@ class _Converter:
         nodes = _needed(self.nodes, wanted)
         used = {v for node in nodes for v in node.inputs} | set(wanted)
         constants = {name: value for name, value in self.constants.items() if name in used}
-        graph_inputs = [i.name for i in self.graph.input if i.name not in self.constants and i.name not in
-                        {init.name for init in self.graph.initializer}]
+        initializers = {init.name for init in self.graph.initializer}
+        graph_inputs = [i.name for i in self.graph.input if i.name not in initializers]
         return GraphModule(nodes, constants, graph_inputs, wanted)
 
     # ------------------------------------------------------------------ helpers for the handlers

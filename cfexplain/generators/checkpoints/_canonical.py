@@ -15,12 +15,13 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from ...errors import CorruptCheckpointError, ShapeError, UnsupportedModelError
 from ..._state_dict import check_state_shapes
 from ..stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
-__all__ = ["ConfigHints", "build_generator", "fir_taps_from_kernel", "W_AVG_SAMPLES"]
+__all__ = ["ConfigHints", "build_generator", "fir_taps_from_kernel", "load_weights", "W_AVG_SAMPLES"]
 
 W_AVG_SAMPLES = 10_000
 """Samples used to estimate ``w_avg`` for checkpoints that do not store it."""
@@ -130,6 +131,17 @@ def _infer_config(state: Mapping[str, torch.Tensor], hints: ConfigHints) -> Styl
     return config
 
 
+def load_weights(generator: nn.Module, state: Mapping[str, torch.Tensor], *, configuration: str) -> None:
+    """Load ``state`` (as float32) into ``generator`` exactly and freeze it in eval mode; a
+    mismatch is a :class:`~cfexplain.errors.ShapeError` naming ``configuration``."""
+    try:
+        check_state_shapes(generator, state)
+    except ShapeError as exc:
+        raise ShapeError(f"{exc} ({configuration})") from None
+    generator.load_state_dict({k: v.detach().to(torch.float32) for k, v in state.items()})
+    generator.requires_grad_(False).eval()
+
+
 def build_generator(
     state: MutableMapping[str, torch.Tensor],
     hints: ConfigHints,
@@ -159,12 +171,7 @@ def build_generator(
     has_w_avg = "mapping.w_avg" in state
     if not has_w_avg:
         state["mapping.w_avg"] = torch.zeros(config.w_dim)
-    try:
-        check_state_shapes(generator, state)
-    except ShapeError as exc:
-        raise ShapeError(f"{exc} (inferred configuration: {config})") from None
-    generator.load_state_dict({k: v.detach().to(torch.float32) for k, v in state.items()})
-    generator.requires_grad_(False).eval()
+    load_weights(generator, state, configuration=f"inferred configuration: {config}")
     if not has_w_avg:
         warnings.warn(
             f"the checkpoint stores no average w; estimating it from {W_AVG_SAMPLES} samples (seed 0)",

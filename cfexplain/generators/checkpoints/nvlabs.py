@@ -20,7 +20,7 @@ from ...errors import CorruptCheckpointError, UnknownCheckpointFormatError
 from ._canonical import ConfigHints
 from ._safe_pickle import PersistentObject
 
-__all__ = ["is_nvlabs", "read_nvlabs"]
+__all__ = ["is_nvlabs", "read_generator", "read_nvlabs"]
 
 
 def is_nvlabs(obj: Any) -> bool:
@@ -85,12 +85,19 @@ def _hints(kwargs: Mapping[str, Any]) -> ConfigHints:
     )
 
 
-def read_nvlabs(obj: Any) -> tuple[dict[str, torch.Tensor], ConfigHints]:
-    """The generator's canonical state dict and configuration hints from an NVlabs pickle."""
+def read_generator(obj: Any) -> tuple[PersistentObject, dict[str, torch.Tensor], Mapping[str, Any]]:
+    """An NVlabs pickle's generator (``G_ema`` unless missing), its flattened state dict and its
+    constructor kwargs: what the readers of every NVlabs family start from."""
     network = _select_generator(obj)
     state: dict[str, torch.Tensor] = {}
     _flatten(network, "", state)
     kwargs = network.state.get("_init_kwargs") or {}
     if not isinstance(kwargs, Mapping):
         raise CorruptCheckpointError(f"the generator's _init_kwargs is a {type(kwargs).__name__}, expected a dict")
+    return network, state, kwargs
+
+
+def read_nvlabs(obj: Any) -> tuple[dict[str, torch.Tensor], ConfigHints]:
+    """The generator's canonical state dict and configuration hints from an NVlabs pickle."""
+    _, state, kwargs = read_generator(obj)
     return state, _hints(kwargs)

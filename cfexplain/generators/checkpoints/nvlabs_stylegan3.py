@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from ..._state_dict import check_state_shapes
-from ...errors import CorruptCheckpointError, ShapeError, UnsupportedModelError
+from ...errors import CorruptCheckpointError, UnsupportedModelError
 from ..stylegan3 import StyleGAN3Config, StyleGAN3Generator
+from ._canonical import load_weights
 from ._safe_pickle import PersistentObject
-from .nvlabs import _flatten, _select_generator, is_nvlabs
+from .nvlabs import is_nvlabs, read_generator
 
 __all__ = ["build_stylegan3", "is_nvlabs_stylegan3", "read_nvlabs_stylegan3"]
 
@@ -42,12 +42,7 @@ def is_nvlabs_stylegan3(obj: Any) -> bool:
 
 def read_nvlabs_stylegan3(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The generator's state dict, and its constructor kwargs and recorded layer names."""
-    network = _select_generator(obj)
-    state: dict[str, torch.Tensor] = {}
-    _flatten(network, "", state)
-    kwargs = network.state.get("_init_kwargs") or {}
-    if not isinstance(kwargs, Mapping):
-        raise CorruptCheckpointError(f"the generator's _init_kwargs is a {type(kwargs).__name__}, expected a dict")
+    network, state, kwargs = read_generator(obj)
     synthesis = network.state["_modules"]["synthesis"]
     names = synthesis.state.get("layer_names")
     return state, {"kwargs": dict(kwargs), "layer_names": list(names) if isinstance(names, (list, tuple)) else None}
@@ -75,11 +70,6 @@ def build_stylegan3(state: MutableMapping[str, torch.Tensor], hints: Mapping[str
     if recorded is not None and list(recorded) != generator.synthesis.layer_names:
         raise CorruptCheckpointError(f"the pickle's layers {recorded} are not the ones its kwargs give "
                                      f"{generator.synthesis.layer_names}")
-    try:
-        check_state_shapes(generator, state)
-    except ShapeError as exc:
-        raise ShapeError(f"{exc} (configuration from the kwargs: {config})") from None
-    generator.load_state_dict({k: v.detach().to(torch.float32) for k, v in state.items()})
-    generator.requires_grad_(False).eval()
+    load_weights(generator, state, configuration=f"configuration from the kwargs: {config}")
     generator.provenance = provenance
     return generator.to(device)
