@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from cfexplain.audit import audit
-from cfexplain.counterfactual import CounterfactualExplainer, edit_basis, image_metric
+from cfexplain.counterfactual import CounterfactualExplainer, edit_bases, edit_basis, image_metric
 from cfexplain.criteria import RegionPixels
+from cfexplain.distributed import SINGLE_PROCESS
 from cfexplain.errors import InputError, ShapeError
 from cfexplain.generators import ChannelStyleGenerator
 from cfexplain.subspaces import (LowSpecificityWarning, Semantic, Subspace, SubspaceSet, learn_subspaces,
@@ -174,6 +175,30 @@ def test_a_scaled_basis_is_measured_once_per_generator_until_its_weights_change(
         next(itertools.chain(generator.parameters(), generator.buffers())).mul_(2.0)  # changed in place: measured again
     changed = edit_basis(generator, subspace, "image", image_samples=4)
     assert len(calls) == 3 and not torch.allclose(changed, first)
+
+
+def test_subspaces_measured_together_project_the_whole_space_metric(monkeypatch):
+    """Subspaces with more directions than the space has dimensions: one whole-space measurement
+    (D directions), projected, gives what measuring each subspace gives."""
+    from cfexplain.audit.stages.control import random_subspaces
+    from cfexplain.counterfactual import units
+
+    generator, _, subspaces, _ = planted_rule_setting()
+    drawn = random_subspaces(subspaces, list(subspaces), count=5, seed=0)  # 5 × 3 directions > D = 12
+    assert sum(s.dim for s in drawn.values()) > generator.latent_dim("z")
+    one_by_one = [units._scaled_basis(generator, s, "image", 2000, 4, 12, SINGLE_PROCESS) for s in drawn.values()]
+    calls = []
+    measure = units.image_metric
+    monkeypatch.setattr(units, "image_metric", lambda g, d, *a, **k: calls.append(d.shape) or measure(g, d, *a, **k))
+    together = edit_bases(generator, list(drawn.values()), "image", image_samples=4, seed=12)
+    assert calls == [(12, 12)]
+    again = edit_bases(generator, list(drawn.values()), "image", image_samples=4, seed=12)
+    assert len(calls) == 1 and all(torch.equal(a, b) for a, b in zip(together, again))
+    for single, joint in zip(one_by_one, together):
+        torch.testing.assert_close(joint, single, rtol=1e-4, atol=1e-6)
+    with pytest.raises(InputError, match="one latent space"):
+        edit_bases(generator, [subspaces["left_colour"], Subspace("other", torch.eye(3, 2), torch.ones(2), "w", (3,))],
+                   "image")
 
 
 def test_explainer_budget_follows_its_unit():

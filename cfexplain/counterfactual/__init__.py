@@ -42,7 +42,7 @@ from __future__ import annotations
 from .._lazy import lazy_attributes
 
 __all__ = ["CounterfactualExplainer", "CounterfactualResult", "TargetSpec", "resolve_target", "decision_gap",
-           "DEFAULT_BUDGETS", "EDIT_UNITS", "edit_basis", "image_metric", "latent_spread", "RESULT_FORMAT_VERSION",
+           "DEFAULT_BUDGETS", "EDIT_UNITS", "edit_basis", "edit_bases", "image_metric", "latent_spread", "RESULT_FORMAT_VERSION",
            "Crossing", "SearchChunk", "SearchEnd", "SearchProblem", "SearchSettings", "adam_search", "attach_partial_result",
            "minimal_edit", "newton_search"]
 
@@ -65,6 +65,7 @@ __getattr__, __dir__ = lazy_attributes(__name__, {
     "DEFAULT_BUDGETS": ".units",
     "EDIT_UNITS": ".units",
     "edit_basis": ".units",
+    "edit_bases": ".units",
     "image_metric": ".units",
     "latent_spread": ".units",
 })

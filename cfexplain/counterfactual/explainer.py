@@ -30,7 +30,7 @@ from .queries import finite_difference_search
 from .search import SearchChunk, SearchEnd, SearchProblem, adam_search, minimal_edit, newton_search
 from .settings import SearchSettings
 from .targets import resolve_target, target_probability
-from .units import edit_basis
+from .units import edit_bases, edit_basis
 
 __all__ = ["CounterfactualExplainer", "check_search_memory"]
 
@@ -202,12 +202,12 @@ class CounterfactualExplainer:
         """Measure the edit unit of the named subspaces (default: all) now rather than at their
         first search: in a distributed run this takes collectives, so every rank prepares the same
         subspaces in the same order before searching (a distributed audit does)."""
-        from tqdm.auto import tqdm
-
         names = [name for name in self._names(subspaces) if name not in self._edit_bases]
-        for name in tqdm(names, desc="edit units", unit="subspace", leave=False,
-                         disable=not self.settings.progress or not self.ranks.is_main or len(names) < 2):
-            self._edit_basis(name)
+        s = self.settings
+        scaled = edit_bases(self.generator, [self.subspaces[name] for name in names], s.unit,
+                            scale_samples=s.scale_samples, image_samples=s.image_samples, seed=s.seed + 7919,
+                            ranks=self.ranks, progress=s.progress and self.ranks.is_main)
+        self._edit_bases.update(zip(names, scaled))
 
     def explain_jointly(self, codes_or_seeds: torch.Tensor | int | Sequence[int], *, target: Any = "flip",
                         subspaces: Sequence[str] | None = None, group_weight: float = 0.1, steps: int = 100,

@@ -11,6 +11,13 @@ different subspaces can be compared.
   that ``‖α‖`` is the RMS image change the edit ``V P^{-1/2} α`` causes. Semantics are then
   compared at equal image change: a semantic that moves the decision with a small, local change
   of the face beats one that needs to repaint it.
+
+  Measuring ``P`` costs one Jacobian-vector product per direction and face. When several
+  subspaces are measured together (:func:`edit_bases`: an audit's semantics, or its random
+  control) and their directions outnumber the latent dimensions ``D`` (a ``w`` space, with its
+  32 random subspaces per dimension), the metric of the whole space, ``M = E_i[J_iᵀ J_i] /
+  pixels``, is measured once with ``D`` products and each ``P`` is its projection ``Vᵀ M V``: the
+  same quantity, for fewer passes.
 """
 
 from __future__ import annotations
@@ -18,10 +25,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import weakref
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.func import jvp, vmap
+from tqdm.auto import tqdm
 
 from .._device import accumulation_dtype
 from ..distributed import SINGLE_PROCESS, Ranks
@@ -30,7 +39,7 @@ from ..generators.base import Generator
 from ..subspaces.core import Subspace
 from .settings import DEFAULT_BUDGETS, EDIT_UNITS
 
-__all__ = ["EDIT_UNITS", "DEFAULT_BUDGETS", "latent_spread", "image_metric", "edit_basis", "metric_view"]
+__all__ = ["EDIT_UNITS", "DEFAULT_BUDGETS", "latent_spread", "image_metric", "edit_basis", "edit_bases", "metric_view"]
 
 _METRIC_RESOLUTION = 128
 """Images are average-pooled to at most this size for the image metric (RMS changes are smooth)."""
@@ -48,12 +57,13 @@ def latent_spread(generator: Generator, subspace: Subspace, *, n_samples: int = 
 
 
 def image_metric(generator: Generator, directions: torch.Tensor, space: str, *, n_samples: int = 16,
-                 seed: int = 7919, chunk_size: int = 16, ranks: Ranks = SINGLE_PROCESS) -> torch.Tensor:
+                 seed: int = 7919, chunk_size: int = 16, ranks: Ranks = SINGLE_PROCESS,
+                 progress: bool = False) -> torch.Tensor:
     """``P (k, k)``: the mean over ``n_samples`` faces of ``(J d_a) · (J d_b) / pixels`` for the
     directions ``(D, k)``: ``αᵀPα`` is the mean squared image change of the edit ``directions · α``
     (first order). A pass takes up to ``chunk_size`` images (directions × faces). With ``ranks``
     of a distributed run, each process measures its share of the faces and every process gets the
-    whole sum."""
+    whole sum. ``progress``: a bar over this process's faces."""
     if directions.ndim != 2 or directions.shape[0] != generator.latent_dim(space):
         raise InputError(f"directions must be (D, k) with D = {generator.latent_dim(space)}, got {tuple(directions.shape)}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
@@ -72,7 +82,8 @@ def image_metric(generator: Generator, directions: torch.Tensor, space: str, *, 
         codes = generator.sample(len(mine), space=space, seed=seed, start=mine.start).reshape(len(mine), -1)
         per_pass = min(k, chunk_size)
         faces_per_pass = max(1, chunk_size // per_pass)
-        for group in codes.split(faces_per_pass):
+        for group in tqdm(codes.split(faces_per_pass), desc="image metric", unit="pass", leave=False,
+                          disable=not progress):
             changes = torch.cat([vmap(lambda t: jvp(images, (group,), (t.expand(len(group), -1),))[1])(part)
                                  .reshape(part.shape[0], len(group), -1) for part in tangents.split(per_pass)])
             changes = changes.detach().to(precise)  # (k, faces, pixels)
@@ -98,27 +109,61 @@ def edit_basis(generator: Generator, subspace: Subspace, unit: str, *, scale_sam
 
     The result is remembered for the generator (as long as its weights are unchanged), so the
     same basis with the same settings is measured once per process."""
+    return edit_bases(generator, [subspace], unit, scale_samples=scale_samples, image_samples=image_samples,
+                      seed=seed, ranks=ranks)[0]
+
+
+def edit_bases(generator: Generator, subspaces: Sequence[Subspace], unit: str, *, scale_samples: int = 2000,
+               image_samples: int = 16, seed: int = 7919, ranks: Ranks = SINGLE_PROCESS,
+               progress: bool = False) -> list[torch.Tensor]:
+    """:func:`edit_basis` of several subspaces of one space, measured together: in the ``"image"``
+    unit, when the subspaces not yet measured have more directions than the space has dimensions,
+    the image metric of the whole space is measured once and projected onto each (the module
+    docstring). Every process of a distributed run must pass the same subspaces. ``progress``: a
+    bar over the subspaces measured, or over the whole-space measurement's passes."""
     if unit not in EDIT_UNITS:
         raise InputError(f"unit must be one of {EDIT_UNITS}, got {unit!r}")
-    if subspace.dim == 0:
-        return subspace.basis.clone()
-    basis = subspace.basis.detach()
-    key = (subspace.space, unit, scale_samples, image_samples, seed, ranks.world_size, str(generator.device),
-           str(generator.dtype), _weights_version(generator), str(basis.dtype), tuple(basis.shape),
-           hashlib.sha256(basis.cpu().contiguous().numpy().tobytes()).hexdigest())
+    if len({subspace.space for subspace in subspaces}) > 1:
+        raise InputError("edit_bases measures subspaces of one latent space at a time")
     remembered = _SCALED_BASES.setdefault(generator, {})
-    if key not in remembered:
-        remembered[key] = _scaled_basis(generator, subspace, unit, scale_samples, image_samples, seed, ranks)
-    return remembered[key].clone()
+    keys = [_basis_key(generator, subspace, unit, scale_samples, image_samples, seed, ranks) for subspace in subspaces]
+    missing = {key: subspace for key, subspace in zip(keys, subspaces) if subspace.dim and key not in remembered}
+    space_metric = None
+    if unit == "image" and missing:
+        space = next(iter(missing.values())).space
+        dim = generator.latent_dim(space)
+        if sum(subspace.dim for subspace in missing.values()) > dim:
+            identity = torch.eye(dim, dtype=generator.dtype)
+            space_metric = image_metric(generator, identity, space, n_samples=image_samples, seed=seed, ranks=ranks,
+                                        progress=progress)
+    for key, subspace in tqdm(missing.items(), desc="edit units", unit="subspace", leave=False,
+                              disable=not progress or space_metric is not None or len(missing) < 2):
+        remembered[key] = _scaled_basis(generator, subspace, unit, scale_samples, image_samples, seed, ranks,
+                                        space_metric)
+    return [remembered[key].clone() if subspace.dim else subspace.basis.clone() for key, subspace in zip(keys, subspaces)]
+
+
+def _basis_key(generator: Generator, subspace: Subspace, unit: str, scale_samples: int, image_samples: int, seed: int,
+               ranks: Ranks) -> tuple:
+    """What a scaled basis depends on: the settings, the generator's weights and the basis's bits."""
+    basis = subspace.basis.detach()
+    return (subspace.space, unit, scale_samples, image_samples, seed, ranks.world_size, str(generator.device),
+            str(generator.dtype), _weights_version(generator), str(basis.dtype), tuple(basis.shape),
+            hashlib.sha256(basis.cpu().contiguous().numpy().tobytes()).hexdigest())
 
 
 def _scaled_basis(generator: Generator, subspace: Subspace, unit: str, scale_samples: int, image_samples: int,
-                  seed: int, ranks: Ranks) -> torch.Tensor:
-    """:func:`edit_basis`, measured."""
+                  seed: int, ranks: Ranks, space_metric: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`edit_basis`, measured (in the image unit, projected from ``space_metric``, the whole
+    space's image metric, when it is given)."""
     if unit == "latent":
         return subspace.basis * latent_spread(generator, subspace, n_samples=scale_samples, seed=seed)
-    metric = image_metric(generator, subspace.basis, subspace.space, n_samples=image_samples, seed=seed,
-                          ranks=ranks)
+    if space_metric is not None:
+        basis = subspace.basis.detach().double().cpu()
+        metric = basis.T @ space_metric @ basis
+    else:
+        metric = image_metric(generator, subspace.basis, subspace.space, n_samples=image_samples, seed=seed,
+                              ranks=ranks)
     values, vectors = torch.linalg.eigh(metric)
     floor = values.max().clamp_min(1e-30) * 1e-6  # a unit never changes the image by more than 1 (first order)
     inverse_root = vectors @ torch.diag(values.clamp_min(floor).rsqrt()) @ vectors.T
