@@ -21,7 +21,9 @@ Cases:
 * ``stylegan2-w`` / ``stylegan2-s``: a random-weight config-f StyleGAN2 at 256² in W (D = 512) or
   StyleSpace (D = 8704), with criteria shaped like the BiSeNet + FAN recipes: a random-weight
   BiSeNet parser for the masks and landmarks from a random-weight FAN (one hourglass), at the
-  reference's working resolutions (random weights suffice for cost).
+  reference's working resolutions (random weights suffice for cost);
+* ``stylegan3-w``: a random-weight StyleGAN3 T of the golden fixtures' shape (32², W of D = 32)
+  with the same criteria (the parser and landmarks read the image up-sampled to their sizes).
 
 A second part, ``--specificity``, measures how specific the zoo's subspaces are against random
 directions (:func:`cfexplain.subspaces.measure_specificity`, 16 faces apart from the learning
@@ -31,7 +33,7 @@ space ``s`` (the default), each learned from ``--specificity-samples`` faces.
 
 Usage::
 
-    python benchmarks/subspaces.py [--cases zoo stylegan2-w stylegan2-s] [--samples 4 1 1] [--baseline-rows 8]
+    python benchmarks/subspaces.py [--cases zoo stylegan2-w stylegan2-s stylegan3-w] [--samples 4 1 1 4] [--baseline-rows 8]
     python benchmarks/subspaces.py --specificity [--specificity-samples 16]
 
 Prints a table and writes ``benchmarks/results/subspaces.json`` (``subspaces-specificity.json``).
@@ -67,9 +69,13 @@ def build_case(name: str):
         generator = zoo.dcgan_faces()
         return generator, facemesh_semantics(zoo.facemesh_parser(), zoo.facemesh()), "z", None
     from cfexplain.analyzers import FAN, BiSeNet, BiSeNetParser, FANLandmarks
-    from cfexplain.generators import StyleGAN2Config, StyleGAN2Generator
+    from cfexplain.generators import StyleGAN2Config, StyleGAN2Generator, StyleGAN3Config, StyleGAN3Generator
 
-    generator = StyleGAN2Generator(StyleGAN2Config.config_f(256), seed=0).requires_grad_(False)
+    if name.startswith("stylegan3"):
+        config = StyleGAN3Config(resolution=32, z_dim=32, w_dim=32, mapping_layers=2, channel_base=1024, channel_max=64)
+        generator = StyleGAN3Generator(config, seed=0).requires_grad_(False)
+    else:
+        generator = StyleGAN2Generator(StyleGAN2Config.config_f(256), seed=0).requires_grad_(False)
     torch.manual_seed(0)
     parser = BiSeNetParser(BiSeNet(), input_size=256)
     landmarks = FANLandmarks(FAN(num_modules=1))
@@ -255,7 +261,7 @@ def specificity_comparison(samples: int) -> tuple[list[dict], str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", nargs="+", default=["zoo"], choices=["zoo", "stylegan2-w", "stylegan2-s"])
+    parser.add_argument("--cases", nargs="+", default=["zoo"], choices=["zoo", "stylegan2-w", "stylegan2-s", "stylegan3-w"])
     parser.add_argument("--samples", type=int, nargs="+", default=[4],
                         help="samples per case (one number for all cases, or one per case)")
     parser.add_argument("--baseline-rows", type=int, default=8,

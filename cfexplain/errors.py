@@ -66,7 +66,7 @@ class UnsafeCheckpointError(CheckpointError):
 
 
 class UnsupportedModelError(CheckpointError):
-    """The file is readable but holds a network cfexplain does not support (e.g. StyleGAN3)."""
+    """The file is readable but holds a network cfexplain does not support (e.g. a conditional generator)."""
 
 
 class ModelFetchError(CheckpointError):

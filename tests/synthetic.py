@@ -140,3 +140,35 @@ def planted_rule_setting():
     subspaces = learn_subspaces(generator, semantics, space="z", n_samples=4, progress=False)
     classifier = Classifier(LeftRedness(), output=OutputSpec.softmax(["blue", "red"]), name="left redness")
     return generator, classifier, subspaces, semantics
+
+
+class Brightness(nn.Module):
+    """A tiny classifier: 'bright' when the image's mean is above ``threshold``."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def forward(self, x):
+        score = 40 * (x.mean(dim=(1, 2, 3)) - self.threshold)
+        return torch.stack([-score, score], dim=1)
+
+
+def stylegan3_setting():
+    """(generator, classifier, subspaces): the StyleGAN3 T fixture, a brightness classifier split at
+    the mean of its faces, and two random 3-dimensional subspaces of ``w``."""
+    import cfexplain
+    from cfexplain.classifiers import Classifier, OutputSpec
+    from cfexplain.subspaces import Subspace, SubspaceSet
+    from conftest import fixture_path
+
+    generator = cfexplain.load_generator(fixture_path("stylegan3", "nvlabs_t_res32.pkl"))
+    brightness = Brightness(0.0)
+    classifier = Classifier(brightness, output=OutputSpec.softmax(["dark", "bright"]))
+    with torch.no_grad():  # the mean brightness of its input (the classifier's preprocessing applied)
+        means = classifier.logits(generator.synthesize(generator.sample(16, space="w", seed=0), space="w"))[:, 1] / 40
+    brightness.threshold = float(means.mean())
+    rng = torch.Generator().manual_seed(5)
+    subspaces = SubspaceSet([Subspace(name, torch.linalg.qr(torch.randn(32, 3, generator=rng))[0], torch.ones(3), "w",
+                                      (32,)) for name in ("first", "second")])
+    return generator, classifier, subspaces

@@ -16,6 +16,7 @@ from cfexplain.errors import InputError
 from cfexplain.generators import StyleGAN3Config, StyleGAN3Generator
 from cfexplain.generators.stylegan3 import layer_plan, lowpass_filter
 from conftest import fixture_path
+from synthetic import stylegan3_setting
 
 CONFIGS = ("t", "r")
 TOLERANCE = 1e-5
@@ -121,3 +122,88 @@ def test_a_random_configuration_of_another_shape():
         generator.synthesize(z, space="z", resolution=32)
     with pytest.raises(InputError, match="3×3"):
         generator.set_transform(torch.eye(2))
+
+
+# --------------------------------------------------------------------------- every path on StyleGAN3
+
+
+@pytest.fixture(scope="module")
+def setting():
+    return stylegan3_setting()
+
+
+def test_sefa_reads_the_channel_affines_and_ganspace_the_mapping(setting):
+    from cfexplain.discovery import discover_directions
+
+    generator = setting[0]
+    sefa = discover_directions(generator, "sefa", n_directions=4)
+    layers = sefa.provenance["details"]["layers"]
+    assert layers == generator.synthesis.layer_names[:-1]  # not the geometric input stage, not ToRGB
+    stacked = torch.cat([generator.style_weights()[name].double() for name in layers])
+    stacked = stacked / stacked.norm(dim=1, keepdim=True)
+    values, vectors = torch.linalg.eigh(stacked.T @ stacked)
+    for k, subspace in enumerate(sefa.values()):
+        assert subspace.space == "w" and subspace.basis.shape == (32, 1)
+        assert abs(float(subspace.basis[:, 0].double() @ vectors[:, -1 - k])) == pytest.approx(1, abs=1e-6)
+    ganspace = discover_directions(generator, "ganspace", n_directions=3, n_samples=400)
+    bases = torch.cat([s.basis for s in ganspace.values()], dim=1).double()
+    assert torch.allclose(bases.T @ bases, torch.eye(3, dtype=torch.float64), atol=1e-6)
+
+
+def test_counterfactuals_and_an_audit_run_on_stylegan3(setting):
+    from cfexplain import CounterfactualExplainer
+    from cfexplain.audit import audit
+
+    generator, classifier, subspaces = setting
+    result = CounterfactualExplainer(generator, classifier, subspaces, unit="latent", progress=False).explain(3)
+    table = result.table
+    assert table["flipped"].any()
+    flipped = torch.as_tensor(table["flipped"].to_numpy())
+    faces = torch.as_tensor(table["face"].to_numpy())
+    with torch.no_grad():
+        before = classifier.probabilities(generator.synthesize(result.codes[faces[flipped]], space="w"))[:, 1]
+        after = classifier.probabilities(generator.synthesize(result.codes[faces[flipped]] + result.deltas[flipped],
+                                                              space="w"))[:, 1]
+    # each minimal edit takes its face from its side of the decision to the boundary
+    assert bool(((after - 0.5).abs() < 0.01).all()) and bool(((before - 0.5).abs() > 0.05).all())
+    audited = audit(generator, classifier, subspaces, faces=2, controls=2, joint_steps=5, ig_steps=4, image_samples=2,
+                    progress=False)
+    assert set(audited.table["semantic"]) == {"first", "second"} and audited.headline()
+
+
+def test_photos_align_and_invert_without_noise_inputs(setting):
+    from cfexplain.photos import invert, photo_codes
+    from cfexplain import zoo
+
+    generator, classifier, _ = setting
+    codes, photos, inversion = photo_codes(generator, classifier, "w", zoo.example_photos(["astronaut"]),
+                                           inversion={"steps": 8}, progress=False)
+    assert codes.shape == (1, 32) and inversion.reconstructions.shape == (1, 3, 32, 32)
+    with torch.no_grad():  # counterfactuals are rendered from the codes alone: nothing else to optimise
+        torch.testing.assert_close(generator.synthesize(codes, space="w"), inversion.reconstructions, atol=1e-5, rtol=0)
+    with pytest.raises(InputError, match="noise inputs"):
+        invert(generator, inversion.targets, space="w", steps=1, optimize_noise=True)
+
+
+def test_the_command_line_audits_explains_and_reports_a_stylegan3_pickle(setting, tmp_path):
+    import csv
+
+    from cfexplain.audit import AuditResult
+    from cfexplain.cli import EXIT_OK, main
+
+    generator, classifier, subspaces = setting
+    subspaces.save(tmp_path / "subspaces")
+    torch.jit.script(classifier.model).save(str(tmp_path / "bright.pt"))
+    common = ["--generator", str(fixture_path("stylegan3", "nvlabs_t_res32.pkl")), "--subspaces",
+              str(tmp_path / "subspaces"), "--classifier", str(tmp_path / "bright.pt"), "--labels", "dark", "bright",
+              "--faces", "2", "--quiet"]
+    assert main(["audit", *common, "--controls", "2", "--image-samples", "2", "--joint-steps", "5", "--ig-steps", "4",
+                 "--out", str(tmp_path / "audit")]) == EXIT_OK
+    audited = AuditResult.load(tmp_path / "audit" / "audit")
+    assert set(audited.table["semantic"]) == {"first", "second"}
+    assert main(["report", "--generator", common[1], "--audit", str(tmp_path / "audit" / "audit"), "--subspaces",
+                 str(tmp_path / "subspaces"), "--out", str(tmp_path / "report"), "--quiet"]) == EXIT_OK
+    assert "data:image/png;base64," in (tmp_path / "report" / "report.html").read_text()
+    assert main(["explain", *common, "--unit", "latent", "--out", str(tmp_path / "explained")]) == EXIT_OK
+    rows = list(csv.DictReader(open(tmp_path / "explained" / "table.csv")))
+    assert len(rows) == 2 * 3  # 2 faces × (2 subspaces + the latent-gradient control)

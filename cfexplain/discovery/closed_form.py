@@ -105,14 +105,14 @@ def sefa_directions(generator: Generator, n_directions: int, *,
 
     Args:
         layers: style layers (names or positions of ``generator.style_layout``); default: every
-            modulated convolution (ToRGB layers excluded).
+            modulated convolution (ToRGB layers and StyleGAN3's geometric input stage excluded).
 
     Returns:
         ``(directions (w_dim, K), eigenvalues (K,), details)``; directions live in ``"w"``.
     """
     affines = generator.style_weights()
     layout = generator.style_layout
-    chosen = [layout[i] for i in layers] if layers is not None else [e for e in layout if not e.is_torgb]
+    chosen = [layout[i] for i in layers] if layers is not None else [e for e in layout if e.role == "conv"]
     weights = []
     for entry in chosen:
         w = affines[entry.name].detach().double().cpu().numpy()

@@ -137,12 +137,16 @@ class StyleLayer:
         ws_index: the W+ slot whose ``w`` the layer's affine reads.
         size: number of style channels (the layer's input channels).
         offset: position of the layer's first channel in the flat style vector ``s``.
+        role: ``"conv"`` (a modulated convolution's channel styles), ``"torgb"`` (a ToRGB layer's,
+            not demodulated) or ``"input"`` (StyleGAN3's input transform: geometric numbers,
+            not channel styles).
     """
 
     name: str
     ws_index: int
     size: int
     offset: int
+    role: str = "conv"
 
     @property
     def slice(self) -> slice:
@@ -152,7 +156,7 @@ class StyleLayer:
     @property
     def is_torgb(self) -> bool:
         """Whether this is a ToRGB layer (no demodulation)."""
-        return self.name.endswith("torgb")
+        return self.role == "torgb"
 
 
 @dataclass(frozen=True)
@@ -230,7 +234,7 @@ def build_style_layout(config: StyleGAN2Config) -> StyleLayout:
 
     def add(name: str, ws_index: int, size: int) -> None:
         nonlocal offset
-        layers.append(StyleLayer(name, ws_index, size, offset))
+        layers.append(StyleLayer(name, ws_index, size, offset, "torgb" if name.endswith("torgb") else "conv"))
         offset += size
 
     ch = config.channels

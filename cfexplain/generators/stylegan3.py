@@ -391,9 +391,10 @@ class StyleGAN3Synthesis(nn.Module):
 def build_style_layout(synthesis: StyleGAN3Synthesis) -> StyleLayout:
     """StyleSpace: ``input`` (4: rotation and translation, W+ slot 0), then each layer's input
     channels (W+ slot ``i + 1``)."""
-    layers, offset = [StyleLayer("input", 0, 4, 0)], 4
+    layers, offset = [StyleLayer("input", 0, 4, 0, "input")], 4
     for index, layer in enumerate(synthesis.layers()):
-        layers.append(StyleLayer(layer.plan.name, index + 1, layer.plan.in_channels, offset))
+        role = "torgb" if layer.plan.is_torgb else "conv"
+        layers.append(StyleLayer(layer.plan.name, index + 1, layer.plan.in_channels, offset, role))
         offset += layer.plan.in_channels
     return StyleLayout(tuple(layers))
 

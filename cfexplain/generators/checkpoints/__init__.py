@@ -1,9 +1,10 @@
-"""Reading StyleGAN2 checkpoints of every common format behind one call, :func:`load_generator`.
+"""Reading StyleGAN2 and StyleGAN3 checkpoints of every common format behind one call, :func:`load_generator`.
 
 Formats (detected from the file's content, not its name):
 
-* NVlabs stylegan2-ada-pytorch / stylegan3 ``.pkl`` (StyleGAN2 networks) — a plain pickle, read
-  with an allow-list unpickler that never runs code from the file;
+* NVlabs stylegan2-ada-pytorch / stylegan3 ``.pkl`` (StyleGAN2 networks, and StyleGAN3's alias-free
+  T and R networks) — a plain pickle, read with an allow-list unpickler that never runs code from
+  the file;
 * rosinality/stylegan2-pytorch ``.pt`` — converted weights or full training checkpoints, read with
   ``torch.load(weights_only=True)``;
 * official TensorFlow StyleGAN2 ``.pkl`` (stylegan2 and stylegan2-ada TF releases) — same
