@@ -2,7 +2,8 @@
 
 Parts, in order; each is timed, and one that fails is recorded and the others still run:
 
-1. ``tests``: the CUDA-capable tests (``tests/test_device.py``: the zoo pipeline on the device).
+1. ``tests``: the CUDA-capable tests (``tests/test_device.py``: the zoo pipeline on the device,
+   and the StyleGAN3 fixtures reproduced there, which reads them from ``$CFEXPLAIN_FIXTURES``).
 2. ``learn``: the StyleGAN2 ``"s"``-space subspace-learning case at 256² (random StyleGAN2 config-f
    weights, the BiSeNet + FAN semantics with random weights, as ``benchmarks/subspaces.py``'s
    ``stylegan2-s`` case): seconds per learning face.
@@ -21,10 +22,12 @@ fetched there) and cfexplain's dependencies importable::
 ``gpu.json`` to ``--out`` (default ``benchmarks/results``).
 
 Preparing a lent machine from here (the models travel in the working tree, 31 MiB; captum as a
-wheel): ``mkdir -p .device/cache && cp -r ~/.cache/cfexplain/models .device/cache/ && pip download
---no-deps -d .device/wheels captum==0.8.0`` with ``/.device/`` in ``.git/info/exclude``; then run,
-carrying ``.device``: ``pip install -q --no-index --no-deps --target /tmp/site .device/wheels/*.whl
-&& PYTHONPATH=/tmp/site:. CFEXPLAIN_CACHE=.device/cache python3 benchmarks/gpu.py --out $OUT``.
+wheel; the StyleGAN3 fixtures, 11 MiB): ``mkdir -p .device/cache .device/fixtures && cp -r
+~/.cache/cfexplain/models .device/cache/ && cp -r ../shared/fixtures/stylegan3 .device/fixtures/ &&
+pip download --no-deps -d .device/wheels captum==0.8.0`` with ``/.device/`` in
+``.git/info/exclude``; then run, carrying ``.device``: ``pip install -q --no-index --no-deps
+--target /tmp/site .device/wheels/*.whl && PYTHONPATH=/tmp/site:. CFEXPLAIN_CACHE=.device/cache
+CFEXPLAIN_FIXTURES=.device/fixtures python3 benchmarks/gpu.py --out $OUT``.
 """
 
 from __future__ import annotations

@@ -35,3 +35,24 @@ def test_generate_analyse_explain_and_invert_on_the_device():
     assert inversion.codes.device.type == "cpu" and torch.isfinite(inversion.psnr).all()
     gate = check_faithfulness(classifier, inversion)
     assert gate.faithful.shape == (2,)
+
+
+def test_stylegan3_reproduces_its_fixtures_on_the_device():
+    """The alias-free network (T and R) on the device: the golden images within 1e-4, and
+    gradients through the filtered layers. cuDNN's TF32 convolutions (torch's default on Ampere and
+    later) round to about 1e-3, so the comparison turns them off."""
+    import numpy as np
+
+    import cfexplain
+    from conftest import fixture_path
+
+    for which in ("t", "r"):
+        generator = cfexplain.load_generator(fixture_path("stylegan3", f"nvlabs_{which}_res32.pkl"), device=DEVICE)
+        expected = np.load(fixture_path("stylegan3", f"expected_{which}_res32.npz"))
+        ws = torch.from_numpy(expected["ws_mixed"]).to(DEVICE).requires_grad_(True)
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            images = generator.synthesize(ws, space="w+")
+        assert images.device.type == DEVICE.type
+        torch.testing.assert_close(images.detach().cpu(), torch.from_numpy(expected["img_mixed"]), atol=1e-4, rtol=0)
+        images.square().mean().backward()
+        assert ws.grad is not None and bool(torch.isfinite(ws.grad).all()) and ws.grad.abs().sum() > 0

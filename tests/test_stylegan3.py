@@ -207,3 +207,56 @@ def test_the_command_line_audits_explains_and_reports_a_stylegan3_pickle(setting
     assert main(["explain", *common, "--unit", "latent", "--out", str(tmp_path / "explained")]) == EXIT_OK
     rows = list(csv.DictReader(open(tmp_path / "explained" / "table.csv")))
     assert len(rows) == 2 * 3  # 2 faces × (2 subspaces + the latent-gradient control)
+
+
+def test_the_integrity_checks_apply_to_stylegan3_pickles(tmp_path):
+    import hashlib
+
+    from cfexplain.errors import CorruptCheckpointError
+
+    path = fixture_path("stylegan3", "nvlabs_r_res32.pkl")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert cfexplain.load_generator(path, sha256=digest).provenance["sha256"] == digest
+    with pytest.raises(CorruptCheckpointError, match="is not the pinned"):
+        cfexplain.load_generator(path, sha256="0" * 64)
+    truncated = tmp_path / "stylegan3-r-truncated.pkl"
+    truncated.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(CorruptCheckpointError, match="stylegan3-r-truncated.pkl"):
+        cfexplain.load_generator(truncated)
+
+
+def test_subspaces_are_learned_in_stylespace(setting):
+    """learn_subspaces in ``s`` (845 channel styles and the input's 4 numbers) with the Jacobian
+    engine: a semantic that moves the top half's colour and keeps the bottom half's, on the faces
+    it was learned from (two faces of a random-weight network say nothing about others)."""
+    from cfexplain.criteria import FunctionCriterion
+    from cfexplain.subspaces import Semantic, learn_subspaces
+
+    generator = setting[0]
+    top = FunctionCriterion(lambda images: images[:, :, :16].mean(dim=(2, 3)), name="top colour")
+    bottom = FunctionCriterion(lambda images: images[:, :, 16:].mean(dim=(2, 3)), name="bottom colour")
+    learned = learn_subspaces(generator, [Semantic("top_colour", top, [bottom])], space="s", n_samples=2, seed=11,
+                              specificity_samples=0, progress=False)
+    basis = learned["top_colour"].basis
+    assert basis.shape[0] == generator.style_layout.total == 845 and basis.shape[1] >= 1
+    s = generator.sample(2, space="s", seed=11)
+    step = 0.05 * basis[:, 0] * generator.edit_scale("s", basis[:, :1])[0]
+    with torch.no_grad():
+        change = generator.synthesize(s + step, space="s") - generator.synthesize(s, space="s")
+    top_change = change[:, :, :16].mean(dim=(2, 3)).abs().mean()
+    bottom_change = change[:, :, 16:].mean(dim=(2, 3)).abs().mean()
+    assert top_change > 3 * bottom_change
+
+
+@pytest.mark.slow
+def test_the_command_line_learns_from_a_stylegan3_pickle(tmp_path):
+    """``cfexplain learn --generator stylegan3-….pkl`` with the offline FaceMesh stack, in ``w``."""
+    from cfexplain.cli import EXIT_OK, main
+    from cfexplain.subspaces import SubspaceSet
+
+    assert main(["learn", "--generator", str(fixture_path("stylegan3", "nvlabs_t_res32.pkl")), "--stack", "facemesh",
+                 "--space", "w", "--semantics", "lip_colour", "--samples", "2", "--out", str(tmp_path / "subspaces"),
+                 "--quiet"]) == EXIT_OK
+    learned = SubspaceSet.load(tmp_path / "subspaces")
+    assert list(learned) == ["lip_colour"] and learned.space == "w" and learned["lip_colour"].basis.shape[0] == 32
+    assert "specificity" in learned["lip_colour"].provenance

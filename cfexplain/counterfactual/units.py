@@ -91,6 +91,10 @@ def image_metric(generator: Generator, directions: torch.Tensor, space: str, *, 
     return ranks.sum(metric.double().cpu()) / n_samples
 
 
+_WHOLE_SPACE_BYTES = 2**30
+"""The most memory one face's image changes along every latent dimension may take for the whole
+space's metric (float64); larger spaces (``w+`` of a big generator) are measured subspace by subspace."""
+
 _SCALED_BASES: weakref.WeakKeyDictionary[Generator, dict[tuple, torch.Tensor]] = weakref.WeakKeyDictionary()
 """Scaled bases already measured, per generator (entries go with the generator): audits of several
 classifiers on the same subspaces, random controls included, measure each basis once."""
@@ -119,7 +123,7 @@ def edit_bases(generator: Generator, subspaces: Sequence[Subspace], unit: str, *
     """:func:`edit_basis` of several subspaces of one space, measured together: in the ``"image"``
     unit, when the subspaces not yet measured have more directions than the space has dimensions,
     the image metric of the whole space is measured once and projected onto each (the module
-    docstring). Every process of a distributed run must pass the same subspaces. ``progress``: a
+    docstring), unless one face's changes along every dimension would take over 1 GiB. Every process of a distributed run must pass the same subspaces. ``progress``: a
     bar over the subspaces measured, or over the whole-space measurement's passes."""
     if unit not in EDIT_UNITS:
         raise InputError(f"unit must be one of {EDIT_UNITS}, got {unit!r}")
@@ -132,7 +136,8 @@ def edit_bases(generator: Generator, subspaces: Sequence[Subspace], unit: str, *
     if unit == "image" and missing:
         space = next(iter(missing.values())).space
         dim = generator.latent_dim(space)
-        if sum(subspace.dim for subspace in missing.values()) > dim:
+        pixels = 3 * min(generator.resolution, _METRIC_RESOLUTION) ** 2
+        if sum(subspace.dim for subspace in missing.values()) > dim and dim * pixels * 8 <= _WHOLE_SPACE_BYTES:
             identity = torch.eye(dim, dtype=generator.dtype)
             space_metric = image_metric(generator, identity, space, n_samples=image_samples, seed=seed, ranks=ranks,
                                         progress=progress)
