@@ -13,11 +13,14 @@ __all__ = ["fingerprint", "update_with_module"]
 
 
 def update_with_module(digest: Any, module: torch.nn.Module) -> None:
-    """Feed a model to ``digest``: its weights' recorded sha256 where its provenance has one,
-    else the bytes of every tensor of its state."""
+    """Feed a model to ``digest``: its weights' recorded sha256 where its provenance has one (and
+    which of the file's networks it is, when not the default moving average), else the bytes of
+    every tensor of its state."""
     provenance = getattr(module, "provenance", None) or {}
     if provenance.get("sha256"):
         digest.update(str(provenance["sha256"]).encode())
+        if provenance.get("network", "ema") != "ema":
+            digest.update(str(provenance["network"]).encode())
         return
     for tensor in module.state_dict().values():
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

@@ -207,3 +207,39 @@ def test_missing_tensor_is_reported(tmp_path):
     torch.save(state, tmp_path / "missing.pt")
     with pytest.raises(CorruptCheckpointError, match=r"synthesis\.b16\.conv1\.weight"):
         cfexplain.load_generator(tmp_path / "missing.pt")
+
+
+def test_the_training_generator_is_read_when_asked(tmp_path):
+    """``network="training"`` reads ``G`` (NVlabs, TF) or ``g`` (rosinality) instead of the moving
+    average; a file without it, a bare state dict and an unknown choice are refused by name."""
+    from cfexplain._fingerprint import update_with_module
+    from cfexplain.cli.config import make_generator
+    from cfexplain.errors import InputError
+
+    for name in ("nvlabs_res32.pkl", "tf_res32.pkl"):
+        path = fixture_path("stylegan2", name)
+        ema, training = cfexplain.load_generator(path), cfexplain.load_generator(path, network="training")
+        assert ema.provenance["network"] == "ema" and training.provenance["network"] == "training"
+        assert not torch.equal(ema.synthesis.b4.conv1.weight, training.synthesis.b4.conv1.weight)
+        digests = []
+        for generator in (ema, training):  # a run on one network never resumes a run on the other
+            digest = __import__("hashlib").sha256()
+            update_with_module(digest, generator)
+            digests.append(digest.hexdigest())
+        assert digests[0] != digests[1]
+    source, other = randomized(VARIANT), randomized(VARIANT, seed=1)
+    torch.save({"g": rosinality_state(other), "g_ema": rosinality_state(source), "latent_avg": source.mapping.w_avg},
+               tmp_path / "both.pt")
+    assert_same_images(cfexplain.load_generator(tmp_path / "both.pt", network="training"), other)
+    with pytest.raises(InputError, match="no 'g'") as caught:
+        cfexplain.load_generator(fixture_path("stylegan2", "rosinality_res32.pt"), network="training")
+    assert "rosinality_res32.pt" in str(caught.value)
+    torch.save(source.state_dict(), tmp_path / "sd.pt")
+    with pytest.raises(InputError, match="bare state dict"):
+        cfexplain.load_generator(tmp_path / "sd.pt", network="training")
+    with pytest.raises(InputError, match="network must be one of"):
+        cfexplain.load_generator(tmp_path / "sd.pt", network="G")
+    chosen = make_generator({"checkpoint": str(fixture_path("stylegan2", "nvlabs_res32.pkl")), "network": "training"})
+    assert chosen.provenance["network"] == "training"
+    with pytest.raises(InputError, match="zoo:dcgan has one"):
+        make_generator({"checkpoint": "zoo:dcgan", "network": "training"})

@@ -83,9 +83,12 @@ def _debug(parser: argparse.ArgumentParser) -> None:
 
 
 def _generator(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--generator", help="StyleGAN2 checkpoint (NVlabs .pkl, rosinality .pt, TF .pkl) or zoo:dcgan")
+    parser.add_argument("--generator", help="StyleGAN2 or StyleGAN3 checkpoint (NVlabs .pkl, rosinality .pt, TF .pkl) "
+                                            "or zoo:dcgan")
     parser.add_argument("--generator-sha256", dest="generator_sha256", metavar="HEX",
                         help="refuse the checkpoint unless its sha256 is this (pin the file)")
+    parser.add_argument("--generator-network", dest="generator_network", choices=("ema", "training"),
+                        help="which generator of the checkpoint: ema (default: G_ema, Gs, g_ema) or training (G, g)")
 
 
 def _classifier(parser: argparse.ArgumentParser) -> None:

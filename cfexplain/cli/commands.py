@@ -77,7 +77,7 @@ def _check_checkpoint_dir(settings: dict[str, Any]) -> None:
 def _generator_settings(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
     """The ``[generator]`` settings: the command line's flags over the config file's."""
     return merge(config, "generator", {"checkpoint": args.generator, "device": args.device,
-                                       "sha256": args.generator_sha256})
+                                       "sha256": args.generator_sha256, "network": args.generator_network})
 
 
 def _join_ranks(args: argparse.Namespace, generator_settings: dict[str, Any]) -> Ranks:

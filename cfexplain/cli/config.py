@@ -42,7 +42,7 @@ _PHOTO_KEYS = {"images": "str", "multiple_faces": "str", "skip_unusable": "bool"
 _FACES = {"subspaces": "str", "faces": "int", "seed": "int", "target": "target", "out": "str"}
 KEYS: dict[str, dict[str, str]] = {
     "runtime": {"threads": "threads"},
-    "generator": {"checkpoint": "str", "device": "str", "sha256": "str"},
+    "generator": {"checkpoint": "str", "device": "str", "sha256": "str", "network": "str"},
     "analyzers": {"stack": "str", "parser": "str", "landmarks": "str"},
     "learn": {"space": "str", "semantics": "strs", "samples": "int", "seed": "int", "resolution": "int", "method": "str",
               "checkpoint_dir": "str", "out": "str"},
@@ -148,10 +148,12 @@ def make_generator(settings: Mapping[str, Any]):
     if spec == "zoo:dcgan":
         if settings.get("sha256"):
             raise InputError("--generator-sha256 pins a checkpoint file; zoo:dcgan is verified by the zoo itself")
+        if settings.get("network", "ema") != "ema":
+            raise InputError("--generator-network chooses a network of a checkpoint; zoo:dcgan has one")
         return zoo.dcgan_faces(device=device)
     if spec.startswith("zoo:"):
         raise InputError(f"unknown zoo generator {spec!r}; the zoo has zoo:dcgan")
-    return load_generator(spec, device=device, sha256=settings.get("sha256"))
+    return load_generator(spec, device=device, sha256=settings.get("sha256"), network=settings.get("network") or "ema")
 
 
 def make_analyzers(settings: Mapping[str, Any], device: str = "cpu"):

@@ -35,14 +35,14 @@ from ...errors import (
     describe_exception,
 )
 from ..base import Generator
-from ._canonical import ConfigHints, build_generator
+from ._canonical import NETWORKS, build_generator, read_state_dict
 from ._safe_pickle import safe_load_pickle
 from .nvlabs import is_nvlabs, read_nvlabs
 from .nvlabs_stylegan3 import build_stylegan3, is_nvlabs_stylegan3, read_nvlabs_stylegan3
 from .rosinality import is_rosinality_state, read_rosinality
 from .tensorflow import is_tensorflow, read_tensorflow
 
-__all__ = ["CheckpointFormat", "FORMATS", "load_generator", "register_format", "sniff_format"]
+__all__ = ["CheckpointFormat", "FORMATS", "NETWORKS", "load_generator", "register_format", "sniff_format"]
 
 _ZIP_MAGIC = b"PK\x03\x04"
 # A legacy (non-zip) torch.save file starts with a pickled long: torch's magic number.
@@ -83,7 +83,10 @@ class CheckpointFormat:
         container: ``"torch"`` (a ``torch.save`` file, read with ``weights_only``) or ``"pickle"``
             (read with the allow-list unpickler).
         detects: whether the loaded object is in this format (looked at in registration order).
-        read: the object → ``(state dict in the family's canonical layout, configuration hints)``.
+        read: ``(object, network)`` → ``(state dict in the family's canonical layout, configuration
+            hints)``; ``network`` is one of :data:`NETWORKS` (``"ema"``: the moving-average
+            generator; ``"training"``: the training one, refused where the file has no such
+            distinction).
         build: ``(state, hints, provenance, device)`` → the generator, its configuration inferred
             from the state and the hints.
     """
@@ -91,7 +94,7 @@ class CheckpointFormat:
     name: str
     container: str
     detects: Callable[[Any], bool]
-    read: Callable[[Any], tuple[dict, Any]]
+    read: Callable[[Any, str], tuple[dict, Any]]
     build: Callable[..., Generator]
 
 
@@ -99,7 +102,7 @@ FORMATS: list[CheckpointFormat] = [
     CheckpointFormat("rosinality", "torch", lambda obj: isinstance(obj, dict) and ("g_ema" in obj or is_rosinality_state(obj)),
                      read_rosinality, build_generator),
     CheckpointFormat("state_dict", "torch", lambda obj: isinstance(obj, dict) and "mapping.fc0.weight" in obj,
-                     lambda obj: (dict(obj), ConfigHints()), build_generator),
+                     read_state_dict, build_generator),
     CheckpointFormat("nvlabs-stylegan3", "pickle", is_nvlabs_stylegan3, read_nvlabs_stylegan3, build_stylegan3),
     CheckpointFormat("nvlabs", "pickle", is_nvlabs, read_nvlabs, build_generator),
     CheckpointFormat("tensorflow", "pickle", is_tensorflow, read_tensorflow, build_generator),
@@ -113,7 +116,7 @@ def register_format(format: CheckpointFormat, *, first: bool = False) -> None:
     FORMATS.insert(0 if first else len(FORMATS), format)
 
 
-def _read(path: Path) -> tuple[CheckpointFormat, dict, Any]:
+def _read(path: Path, network: str) -> tuple[CheckpointFormat, dict, Any]:
     kind = sniff_format(path)
     if kind == "torch":
         obj = _load_torch_file(path)
@@ -122,7 +125,7 @@ def _read(path: Path) -> tuple[CheckpointFormat, dict, Any]:
             obj = safe_load_pickle(f)
     for format in FORMATS:
         if format.container == kind and format.detects(obj):
-            return (format, *format.read(obj))
+            return (format, *format.read(obj, network))
     found = list(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
     what = "a torch file, but not a StyleGAN2 generator checkpoint" if kind == "torch" else \
         "a pickle, but not a StyleGAN2 checkpoint"
@@ -130,7 +133,7 @@ def _read(path: Path) -> tuple[CheckpointFormat, dict, Any]:
 
 
 def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu",
-                   sha256: str | None = None) -> Generator:
+                   sha256: str | None = None, network: str = "ema") -> Generator:
     """Load a StyleGAN2 or StyleGAN3 generator from a checkpoint file of any supported format.
 
     The format and the network configuration (resolution, latent sizes, mapping depth, channels)
@@ -145,6 +148,9 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu
             :class:`~cfexplain.errors.InputError`).
         sha256: pin the file: the hex sha256 it must have (CLI ``--generator-sha256``); another
             file is refused before anything in it is read.
+        network: ``"ema"`` (default: the moving-average generator, ``G_ema``/``Gs``/``g_ema``,
+            what is published and sampled from) or ``"training"`` (``G``/``g``, in snapshots
+            that hold both; CLI ``--generator-network``).
 
     Every loaded generator is checked for finite weights and finite probe images in the modes
     users draw in (:func:`check_finite_generator`), so that a damaged file is refused by name
@@ -179,14 +185,16 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str = "cpu
     if path.stat().st_size == 0:
         raise CorruptCheckpointError(f"{path}: the file is empty")
     device = check_device(device)
+    if network not in NETWORKS:
+        raise InputError(f"network must be one of {NETWORKS}, got {network!r}")
     digest = sha256_file(path)
     if sha256 is not None and digest != _pinned_digest(sha256):
         raise CorruptCheckpointError(f"{path}: sha256 {digest} is not the pinned {sha256.strip().lower()} "
                                      f"(another or a damaged file)")
     try:
-        format, state, hints = _read(path)
-        generator = format.build(state, hints, provenance={"path": str(path), "sha256": digest, "format": format.name},
-                                 device=device)
+        format, state, hints = _read(path, network)
+        provenance = {"path": str(path), "sha256": digest, "format": format.name, "network": network}
+        generator = format.build(state, hints, provenance=provenance, device=device)
         check_finite_generator(generator, path)
     except CfexplainError as exc:
         if str(path) in str(exc):

@@ -17,11 +17,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...errors import CorruptCheckpointError, ShapeError, UnsupportedModelError
+from ...errors import CorruptCheckpointError, InputError, ShapeError, UnsupportedModelError
 from ..._state_dict import check_state_shapes
 from ..stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
-__all__ = ["ConfigHints", "build_generator", "fir_taps_from_kernel", "load_weights", "W_AVG_SAMPLES"]
+__all__ = ["ConfigHints", "NETWORKS", "build_generator", "fir_taps_from_kernel", "load_weights", "read_state_dict",
+           "require_one_network", "W_AVG_SAMPLES"]
+
+NETWORKS = ("ema", "training")
+"""Which generator of a checkpoint to read: the moving average of the weights (``G_ema``, ``Gs``,
+``g_ema``: what is published and sampled from) or the training generator (``G``, ``g``)."""
 
 W_AVG_SAMPLES = 10_000
 """Samples used to estimate ``w_avg`` for checkpoints that do not store it."""
@@ -49,6 +54,20 @@ class ConfigHints:
     conv_clamp: float | None = None
     architecture: str | None = None
     resample_filter: tuple[float, ...] | None = None
+
+
+def require_one_network(network: str) -> None:
+    """A bare state dict holds one generator, which is read as it is; asking it for the training
+    generator is refused."""
+    if network != "ema":
+        raise InputError(f"the file is a bare state dict holding one generator; network={network!r} needs a "
+                         "checkpoint that holds both the training and the moving-average generators")
+
+
+def read_state_dict(obj: Mapping[str, torch.Tensor], network: str = "ema") -> tuple[dict, ConfigHints]:
+    """A plain state dict in the canonical (NVlabs) layout, as it is."""
+    require_one_network(network)
+    return dict(obj), ConfigHints()
 
 
 def fir_taps_from_kernel(kernel: torch.Tensor) -> tuple[float, ...]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ...errors import CorruptCheckpointError, UnknownCheckpointFormatError
+from ...errors import CorruptCheckpointError, InputError, UnknownCheckpointFormatError
 from ._canonical import ConfigHints
 from ._safe_pickle import PersistentObject
 
@@ -30,14 +30,24 @@ def is_nvlabs(obj: Any) -> bool:
     return isinstance(obj, dict) and any(isinstance(obj.get(k), PersistentObject) for k in ("G_ema", "G"))
 
 
-def _select_generator(obj: Any) -> PersistentObject:
+def _select_generator(obj: Any, network: str) -> PersistentObject:
     if isinstance(obj, PersistentObject):
-        network = obj
-    elif isinstance(obj.get("G_ema"), PersistentObject):
-        network = obj["G_ema"]
-    else:
-        warnings.warn("the pickle has no G_ema; using the training generator G", stacklevel=4)
-        network = obj["G"]
+        if network == "training":
+            raise InputError("the pickle is a bare generator, not a snapshot with G and G_ema: it has no separate "
+                             "training generator (network='training')")
+        return _checked_generator(obj)
+    if network == "training":
+        if not isinstance(obj.get("G"), PersistentObject):
+            raise InputError("the pickle has no training generator G (network='training'); its networks: "
+                             f"{sorted(k for k, v in obj.items() if isinstance(v, PersistentObject))}")
+        return _checked_generator(obj["G"])
+    if isinstance(obj.get("G_ema"), PersistentObject):
+        return _checked_generator(obj["G_ema"])
+    warnings.warn("the pickle has no G_ema; using the training generator G", stacklevel=4)
+    return _checked_generator(obj["G"])
+
+
+def _checked_generator(network: PersistentObject) -> PersistentObject:
     if network.class_name != "Generator":
         raise UnknownCheckpointFormatError(
             f"the pickle's generator is a {network.class_name!r}, expected an NVlabs 'Generator'"
@@ -85,19 +95,20 @@ def _hints(kwargs: Mapping[str, Any]) -> ConfigHints:
     )
 
 
-def read_generator(obj: Any) -> tuple[PersistentObject, dict[str, torch.Tensor], Mapping[str, Any]]:
-    """An NVlabs pickle's generator (``G_ema`` unless missing), its flattened state dict and its
-    constructor kwargs: what the readers of every NVlabs family start from."""
-    network = _select_generator(obj)
+def read_generator(obj: Any, network: str = "ema") -> tuple[PersistentObject, dict[str, torch.Tensor], Mapping[str, Any]]:
+    """An NVlabs pickle's generator (``network="ema"``: ``G_ema``, or ``G`` when it is missing;
+    ``"training"``: ``G``), its flattened state dict and its constructor kwargs: what the readers
+    of every NVlabs family start from."""
+    generator = _select_generator(obj, network)
     state: dict[str, torch.Tensor] = {}
-    _flatten(network, "", state)
-    kwargs = network.state.get("_init_kwargs") or {}
+    _flatten(generator, "", state)
+    kwargs = generator.state.get("_init_kwargs") or {}
     if not isinstance(kwargs, Mapping):
         raise CorruptCheckpointError(f"the generator's _init_kwargs is a {type(kwargs).__name__}, expected a dict")
-    return network, state, kwargs
+    return generator, state, kwargs
 
 
-def read_nvlabs(obj: Any) -> tuple[dict[str, torch.Tensor], ConfigHints]:
+def read_nvlabs(obj: Any, network: str = "ema") -> tuple[dict[str, torch.Tensor], ConfigHints]:
     """The generator's canonical state dict and configuration hints from an NVlabs pickle."""
-    _, state, kwargs = read_generator(obj)
+    _, state, kwargs = read_generator(obj, network)
     return state, _hints(kwargs)

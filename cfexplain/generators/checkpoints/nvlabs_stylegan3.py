@@ -40,10 +40,11 @@ def is_nvlabs_stylegan3(obj: Any) -> bool:
     return isinstance(children, Mapping) and "input" in children
 
 
-def read_nvlabs_stylegan3(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The generator's state dict, and its constructor kwargs and recorded layer names."""
-    network, state, kwargs = read_generator(obj)
-    synthesis = network.state["_modules"]["synthesis"]
+def read_nvlabs_stylegan3(obj: Any, network: str = "ema") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The generator's state dict (``network``: ``"ema"`` for ``G_ema``, ``"training"`` for ``G``),
+    and its constructor kwargs and recorded layer names."""
+    generator, state, kwargs = read_generator(obj, network)
+    synthesis = generator.state["_modules"]["synthesis"]
     names = synthesis.state.get("layer_names")
     return state, {"kwargs": dict(kwargs), "layer_names": list(names) if isinstance(names, (list, tuple)) else None}
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
-from ...errors import CorruptCheckpointError
-from ._canonical import ConfigHints, fir_taps_from_kernel
+from ...errors import CorruptCheckpointError, InputError
+from ._canonical import ConfigHints, fir_taps_from_kernel, require_one_network
 
 __all__ = ["is_rosinality_state", "read_rosinality"]
 
@@ -82,11 +82,16 @@ def _noise_layer(n: int) -> str:
     return f"b{4 * 2**i}.{'conv0' if n % 2 == 1 else 'conv1'}"
 
 
-def read_rosinality(obj: Any) -> tuple[dict[str, torch.Tensor], ConfigHints]:
-    """The canonical state dict and hints from a rosinality checkpoint (dict or bare state dict)."""
+def read_rosinality(obj: Any, network: str = "ema") -> tuple[dict[str, torch.Tensor], ConfigHints]:
+    """The canonical state dict and hints from a rosinality checkpoint (dict or bare state dict);
+    ``network``: ``"ema"`` for ``g_ema``, ``"training"`` for the training generator ``g``."""
+    key = "g_ema" if network == "ema" else "g"
     if isinstance(obj, Mapping) and "g_ema" in obj:
-        source, latent_avg = _strip_module_prefix(obj["g_ema"]), obj.get("latent_avg")
+        if key not in obj:
+            raise InputError(f"the checkpoint has no {key!r} (network={network!r}); it holds {sorted(obj)[:10]}")
+        source, latent_avg = _strip_module_prefix(obj[key]), obj.get("latent_avg")
     else:
+        require_one_network(network)
         source, latent_avg = _strip_module_prefix(obj), None
     state: dict[str, torch.Tensor] = {}
     filter_kernel = None

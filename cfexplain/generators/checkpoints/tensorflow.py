@@ -115,9 +115,10 @@ def _hints(kwargs: Mapping[str, Any]) -> ConfigHints:
     )
 
 
-def read_tensorflow(obj: tuple) -> tuple[dict[str, torch.Tensor], ConfigHints]:
-    """The canonical state dict and hints of ``Gs`` from a TF ``(G, D, Gs)`` pickle."""
-    gs = obj[2]
+def read_tensorflow(obj: tuple, network: str = "ema") -> tuple[dict[str, torch.Tensor], ConfigHints]:
+    """The canonical state dict and hints from a TF ``(G, D, Gs)`` pickle: of ``Gs`` (``network="ema"``)
+    or of the training generator ``G`` (``"training"``)."""
+    gs = obj[2] if network == "ema" else obj[0]
     components = gs.state.get("components") or {}
     if "mapping" not in components or "synthesis" not in components:
         raise UnknownCheckpointFormatError(
