@@ -143,14 +143,15 @@ def planted_rule_setting():
 
 
 class Brightness(nn.Module):
-    """A tiny classifier: 'bright' when the image's mean is above ``threshold``."""
+    """A tiny classifier: 'bright' when the image's mean is above ``threshold``; logits
+    ``±gain · (mean − threshold)``."""
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float = 0.0, gain: float = 8.0) -> None:
         super().__init__()
-        self.threshold = threshold
+        self.threshold, self.gain = threshold, gain
 
     def forward(self, x):
-        score = 40 * (x.mean(dim=(1, 2, 3)) - self.threshold)
+        score = self.gain * (x.mean(dim=(1, 2, 3)) - self.threshold)
         return torch.stack([-score, score], dim=1)
 
 
@@ -163,10 +164,11 @@ def stylegan3_setting():
     from conftest import fixture_path
 
     generator = cfexplain.load_generator(fixture_path("stylegan3", "nvlabs_t_res32.pkl"))
-    brightness = Brightness(0.0)
+    brightness = Brightness(gain=40.0)
     classifier = Classifier(brightness, output=OutputSpec.softmax(["dark", "bright"]))
     with torch.no_grad():  # the mean brightness of its input (the classifier's preprocessing applied)
-        means = classifier.logits(generator.synthesize(generator.sample(16, space="w", seed=0), space="w"))[:, 1] / 40
+        images = generator.synthesize(generator.sample(16, space="w", seed=0), space="w")
+        means = classifier.logits(images)[:, 1] / brightness.gain
     brightness.threshold = float(means.mean())
     rng = torch.Generator().manual_seed(5)
     subspaces = SubspaceSet([Subspace(name, torch.linalg.qr(torch.randn(32, 3, generator=rng))[0], torch.ones(3), "w",

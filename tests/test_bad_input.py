@@ -29,16 +29,9 @@ from cfexplain._state_dict import load_state_dict_file
 from cfexplain.analyzers import BiSeNetParser
 
 from conftest import fixture_path
+from synthetic import Brightness
 
 CHECKPOINT = str(fixture_path("stylegan2", "nvlabs_res32.pkl"))
-
-
-class Brightness(nn.Module):
-    """'bright' when the image's mean is high."""
-
-    def forward(self, x):
-        score = 8 * x.mean(dim=(1, 2, 3))
-        return torch.stack([-score, score], dim=1)
 
 
 def _subspaces(generator, space: str = "w") -> SubspaceSet:

@@ -28,6 +28,7 @@ from cfexplain.imaging import to_pil
 from cfexplain.report import load_results_schema
 from cfexplain.subspaces import SubspaceSet
 from conftest import fixture_path
+from synthetic import Brightness
 
 
 def test_demo_runs_a_real_audit(tmp_path, capsys):
@@ -90,14 +91,6 @@ def test_model_fetch_failure_exits_2_with_a_message(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(zoo, "dcgan_faces", no_network)
     assert main(["demo", "--out", str(tmp_path), "--quiet"]) == EXIT_USAGE
     assert "could not download" in capsys.readouterr().err
-
-
-class Brightness(nn.Module):
-    """A tiny classifier: 'bright' when the image's mean is high."""
-
-    def forward(self, x):
-        score = 8 * x.mean(dim=(1, 2, 3))
-        return torch.stack([-score, score], dim=1)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from .queries import finite_difference_search
 from .search import SearchChunk, SearchEnd, SearchProblem, adam_search, minimal_edit, newton_search
 from .settings import SearchSettings
 from .targets import resolve_target, target_probability
-from .units import edit_bases, edit_basis
+from .units import edit_bases
 
 __all__ = ["CounterfactualExplainer", "check_search_memory"]
 
@@ -202,12 +202,7 @@ class CounterfactualExplainer:
         """Measure the edit unit of the named subspaces (default: all) now rather than at their
         first search: in a distributed run this takes collectives, so every rank prepares the same
         subspaces in the same order before searching (a distributed audit does)."""
-        names = [name for name in self._names(subspaces) if name not in self._edit_bases]
-        s = self.settings
-        scaled = edit_bases(self.generator, [self.subspaces[name] for name in names], s.unit,
-                            scale_samples=s.scale_samples, image_samples=s.image_samples, seed=s.seed + 7919,
-                            ranks=self.ranks, progress=s.progress and self.ranks.is_main)
-        self._edit_bases.update(zip(names, scaled))
+        self._measure_edit_bases(self._names(subspaces))
 
     def explain_jointly(self, codes_or_seeds: torch.Tensor | int | Sequence[int], *, target: Any = "flip",
                         subspaces: Sequence[str] | None = None, group_weight: float = 0.1, steps: int = 100,
@@ -244,12 +239,18 @@ class CounterfactualExplainer:
     def _edit_basis(self, name: str) -> torch.Tensor:
         """``(D, k)``: subspace ``name``'s basis scaled so that a coefficient vector's norm is the
         edit's size in the unit (see :func:`~cfexplain.counterfactual.units.edit_basis`)."""
-        if name not in self._edit_bases:
-            s = self.settings
-            self._edit_bases[name] = edit_basis(self.generator, self.subspaces[name], s.unit,
-                                                scale_samples=s.scale_samples, image_samples=s.image_samples,
-                                                seed=s.seed + 7919, ranks=self.ranks)
+        self._measure_edit_bases([name])
         return self._edit_bases[name]
+
+    def _measure_edit_bases(self, names: Sequence[str]) -> None:
+        """Scale the bases of the named subspaces not yet scaled, measured together
+        (:func:`~cfexplain.counterfactual.units.edit_bases`)."""
+        names = [name for name in names if name not in self._edit_bases]
+        s = self.settings
+        scaled = edit_bases(self.generator, [self.subspaces[name] for name in names], s.unit,
+                            scale_samples=s.scale_samples, image_samples=s.image_samples, seed=s.seed + 7919,
+                            ranks=self.ranks, progress=s.progress and self.ranks.is_main)
+        self._edit_bases.update(zip(names, scaled))
 
     def _faces(self, codes_or_seeds: torch.Tensor | int | Sequence[int]) -> torch.Tensor:
         """Codes ``(N, *latent_shape)`` from codes, a number of faces (drawn with the explainer's

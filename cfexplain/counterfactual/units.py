@@ -123,8 +123,9 @@ def edit_bases(generator: Generator, subspaces: Sequence[Subspace], unit: str, *
     """:func:`edit_basis` of several subspaces of one space, measured together: in the ``"image"``
     unit, when the subspaces not yet measured have more directions than the space has dimensions,
     the image metric of the whole space is measured once and projected onto each (the module
-    docstring), unless one face's changes along every dimension would take over 1 GiB. Every process of a distributed run must pass the same subspaces. ``progress``: a
-    bar over the subspaces measured, or over the whole-space measurement's passes."""
+    docstring), unless one face's changes along every dimension would take over 1 GiB. Every
+    process of a distributed run must pass the same subspaces. ``progress``: a bar over the
+    subspaces measured, or over the whole-space measurement's passes."""
     if unit not in EDIT_UNITS:
         raise InputError(f"unit must be one of {EDIT_UNITS}, got {unit!r}")
     if len({subspace.space for subspace in subspaces}) > 1:

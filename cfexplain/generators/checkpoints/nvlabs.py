@@ -35,24 +35,22 @@ def _select_generator(obj: Any, network: str) -> PersistentObject:
         if network == "training":
             raise InputError("the pickle is a bare generator, not a snapshot with G and G_ema: it has no separate "
                              "training generator (network='training')")
-        return _checked_generator(obj)
-    if network == "training":
+        chosen = obj
+    elif network == "training":
         if not isinstance(obj.get("G"), PersistentObject):
             raise InputError("the pickle has no training generator G (network='training'); its networks: "
                              f"{sorted(k for k, v in obj.items() if isinstance(v, PersistentObject))}")
-        return _checked_generator(obj["G"])
-    if isinstance(obj.get("G_ema"), PersistentObject):
-        return _checked_generator(obj["G_ema"])
-    warnings.warn("the pickle has no G_ema; using the training generator G", stacklevel=4)
-    return _checked_generator(obj["G"])
-
-
-def _checked_generator(network: PersistentObject) -> PersistentObject:
-    if network.class_name != "Generator":
+        chosen = obj["G"]
+    elif isinstance(obj.get("G_ema"), PersistentObject):
+        chosen = obj["G_ema"]
+    else:
+        warnings.warn("the pickle has no G_ema; using the training generator G", stacklevel=4)
+        chosen = obj["G"]
+    if chosen.class_name != "Generator":
         raise UnknownCheckpointFormatError(
-            f"the pickle's generator is a {network.class_name!r}, expected an NVlabs 'Generator'"
+            f"the pickle's generator is a {chosen.class_name!r}, expected an NVlabs 'Generator'"
         )
-    return network
+    return chosen
 
 
 def _flatten(obj: PersistentObject, prefix: str, out: dict[str, torch.Tensor]) -> None:
