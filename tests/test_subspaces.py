@@ -144,6 +144,27 @@ def test_methods_give_the_same_metrics(synthetic):
     assert reverse.passes["vjp"] == 3 * sum(reverse.output_sizes)
 
 
+def test_factors_hold_the_mean_metric_in_at_most_d_rows(synthetic):
+    """Each batch's Jacobian rows are folded into a factor of at most D rows whose FᵀF is the
+    mean JᵀJ over the samples (checked against Jacobians taken one sample at a time)."""
+    generator, _, criteria = synthetic
+    latents = generator.sample(5, seed=3)
+    crits = [criteria["left_in"], criteria["right_out"]]
+    estimate = estimate_metrics(generator, crits, latents, space="z", method="forward", batch_size=2, progress=False)
+    images_of = LatentImages(generator, "z")
+    for criterion, factor in zip(crits, estimate.factors):
+        jacobians = []
+        for latent in latents:
+            with torch.no_grad():
+                context = criterion.prepare(images_of(latent[None]))
+            jacobians.append(torch.autograd.functional.jacobian(
+                lambda u: criterion.outputs(images_of(u[None]), context)[0], latent).double())
+        metric = sum(j.T @ j for j in jacobians).numpy() / len(latents)
+        assert jacobians[0].shape[0] * 2 > images_of.dim  # a batch alone has more rows than D
+        assert factor.shape[0] <= images_of.dim
+        assert np.allclose(factor.T @ factor, metric, rtol=1e-5, atol=1e-6 * np.abs(metric).max())
+
+
 def test_auto_prefers_reverse_for_few_outputs(synthetic):
     generator, _, criteria = synthetic
     landmarks = LandmarkShape(RegionCentroids(), "left")
