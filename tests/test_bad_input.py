@@ -182,8 +182,6 @@ def test_internal_error_exits_3_never_1(workspace, monkeypatch, capsys, debug):
 
 
 def _nan_checkpoint(tmp_path):
-    from cfexplain.generators.checkpoints.rosinality import read_rosinality  # noqa: F401  (format exists)
-
     state = torch.load(fixture_path("stylegan2", "rosinality_res32.pt"), weights_only=True)
     key = next(k for k, v in state["g_ema"].items() if v.is_floating_point() and v.ndim >= 2)
     state["g_ema"][key].view(-1)[0] = math.nan

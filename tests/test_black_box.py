@@ -182,7 +182,7 @@ def test_bad_black_box_declarations_are_refused():
 
 
 def test_an_onnx_file_with_an_unsupported_operator_is_audited_as_a_black_box(setting, tmp_path):
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime", reason="onnxruntime is a test dependency: pip install '.[test]'")
     from onnx import TensorProto, helper, numpy_helper
 

@@ -265,8 +265,6 @@ def test_eyelid_gap_is_the_lid_distance_over_the_eye_width():
 def test_the_answer_in_words_matches_the_verdicts():
     """The headline and the summary name what has evidence, say plainly when nothing has, and say
     when the decision reacts to a semantic whose subspace cannot tell."""
-    import pandas as pd
-
     from cfexplain.audit import AuditResult
 
     def result(verdicts, p_values, effect_high=(0.9, 0.9)) -> AuditResult:
