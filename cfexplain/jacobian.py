@@ -106,11 +106,17 @@ class _BatchProgress:
 
     def __init__(self, bar: Any, samples: int, planned_vectors: int) -> None:
         self.bar, self.samples, self.planned, self.done = bar, samples, max(planned_vectors, 1), 0.0
+        self.origin = bar.n
 
     def _move_to(self, position: float) -> None:
-        if position > self.done:
-            self.bar.update(position - self.done)
-            self.done = position
+        if position <= self.done:
+            return
+        self.done = min(position, self.samples)
+        if self.done >= self.samples:  # the batch's end lands exactly: fractional steps never pass it
+            self.bar.update(self.origin + self.samples - self.bar.n)
+            self.bar.n = self.origin + self.samples
+        else:
+            self.bar.update(self.origin + self.done - self.bar.n)
 
     def __call__(self, vectors: int) -> None:
         """``vectors`` more tangent or cotangent vectors have gone through the batch."""
@@ -120,7 +126,7 @@ class _BatchProgress:
     def folded(self, fraction: float) -> None:
         """``fraction`` of the batch's rows are folded into the factors."""
         share = self.PASSES_SHARE * self.samples
-        self._move_to(share + (self.samples - share) * min(fraction, 1.0))
+        self._move_to(self.samples if fraction >= 1 else share + (self.samples - share) * fraction)
 
 
 def _no_progress(vectors: int) -> None:
