@@ -87,7 +87,7 @@ COLUMNS: tuple[Column, ...] = (
            "anything, or the semantic cannot be told apart from one that is not; `not tested`: the audit ran without "
            "its random control", "str", "verdict", "", gate=False),
     Column("rank", "1 + the number of semantics that flip the decision with less image change on significantly more "
-           "faces (a paired sign test robust to any one face): semantics no test separates share a rank", "int",
+           "faces (a paired sign test robust to any two faces): semantics no test separates share a rank", "int",
            "rank", "{:d}"),
     Column("effect", "probability that the semantic flips the decision with less image change than a random subspace "
            "of its dimension on the same face (0.5: like random; mean over faces, against every subspace of the "
