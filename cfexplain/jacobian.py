@@ -112,11 +112,9 @@ class _BatchProgress:
         if position <= self.done:
             return
         self.done = min(position, self.samples)
-        if self.done >= self.samples:  # the batch's end lands exactly: fractional steps never pass it
-            self.bar.update(self.origin + self.samples - self.bar.n)
-            self.bar.n = self.origin + self.samples
-        else:
-            self.bar.update(self.origin + self.done - self.bar.n)
+        target = self.origin + self.done
+        self.bar.update(target - self.bar.n)
+        self.bar.n = target  # exact, so that the rounding of fractional steps never carries past the batch's end
 
     def __call__(self, vectors: int) -> None:
         """``vectors`` more tangent or cotangent vectors have gone through the batch."""

@@ -49,8 +49,8 @@ from scipy import stats
 from ..subspaces.specificity import SemanticSpecificity
 
 __all__ = ["EVIDENCE", "NO_EVIDENCE", "CANNOT_TELL", "NOT_TESTED", "VERDICTS", "SemanticTest", "beyond_budget",
-           "face_scores", "compare_with_control", "holm", "FACES_LEFT_OUT", "dominates", "pairwise_dominance", "ranks_of", "detectable_effect",
-           "stands_in_for", "Verdict", "verdicts"]
+           "face_scores", "compare_with_control", "holm", "FACES_LEFT_OUT", "dominates", "pairwise_dominance",
+           "ranks_of", "detectable_effect", "stands_in_for", "Verdict", "verdicts"]
 
 EVIDENCE, NO_EVIDENCE, CANNOT_TELL, NOT_TESTED = "evidence", "no evidence", "cannot tell", "not tested"
 VERDICTS = (EVIDENCE, NO_EVIDENCE, CANNOT_TELL, NOT_TESTED)
